@@ -1,0 +1,154 @@
+// swift-tools-version:6.1
+//
+// cache-gateway: a code-versioned distributed cache for Swift services.
+//
+// The folder tree is the architecture:
+//   Sources/C*                  C libraries as [system] module maps with shims
+//   Sources/Digest              libcrypto wrapper (SHA-256), shared by the protocol and the macro
+//   Sources/Protocol            wire protocol: frames, messages, MessagePack Codable, cache keys
+//   Sources/Gateway             the daemon's engine: server, stores, registry, Redis connection
+//   Sources/cache-gateway       thin executable (argument parsing only)
+//   Sources/GatewayClient       the worker-side runtime: `cache(ttl:)` and the gateway client
+//   Sources/GatewayClientMacros the `@Cached` macro plugin
+//   Benchmarks/                 release-build benchmarks
+import CompilerPluginSupport
+import PackageDescription
+
+let package = Package(
+    name: "cache-gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "GatewayProtocol", targets: ["GatewayProtocol"]),
+        .library(name: "Gateway", targets: ["Gateway"]),
+        .library(name: "GatewayClient", targets: ["GatewayClient"]),
+        .executable(name: "cache-gateway", targets: ["CacheGatewayCommand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        // The macro must build with swift-syntax 600 through 603.
+        .package(url: "https://github.com/swiftlang/swift-syntax.git", "600.0.0"..<"604.0.0"),
+    ],
+    targets: [
+        // MARK: C libraries
+
+        .systemLibrary(
+            name: "CMsgPack",
+            path: "Sources/CMsgPack",
+            pkgConfig: "msgpack",
+            providers: [.apt(["libmsgpack-dev"])]
+        ),
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CHiredis",
+            // No pkgConfig: hiredis.pc adds -I/usr/include/hiredis and
+            // -D_FILE_OFFSET_BITS=64, which SwiftPM rejects with a warning; the
+            // shim includes <hiredis/hiredis.h> from /usr/include instead.
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibCrypto",
+            path: "Sources/CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // MARK: Libraries
+
+        .target(
+            name: "GatewayDigest",
+            dependencies: ["CLibCrypto"],
+            path: "Sources/Digest"
+        ),
+        .target(
+            name: "GatewayProtocol",
+            dependencies: [
+                "CMsgPack",
+                "GatewayDigest",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/Protocol"
+        ),
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "GatewayProtocol",
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/Gateway"
+        ),
+        .executableTarget(
+            name: "CacheGatewayCommand",
+            dependencies: [
+                "Gateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/cache-gateway"
+        ),
+        .macro(
+            name: "GatewayClientMacros",
+            dependencies: [
+                "GatewayDigest",
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+                .product(name: "SwiftDiagnostics", package: "swift-syntax"),
+            ],
+            path: "Sources/GatewayClientMacros"
+        ),
+        .target(
+            name: "GatewayClient",
+            dependencies: [
+                "GatewayClientMacros",
+                "GatewayProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/GatewayClient"
+        ),
+
+        // MARK: Benchmarks (run on release builds: `make bench`)
+
+        .executableTarget(
+            name: "GatewayBenchmarks",
+            dependencies: ["GatewayProtocol", "Gateway"],
+            path: "Benchmarks/GatewayBenchmarks"
+        ),
+
+        // MARK: Tests
+
+        .executableTarget(
+            name: "CanonicalProbe",
+            dependencies: ["GatewayProtocol"],
+            path: "Tests/CanonicalProbe"
+        ),
+        .testTarget(
+            name: "GatewayProtocolTests",
+            dependencies: [
+                "GatewayProtocol",
+                "GatewayDigest",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway",
+                "GatewayProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,72 @@
+// The only file that touches libcrypto. Every pointer, handle and return code of
+// OpenSSL stays here; the rest of the package sees `SHA256Digest` and `DigestError`.
+internal import CLibCrypto
+
+/// Runs one libcrypto call and turns its status into a `DigestError`.
+///
+/// The EVP functions return 1 on success and 0 (or, for a few, a negative
+/// number) on failure, with details on OpenSSL's thread-local error queue.
+/// Every call in this file goes through here, so no status is ignored.
+@inline(__always)
+func libcryptoCall(
+    _ function: StaticString,
+    fileID: StaticString = #fileID,
+    line: Int = #line,
+    _ body: () -> Int32
+) throws {
+    let status = body()
+    guard status == 1 else {
+        // Drain the queue so that a later, unrelated call does not report this failure.
+        let detail = ERR_get_error()
+        ERR_clear_error()
+        throw DigestError(
+            code: .libcryptoFailure,
+            message: "\(function) failed (status \(status), OpenSSL error \(detail))",
+            fileID: fileID,
+            line: line
+        )
+    }
+}
+
+/// Owns one `EVP_MD_CTX` and frees it when the last reference goes.
+///
+/// A context is cheap to reset and expensive to allocate, so a hasher keeps one
+/// for its whole life.
+final class DigestContext {
+    private let context: OpaquePointer
+
+    init() throws {
+        guard let context = EVP_MD_CTX_new() else {
+            throw DigestError(code: .libcryptoFailure, message: "EVP_MD_CTX_new returned NULL")
+        }
+        self.context = context
+    }
+
+    deinit {
+        EVP_MD_CTX_free(self.context)
+    }
+
+    /// Starts a SHA-256 computation, discarding any earlier state.
+    func resetSHA256() throws {
+        try libcryptoCall("EVP_DigestInit_ex") { EVP_DigestInit_ex(self.context, EVP_sha256(), nil) }
+    }
+
+    func update(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        try libcryptoCall("EVP_DigestUpdate") { EVP_DigestUpdate(self.context, base, bytes.count) }
+    }
+
+    /// Finishes the computation and returns the 32 digest bytes.
+    func finishSHA256() throws -> SHA256Digest {
+        var digest = SHA256Digest.zero
+        try withUnsafeMutableBytes(of: &digest.storage) { (raw) in
+            var length: UInt32 = 0
+            let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            try libcryptoCall("EVP_DigestFinal_ex") { EVP_DigestFinal_ex(self.context, out, &length) }
+            guard length == 32 else {
+                throw DigestError(code: .libcryptoFailure, message: "SHA-256 produced \(length) bytes")
+            }
+        }
+        return digest
+    }
+}

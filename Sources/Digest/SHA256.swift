@@ -1,0 +1,116 @@
+/// A SHA-256 digest: 32 bytes, compared and hashed by value.
+///
+/// The bytes are kept inline (no heap allocation), so a digest is cheap to copy
+/// and to use as a dictionary key.
+public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
+    /// The 32 digest bytes, in order.
+    var storage: (UInt64, UInt64, UInt64, UInt64)
+
+    /// The digest with every byte zero; used as scratch space before hashing.
+    static let zero = SHA256Digest(storage: (0, 0, 0, 0))
+
+    init(storage: (UInt64, UInt64, UInt64, UInt64)) {
+        self.storage = storage
+    }
+
+    /// Wraps 32 bytes that already are a SHA-256 digest (for example, read off the wire).
+    ///
+    /// Returns `nil` unless `bytes` has exactly 32 elements.
+    public init?(bytes: some Collection<UInt8>) {
+        guard bytes.count == 32 else { return nil }
+        var digest = SHA256Digest.zero
+        withUnsafeMutableBytes(of: &digest.storage) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        self = digest
+    }
+
+    /// Calls `body` with the 32 digest bytes.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try Swift.withUnsafeBytes(of: self.storage, body)
+    }
+
+    /// The digest bytes as an array.
+    public var bytes: [UInt8] {
+        self.withUnsafeBytes { Array($0) }
+    }
+
+    /// The digest as 64 lowercase hexadecimal digits.
+    public var hexString: String {
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        return self.withUnsafeBytes { raw in
+            String(unsafeUninitializedCapacity: 64) { out in
+                for (index, byte) in raw.enumerated() {
+                    out[2 * index] = digits[Int(byte >> 4)]
+                    out[2 * index + 1] = digits[Int(byte & 0x0f)]
+                }
+                return 64
+            }
+        }
+    }
+
+    /// The hexadecimal form.
+    public var description: String { self.hexString }
+
+    public static func == (lhs: SHA256Digest, rhs: SHA256Digest) -> Bool {
+        lhs.storage.0 == rhs.storage.0 && lhs.storage.1 == rhs.storage.1
+            && lhs.storage.2 == rhs.storage.2 && lhs.storage.3 == rhs.storage.3
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(self.storage.0)
+        hasher.combine(self.storage.1)
+        hasher.combine(self.storage.2)
+        hasher.combine(self.storage.3)
+    }
+}
+
+/// SHA-256 through OpenSSL's libcrypto.
+///
+/// A `SHA256` value is a streaming hasher: feed it with `update`, then call
+/// `finalize`. Copies share one computation and it is not `Sendable`: give
+/// each computation its own value.
+public struct SHA256 {
+    private let context: DigestContext
+
+    /// Starts a new computation.
+    public init() throws {
+        self.context = try DigestContext()
+        try self.context.resetSHA256()
+    }
+
+    /// Adds bytes to the computation.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) throws {
+        try self.context.update(bytes)
+    }
+
+    /// Adds bytes to the computation.
+    public mutating func update(_ bytes: some Sequence<UInt8>) throws {
+        let context = self.context
+        let done: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
+            try context.update(UnsafeRawBufferPointer(buffer))
+        }
+        if done == nil {
+            try Array(bytes).withUnsafeBytes { raw in try context.update(raw) }
+        }
+    }
+
+    /// Finishes the computation and returns the digest; the hasher must not be used afterwards.
+    public func finalize() throws -> SHA256Digest {
+        try self.context.finishSHA256()
+    }
+
+    /// The SHA-256 of `bytes` in one call.
+    public static func hash(_ bytes: UnsafeRawBufferPointer) throws -> SHA256Digest {
+        var hasher = try SHA256()
+        try hasher.update(bytes)
+        return try hasher.finalize()
+    }
+
+    /// The SHA-256 of `bytes` in one call.
+    public static func hash(_ bytes: some Sequence<UInt8>) throws -> SHA256Digest {
+        var hasher = try SHA256()
+        try hasher.update(bytes)
+        return try hasher.finalize()
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs a command beside a private redis-server, then stops the server whatever
+# the command's outcome. The server listens only on a Unix socket in a fresh
+# temporary directory (no TCP port), keeps nothing on disk, and is exported to
+# the command as CACHE_GATEWAY_TEST_REDIS_SOCKET.
+#   scripts/with-redis.sh swift test
+set -euo pipefail
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/cache-gateway-redis.XXXXXX")
+socket="$dir/redis.sock"
+redis_pid=""
+
+cleanup() {
+    if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+    fi
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+redis-server --port 0 --unixsocket "$socket" --unixsocketperm 700 \
+    --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" --daemonize no &
+redis_pid=$!
+
+# Wait for the server to answer, not for a fixed time.
+for _ in $(seq 1 200); do
+    if [ "$(redis-cli -s "$socket" ping 2>/dev/null)" = "PONG" ]; then break; fi
+    kill -0 "$redis_pid" 2>/dev/null || { echo "with-redis: redis-server exited:" >&2; cat "$dir/redis.log" >&2; exit 1; }
+    sleep 0.05
+done
+[ "$(redis-cli -s "$socket" ping 2>/dev/null)" = "PONG" ] || { echo "with-redis: redis-server did not start" >&2; exit 1; }
+
+export CACHE_GATEWAY_TEST_REDIS_SOCKET="$socket"
+export CACHE_GATEWAY_TEST_REDIS_PID="$redis_pid"
+set +e
+"$@"
+status=$?
+set -e
+exit $status
