@@ -78,6 +78,7 @@ let package = Package(
                 "GatewayProtocol",
                 "CHiredis",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -85,10 +86,21 @@ let package = Package(
             ],
             path: "Sources/Gateway"
         ),
+        .target(
+            name: "GatewayConnection",
+            dependencies: [
+                "GatewayProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Sources/GatewayConnection"
+        ),
         .executableTarget(
             name: "CacheGatewayCommand",
             dependencies: [
                 "Gateway",
+                "GatewayConnection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/cache-gateway"
@@ -120,7 +132,7 @@ let package = Package(
 
         .executableTarget(
             name: "GatewayBenchmarks",
-            dependencies: ["GatewayProtocol", "Gateway"],
+            dependencies: ["GatewayProtocol", "Gateway", "GatewayConnection"],
             path: "Benchmarks/GatewayBenchmarks"
         ),
 
@@ -144,10 +156,13 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "GatewayConnection",
                 "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]

@@ -16,13 +16,28 @@ public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
     /// Wraps 32 bytes that already are a SHA-256 digest (for example, read off the wire).
     ///
     /// Returns `nil` unless `bytes` has exactly 32 elements.
-    public init?(bytes: some Collection<UInt8>) {
+    public init?(bytes: UnsafeRawBufferPointer) {
         guard bytes.count == 32 else { return nil }
         var digest = SHA256Digest.zero
-        withUnsafeMutableBytes(of: &digest.storage) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
+        withUnsafeMutableBytes(of: &digest.storage) { $0.copyMemory(from: bytes) }
         self = digest
+    }
+
+    /// Wraps 32 bytes that already are a SHA-256 digest.
+    ///
+    /// Returns `nil` unless `bytes` has exactly 32 elements.
+    public init?(bytes: some Collection<UInt8>) {
+        guard bytes.count == 32 else { return nil }
+        self = .zero
+        let copied: Bool? = bytes.withContiguousStorageIfAvailable { buffer in
+            withUnsafeMutableBytes(of: &self.storage) { $0.copyMemory(from: UnsafeRawBufferPointer(buffer)) }
+            return true
+        }
+        if copied == nil {
+            Array(bytes).withUnsafeBytes { raw in
+                withUnsafeMutableBytes(of: &self.storage) { $0.copyMemory(from: raw) }
+            }
+        }
     }
 
     /// Calls `body` with the 32 digest bytes.

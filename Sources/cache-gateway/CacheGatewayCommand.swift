@@ -1,12 +1,176 @@
 import ArgumentParser
+import Foundation
 import Gateway
+import GatewayConnection
+import GatewayProtocol
+import Logging
+import NIOCore
+import ServiceLifecycle
 
 /// `cache-gateway`: the per-host cache daemon and its admin commands.
 @main
 struct CacheGatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cache-gateway",
-        abstract: "A per-host cache gateway: workers talk MessagePack over a Unix socket, entries live in Redis or in memory.",
-        version: GatewayVersion.current
+        abstract: "A per-host cache gateway: workers talk MessagePack over a Unix socket, entries live in memory or in Redis.",
+        version: GatewayVersion.current,
+        subcommands: [Serve.self, Ping.self, StatsCommand.self],
+        defaultSubcommand: Serve.self
     )
+}
+
+/// The socket option shared by every subcommand.
+struct SocketOption: ParsableArguments {
+    @Option(name: .long, help: "The gateway's Unix socket (env CACHE_GATEWAY_SOCKET; default \(GatewayConfiguration.defaultSocketPath)).")
+    var socket: String?
+
+    /// Flag, then environment, then the default.
+    var path: String {
+        self.socket ?? ProcessInfo.processInfo.environment["CACHE_GATEWAY_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? GatewayConfiguration.defaultSocketPath
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway (the default subcommand).")
+
+    @OptionGroup var socket: SocketOption
+
+    @Option(help: "The socket file's permission bits, in octal.")
+    var socketMode: String = "660"
+
+    @Option(help: "The socket file's group (name or number).")
+    var socketGroup: String?
+
+    @Option(help: "The bound of the embedded in-memory store, in bytes.")
+    var memoryLimit: Int = MemoryStore.defaultLimitBytes
+
+    @Option(help: "Separates applications that share one backend.")
+    var namespace: String = "default"
+
+    @Option(help: "The largest frame payload accepted, in bytes.")
+    var maxFrameSize: Int = FrameLimits.defaultMaxFrameSize
+
+    @Option(help: "The largest value stored, in bytes.")
+    var maxValueSize: Int = 4 * 1024 * 1024
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        guard let mode = UInt32(self.socketMode, radix: 8) else {
+            throw ValidationError("--socket-mode takes octal permission bits such as 660")
+        }
+        guard let level = Logger.Level(rawValue: self.logLevel) else {
+            throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "cache-gateway")
+        let configuration = GatewayConfiguration(
+            socketPath: self.socket.path,
+            socketMode: mode,
+            socketGroup: self.socketGroup,
+            backend: .memory(limitBytes: self.memoryLimit),
+            namespace: self.namespace,
+            maxFrameSize: self.maxFrameSize,
+            maxValueSize: self.maxValueSize
+        )
+        do {
+            try configuration.validate()
+        } catch let error as GatewayError {
+            throw ValidationError(error.message)
+        }
+
+        let store = MemoryStore(limitBytes: self.memoryLimit)
+        let notifier = SystemdNotifier()
+        let server = GatewayServer(
+            configuration: configuration,
+            store: store,
+            logger: logger,
+            onReady: { _ in notifier.notify("READY=1\nSTATUS=serving") },
+            onDraining: { notifier.notify("STOPPING=1") }
+        )
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        do {
+            try await group.run()
+        } catch let error as GatewayError {
+            logger.critical("\(error.message)")
+            throw ExitCode(1)
+        }
+        await store.shutdown()
+    }
+}
+
+struct Ping: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exit 0 when the gateway answers a ping.")
+
+    @OptionGroup var socket: SocketOption
+
+    @Option(help: "How long to wait, in milliseconds.")
+    var timeout: Int64 = 2000
+
+    func run() async throws {
+        do {
+            let connection = try await GatewayConnection.connect(socketPath: self.socket.path, clientName: "cache-gateway ping", timeout: .milliseconds(self.timeout))
+            _ = try await connection.request(.ping, timeout: .milliseconds(self.timeout))
+            await connection.close()
+            print("pong from \(self.socket.path) (gateway \(connection.hello.gatewayVersion))")
+        } catch let error as GatewayError {
+            FileHandle.standardError.write(Data("cache-gateway ping: \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct StatsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show the gateway's counters and backend health.")
+
+    @OptionGroup var socket: SocketOption
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let stats: Stats
+        do {
+            let connection = try await GatewayConnection.connect(socketPath: self.socket.path, clientName: "cache-gateway stats")
+            guard case .statsReply(let reply) = try await connection.request(.stats) else {
+                throw GatewayError(.malformedMessage, "the gateway did not answer with stats")
+            }
+            stats = reply
+            await connection.close()
+        } catch let error as GatewayError {
+            FileHandle.standardError.write(Data("cache-gateway stats: \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+        let sorted = stats.values.sorted { $0.key < $1.key }
+        if self.json {
+            var object: [String: Any] = [:]
+            for (name, value) in sorted {
+                switch value {
+                case .count(let count): object[name] = count
+                case .text(let text): object[name] = text
+                }
+            }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            for (name, value) in sorted {
+                switch value {
+                case .count(let count): print("\(name): \(count)")
+                case .text(let text): print("\(name): \(text)")
+                }
+            }
+        }
+    }
 }

@@ -14,6 +14,12 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
     public init(digest: SHA256Digest) { self.digest = digest }
 
     /// Wraps 32 bytes read off the wire; `nil` unless there are exactly 32.
+    public init?(bytes: UnsafeRawBufferPointer) {
+        guard let digest = SHA256Digest(bytes: bytes) else { return nil }
+        self.digest = digest
+    }
+
+    /// Wraps 32 bytes; `nil` unless there are exactly 32.
     public init?(bytes: some Collection<UInt8>) {
         guard let digest = SHA256Digest(bytes: bytes) else { return nil }
         self.digest = digest

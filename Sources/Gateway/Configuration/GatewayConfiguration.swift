@@ -1,0 +1,111 @@
+import GatewayProtocol
+import NIOCore
+
+/// Everything the gateway needs to run, with defaults for every field.
+///
+/// The command line builds one from flags, the environment and an optional
+/// config file (flags win over the environment, which wins over the file).
+public struct GatewayConfiguration: Sendable {
+    /// Where the gateway listens. Default: `/run/cache-gateway/gateway.sock`.
+    public var socketPath: String
+    /// The socket file's permission bits, e.g. 0o660. Default: 0o660.
+    public var socketMode: UInt32
+    /// The socket file's group (a name or a numeric id); nil keeps the process's group.
+    public var socketGroup: String?
+    /// Where entries live.
+    public var backend: Backend
+    /// Separates applications that share one backend. Default: `default`.
+    public var namespace: String
+    /// The largest frame payload accepted, in bytes.
+    public var maxFrameSize: Int
+    /// The largest value stored, in bytes.
+    public var maxValueSize: Int
+    /// The most requests one connection may have in flight before it gets
+    /// `tooManyRequests`.
+    public var maxInFlightPerConnection: Int
+    /// How long the backend may take to answer a lookup before the gateway
+    /// answers "miss, do not store". Default: 5 ms.
+    public var lookupTimeout: TimeAmount
+
+    /// The default socket path.
+    public static let defaultSocketPath = "/run/cache-gateway/gateway.sock"
+
+    /// Creates a configuration; every argument has a default.
+    public init(
+        socketPath: String = GatewayConfiguration.defaultSocketPath,
+        socketMode: UInt32 = 0o660,
+        socketGroup: String? = nil,
+        backend: Backend = .memory(),
+        namespace: String = "default",
+        maxFrameSize: Int = FrameLimits.defaultMaxFrameSize,
+        maxValueSize: Int = 4 * 1024 * 1024,
+        maxInFlightPerConnection: Int = 4096,
+        lookupTimeout: TimeAmount = .milliseconds(5)
+    ) {
+        self.socketPath = socketPath
+        self.socketMode = socketMode
+        self.socketGroup = socketGroup
+        self.backend = backend
+        self.namespace = namespace
+        self.maxFrameSize = maxFrameSize
+        self.maxValueSize = maxValueSize
+        self.maxInFlightPerConnection = maxInFlightPerConnection
+        self.lookupTimeout = lookupTimeout
+    }
+
+    /// Checks the fields against each other; throws `.invalidConfiguration`.
+    public func validate() throws {
+        func fail(_ message: String) -> GatewayError { GatewayError(.invalidConfiguration, message) }
+        guard !self.socketPath.isEmpty else { throw fail("the socket path is empty") }
+        // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+        guard self.socketPath.utf8.count < 108 else {
+            throw fail("the socket path is \(self.socketPath.utf8.count) bytes; Unix sockets allow at most 107")
+        }
+        guard self.socketMode <= 0o777 else { throw fail("the socket mode \(String(self.socketMode, radix: 8)) is not a permission mode") }
+        guard !self.namespace.isEmpty, self.namespace.utf8.count <= 128 else {
+            throw fail("the namespace must be 1 to 128 bytes")
+        }
+        guard self.maxFrameSize >= 1024, self.maxFrameSize <= Int(UInt32.max) else {
+            throw fail("the largest frame must be 1 KiB to 4 GiB, is \(self.maxFrameSize)")
+        }
+        // A store frame carries the value plus at most about 700 bytes of fields.
+        guard self.maxValueSize >= 1, self.maxValueSize + 1024 <= self.maxFrameSize else {
+            throw fail("the largest value (\(self.maxValueSize)) must be at least 1 KiB below the largest frame (\(self.maxFrameSize))")
+        }
+        guard self.maxInFlightPerConnection >= 1 else { throw fail("the in-flight limit must be at least 1") }
+        guard self.lookupTimeout > .zero else { throw fail("the lookup timeout must be positive") }
+        if case .memory(let limit) = self.backend.base, limit < 1024 {
+            throw fail("the memory limit must be at least 1 KiB, is \(limit)")
+        }
+    }
+
+    /// Where the gateway keeps entries. A struct around an internal enum, so
+    /// that choices (a near-cache, Redis Cluster, Sentinel) can be added without
+    /// breaking code that switches over it.
+    public struct Backend: Sendable, CustomStringConvertible {
+        enum Base: Sendable {
+            case memory(limitBytes: Int)
+            case redis(url: String)
+        }
+
+        let base: Base
+
+        /// The embedded in-memory store, bounded by `limitBytes`.
+        public static func memory(limitBytes: Int = MemoryStore.defaultLimitBytes) -> Backend {
+            Backend(base: .memory(limitBytes: limitBytes))
+        }
+
+        /// Redis at `url`: `redis://[user:password@]host:port/db` or `unix:///path/to/redis.sock?db=N`.
+        public static func redis(url: String) -> Backend {
+            Backend(base: .redis(url: url))
+        }
+
+        /// `memory (N bytes)` or `redis` with the URL's password hidden.
+        public var description: String {
+            switch self.base {
+            case .memory(let limit): "memory (\(limit) bytes)"
+            case .redis: "redis"
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+import GatewayProtocol
+import Logging
+import NIOCore
+
+/// Told to every connection when the gateway starts draining.
+struct DrainEvent: Sendable {}
+
+/// What every connection of one server shares.
+struct ServerContext: Sendable {
+    let configuration: GatewayConfiguration
+    let store: any CacheStore
+    let statistics: GatewayStatistics
+    let logger: Logger
+}
+
+/// Serves one worker connection, entirely on its event loop.
+///
+/// It sits behind a `FrameDecoder` and receives frame payloads. Each request is
+/// decoded, handed to the store, and answered when the store's future
+/// completes: requests run concurrently and replies go out in completion order,
+/// each carrying its request's id. Replies produced while a read burst is being
+/// processed are flushed once, at `channelReadComplete`, so a pipelined burst
+/// costs one write system call. An in-memory hit never leaves this event loop.
+final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let shared: ServerContext
+    private var logger: Logger
+    private var greeted = false
+    private var inFlight = 0
+    private var draining = false
+    private var inReadBurst = false
+    private var needsFlush = false
+    private var idleCheck: Scheduled<Void>?
+    private var lastActivity = NIODeadline.now()
+
+    init(context: ServerContext, connectionID: UInt64) {
+        self.shared = context
+        self.logger = context.logger
+        self.logger[metadataKey: "connection"] = "\(connectionID)"
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.shared.statistics.increment(.connections)
+        self.shared.statistics.increment(.connectionsAccepted)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.shared.statistics.decrement(.connections)
+        self.idleCheck?.cancel()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.inReadBurst = true
+        self.lastActivity = .now()
+        let payload = Self.unwrapInboundIn(data)
+        self.shared.statistics.increment(.requests)
+        let message: GatewayMessage
+        do {
+            message = try GatewayMessage(payload: payload)
+        } catch let error as GatewayError {
+            let id = GatewayMessage.requestID(inPayload: payload) ?? 0
+            self.fail(id: id, error, context: context)
+            return
+        } catch {
+            self.fail(id: 0, GatewayError(.malformedMessage, "\(error)"), context: context)
+            return
+        }
+        self.handle(message, context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.inReadBurst = false
+        if self.needsFlush {
+            self.needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Errors that reach here come from the frame decoder: the stream cannot
+        // be trusted any more, so say why and close.
+        let gatewayError = (error as? GatewayError) ?? GatewayError(.malformedMessage, "\(error)")
+        self.logger.notice("closing connection: \(gatewayError.message)", metadata: ["code": "\(gatewayError.wireCode)"])
+        self.shared.statistics.increment(.errors)
+        let reply = GatewayMessage(id: 0, .error(ErrorReply(gatewayError)))
+        if let frame = try? reply.encodedFrame(allocator: context.channel.allocator) {
+            context.writeAndFlush(Self.wrapOutboundOut(frame), promise: nil)
+        }
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is DrainEvent {
+            self.startDraining(context: context)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    // MARK: Requests
+
+    private func handle(_ message: GatewayMessage, context: ChannelHandlerContext) {
+        let id = message.id
+        guard message.body.type.isRequest else {
+            self.fail(id: id, GatewayError(.unknownMessageType, "message type \(message.body.type) is a reply, not a request"), context: context)
+            return
+        }
+        if case .hello(let hello) = message.body {
+            self.hello(id: id, hello, context: context)
+            return
+        }
+        guard self.greeted else {
+            self.reply(GatewayMessage(id: id, .error(ErrorReply(code: .helloRequired, message: "send hello first"))), context: context)
+            self.shared.statistics.increment(.errors)
+            return
+        }
+        guard self.inFlight < self.shared.configuration.maxInFlightPerConnection else {
+            self.fail(id: id, GatewayError(.tooManyRequests, "more than \(self.shared.configuration.maxInFlightPerConnection) requests in flight"), context: context)
+            return
+        }
+        let namespace = self.shared.configuration.namespace
+        let loop = context.eventLoop
+        switch message.body {
+        case .ping:
+            self.reply(GatewayMessage(id: id, .pong), context: context)
+        case .lookup(let lookup):
+            let key = StorageKey(namespace: namespace, function: lookup.function, key: lookup.key)
+            self.track(self.shared.store.lookup(key, on: loop), id: id, context: context) { result, statistics in
+                switch result {
+                case .hit(let value):
+                    statistics.increment(.hits)
+                    return .lookupReply(.hit(value))
+                case .miss:
+                    statistics.increment(.misses)
+                    return .lookupReply(.miss)
+                case .missDoNotStore:
+                    statistics.increment(.misses)
+                    return .lookupReply(.missDoNotStore)
+                }
+            }
+        case .store(let store):
+            guard store.value.readableBytes <= self.shared.configuration.maxValueSize else {
+                self.fail(id: id, GatewayError(.valueTooLarge, "the value has \(store.value.readableBytes) bytes; the limit is \(self.shared.configuration.maxValueSize)"), context: context)
+                return
+            }
+            let key = StorageKey(namespace: namespace, function: store.function, key: store.key)
+            let entry = StoreEntry(
+                value: store.value,
+                ttl: .milliseconds(Int64(store.ttlMilliseconds)),
+                computeMicroseconds: store.computeMicroseconds
+            )
+            self.track(self.shared.store.store(key, entry: entry, on: loop), id: id, context: context) { stored, statistics in
+                statistics.increment(stored ? .stores : .droppedStores)
+                return .storeReply(stored: stored)
+            }
+        case .register:
+            // The source-hash registry (leases, purging) arrives with issue 5;
+            // until then registering is acknowledged and changes nothing.
+            self.reply(GatewayMessage(id: id, .registerReply), context: context)
+        case .invalidate(let invalidate):
+            let future = self.shared.store.invalidate(
+                namespace: namespace,
+                function: invalidate.function,
+                version: invalidate.version,
+                key: invalidate.key,
+                on: loop
+            )
+            self.track(future, id: id, context: context) { deleted, _ in .invalidateReply(deleted: deleted) }
+        case .stats:
+            self.reply(GatewayMessage(id: id, .statsReply(self.shared.statistics.snapshot(store: self.shared.store))), context: context)
+        default:
+            self.fail(id: id, GatewayError(.unknownMessageType, "message type \(message.body.type) is not served"), context: context)
+        }
+    }
+
+    private func hello(id: UInt64, _ hello: Hello, context: ChannelHandlerContext) {
+        guard hello.protocolVersion == GatewayMessage.protocolVersion else {
+            self.fail(id: id, GatewayError(.unsupportedVersion, "this gateway speaks protocol version \(GatewayMessage.protocolVersion), not \(hello.protocolVersion)"), context: context)
+            context.close(promise: nil)
+            return
+        }
+        if !self.greeted {
+            self.greeted = true
+            self.logger[metadataKey: "client"] = "\(hello.clientName)[\(hello.pid)]"
+            self.logger.debug("hello")
+        }
+        let reply = HelloReply(
+            protocolVersion: GatewayMessage.protocolVersion,
+            gatewayVersion: GatewayVersion.current,
+            maxFrameSize: UInt64(self.shared.configuration.maxFrameSize),
+            maxValueSize: UInt64(self.shared.configuration.maxValueSize)
+        )
+        self.reply(GatewayMessage(id: id, .helloReply(reply)), context: context)
+    }
+
+    /// Answers when `future` completes. Store futures complete on this
+    /// connection's event loop, so the callback runs here without a hop.
+    private func track<Value: Sendable>(
+        _ future: EventLoopFuture<Value>,
+        id: UInt64,
+        context: ChannelHandlerContext,
+        _ makeReply: @escaping @Sendable (Value, GatewayStatistics) -> GatewayMessage.Body
+    ) {
+        self.inFlight += 1
+        let statistics = self.shared.statistics
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        future.hop(to: context.eventLoop).whenComplete { result in
+            let (handler, context) = loopBound.value
+            handler.inFlight -= 1
+            switch result {
+            case .success(let value):
+                handler.reply(GatewayMessage(id: id, makeReply(value, statistics)), context: context)
+            case .failure(let error):
+                let gatewayError = (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)")
+                handler.fail(id: id, gatewayError, context: context)
+            }
+            handler.closeIfDrained(context: context)
+        }
+    }
+
+    private func fail(id: UInt64, _ error: GatewayError, context: ChannelHandlerContext) {
+        self.shared.statistics.increment(.errors)
+        self.logger.debug("request failed: \(error.message)", metadata: ["id": "\(id)", "code": "\(error.wireCode)"])
+        self.reply(GatewayMessage(id: id, .error(ErrorReply(error))), context: context)
+    }
+
+    private func reply(_ message: GatewayMessage, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        do {
+            try message.encodeFrame(into: &buffer)
+        } catch {
+            // Only a reply larger than 4 GiB could fail to encode; say so instead.
+            let fallback = GatewayMessage(id: message.id, .error(ErrorReply(code: .internal, message: "the reply could not be encoded")))
+            buffer.clear()
+            try? fallback.encodeFrame(into: &buffer)
+        }
+        if self.inReadBurst {
+            context.write(Self.wrapOutboundOut(buffer), promise: nil)
+            self.needsFlush = true
+        } else {
+            context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+
+    // MARK: Draining
+
+    /// How long a draining connection must be idle (nothing in flight, nothing
+    /// read) before it is closed: long enough for requests that were already on
+    /// their way to arrive and be answered.
+    static let drainIdleTime = TimeAmount.milliseconds(50)
+
+    private func startDraining(context: ChannelHandlerContext) {
+        guard !self.draining else { return }
+        self.draining = true
+        self.closeIfDrained(context: context)
+    }
+
+    private func closeIfDrained(context: ChannelHandlerContext) {
+        guard self.draining, self.inFlight == 0, self.idleCheck == nil else { return }
+        let idleFor = NIODeadline.now() - self.lastActivity
+        if idleFor >= Self.drainIdleTime {
+            context.close(promise: nil)
+            return
+        }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.idleCheck = context.eventLoop.scheduleTask(in: Self.drainIdleTime - idleFor) {
+            let (handler, context) = loopBound.value
+            handler.idleCheck = nil
+            handler.closeIfDrained(context: context)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import GatewayProtocol
+import NIOCore
+
+/// Where the gateway keeps entries.
+///
+/// The server talks only to this protocol, so backends compose without
+/// reshaping it: `MemoryStore` (the embedded default) and the Redis store
+/// implement it; a near-cache is a store that wraps another store; Redis
+/// Cluster and Sentinel are topologies behind the Redis store (they change
+/// which connection a key goes to, not this interface).
+///
+/// Every method answers on the event loop it is given, so a connection's
+/// request and reply stay on that connection's loop: an in-memory hit never
+/// leaves the loop it arrived on.
+public protocol CacheStore: Sendable {
+    /// A short name for stats and logs, e.g. `memory` or `redis`.
+    var kind: String { get }
+
+    /// Whether the backend can currently serve requests.
+    var isHealthy: Bool { get }
+
+    /// Looks up an entry. A store that cannot answer (backend down or slow)
+    /// succeeds with `.missDoNotStore` rather than failing.
+    func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup>
+
+    /// Stores an entry for `ttl`; succeeds with false when the entry was dropped
+    /// (backend unavailable).
+    func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool>
+
+    /// Deletes entries of `function`: one entry (`version` and `key`), one
+    /// version (`version` only), or every version. Succeeds with the number deleted.
+    func invalidate(
+        namespace: String,
+        function: String,
+        version: String?,
+        key: CacheKey?,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<UInt64>
+
+    /// Releases connections and memory; called once when the gateway stops.
+    func shutdown() async
+}
+
+/// The full identity of an entry: namespace, function, version and argument key.
+///
+/// The version is part of the identity, so entries of two versions of a
+/// function can never be confused.
+public struct StorageKey: Hashable, Sendable {
+    /// Separates applications that share one backend.
+    public var namespace: String
+    /// The function and the version of its code.
+    public var function: FunctionVersion
+    /// The digest of the call's arguments.
+    public var key: CacheKey
+
+    /// Creates a storage key.
+    public init(namespace: String, function: FunctionVersion, key: CacheKey) {
+        self.namespace = namespace
+        self.function = function
+        self.key = key
+    }
+}
+
+/// What a store keeps for one entry.
+public struct StoreEntry: Sendable {
+    /// The value's bytes, opaque to the gateway.
+    public var value: ByteBuffer
+    /// How long the entry lives.
+    public var ttl: TimeAmount
+    /// How long computing the value took, in microseconds.
+    public var computeMicroseconds: UInt64
+
+    /// Creates an entry.
+    public init(value: ByteBuffer, ttl: TimeAmount, computeMicroseconds: UInt64) {
+        self.value = value
+        self.ttl = ttl
+        self.computeMicroseconds = computeMicroseconds
+    }
+}
+
+/// The answer of `CacheStore.lookup`.
+public enum StoreLookup: Sendable, Equatable {
+    /// The entry exists.
+    case hit(ByteBuffer)
+    /// No entry: the worker should compute and store.
+    case miss
+    /// The backend could not answer: the worker should compute and not store.
+    case missDoNotStore
+}

@@ -1,0 +1,169 @@
+import GatewayProtocol
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// One connection to a gateway, with many requests in flight.
+///
+/// Each request gets a fresh id; replies are matched by id, so they may arrive
+/// in any order. `connect` sends hello and waits for its reply. Every failure
+/// is a `GatewayError`: `.unavailable` when nothing listens, `.connectionClosed`
+/// for requests pending when the connection drops, `.timeout`, and `.remote`
+/// (with the gateway's `wireCode`) for error replies.
+public final class GatewayConnection: Sendable {
+    private let channel: any Channel
+    private let handler: NIOLoopBound<ReplyMatcher>
+    private let nextID = NIOLockedValueBox<UInt64>(0)
+
+    /// What the gateway said in its hello reply.
+    public let hello: HelloReply
+
+    private init(channel: any Channel, handler: NIOLoopBound<ReplyMatcher>, hello: HelloReply) {
+        self.channel = channel
+        self.handler = handler
+        self.hello = hello
+    }
+
+    /// Connects to the gateway at `socketPath` and says hello.
+    public static func connect(
+        socketPath: String,
+        clientName: String = "gateway-connection",
+        timeout: TimeAmount = .seconds(5),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> GatewayConnection {
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: eventLoopGroup)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: Int(UInt32.max))))
+                        try channel.pipeline.syncOperations.addHandler(ReplyMatcher())
+                    }
+                }
+                .connect(unixDomainSocketPath: socketPath)
+                .get()
+        } catch {
+            throw GatewayError(.unavailable, "cannot connect to the gateway at \(socketPath): \(error)")
+        }
+        let handler = try await channel.eventLoop.submit {
+            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ReplyMatcher.self), eventLoop: channel.eventLoop)
+        }.get()
+        let connection = GatewayConnection(channel: channel, handler: handler, hello: HelloReply(protocolVersion: 0, gatewayVersion: "", maxFrameSize: 0, maxValueSize: 0))
+        let reply = try await connection.request(
+            .hello(Hello(clientName: clientName, pid: UInt64(ProcessInfoShim.pid))),
+            timeout: timeout
+        )
+        guard case .helloReply(let hello) = reply else {
+            channel.close(promise: nil)
+            throw GatewayError(.malformedMessage, "the gateway answered hello with \(reply.type)")
+        }
+        return GatewayConnection(channel: channel, handler: handler, hello: hello)
+    }
+
+    /// Sends a request and returns the reply's body. An error reply throws
+    /// `.remote` with the gateway's code.
+    public func request(_ body: GatewayMessage.Body, timeout: TimeAmount = .seconds(5)) async throws -> GatewayMessage.Body {
+        let id = self.nextID.withLockedValue { id -> UInt64 in
+            id += 1
+            return id
+        }
+        let reply = try await self.send(GatewayMessage(id: id, body), timeout: timeout).get()
+        if case .error(let error) = reply.body {
+            throw GatewayError(.remote, error.message, wireCode: error.code)
+        }
+        return reply.body
+    }
+
+    /// Sends a message as it is (any id, any type) and returns the reply with
+    /// that id. For tests and tools that need to send unusual messages.
+    public func send(_ message: GatewayMessage, timeout: TimeAmount = .seconds(5)) -> EventLoopFuture<GatewayMessage> {
+        let promise = self.channel.eventLoop.makePromise(of: GatewayMessage.self)
+        let handler = self.handler
+        let channel = self.channel
+        self.channel.eventLoop.execute {
+            handler.value.register(id: message.id, promise: promise, timeout: timeout, channel: channel)
+            do {
+                channel.writeAndFlush(try message.encodedFrame(allocator: channel.allocator), promise: nil)
+            } catch {
+                handler.value.fail(id: message.id, error)
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// Closes the connection; pending requests fail with `.connectionClosed`.
+    public func close() async {
+        try? await self.channel.close()
+    }
+
+    /// Completes when the connection has closed, for whatever reason.
+    public var closeFuture: EventLoopFuture<Void> { self.channel.closeFuture }
+}
+
+/// Matches replies to pending requests by id, on the channel's event loop.
+private final class ReplyMatcher: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var pending: [UInt64: (promise: EventLoopPromise<GatewayMessage>, timeout: Scheduled<Void>)] = [:]
+
+    func register(id: UInt64, promise: EventLoopPromise<GatewayMessage>, timeout: TimeAmount, channel: any Channel) {
+        let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        let scheduled = channel.eventLoop.scheduleTask(in: timeout) {
+            bound.value.fail(id: id, GatewayError(.timeout, "no reply to request \(id) within \(timeout)"))
+        }
+        if let previous = self.pending.updateValue((promise, scheduled), forKey: id) {
+            previous.timeout.cancel()
+            previous.promise.fail(GatewayError(.invalidField, "request id \(id) was reused while in flight"))
+        }
+    }
+
+    func fail(id: UInt64, _ error: any Error) {
+        guard let entry = self.pending.removeValue(forKey: id) else { return }
+        entry.timeout.cancel()
+        entry.promise.fail(error)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let payload = Self.unwrapInboundIn(data)
+        guard let message = try? GatewayMessage(payload: payload) else {
+            context.fireErrorCaught(GatewayError(.malformedMessage, "the gateway sent an unreadable frame"))
+            context.close(promise: nil)
+            return
+        }
+        if let entry = self.pending.removeValue(forKey: message.id) {
+            entry.timeout.cancel()
+            entry.promise.succeed(message)
+        } else if message.id == 0, case .error(let error) = message.body {
+            // A connection-level error (e.g. frameTooLarge): it concerns every request.
+            self.failAll(GatewayError(.remote, error.message, wireCode: error.code))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.failAll(GatewayError(.connectionClosed, "the gateway closed the connection"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.failAll(error)
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: any Error) {
+        let pending = self.pending
+        self.pending = [:]
+        for entry in pending.values {
+            entry.timeout.cancel()
+            entry.promise.fail(error)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum ProcessInfoShim {
+    static var pid: Int32 { getpid() }
+}

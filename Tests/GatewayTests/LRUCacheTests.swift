@@ -1,0 +1,146 @@
+@testable import Gateway
+import GatewayProtocol
+import NIOCore
+import NIOEmbedded
+import Testing
+
+/// The in-memory store's LRU map, driven with explicit times (no clock, no waiting).
+@Suite struct LRUCacheTests {
+    let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    @Test func evictsTheLeastRecentlyUsedEntryWhenFull() {
+        var cache = LRUCache<String, Int>(capacityBytes: 30)
+        let later = self.start + .seconds(60)
+        cache.set("a", 1, cost: 10, expires: later)
+        cache.set("b", 2, cost: 10, expires: later)
+        cache.set("c", 3, cost: 10, expires: later)
+        // Touch "a", so that "b" is now the least recently used.
+        #expect(cache.get("a", now: self.start) == 1)
+        let evicted = cache.set("d", 4, cost: 10, expires: later)
+        #expect(evicted == ["b"])
+        #expect(cache.get("b", now: self.start) == nil)
+        #expect(cache.get("a", now: self.start) == 1)
+        #expect(cache.get("c", now: self.start) == 3)
+        #expect(cache.get("d", now: self.start) == 4)
+        #expect(cache.costBytes == 30)
+    }
+
+    @Test func evictsAsManyEntriesAsALargeInsertNeeds() {
+        var cache = LRUCache<Int, Int>(capacityBytes: 100)
+        for key in 0..<10 { cache.set(key, key, cost: 10, expires: self.start + .seconds(1)) }
+        let evicted = cache.set(99, 99, cost: 35, expires: self.start + .seconds(1))
+        #expect(evicted == [0, 1, 2, 3])
+        #expect(cache.count == 7)
+        #expect(cache.costBytes == 95)
+    }
+
+    @Test func anEntryCostlierThanTheCapacityIsNotStored() {
+        var cache = LRUCache<Int, Int>(capacityBytes: 100)
+        cache.set(1, 1, cost: 50, expires: self.start + .seconds(1))
+        #expect(cache.set(2, 2, cost: 101, expires: self.start + .seconds(1)).isEmpty)
+        #expect(cache.get(2, now: self.start) == nil)
+        #expect(cache.get(1, now: self.start) == 1)
+    }
+
+    @Test func expiredEntriesAreMissesAndAreRemoved() {
+        var cache = LRUCache<String, Int>(capacityBytes: 100)
+        cache.set("short", 1, cost: 10, expires: self.start + .milliseconds(100))
+        cache.set("long", 2, cost: 10, expires: self.start + .seconds(100))
+        #expect(cache.get("short", now: self.start + .milliseconds(99)) == 1)
+        #expect(cache.get("short", now: self.start + .milliseconds(100)) == nil)
+        #expect(cache.count == 1)
+        #expect(cache.costBytes == 10)
+        #expect(cache.get("long", now: self.start + .seconds(99)) == 2)
+    }
+
+    @Test func replacingAnEntryUpdatesItsCostAndValue() {
+        var cache = LRUCache<String, Int>(capacityBytes: 100)
+        cache.set("k", 1, cost: 40, expires: self.start + .seconds(1))
+        cache.set("k", 2, cost: 10, expires: self.start + .seconds(1))
+        #expect(cache.count == 1)
+        #expect(cache.costBytes == 10)
+        #expect(cache.get("k", now: self.start) == 2)
+    }
+
+    @Test func slotsAreReusedAfterRemoval() {
+        var cache = LRUCache<Int, Int>(capacityBytes: 1_000)
+        for round in 0..<100 {
+            for key in 0..<10 { cache.set(round * 10 + key, key, cost: 10, expires: self.start + .seconds(1)) }
+            for key in 0..<10 {
+                let removed = cache.remove(round * 10 + key)
+                #expect(removed)
+            }
+        }
+        #expect(cache.count == 0)
+        #expect(cache.costBytes == 0)
+    }
+}
+
+@Suite struct MemoryStoreTests {
+    let loop = EmbeddedEventLoop()
+
+    func key(_ function: String, _ version: String, _ argument: Int, namespace: String = "ns") throws -> StorageKey {
+        StorageKey(namespace: namespace, function: FunctionVersion(function: function, version: version), key: try CacheKey(hashing: argument))
+    }
+
+    func entry(_ text: String, ttl: TimeAmount = .seconds(60)) -> StoreEntry {
+        StoreEntry(value: ByteBuffer(string: text), ttl: ttl, computeMicroseconds: 5)
+    }
+
+    @Test func aStoredValueIsReturnedByteForByte() throws {
+        let store = MemoryStore(limitBytes: 1 << 20)
+        let key = try self.key("f", "v1", 1)
+        #expect(try store.lookup(key, on: self.loop).wait() == .miss)
+        #expect(try store.store(key, entry: self.entry("hello"), on: self.loop).wait())
+        #expect(try store.lookup(key, on: self.loop).wait() == .hit(ByteBuffer(string: "hello")))
+    }
+
+    @Test func versionsAndNamespacesDoNotShareEntries() throws {
+        let store = MemoryStore(limitBytes: 1 << 20)
+        _ = try store.store(try self.key("f", "v1", 1), entry: self.entry("old"), on: self.loop).wait()
+        #expect(try store.lookup(try self.key("f", "v2", 1), on: self.loop).wait() == .miss)
+        #expect(try store.lookup(try self.key("f", "v1", 1, namespace: "other"), on: self.loop).wait() == .miss)
+    }
+
+    @Test func invalidateRemovesOneEntryOneVersionOrAllVersions() throws {
+        let store = MemoryStore(limitBytes: 1 << 20)
+        for version in ["v1", "v2"] {
+            for argument in 0..<3 {
+                _ = try store.store(try self.key("f", version, argument), entry: self.entry("x"), on: self.loop).wait()
+            }
+        }
+        _ = try store.store(try self.key("g", "v1", 0), entry: self.entry("y"), on: self.loop).wait()
+
+        let one = try store.invalidate(namespace: "ns", function: "f", version: "v1", key: try CacheKey(hashing: 0), on: self.loop).wait()
+        #expect(one == 1)
+        #expect(try store.lookup(try self.key("f", "v1", 0), on: self.loop).wait() == .miss)
+        #expect(try store.lookup(try self.key("f", "v1", 1), on: self.loop).wait() != .miss)
+
+        let version = try store.invalidate(namespace: "ns", function: "f", version: "v1", key: nil, on: self.loop).wait()
+        #expect(version == 2)
+        let all = try store.invalidate(namespace: "ns", function: "f", version: nil, key: nil, on: self.loop).wait()
+        #expect(all == 3)
+        #expect(try store.lookup(try self.key("g", "v1", 0), on: self.loop).wait() == .hit(ByteBuffer(string: "y")))
+        #expect(store.count == 1)
+    }
+
+    @Test func theStoreStaysWithinItsMemoryLimit() throws {
+        let store = MemoryStore(limitBytes: 64 * 1024)
+        let value = String(repeating: "v", count: 1_000)
+        for argument in 0..<1_000 {
+            _ = try store.store(try self.key("f", "v1", argument), entry: self.entry(value), on: self.loop).wait()
+        }
+        #expect(store.usedBytes <= 64 * 1024)
+        #expect(store.count < 1_000)
+        // The newest entry survived; the oldest was evicted.
+        #expect(try store.lookup(try self.key("f", "v1", 999), on: self.loop).wait() != .miss)
+        #expect(try store.lookup(try self.key("f", "v1", 0), on: self.loop).wait() == .miss)
+    }
+
+    @Test func aValueLargerThanTheLimitIsDropped() throws {
+        let store = MemoryStore(limitBytes: 4 * 1024)
+        let stored = try store.store(try self.key("f", "v1", 1), entry: self.entry(String(repeating: "x", count: 8 * 1024)), on: self.loop).wait()
+        #expect(stored == false)
+        #expect(store.count == 0)
+    }
+}
