@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `make bench`: builds the benchmarks in release mode and runs them pinned to
-# one CPU (taskset), so that both sides of every comparison run the same way.
-#   scripts/bench.sh [protocol]
+# `make bench`: builds the benchmarks and the gateway in release mode and runs
+# them beside a private redis-server (scripts/with-redis.sh). The benchmark
+# pins itself, the gateway and redis-server with taskset: latency runs on one
+# CPU (BENCH_CPU, default 1), throughput with servers and clients on different CPUs.
+#   scripts/bench.sh [protocol] [gateway]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +11,8 @@ cd "$(dirname "$0")/.."
 # invalidates) the debug build that the tests use.
 flags=(--disable-experimental-prebuilts -c release --scratch-path .build-release)
 swift build "${flags[@]}" --product GatewayBenchmarks
-bin="$(swift build "${flags[@]}" --show-bin-path)/GatewayBenchmarks"
+swift build "${flags[@]}" --product cache-gateway
+bin="$(swift build "${flags[@]}" --show-bin-path)"
 
-cpu=${BENCH_CPU:-1}
-echo "GatewayBenchmarks pinned to CPU $cpu; $(nproc) CPUs online"
-exec taskset -c "$cpu" "$bin" "$@"
+echo "GatewayBenchmarks on $(nproc) CPUs; $(uname -r)"
+exec scripts/with-redis.sh "$bin/GatewayBenchmarks" "$@"

@@ -36,7 +36,9 @@ struct Invoice: Codable, Equatable {
 /// so that later changes can see regressions (issue 2).
 enum ProtocolBenchmarks {
     static func run() throws {
-        print("== Protocol: encode/decode (release build) ==")
+        let cpu = ProcessInfo.processInfo.environment["BENCH_CPU"].flatMap(Int.init) ?? 1
+        pinProcess(toCPU: cpu)
+        print("== Protocol: encode/decode (release build, pinned to CPU \(cpu)) ==")
         let allocator = ByteBufferAllocator()
 
         // A lookup as the client sends it: function name, a SHA-256 version, a key.

@@ -1,13 +1,17 @@
 import Foundation
 
 // Release-build benchmarks for cache-gateway. Run through `make bench`, which
-// builds in release mode and pins the process to one CPU with taskset.
-//   GatewayBenchmarks [protocol]
+// builds in release mode and starts a private redis-server; each group pins
+// itself (and the servers it measures) to CPUs.
+//   GatewayBenchmarks [protocol] [gateway]
 let selected = Set(CommandLine.arguments.dropFirst())
 
 do {
     if selected.isEmpty || selected.contains("protocol") {
         try ProtocolBenchmarks.run()
+    }
+    if selected.isEmpty || selected.contains("gateway") {
+        try GatewayLookupBenchmarks.run()
     }
 } catch {
     print("benchmark failed: \(error)")

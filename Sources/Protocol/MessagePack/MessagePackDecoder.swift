@@ -224,7 +224,11 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol, S
 
     /// The value stored under `key`, found by comparing UTF-8 bytes (no String is built).
     private func find(_ key: Key) -> MessagePackObject? {
-        var name = key.stringValue
+        self.find(named: key.stringValue)
+    }
+
+    private func find(named name: String) -> MessagePackObject? {
+        var name = name
         return name.withUTF8 { wanted in
             for index in 0..<self.map.count {
                 let candidate = self.map.key(index)
@@ -265,8 +269,9 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol, S
     }
 
     func superDecoder() throws -> any Decoder {
+        // The encoder writes the literal key "super", which `Key` need not have a case for.
         let key = MessagePackCodingKey.super
-        guard let value = self.find(Key(stringValue: key.stringValue) ?? Key(intValue: 0)!) else {
+        guard let value = self.find(named: key.stringValue) else {
             throw GatewayError(.missingValue, "no 'super' value at \(self.codingPath.pathDescription)")
         }
         return self.subdecoder(value, key)

@@ -106,7 +106,7 @@ enum EncodedNode {
         }
     }
 
-    /// Packs this node. `depth` counts the non-empty containers around it; like
+    /// Packs this node. `depth` counts the containers around it; like
     /// msgpack-c's parser, at most `MessagePack.maximumDepth` may nest.
     func pack(into writer: MessagePackWriter, canonical: Bool, depth: Int = 0) throws {
         switch self {
@@ -127,7 +127,7 @@ enum EncodedNode {
         case .string(let value): try writer.pack(string: value)
         case .binary(let value): try value.withUnsafeBytes { (raw) in try writer.pack(binary: raw) }
         case .array(let box):
-            if !box.elements.isEmpty { try Self.checkDepth(depth) }
+            try Self.checkDepth(depth)
             try writer.packArrayHeader(count: box.elements.count)
             if canonical && box.isUnordered {
                 for encoded in try Self.sortedEncodings(box.elements, depth: depth + 1) {
@@ -137,7 +137,7 @@ enum EncodedNode {
                 for element in box.elements { try element.pack(into: writer, canonical: canonical, depth: depth + 1) }
             }
         case .map(let box):
-            if !box.entries.isEmpty { try Self.checkDepth(depth) }
+            try Self.checkDepth(depth)
             try writer.packMapHeader(count: box.entries.count)
             if canonical {
                 var keyed: [(key: [UInt8], value: EncodedNode)] = []
@@ -231,9 +231,11 @@ struct EncodingContext {
         case let value as Bool: return .bool(value)
         case let value as Double: return .double(value)
         case let value as Data: return .binary(Array(value))
-        case let value as [UInt8]: return .binary(value)
         default: break
         }
+        // Not `value as? [UInt8]`: an empty `[T]` of any element type casts
+        // to `[UInt8]`, and would then be written as an empty binary.
+        if T.self == [UInt8].self, let bytes = value as? [UInt8] { return .binary(bytes) }
         if let dictionary = value as? any _MessagePackEncodableDictionary {
             try self.checkDepth(depth, codingPath)
             let box = EncodedNode.MapBox()
@@ -250,8 +252,8 @@ struct EncodingContext {
     }
 
     /// Stops the recursion of `encode(to:)` early for values that nest too deeply.
-    /// (The exact limit is enforced when packing, where empty containers, which
-    /// msgpack-c does not count, are told apart.)
+    /// (The exact limit is enforced when packing, which sees every container,
+    /// including those opened with `nestedContainer`.)
     func checkDepth(_ depth: Int, _ codingPath: [any CodingKey]) throws {
         guard depth <= MessagePack.maximumDepth else {
             throw GatewayError(

@@ -1,10 +1,11 @@
 /// Limits that every MessagePack value in cache-gateway respects.
 public enum MessagePack {
-    /// The deepest nesting of non-empty arrays and maps that is accepted.
+    /// The deepest nesting of arrays and maps that is accepted.
     ///
     /// msgpack-c's unpacker keeps its parse stack in a fixed array of
-    /// `MSGPACK_EMBED_STACK_SIZE` (32) entries, compiled into libmsgpackc. The
-    /// encoder enforces the same limit, so that nothing it writes is unreadable.
+    /// `MSGPACK_EMBED_STACK_SIZE` (32) entries, compiled into libmsgpackc, and
+    /// refuses to open any container, empty or not, past it. The encoder
+    /// enforces the same limit, so that nothing it writes is unreadable.
     public static let maximumDepth = 32
 }
 
@@ -14,7 +15,8 @@ public enum MessagePack {
 /// error: a value that ends early, bytes after the value, the reserved byte
 /// 0xc1, a container that declares more elements than bytes remain (each element
 /// takes at least one byte), and nesting deeper than the limit. After it passes,
-/// msgpack-c's allocations are bounded by 16 bytes per input byte.
+/// msgpack-c's allocations are bounded by one 24-byte `msgpack_object`
+/// per input byte, plus its zone's chunk overhead.
 enum MessagePackValidator {
     static func validate(_ bytes: UnsafeRawBufferPointer, maximumDepth: Int) throws {
         let end = bytes.count
@@ -47,10 +49,11 @@ enum MessagePackValidator {
             // Either a scalar with `payload` bytes after the header, or a container of `elements` values.
             var payload = 0
             var elements = 0
+            var isContainer = false
             switch byte {
             case 0x00...0x7f, 0xe0...0xff, 0xc0, 0xc2, 0xc3: break
-            case 0x80...0x8f: elements = Int(byte & 0x0f) * 2
-            case 0x90...0x9f: elements = Int(byte & 0x0f)
+            case 0x80...0x8f: elements = Int(byte & 0x0f) * 2; isContainer = true
+            case 0x90...0x9f: elements = Int(byte & 0x0f); isContainer = true
             case 0xa0...0xbf: payload = Int(byte & 0x1f)
             case 0xc1: throw GatewayError(.malformedMessage, "reserved byte 0xc1 at offset \(start)")
             case 0xc4, 0xd9: payload = try bigEndian(1, at: offset); offset += 1
@@ -68,23 +71,27 @@ enum MessagePackValidator {
             case 0xd6: payload = 5
             case 0xd7: payload = 9
             case 0xd8: payload = 17
-            case 0xdc: elements = try bigEndian(2, at: offset); offset += 2
-            case 0xdd: elements = try bigEndian(4, at: offset); offset += 4
-            case 0xde: elements = try bigEndian(2, at: offset) * 2; offset += 2
-            case 0xdf: elements = try bigEndian(4, at: offset) * 2; offset += 4
+            case 0xdc: elements = try bigEndian(2, at: offset); offset += 2; isContainer = true
+            case 0xdd: elements = try bigEndian(4, at: offset); offset += 4; isContainer = true
+            case 0xde: elements = try bigEndian(2, at: offset) * 2; offset += 2; isContainer = true
+            case 0xdf: elements = try bigEndian(4, at: offset) * 2; offset += 4; isContainer = true
             default: preconditionFailure("unreachable: every byte value is covered")
             }
             try need(payload, at: offset)
             offset += payload
             pending[pending.count - 1] -= 1
-            if elements > 0 {
-                try need(elements, at: offset)
+            // msgpack-c checks its stack before it looks at the count, so an
+            // empty container at the limit is refused as well.
+            if isContainer {
                 guard pending.count <= maximumDepth else {
                     throw GatewayError(
                         .nestingTooDeep,
                         "containers nest deeper than \(maximumDepth) levels (at offset \(start))"
                     )
                 }
+            }
+            if elements > 0 {
+                try need(elements, at: offset)
                 pending.append(elements)
             }
             while let last = pending.last, last == 0 { pending.removeLast() }

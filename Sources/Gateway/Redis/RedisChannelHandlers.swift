@@ -1,0 +1,308 @@
+import GatewayProtocol
+import Logging
+import NIOCore
+
+// The pipeline of a Redis channel, from the socket inwards:
+//
+//   ByteToMessageHandler(RESPReplyDecoder)    bytes -> RESPValue
+//   MessageToByteHandler(RESPCommandEncoder)  RedisCommand -> bytes
+//   RedisCommandHandler                       RedisOutbound in, replies matched to promises
+
+// MARK: - Codec
+
+/// Decodes RESP2 replies with hiredis's reader.
+///
+/// Every inbound byte is handed to the reader at once (the reader keeps its
+/// own buffer), and every reply completed by those bytes is fired before
+/// `decode` returns: `ByteToMessageHandler` does not call `decode` again for
+/// an empty buffer, so replies must not be left inside the reader.
+/// Errors (`GatewayError(.backendError)`) leave the stream unusable; the
+/// channel is closed by `RedisCommandHandler`.
+struct RESPReplyDecoder: ByteToMessageDecoder {
+    typealias InboundOut = RESPValue
+
+    private let reader: HiredisReader
+
+    /// A decoder refusing replies larger than `maximumReplySize` bytes.
+    init(maximumReplySize: Int) throws {
+        self.reader = try HiredisReader(maximumReplySize: maximumReplySize)
+    }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if buffer.readableBytes > 0 {
+            try self.reader.feed(buffer)
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+        }
+        while let reply = try self.reader.nextReply(allocator: context.channel.allocator) {
+            context.fireChannelRead(Self.wrapInboundOut(reply))
+        }
+        return .needMoreData
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        // A reply cut off by EOF is dropped without an error: the channel is
+        // closing, and the command waiting for it fails with `.connectionClosed`.
+        _ = try self.decode(context: context, buffer: &buffer)
+        return .needMoreData
+    }
+}
+
+/// Encodes each command as a RESP array of bulk strings with hiredis's
+/// `redisFormatCommandArgv`.
+struct RESPCommandEncoder: MessageToByteEncoder {
+    typealias OutboundIn = RedisCommand
+
+    func encode(data: RedisCommand, out: inout ByteBuffer) throws {
+        try hiredisFormatCommand(data.argv, into: &out)
+    }
+}
+
+// MARK: - Requests
+
+/// One command and the promise for its reply.
+struct RedisRequest: Sendable {
+    var command: RedisCommand
+    var promise: EventLoopPromise<RESPValue>
+    /// How long to wait for the reply once the command is queued; nil waits
+    /// until the connection closes.
+    var timeout: TimeAmount?
+}
+
+/// What `RedisConnection` writes into the channel: one request, or several
+/// that are queued together (a pipeline, flushed once).
+enum RedisOutbound: Sendable {
+    case one(RedisRequest)
+    case many([RedisRequest])
+}
+
+// MARK: - Command handler
+
+/// Matches replies to commands, enforces timeouts, and fails what is in
+/// flight when the connection ends.
+///
+/// RESP2 answers commands strictly in order, one reply each, so the handler
+/// keeps a FIFO of the commands written and pairs each inbound reply with the
+/// oldest entry. Any number of commands may be in flight.
+///
+/// **Ownership.** Once a request reaches `write`, the handler owns its promise
+/// and completes it exactly once: with the reply, with `.timeout`, with
+/// `.valueTooLarge`, or with `.connectionClosed`. It completes the write's own
+/// promise at once, so a failed write promise means that the request never
+/// reached the handler (the channel was already torn down).
+///
+/// **Timeouts.** One timer per channel, armed for the earliest deadline, not
+/// one per command: when it fires, every expired entry fails with `.timeout`,
+/// and the timer is re-armed for the earliest remaining deadline. A timed-out
+/// entry keeps its place in the FIFO (its reply will still arrive and must be
+/// consumed to keep the pairing right) and its reply is dropped. If the oldest
+/// entry stays unanswered for `unresponsiveTimeout` beyond its deadline, the
+/// server is considered dead (for example, a network partition that TCP will
+/// not notice for minutes) and the channel is closed, so that the pool can
+/// reconnect.
+///
+/// **Errors.** A decoding error or a reply nobody asked for means the stream
+/// is out of step; the channel is closed. When the channel goes inactive,
+/// everything in flight fails with `.connectionClosed`, and so does any later
+/// write.
+final class RedisCommandHandler: ChannelDuplexHandler {
+    typealias InboundIn = RESPValue
+    typealias OutboundIn = RedisOutbound
+    typealias OutboundOut = RedisCommand
+
+    private struct InFlight {
+        /// nil once the entry has timed out: its reply is then dropped.
+        var promise: EventLoopPromise<RESPValue>?
+        let deadline: NIODeadline
+        let timeout: TimeAmount?
+        /// The command's name, for error messages (shares the command's storage).
+        let name: ByteBuffer
+    }
+
+    private var inFlight = CircularBuffer<InFlight>(initialCapacity: 16)
+    private var isOpen = true
+    /// Why the channel is being closed, for the error given to pending commands.
+    private var closeReason: String?
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
+
+    private let unresponsiveTimeout: TimeAmount?
+    private let maximumCommandSize: Int
+    private let logger: Logger
+
+    init(unresponsiveTimeout: TimeAmount?, maximumCommandSize: Int, logger: Logger) {
+        self.unresponsiveTimeout = unresponsiveTimeout
+        self.maximumCommandSize = maximumCommandSize
+        self.logger = logger
+    }
+
+    // MARK: Outbound
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        // The handler takes ownership of the requests' promises here; see the type's documentation.
+        promise?.succeed(())
+        switch Self.unwrapOutboundIn(data) {
+        case .one(let request):
+            self.enqueue(request, context: context)
+        case .many(let requests):
+            for request in requests {
+                self.enqueue(request, context: context)
+            }
+        }
+    }
+
+    private func enqueue(_ request: RedisRequest, context: ChannelHandlerContext) {
+        guard self.isOpen else {
+            request.promise.fail(self.closedError(inFlight: 0))
+            return
+        }
+        // Refused here rather than in the encoder: an encoder error would
+        // close the channel, failing every other command in flight.
+        let size = HiredisLimits.encodedSizeBound(request.command.argv)
+        guard size <= self.maximumCommandSize else {
+            request.promise.fail(
+                GatewayError(
+                    .valueTooLarge,
+                    "the Redis command \(request.command.name) is about \(size) bytes; the limit is \(self.maximumCommandSize)"
+                )
+            )
+            return
+        }
+        let deadline = request.timeout.map { NIODeadline.now() + $0 } ?? .distantFuture
+        self.inFlight.append(
+            InFlight(promise: request.promise, deadline: deadline, timeout: request.timeout, name: request.command.argv[0])
+        )
+        if request.timeout != nil {
+            self.armTimer(for: deadline, context: context)
+        }
+        context.write(Self.wrapOutboundOut(request.command), promise: nil)
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let reply = Self.unwrapInboundIn(data)
+        guard let entry = self.inFlight.popFirst() else {
+            self.fail(context: context, reason: "Redis sent a reply that no command was waiting for (\(reply))")
+            return
+        }
+        // nil when the command timed out: the reply is consumed and dropped.
+        entry.promise?.succeed(reply)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Not forwarded: this is the last handler, and the error is reported
+        // to every pending command through the close.
+        self.fail(context: context, reason: "\(error)")
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.shutDown()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.shutDown()
+    }
+
+    // MARK: Closing
+
+    private func fail(context: ChannelHandlerContext, reason: String) {
+        guard self.isOpen else { return }
+        if self.closeReason == nil { self.closeReason = reason }
+        self.logger.warning(
+            "closing the Redis connection",
+            metadata: ["redis.reason": "\(reason)", "redis.in_flight": "\(self.inFlight.count)"]
+        )
+        context.close(promise: nil)
+    }
+
+    /// Fails everything in flight and refuses later writes. The queue is
+    /// detached before any promise is completed, because a promise's callbacks
+    /// may write again on this channel.
+    private func shutDown() {
+        self.isOpen = false
+        self.timer?.cancel()
+        self.timer = nil
+        self.timerDeadline = nil
+        guard !self.inFlight.isEmpty else { return }
+        let pending = self.inFlight
+        self.inFlight.removeAll()
+        let error = self.closedError(inFlight: pending.count)
+        for entry in pending {
+            entry.promise?.fail(error)
+        }
+    }
+
+    private func closedError(inFlight: Int) -> GatewayError {
+        let reason = self.closeReason.map { ": \($0)" } ?? ""
+        let pending = inFlight > 0 ? " with \(inFlight) commands in flight" : ""
+        return GatewayError(.connectionClosed, "the Redis connection closed\(pending)\(reason)")
+    }
+
+    // MARK: Timeouts
+
+    private func armTimer(for deadline: NIODeadline, context: ChannelHandlerContext) {
+        if let current = self.timerDeadline, current <= deadline { return }
+        self.timer?.cancel()
+        self.timerDeadline = deadline
+        let loopBoundContext = context
+        self.timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.timerFired(context: loopBoundContext)
+        }
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        self.timer = nil
+        self.timerDeadline = nil
+        guard self.isOpen else { return }
+        let now = NIODeadline.now()
+        var expired: [InFlight] = []
+        var next: NIODeadline? = nil
+        for index in self.inFlight.indices where self.inFlight[index].promise != nil {
+            let deadline = self.inFlight[index].deadline
+            if deadline <= now {
+                expired.append(self.inFlight[index])
+                self.inFlight[index].promise = nil
+            } else if deadline != .distantFuture {
+                next = min(next ?? deadline, deadline)
+            }
+        }
+        var unresponsive = false
+        if let unresponsiveTimeout = self.unresponsiveTimeout, let oldest = self.inFlight.first, oldest.promise == nil {
+            let giveUp = oldest.deadline + unresponsiveTimeout
+            if giveUp <= now {
+                unresponsive = true
+            } else {
+                next = min(next ?? giveUp, giveUp)
+            }
+        }
+        if let next, !unresponsive {
+            self.armTimer(for: next, context: context)
+        }
+        // Completed last: callbacks may write to this channel and change the queue.
+        for entry in expired {
+            let timeout = entry.timeout.map { " within \($0.redisLogDescription)" } ?? ""
+            entry.promise?.fail(GatewayError(.timeout, "Redis did not answer \(String(buffer: entry.name))\(timeout)"))
+        }
+        if unresponsive, let unresponsiveTimeout = self.unresponsiveTimeout {
+            self.fail(
+                context: context,
+                reason: "Redis has not answered for \(unresponsiveTimeout.redisLogDescription) past a command's timeout"
+            )
+        }
+    }
+}
+
+@available(*, unavailable)
+extension RedisCommandHandler: Sendable {}
+
+extension TimeAmount {
+    /// `50 ms`, `1.5 s`: for error messages.
+    var redisLogDescription: String {
+        let nanoseconds = self.nanoseconds
+        if nanoseconds % 1_000_000_000 == 0 { return "\(nanoseconds / 1_000_000_000) s" }
+        if nanoseconds >= 1_000_000_000 { return "\(Double(nanoseconds) / 1e9) s" }
+        if nanoseconds % 1_000_000 == 0 { return "\(nanoseconds / 1_000_000) ms" }
+        return "\(Double(nanoseconds) / 1e6) ms"
+    }
+}

@@ -1,0 +1,261 @@
+import GatewayProtocol
+import Logging
+import NIOCore
+import NIOPosix
+
+/// One pipelined connection to Redis over a SwiftNIO channel.
+///
+/// Commands may be sent from any thread or task, and any number may be in
+/// flight: each is written at once and its reply is matched in FIFO order
+/// (see `RedisCommandHandler`). hiredis is used only to encode commands and
+/// to parse replies; all I/O is NIO's, so nothing blocks an event loop.
+///
+/// **Replies.** A Redis error reply is returned as `RESPValue.error`, not
+/// thrown: a pipeline has one outcome per command, and an error reply leaves
+/// the connection healthy. Use `RESPValue.checked()` to throw it instead.
+///
+/// **Errors thrown** (all `GatewayError`):
+/// - `.unavailable`: the connection could not be established;
+/// - `.backendError`: Redis refused the handshake (`AUTH`, `SELECT`), or sent
+///   bytes that are not RESP (the connection is then closed);
+/// - `.timeout`: no reply within the command's timeout (the connection stays
+///   open, and the late reply is dropped when it arrives);
+/// - `.connectionClosed`: the connection closed before the reply arrived, or
+///   was closed already;
+/// - `.valueTooLarge`: the command is larger than `maximumCommandSize`.
+///
+/// Cancelling the task that awaits a reply does not un-send the command.
+public final class RedisConnection: Sendable {
+    /// Settings for a connection.
+    public struct Configuration: Sendable, Hashable {
+        /// How long to wait for the socket to connect.
+        public var connectTimeout: TimeAmount
+        /// The default time to wait for each reply, counted from when the
+        /// command is queued; nil waits until the connection closes.
+        public var commandTimeout: TimeAmount?
+        /// How long the oldest command may stay unanswered past its timeout
+        /// before the server is taken for dead and the connection is closed;
+        /// nil never gives up (a partitioned server may then go unnoticed for
+        /// as long as TCP takes to notice).
+        public var unresponsiveTimeout: TimeAmount?
+        /// The largest reply accepted, in bytes of RESP. A larger reply closes
+        /// the connection with `.backendError`, so this must exceed the
+        /// largest value the gateway stores.
+        public var maximumReplySize: Int
+        /// The largest command accepted, in bytes of RESP (approximately);
+        /// larger ones fail with `.valueTooLarge` and are not sent.
+        public var maximumCommandSize: Int
+        /// A name set with `CLIENT SETNAME` on connect (shown by `CLIENT
+        /// LIST`), or nil. Must not contain spaces.
+        public var clientName: String?
+
+        /// The defaults: 1 s to connect, 1 s per command, closed after 5 s
+        /// more without an answer, replies and commands up to 64 MiB.
+        public init(
+            connectTimeout: TimeAmount = .seconds(1),
+            commandTimeout: TimeAmount? = .seconds(1),
+            unresponsiveTimeout: TimeAmount? = .seconds(5),
+            maximumReplySize: Int = 64 * 1024 * 1024,
+            maximumCommandSize: Int = 64 * 1024 * 1024,
+            clientName: String? = nil
+        ) {
+            self.connectTimeout = connectTimeout
+            self.commandTimeout = commandTimeout
+            self.unresponsiveTimeout = unresponsiveTimeout
+            self.maximumReplySize = maximumReplySize
+            self.maximumCommandSize = maximumCommandSize
+            self.clientName = clientName
+        }
+    }
+
+    /// The server this connection talks to (its description hides the password).
+    public let url: RedisURL
+    /// The connection's settings.
+    public let configuration: Configuration
+    private let channel: any Channel
+    private let logger: Logger
+
+    private init(channel: any Channel, url: RedisURL, configuration: Configuration, logger: Logger) {
+        self.channel = channel
+        self.url = url
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The event loop that runs this connection's channel; futures returned
+    /// by this connection complete on it.
+    public var eventLoop: any EventLoop { self.channel.eventLoop }
+
+    /// Whether the channel is still open. A true value can be stale by the
+    /// time it is used; sending on a closed connection fails with `.connectionClosed`.
+    public var isActive: Bool { self.channel.isActive }
+
+    /// Succeeds when the connection has closed, for whatever reason.
+    public var closeFuture: EventLoopFuture<Void> { self.channel.closeFuture }
+
+    // MARK: Connecting
+
+    /// Connects to `url`, then sends the handshake in one pipeline: `AUTH`
+    /// when the URL has a password, `SELECT` when its database is not 0,
+    /// `CLIENT SETNAME` when configured, and a `PING` that proves the server
+    /// answers (and, without `AUTH`, that it does not require a password).
+    ///
+    /// Fails with `.unavailable` when the socket cannot be connected within
+    /// `connectTimeout`, `.backendError` when Redis refuses a handshake
+    /// command, `.timeout` when the handshake is not answered within
+    /// `commandTimeout` (or `connectTimeout` when commands have no timeout).
+    public static func connect(
+        to url: RedisURL,
+        configuration: Configuration = Configuration(),
+        on eventLoop: any EventLoop,
+        logger: Logger
+    ) -> EventLoopFuture<RedisConnection> {
+        var endpointLogger = logger
+        endpointLogger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
+        let logger = endpointLogger
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(configuration.connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize)),
+                        MessageToByteHandler(RESPCommandEncoder()),
+                        RedisCommandHandler(
+                            unresponsiveTimeout: configuration.unresponsiveTimeout,
+                            maximumCommandSize: configuration.maximumCommandSize,
+                            logger: logger
+                        )
+                    )
+                }
+            }
+        let connected: EventLoopFuture<any Channel>
+        switch url.endpoint {
+        case .tcp(let host, let port):
+            connected = bootstrap.connect(host: host, port: port)
+        case .unixSocket(let path):
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        }
+        return connected.flatMapErrorThrowing { error in
+            throw GatewayError(.unavailable, "cannot connect to Redis at \(url.endpoint): \(error)")
+        }.flatMap { channel in
+            let connection = RedisConnection(channel: channel, url: url, configuration: configuration, logger: logger)
+            return connection.handshake().flatMapError { error in
+                connection.close().flatMapThrowing { throw error }
+            }.map {
+                logger.debug("connected to Redis", metadata: ["redis.database": "\(url.database)"])
+                return connection
+            }
+        }
+    }
+
+    /// Connects to `url`; see `connect(to:configuration:on:logger:)`.
+    public static func connect(
+        to url: RedisURL,
+        configuration: Configuration = Configuration(),
+        on eventLoop: any EventLoop,
+        logger: Logger
+    ) async throws -> RedisConnection {
+        try await Self.connect(to: url, configuration: configuration, on: eventLoop, logger: logger).get()
+    }
+
+    /// The commands sent right after connecting; see `connect`.
+    static func handshakeCommands(for url: RedisURL, clientName: String?) -> [RedisCommand] {
+        var commands: [RedisCommand] = []
+        if let password = url.password {
+            commands.append(.auth(username: url.username, password: password))
+        }
+        if url.database != 0 {
+            commands.append(.select(url.database))
+        }
+        if let clientName {
+            commands.append(RedisCommand("CLIENT", "SETNAME", clientName))
+        }
+        commands.append(.ping)
+        return commands
+    }
+
+    private func handshake() -> EventLoopFuture<Void> {
+        let commands = Self.handshakeCommands(for: self.url, clientName: self.configuration.clientName)
+        // Always bounded, so that a server that accepts but never answers
+        // cannot hang `connect` even when commands have no timeout.
+        let timeout = self.configuration.commandTimeout ?? self.configuration.connectTimeout
+        return self.pipelineFuture(commands, timeout: timeout).flatMapThrowing { replies in
+            for (command, reply) in zip(commands, replies) {
+                if case .error(let message) = reply {
+                    // The message is Redis's; it never echoes the password.
+                    throw GatewayError(.backendError, "Redis refused \(command.name) on connect: \(message)")
+                }
+            }
+        }
+    }
+
+    // MARK: Sending
+
+    /// Sends `command` and returns a future for its reply; the hot path.
+    ///
+    /// `timeout` overrides `configuration.commandTimeout` for this command
+    /// (nil uses the configured one).
+    public func sendFuture(_ command: RedisCommand, timeout: TimeAmount? = nil) -> EventLoopFuture<RESPValue> {
+        let promise = self.channel.eventLoop.makePromise(of: RESPValue.self)
+        let request = RedisRequest(command: command, promise: promise, timeout: timeout ?? self.configuration.commandTimeout)
+        self.write(.one(request), promises: CollectionOfOne(promise))
+        return promise.futureResult
+    }
+
+    /// Sends `commands` back to back with a single flush and returns a
+    /// future for their replies, in order.
+    ///
+    /// The commands are not a transaction: each is executed on its own and
+    /// error replies are returned in place. The future fails as soon as any
+    /// command fails (timeout, connection closed), with that command's error.
+    public func pipelineFuture(_ commands: [RedisCommand], timeout: TimeAmount? = nil) -> EventLoopFuture<[RESPValue]> {
+        guard !commands.isEmpty else { return self.channel.eventLoop.makeSucceededFuture([]) }
+        let eventLoop = self.channel.eventLoop
+        let timeout = timeout ?? self.configuration.commandTimeout
+        let requests = commands.map {
+            RedisRequest(command: $0, promise: eventLoop.makePromise(of: RESPValue.self), timeout: timeout)
+        }
+        let promises = requests.map(\.promise)
+        self.write(.many(requests), promises: promises)
+        return EventLoopFuture.whenAllSucceed(promises.map(\.futureResult), on: eventLoop)
+    }
+
+    /// Sends `command` and waits for its reply; see `sendFuture(_:timeout:)`.
+    public func send(_ command: RedisCommand, timeout: TimeAmount? = nil) async throws -> RESPValue {
+        try await self.sendFuture(command, timeout: timeout).get()
+    }
+
+    /// Sends `commands` with a single flush and waits for all replies; see
+    /// `pipelineFuture(_:timeout:)`.
+    public func pipeline(_ commands: [RedisCommand], timeout: TimeAmount? = nil) async throws -> [RESPValue] {
+        try await self.pipelineFuture(commands, timeout: timeout).get()
+    }
+
+    private func write(_ outbound: RedisOutbound, promises: some Collection<EventLoopPromise<RESPValue>> & Sendable) {
+        // The write promise fails only if the request never reached
+        // RedisCommandHandler (the channel was already torn down); otherwise
+        // the handler owns the promises and completes them.
+        let endpoint = self.url.endpoint
+        self.channel.writeAndFlush(outbound).whenFailure { error in
+            let closed = GatewayError(.connectionClosed, "the Redis connection to \(endpoint) is closed (\(error))")
+            for promise in promises {
+                promise.fail(closed)
+            }
+        }
+    }
+
+    // MARK: Closing
+
+    /// Closes the connection; commands in flight fail with `.connectionClosed`.
+    /// Succeeds once closed, also when it was closed already.
+    @discardableResult
+    public func close() -> EventLoopFuture<Void> {
+        self.channel.close(promise: nil)
+        return self.channel.closeFuture
+    }
+
+    /// Closes the connection and waits until it is closed.
+    public func close() async {
+        try? await self.close().get()
+    }
+}

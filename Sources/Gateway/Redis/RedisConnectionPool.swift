@@ -1,0 +1,326 @@
+import GatewayProtocol
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// A fixed number of pipelined connections to one Redis server, kept
+/// connected in the background.
+///
+/// Each connection slot reconnects on its own with exponential backoff and
+/// jitter (`RedisBackoff`); the decisions are made by a
+/// `RedisReconnectStateMachine` per slot, and this class only performs them.
+/// Commands go to the connected slots in round-robin order; a pipeline goes
+/// to one connection as a whole, so its commands stay in order.
+///
+/// **Fail fast.** When no connection is up, a command fails at once with
+/// `GatewayError(.unavailable)` instead of waiting for a reconnect: the
+/// gateway treats Redis as a cache and would rather miss than stall. Commands
+/// in flight on a connection that drops fail with `.connectionClosed`. After
+/// `shutdown()`, commands fail with `.shuttingDown`.
+///
+/// Run it as a swift-service-lifecycle `Service` (`run()` starts it and shuts
+/// it down on graceful shutdown), or call `start()` and `shutdown()`. A
+/// started pool must be shut down: its reconnect timers and connections keep
+/// it alive until then.
+public final class RedisConnectionPool: Sendable {
+    /// Settings for a pool.
+    public struct Configuration: Sendable, Hashable {
+        /// The number of connections; at least 1.
+        public var size: Int
+        /// Settings for each connection.
+        public var connection: RedisConnection.Configuration
+        /// The reconnect policy.
+        public var backoff: RedisBackoff
+
+        /// Four connections with default settings.
+        public init(
+            size: Int = 4,
+            connection: RedisConnection.Configuration = RedisConnection.Configuration(),
+            backoff: RedisBackoff = .standard
+        ) {
+            self.size = size
+            self.connection = connection
+            self.backoff = backoff
+        }
+    }
+
+    private struct Slot: Sendable {
+        var machine: RedisReconnectStateMachine
+        var connection: RedisConnection?
+        var connectAttempt: EventLoopFuture<RedisConnection>?
+        var reconnectTimer: Scheduled<Void>?
+        let eventLoop: any EventLoop
+    }
+
+    private struct State: Sendable {
+        var slots: [Slot]
+        var nextSlot = 0
+        var isShutDown = false
+    }
+
+    /// The server (its description hides the password).
+    public let url: RedisURL
+    /// The pool's settings.
+    public let configuration: Configuration
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    // Lock discipline: no NIO call that can run callbacks inline (completing
+    // promises, registering callbacks on futures, closing channels) happens
+    // while the lock is held, so callbacks never re-enter it.
+    private let state: Mutex<State>
+
+    /// Creates a pool; it connects when started. Throws
+    /// `GatewayError(.invalidConfiguration)` when `size` is below 1.
+    public init(
+        url: RedisURL,
+        configuration: Configuration = Configuration(),
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger
+    ) throws {
+        guard configuration.size >= 1 else {
+            throw GatewayError(.invalidConfiguration, "a Redis pool needs at least one connection, not \(configuration.size)")
+        }
+        self.url = url
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        var logger = logger
+        logger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
+        self.logger = logger
+        let slots = (0..<configuration.size).map { _ in
+            Slot(machine: RedisReconnectStateMachine(backoff: configuration.backoff), eventLoop: eventLoopGroup.next())
+        }
+        self.state = Mutex(State(slots: slots))
+    }
+
+    /// The number of connections that are up right now.
+    public var availableConnectionCount: Int {
+        self.state.withLock { state in
+            state.slots.count { $0.connection?.isActive ?? false }
+        }
+    }
+
+    // MARK: Lifecycle
+
+    /// Starts connecting every slot, in the background. Calling it again, or
+    /// after `shutdown()`, does nothing.
+    public func start() {
+        let actions = self.state.withLock { state in
+            state.slots.indices.map { index in (index, state.slots[index].machine.start()) }
+        }
+        for (index, action) in actions {
+            self.perform(action, slot: index, connection: nil)
+        }
+    }
+
+    /// Stops reconnecting, closes every connection (commands in flight fail
+    /// with `.connectionClosed`) and waits until they are closed, including
+    /// connections still being established.
+    public func shutdown() async {
+        let (connections, attempts) = self.state.withLock { state in
+            state.isShutDown = true
+            var connections: [RedisConnection] = []
+            var attempts: [EventLoopFuture<RedisConnection>] = []
+            for index in state.slots.indices {
+                switch state.slots[index].machine.shutdown() {
+                case .closeConnection:
+                    if let connection = state.slots[index].connection { connections.append(connection) }
+                case .cancelReconnectTimer:
+                    // Cancelling only fails the timer's own future, which has no callbacks.
+                    state.slots[index].reconnectTimer?.cancel()
+                case .none, .connect, .scheduleReconnect:
+                    break
+                }
+                state.slots[index].connection = nil
+                state.slots[index].reconnectTimer = nil
+                if let attempt = state.slots[index].connectAttempt { attempts.append(attempt) }
+            }
+            return (connections, attempts)
+        }
+        for connection in connections {
+            await connection.close()
+        }
+        for attempt in attempts {
+            // The attempt's own callback closes the connection too (the state
+            // machine answers `.closeConnection`); closing twice is harmless,
+            // and waiting here makes shutdown complete only when it is closed.
+            if let connection = try? await attempt.get() {
+                await connection.close()
+            }
+        }
+        self.logger.debug("Redis pool shut down")
+    }
+
+    // MARK: Sending
+
+    /// Sends `command` on the next connected connection and returns a future
+    /// for its reply; fails at once with `.unavailable` when none is up. See
+    /// `RedisConnection.sendFuture(_:timeout:)`.
+    public func sendFuture(_ command: RedisCommand, timeout: TimeAmount? = nil) -> EventLoopFuture<RESPValue> {
+        switch self.nextConnection() {
+        case .success(let connection): connection.sendFuture(command, timeout: timeout)
+        case .failure(let error): self.eventLoopGroup.any().makeFailedFuture(error)
+        }
+    }
+
+    /// Sends `commands` on one connection with a single flush; see
+    /// `RedisConnection.pipelineFuture(_:timeout:)`.
+    public func pipelineFuture(_ commands: [RedisCommand], timeout: TimeAmount? = nil) -> EventLoopFuture<[RESPValue]> {
+        switch self.nextConnection() {
+        case .success(let connection): connection.pipelineFuture(commands, timeout: timeout)
+        case .failure(let error): self.eventLoopGroup.any().makeFailedFuture(error)
+        }
+    }
+
+    /// Sends `command` and waits for its reply; see `sendFuture(_:timeout:)`.
+    public func send(_ command: RedisCommand, timeout: TimeAmount? = nil) async throws -> RESPValue {
+        try await self.nextConnection().get().send(command, timeout: timeout)
+    }
+
+    /// Sends `commands` on one connection and waits for all replies; see
+    /// `pipelineFuture(_:timeout:)`.
+    public func pipeline(_ commands: [RedisCommand], timeout: TimeAmount? = nil) async throws -> [RESPValue] {
+        try await self.nextConnection().get().pipeline(commands, timeout: timeout)
+    }
+
+    /// The next connected slot's connection in round-robin order.
+    private func nextConnection() -> Result<RedisConnection, GatewayError> {
+        self.state.withLock { state in
+            if state.isShutDown {
+                return .failure(GatewayError(.shuttingDown, "the Redis pool for \(self.url.endpoint) is shut down"))
+            }
+            let count = state.slots.count
+            for offset in 0..<count {
+                let index = (state.nextSlot + offset) % count
+                if let connection = state.slots[index].connection, connection.isActive {
+                    state.nextSlot = (index + 1) % count
+                    return .success(connection)
+                }
+            }
+            if state.slots.allSatisfy({ $0.machine.state == .idle }) {
+                return .failure(GatewayError(.unavailable, "the Redis pool for \(self.url.endpoint) has not been started"))
+            }
+            return .failure(
+                GatewayError(.unavailable, "no connection to Redis at \(self.url.endpoint) is up (\(count) reconnecting)")
+            )
+        }
+    }
+
+    // MARK: Events
+
+    private func perform(_ action: RedisReconnectStateMachine.Action, slot index: Int, connection: RedisConnection?) {
+        switch action {
+        case .none:
+            break
+        case .connect:
+            self.connect(slot: index)
+        case .scheduleReconnect(let delay):
+            self.state.withLock { state in
+                // Scheduling runs nothing inline, so it is safe under the lock,
+                // and storing the handle there lets shutdown cancel it.
+                let eventLoop = state.slots[index].eventLoop
+                state.slots[index].reconnectTimer = eventLoop.scheduleTask(in: delay) {
+                    self.reconnectTimerFired(slot: index)
+                }
+            }
+        case .cancelReconnectTimer:
+            let timer = self.state.withLock { state in
+                defer { state.slots[index].reconnectTimer = nil }
+                return state.slots[index].reconnectTimer
+            }
+            timer?.cancel()
+        case .closeConnection:
+            connection?.close()
+        }
+    }
+
+    private func connect(slot index: Int) {
+        let eventLoop = self.state.withLock { $0.slots[index].eventLoop }
+        var slotLogger = self.logger
+        slotLogger[metadataKey: "redis.pool.slot"] = "\(index)"
+        let logger = slotLogger
+        let attempt = RedisConnection.connect(
+            to: self.url,
+            configuration: self.configuration.connection,
+            on: eventLoop,
+            logger: logger
+        )
+        self.state.withLock { $0.slots[index].connectAttempt = attempt }
+        attempt.whenComplete { result in
+            self.connectCompleted(slot: index, result: result, logger: logger)
+        }
+    }
+
+    private func connectCompleted(slot index: Int, result: Result<RedisConnection, any Error>, logger: Logger) {
+        switch result {
+        case .success(let connection):
+            let action = self.state.withLock { state in
+                state.slots[index].connectAttempt = nil
+                let action = state.slots[index].machine.connectSucceeded(now: .now())
+                if action == .none {
+                    state.slots[index].connection = connection
+                }
+                return action
+            }
+            if action == .none {
+                logger.info("connected to Redis")
+                // Registered outside the lock: an already closed connection runs the callback inline.
+                connection.closeFuture.whenComplete { _ in
+                    self.connectionClosed(slot: index, connection: connection, logger: logger)
+                }
+            }
+            self.perform(action, slot: index, connection: connection)
+        case .failure(let error):
+            let action = self.state.withLock { state in
+                state.slots[index].connectAttempt = nil
+                return state.slots[index].machine.connectFailed(random: Double.random(in: 0..<1))
+            }
+            if case .scheduleReconnect(let delay) = action {
+                logger.warning(
+                    "cannot connect to Redis; retrying",
+                    metadata: ["redis.error": "\(error)", "redis.retry_in": "\(delay.redisLogDescription)"]
+                )
+            }
+            self.perform(action, slot: index, connection: nil)
+        }
+    }
+
+    private func connectionClosed(slot index: Int, connection: RedisConnection, logger: Logger) {
+        let action = self.state.withLock { state -> RedisReconnectStateMachine.Action in
+            // Only the slot's current connection counts; an old one closing late is ignored.
+            guard state.slots[index].connection === connection else { return .none }
+            state.slots[index].connection = nil
+            return state.slots[index].machine.connectionClosed(now: .now(), random: Double.random(in: 0..<1))
+        }
+        switch action {
+        case .connect:
+            logger.warning("the Redis connection closed; reconnecting")
+        case .scheduleReconnect(let delay):
+            logger.warning(
+                "the Redis connection closed soon after connecting; reconnecting with backoff",
+                metadata: ["redis.retry_in": "\(delay.redisLogDescription)"]
+            )
+        case .none, .cancelReconnectTimer, .closeConnection:
+            break
+        }
+        self.perform(action, slot: index, connection: nil)
+    }
+
+    private func reconnectTimerFired(slot index: Int) {
+        let action = self.state.withLock { state in
+            state.slots[index].reconnectTimer = nil
+            return state.slots[index].machine.reconnectTimerFired()
+        }
+        self.perform(action, slot: index, connection: nil)
+    }
+}
+
+extension RedisConnectionPool: Service {
+    /// Starts the pool, waits for graceful shutdown (or cancellation), then
+    /// shuts the pool down.
+    public func run() async throws {
+        self.start()
+        try? await gracefulShutdown()
+        await self.shutdown()
+    }
+}

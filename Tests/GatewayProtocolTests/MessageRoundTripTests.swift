@@ -1,0 +1,159 @@
+import GatewayDigest
+import GatewayProtocol
+import NIOCore
+import Testing
+
+@Suite("Message round trips")
+struct MessageRoundTripTests {
+    static let keyA = CacheKey(bytes: [UInt8](repeating: 0xab, count: 32))!
+    static let keyB = CacheKey(bytes: (0..<32).map { UInt8($0 * 7) })!
+    static let function = FunctionVersion(function: "Billing.InvoiceService.total(for:currency:)", version: String(repeating: "0f", count: 32))
+
+    /// A value whose readable bytes start after the beginning of its storage.
+    static var slicedValue: ByteBuffer {
+        let bytes: [UInt8] = [0xde, 0xad] + (0..<200).map { UInt8($0) } + [0xbe, 0xef]
+        var value = ByteBuffer(bytes: bytes)
+        value.moveReaderIndex(forwardBy: 2)
+        value.moveWriterIndex(to: value.writerIndex - 2)
+        return value
+    }
+
+    static let messages: [GatewayMessage] = [
+        GatewayMessage(id: 1, .hello(Hello(clientName: "worker-é", pid: 4242))),
+        GatewayMessage(id: 2, .hello(Hello(protocolVersion: 99, clientName: "", pid: 0))),
+        GatewayMessage(id: 3, .ping),
+        GatewayMessage(id: 4, .lookup(Lookup(function: function, key: keyA))),
+        GatewayMessage(id: .max, .lookup(Lookup(function: FunctionVersion(function: "f", version: "1"), key: keyB))),
+        GatewayMessage(id: 5, .store(Store(function: function, key: keyB, ttlMilliseconds: 1, computeMicroseconds: 0, value: ByteBuffer()))),
+        GatewayMessage(id: 6, .store(Store(
+            function: function, key: keyA, ttlMilliseconds: Store.maximumTTLMilliseconds,
+            computeMicroseconds: .max, value: ByteBuffer(bytes: [UInt8](repeating: 0x42, count: 70_000))
+        ))),
+        GatewayMessage(id: 7, .store(Store(function: function, key: keyA, ttlMilliseconds: 60_000, computeMicroseconds: 1234, value: slicedValue))),
+        GatewayMessage(id: 8, .register(function)),
+        GatewayMessage(id: 9, .invalidate(Invalidate(function: "f(x:)"))),
+        GatewayMessage(id: 10, .invalidate(Invalidate(function: "f(x:)", version: "v1"))),
+        GatewayMessage(id: 11, .invalidate(Invalidate(function: "f(x:)", version: "v1", key: keyA))),
+        GatewayMessage(id: 12, .stats),
+        GatewayMessage(id: 13, .helloReply(HelloReply(protocolVersion: 1, gatewayVersion: "0.1.0", maxFrameSize: 8_388_608, maxValueSize: 4_194_304))),
+        GatewayMessage(id: 14, .pong),
+        GatewayMessage(id: 15, .lookupReply(.hit(ByteBuffer(bytes: [0x01, 0x02, 0x03])))),
+        GatewayMessage(id: 16, .lookupReply(.hit(ByteBuffer()))),
+        GatewayMessage(id: 17, .lookupReply(.hit(slicedValue))),
+        GatewayMessage(id: 18, .lookupReply(.miss)),
+        GatewayMessage(id: 19, .lookupReply(.missDoNotStore)),
+        GatewayMessage(id: 20, .storeReply(stored: true)),
+        GatewayMessage(id: 21, .storeReply(stored: false)),
+        GatewayMessage(id: 22, .registerReply),
+        GatewayMessage(id: 23, .invalidateReply(deleted: 0)),
+        GatewayMessage(id: 24, .invalidateReply(deleted: UInt64(UInt32.max) + 1)),
+        GatewayMessage(id: 25, .statsReply(Stats(values: [
+            "hits": .count(10), "misses": .count(0), "stores": .count(.max), "errors": .count(3),
+            "connections": .count(2), "backend": .text("memory"), "backendHealth": .text("up"),
+        ]))),
+        GatewayMessage(id: 26, .statsReply(Stats(values: [:]))),
+        GatewayMessage(id: 27, .error(ErrorReply(code: .invalidField, message: "message type 3, field 4 (key): must be 32 bytes"))),
+        GatewayMessage(id: 0, .error(ErrorReply(code: ErrorCode(rawValue: 1000), message: ""))),
+        GatewayMessage(id: 28, .error(ErrorReply(GatewayError(.frameTooLarge, "too big")))),
+    ]
+
+    @Test("the sample covers all 15 message types")
+    func sampleCoversEveryType() {
+        let types = Set(Self.messages.map(\.body.type.rawValue))
+        #expect(types == [1, 2, 3, 4, 5, 6, 7, 129, 130, 131, 132, 133, 134, 135, 255])
+    }
+
+    @Test("encodeFrame → FrameDecoder → GatewayMessage(payload:) gives the message back", arguments: messages)
+    func roundTrip(_ original: GatewayMessage) throws {
+        var stream = ByteBuffer()
+        try original.encodeFrame(into: &stream)
+        let length = try #require(stream.getInteger(at: stream.readerIndex, endianness: .big, as: UInt32.self))
+        #expect(Int(length) == stream.readableBytes - 4, "the prefix counts the payload")
+        let payload = try #require(try FrameDecoder().readPayload(from: &stream))
+        #expect(stream.readableBytes == 0)
+        #expect(try GatewayMessage(payload: payload) == original)
+        #expect(GatewayMessage.requestID(inPayload: payload) == original.id)
+        let again = try original.encodedFrame()
+        #expect(try original.encodedFrame() == again, "encoding is deterministic")
+    }
+
+    @Test("many frames in one stream decode in order")
+    func manyFramesInOneStream() throws {
+        var stream = ByteBuffer()
+        for message in Self.messages { try message.encodeFrame(into: &stream) }
+        let decoder = FrameDecoder()
+        var decoded: [GatewayMessage] = []
+        while let payload = try decoder.readPayload(from: &stream) {
+            decoded.append(try GatewayMessage(payload: payload))
+        }
+        #expect(decoded == Self.messages)
+        #expect(stream.readableBytes == 0)
+    }
+
+    @Test("lookup frame bytes match the hand-assembled MessagePack of docs/PROTOCOL.md section 7")
+    func lookupFrameMatchesDocsExample() throws {
+        let message = GatewayMessage(id: 7, .lookup(Lookup(function: FunctionVersion(function: "f(x:)", version: "v1"), key: Self.keyA)))
+        let payload: [UInt8] =
+            [0x95]  // fixarray, 5 elements
+            + [0x03]  // positive fixint 3: lookup
+            + [0x07]  // positive fixint 7: id
+            + [0xa5, 0x66, 0x28, 0x78, 0x3a, 0x29]  // fixstr "f(x:)"
+            + [0xa2, 0x76, 0x31]  // fixstr "v1"
+            + [0xc4, 0x20] + [UInt8](repeating: 0xab, count: 32)  // bin8, 32 bytes
+        #expect(payload.count == 46)
+        let expected: [UInt8] = [0x00, 0x00, 0x00, 0x2e] + payload
+        let encoded = try message.encodedFrame()
+        #expect(Array(encoded.readableBytesView) == expected, "got \(hex(encoded.readableBytesView))")
+        #expect(try GatewayMessage(payload: buffer(payload)) == message)
+    }
+
+    @Test("lookup frame with a uint16 id and a str8 function matches hand-assembled bytes")
+    func lookupFrameWithWiderHeaders() throws {
+        let function = String(repeating: "x", count: 40)
+        let version = String(repeating: "0", count: 64)
+        let key = Self.keyB
+        let message = GatewayMessage(id: 300, .lookup(Lookup(function: FunctionVersion(function: function, version: version), key: key)))
+        let payload: [UInt8] =
+            [0x95, 0x03]
+            + [0xcd, 0x01, 0x2c]  // uint16 300
+            + [0xd9, 0x28] + [UInt8](repeating: 0x78, count: 40)  // str8, 40 bytes
+            + [0xd9, 0x40] + [UInt8](repeating: 0x30, count: 64)  // str8, 64 bytes
+            + [0xc4, 0x20] + (0..<32).map { UInt8($0 * 7) }  // bin8, 32 bytes
+        let expected = frame(payload)
+        #expect(Array(try message.encodedFrame().readableBytesView) == expected)
+    }
+
+    @Test("hit reply frame matches the hand-assembled bytes of docs/PROTOCOL.md section 7")
+    func hitReplyMatchesDocsExample() throws {
+        let message = GatewayMessage(id: 7, .lookupReply(.hit(ByteBuffer(bytes: [0x01, 0x02, 0x03]))))
+        let expected: [UInt8] = [0x00, 0x00, 0x00, 0x0a, 0x94, 0xcc, 0x83, 0x07, 0x00, 0xc4, 0x03, 0x01, 0x02, 0x03]
+        #expect(Array(try message.encodedFrame().readableBytesView) == expected)
+    }
+
+    @Test("a decoded value is a slice of the payload, byte for byte")
+    func decodedValueIsExact() throws {
+        let value = ByteBuffer(bytes: (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let original = GatewayMessage(id: 1, .store(Store(function: Self.function, key: Self.keyA, ttlMilliseconds: 5, computeMicroseconds: 6, value: value)))
+        var stream = try original.encodedFrame()
+        let payload = try #require(try FrameDecoder().readPayload(from: &stream))
+        guard case .store(let store) = try GatewayMessage(payload: payload).body else {
+            Issue.record("not a store")
+            return
+        }
+        #expect(Array(store.value.readableBytesView) == Array(value.readableBytesView))
+    }
+
+    @Test("fields appended by a later minor version are ignored")
+    func extraFieldsIgnored() throws {
+        // [2, 5, "future", [1, 2]]: a ping with two extra elements.
+        let decoded = try message(payload: [0x94, 0x02, 0x05, 0xa6, 0x66, 0x75, 0x74, 0x75, 0x72, 0x65, 0x92, 0x01, 0x02])
+        #expect(decoded == GatewayMessage(id: 5, .ping))
+    }
+
+    @Test("integer fields are accepted in every width")
+    func nonShortestIntegersAccepted() throws {
+        // [cf 00..02, cd 00 09] = ping with type as uint64 and id as uint16.
+        let decoded = try message(payload: [0x92, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0x02, 0xcd, 0x00, 0x09])
+        #expect(decoded == GatewayMessage(id: 9, .ping))
+    }
+}
