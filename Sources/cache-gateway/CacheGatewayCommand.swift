@@ -5,6 +5,7 @@ import GatewayConnection
 import GatewayProtocol
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
 /// `cache-gateway`: the per-host cache daemon and its admin commands.
@@ -42,11 +43,20 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The socket file's group (name or number).")
     var socketGroup: String?
 
+    @Option(help: "Redis: redis://[user:password@]host:port/db or unix:///path/to/redis.sock?db=N (env CACHE_GATEWAY_REDIS). Without it, entries stay in this process's memory.")
+    var redis: String?
+
     @Option(help: "The bound of the embedded in-memory store, in bytes.")
     var memoryLimit: Int = MemoryStore.defaultLimitBytes
 
-    @Option(help: "Separates applications that share one backend.")
-    var namespace: String = "default"
+    @Option(help: "Separates applications that share one backend (env CACHE_GATEWAY_NAMESPACE; default 'default').")
+    var namespace: String?
+
+    @Option(help: "How long a lookup may wait for Redis before the worker is told to compute, in milliseconds.")
+    var lookupTimeoutMs: Int64 = 5
+
+    @Option(help: "How long a store or an invalidation may wait for Redis before it is dropped, in milliseconds.")
+    var writeTimeoutMs: Int64 = 500
 
     @Option(help: "The largest frame payload accepted, in bytes.")
     var maxFrameSize: Int = FrameLimits.defaultMaxFrameSize
@@ -54,14 +64,21 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The largest value stored, in bytes.")
     var maxValueSize: Int = 4 * 1024 * 1024
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(help: "trace, debug, info, notice, warning, error or critical (env CACHE_GATEWAY_LOG_LEVEL; default info).")
+    var logLevel: String?
 
     func run() async throws {
+        // Flags win over the environment (a systemd EnvironmentFile is the
+        // configuration file), which wins over the defaults.
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty }
+        let redisURL = self.redis ?? environment["CACHE_GATEWAY_REDIS"]
+        let namespace = self.namespace ?? environment["CACHE_GATEWAY_NAMESPACE"] ?? "default"
+        let logLevel = self.logLevel ?? environment["CACHE_GATEWAY_LOG_LEVEL"] ?? "info"
         guard let mode = UInt32(self.socketMode, radix: 8) else {
             throw ValidationError("--socket-mode takes octal permission bits such as 660")
         }
-        guard let level = Logger.Level(rawValue: self.logLevel) else {
+        guard self.lookupTimeoutMs > 0, self.writeTimeoutMs > 0 else { throw ValidationError("timeouts must be positive") }
+        guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
         }
         LoggingSystem.bootstrap { label in
@@ -74,10 +91,11 @@ struct Serve: AsyncParsableCommand {
             socketPath: self.socket.path,
             socketMode: mode,
             socketGroup: self.socketGroup,
-            backend: .memory(limitBytes: self.memoryLimit),
-            namespace: self.namespace,
+            backend: redisURL.map { .redis(url: $0) } ?? .memory(limitBytes: self.memoryLimit),
+            namespace: namespace,
             maxFrameSize: self.maxFrameSize,
-            maxValueSize: self.maxValueSize
+            maxValueSize: self.maxValueSize,
+            lookupTimeout: .milliseconds(self.lookupTimeoutMs)
         )
         do {
             try configuration.validate()
@@ -85,7 +103,22 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
 
-        let store = MemoryStore(limitBytes: self.memoryLimit)
+        let store: any CacheStore
+        if let redisURL {
+            let url: RedisURL
+            do {
+                url = try RedisURL(redisURL)
+            } catch let error as GatewayError {
+                throw ValidationError(error.message)
+            }
+            var redisConfiguration = RedisStore.Configuration(lookupTimeout: configuration.lookupTimeout, writeTimeout: .milliseconds(self.writeTimeoutMs))
+            // A reply may be as large as the largest value plus the entry header.
+            redisConfiguration.pool.connection.maximumReplySize = max(redisConfiguration.pool.connection.maximumReplySize, configuration.maxValueSize + 1024)
+            redisConfiguration.pool.connection.maximumCommandSize = max(redisConfiguration.pool.connection.maximumCommandSize, configuration.maxValueSize + 4096)
+            store = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        } else {
+            store = MemoryStore(limitBytes: self.memoryLimit)
+        }
         let notifier = SystemdNotifier()
         let server = GatewayServer(
             configuration: configuration,

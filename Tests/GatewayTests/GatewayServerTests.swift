@@ -7,7 +7,26 @@ import Testing
 import Glibc
 #endif
 
-/// A real `cache-gateway` process on the embedded in-memory store, over its Unix socket.
+/// The backends a gateway under test can use.
+enum TestBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case memory
+    case redis
+
+    var testDescription: String { self.rawValue }
+
+    /// `serve` arguments: Redis is the test run's private redis-server, with a
+    /// namespace of the test's own so that tests do not see each other's entries.
+    func arguments(namespace: String = "t\(UInt32.random(in: 0...UInt32.max))") throws -> [String] {
+        switch self {
+        case .memory: ["--namespace", namespace]
+        // Generous timeouts: these tests check answers, not speed, and run a
+        // debug build on a busy machine (the outage tests use the defaults).
+        case .redis: ["--redis", "unix://\(try TestRedis.socketPath)", "--namespace", namespace, "--lookup-timeout-ms", "5000", "--write-timeout-ms", "10000"]
+        }
+    }
+}
+
+/// A real `cache-gateway` process, on each backend, over its Unix socket.
 @Suite(.serialized) struct GatewayServerTests {
     static let function = FunctionVersion(function: "Tests.slow(x:)", version: "v1")
 
@@ -21,8 +40,9 @@ import Glibc
         .lookup(Lookup(function: function, key: try self.key(argument)))
     }
 
-    @Test func aStoreFollowedByALookupReturnsTheSameBytes() async throws {
-        let gateway = try GatewayProcess()
+    @Test(arguments: TestBackend.allCases)
+    func aStoreFollowedByALookupReturnsTheSameBytes(backend: TestBackend) async throws {
+        let gateway = try GatewayProcess(arguments: try backend.arguments())
         let connection = try await gateway.connect()
         #expect(connection.hello.protocolVersion == 1)
         #expect(try await connection.request(try Self.lookup(1)) == .lookupReply(.miss))
@@ -38,8 +58,9 @@ import Glibc
         #expect(gateway.stop() == 0)
     }
 
-    @Test func entriesExpireAfterTheirTTL() async throws {
-        let gateway = try GatewayProcess()
+    @Test(arguments: TestBackend.allCases)
+    func entriesExpireAfterTheirTTL(backend: TestBackend) async throws {
+        let gateway = try GatewayProcess(arguments: try backend.arguments())
         let connection = try await gateway.connect()
         let stored = ContinuousClock.now
         #expect(try await connection.request(try Self.store(7, ByteBuffer(string: "soon gone"), ttlMilliseconds: 300)) == .storeReply(stored: true))
@@ -50,8 +71,9 @@ import Glibc
         #expect(gateway.stop() == 0)
     }
 
-    @Test func manyConnectionsWithManyRequestsInFlightGetTheirOwnAnswers() async throws {
-        let gateway = try GatewayProcess()
+    @Test(arguments: TestBackend.allCases)
+    func manyConnectionsWithManyRequestsInFlightGetTheirOwnAnswers(backend: TestBackend) async throws {
+        let gateway = try GatewayProcess(arguments: try backend.arguments())
         let connectionCount = 20
         let requestsPerConnection = 250
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -70,7 +92,7 @@ import Glibc
                     for (id, _, future) in futures {
                         let reply = try await future.get()
                         #expect(reply.id == id)
-                        #expect(reply.body == .storeReply(stored: true))
+                        #expect(reply.body == .storeReply(stored: true), "\(gateway.log.suffix(2000))")
                     }
                     var lookups: [(UInt64, Int, EventLoopFuture<GatewayMessage>)] = []
                     for (id, argument, _) in futures.shuffled() {
@@ -128,6 +150,44 @@ import Glibc
         try socket.write(GatewayMessage(id: 12, .ping))
         #expect(try socket.readMessage() == GatewayMessage(id: 12, .pong))
         #expect(gateway.stop() == 0)
+    }
+
+    @Test(arguments: TestBackend.allCases)
+    func invalidateDeletesOneEntryOneVersionOrTheWholeFunction(backend: TestBackend) async throws {
+        let gateway = try GatewayProcess(arguments: try backend.arguments())
+        let connection = try await gateway.connect()
+        let v1 = Self.function
+        let v2 = FunctionVersion(function: Self.function.function, version: "v2")
+        for version in [v1, v2] {
+            for argument in 0..<20 {
+                #expect(try await connection.request(try Self.store(argument, ByteBuffer(string: "\(version.version)/\(argument)"), function: version)) == .storeReply(stored: true))
+            }
+        }
+        #expect(try await connection.request(.invalidate(Invalidate(function: v1.function, version: "v1", key: try Self.key(0)))) == .invalidateReply(deleted: 1))
+        #expect(try await connection.request(try Self.lookup(0)) == .lookupReply(.miss))
+        #expect(try await connection.request(try Self.lookup(1)) == .lookupReply(.hit(ByteBuffer(string: "v1/1"))))
+        #expect(try await connection.request(.invalidate(Invalidate(function: v1.function, version: "v1"))) == .invalidateReply(deleted: 19))
+        #expect(try await connection.request(try Self.lookup(1)) == .lookupReply(.miss))
+        #expect(try await connection.request(try Self.lookup(1, function: v2)) == .lookupReply(.hit(ByteBuffer(string: "v2/1"))))
+        #expect(try await connection.request(.invalidate(Invalidate(function: v1.function))) == .invalidateReply(deleted: 20))
+        #expect(try await connection.request(try Self.lookup(1, function: v2)) == .lookupReply(.miss))
+        #expect(gateway.stop() == 0)
+    }
+
+    @Test func namespacesIsolateApplicationsSharingOneRedis() async throws {
+        let shared = try TestBackend.redis.arguments(namespace: "billing\(UInt32.random(in: 0...UInt32.max))")
+        let billing = try GatewayProcess(arguments: shared)
+        let billingOnAnotherHost = try GatewayProcess(arguments: shared)
+        let search = try GatewayProcess(arguments: try TestBackend.redis.arguments(namespace: "search\(UInt32.random(in: 0...UInt32.max))"))
+        let value = ByteBuffer(string: "billing's result")
+        #expect(try await billing.connect().request(try Self.store(1, value)) == .storeReply(stored: true))
+        // The same application on another host shares the entry…
+        #expect(try await billingOnAnotherHost.connect().request(try Self.lookup(1)) == .lookupReply(.hit(value)))
+        // …another application, with the same function, version and arguments, does not.
+        #expect(try await search.connect().request(try Self.lookup(1)) == .lookupReply(.miss))
+        #expect(billing.stop() == 0)
+        #expect(billingOnAnotherHost.stop() == 0)
+        #expect(search.stop() == 0)
     }
 
     @Test func aValueAboveTheLimitIsRefusedAndNothingIsStored() async throws {

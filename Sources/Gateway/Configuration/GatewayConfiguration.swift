@@ -62,8 +62,10 @@ public struct GatewayConfiguration: Sendable {
             throw fail("the socket path is \(self.socketPath.utf8.count) bytes; Unix sockets allow at most 107")
         }
         guard self.socketMode <= 0o777 else { throw fail("the socket mode \(String(self.socketMode, radix: 8)) is not a permission mode") }
-        guard !self.namespace.isEmpty, self.namespace.utf8.count <= 128 else {
-            throw fail("the namespace must be 1 to 128 bytes")
+        // The namespace is part of Redis keys, whose fields are separated by ':'.
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-".utf8)
+        guard !self.namespace.isEmpty, self.namespace.utf8.count <= 128, self.namespace.utf8.allSatisfy(allowed.contains) else {
+            throw fail("the namespace must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.' and '-'")
         }
         guard self.maxFrameSize >= 1024, self.maxFrameSize <= Int(UInt32.max) else {
             throw fail("the largest frame must be 1 KiB to 4 GiB, is \(self.maxFrameSize)")

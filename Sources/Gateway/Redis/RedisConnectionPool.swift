@@ -156,8 +156,11 @@ public final class RedisConnectionPool: Sendable {
     /// Sends `command` on the next connected connection and returns a future
     /// for its reply; fails at once with `.unavailable` when none is up. See
     /// `RedisConnection.sendFuture(_:timeout:)`.
-    public func sendFuture(_ command: RedisCommand, timeout: TimeAmount? = nil) -> EventLoopFuture<RESPValue> {
-        switch self.nextConnection() {
+    ///
+    /// With `preferring`, a connection on that event loop is chosen when one is
+    /// up, so that the reply completes where the caller runs (no thread hop).
+    public func sendFuture(_ command: RedisCommand, timeout: TimeAmount? = nil, preferring eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<RESPValue> {
+        switch self.nextConnection(preferring: eventLoop) {
         case .success(let connection): connection.sendFuture(command, timeout: timeout)
         case .failure(let error): self.eventLoopGroup.any().makeFailedFuture(error)
         }
@@ -165,8 +168,8 @@ public final class RedisConnectionPool: Sendable {
 
     /// Sends `commands` on one connection with a single flush; see
     /// `RedisConnection.pipelineFuture(_:timeout:)`.
-    public func pipelineFuture(_ commands: [RedisCommand], timeout: TimeAmount? = nil) -> EventLoopFuture<[RESPValue]> {
-        switch self.nextConnection() {
+    public func pipelineFuture(_ commands: [RedisCommand], timeout: TimeAmount? = nil, preferring eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[RESPValue]> {
+        switch self.nextConnection(preferring: eventLoop) {
         case .success(let connection): connection.pipelineFuture(commands, timeout: timeout)
         case .failure(let error): self.eventLoopGroup.any().makeFailedFuture(error)
         }
@@ -183,11 +186,17 @@ public final class RedisConnectionPool: Sendable {
         try await self.nextConnection().get().pipeline(commands, timeout: timeout)
     }
 
-    /// The next connected slot's connection in round-robin order.
-    private func nextConnection() -> Result<RedisConnection, GatewayError> {
+    /// A connected connection on `preferred` if there is one, otherwise the
+    /// next connected slot's connection in round-robin order.
+    private func nextConnection(preferring preferred: (any EventLoop)? = nil) -> Result<RedisConnection, GatewayError> {
         self.state.withLock { state in
             if state.isShutDown {
                 return .failure(GatewayError(.shuttingDown, "the Redis pool for \(self.url.endpoint) is shut down"))
+            }
+            if let preferred {
+                for slot in state.slots where slot.eventLoop === preferred {
+                    if let connection = slot.connection, connection.isActive { return .success(connection) }
+                }
             }
             let count = state.slots.count
             for offset in 0..<count {

@@ -39,7 +39,7 @@ public final class GatewayStatistics: Sendable {
 
     /// The counters as a stats reply, with the store's kind and health.
     func snapshot(store: any CacheStore) -> Stats {
-        Stats(values: [
+        var stats = Stats(values: [
             "hits": .count(self.hits.load(ordering: .relaxed)),
             "misses": .count(self.misses.load(ordering: .relaxed)),
             "stores": .count(self.stores.load(ordering: .relaxed)),
@@ -51,5 +51,7 @@ public final class GatewayStatistics: Sendable {
             "backend": .text(store.kind),
             "backendHealth": .text(store.isHealthy ? "up" : "down"),
         ])
+        stats.values.merge(store.statistics) { ours, _ in ours }
+        return stats
     }
 }

@@ -37,8 +37,16 @@ public protocol CacheStore: Sendable {
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<UInt64>
 
+    /// Counters of the store's own (faults, connections), merged into the stats reply.
+    var statistics: [String: Stats.Value] { get }
+
     /// Releases connections and memory; called once when the gateway stops.
     func shutdown() async
+}
+
+extension CacheStore {
+    /// No counters of its own.
+    public var statistics: [String: Stats.Value] { [:] }
 }
 
 /// The full identity of an entry: namespace, function, version and argument key.
