@@ -1,5 +1,5 @@
 # cache-gateway: the two commands a new machine needs.
-#   make run   builds the gateway and runs the main job
+#   make run   starts a gateway on the embedded store, shows it serving, stops it
 #   make test  runs every test (starts and stops its own redis-server)
 # Both install what is missing first (apt packages, redis-server).
 
@@ -13,8 +13,8 @@ deps:
 build: deps
 	swift build $(SWIFT_FLAGS)
 
-run: build
-	swift run $(SWIFT_FLAGS) --skip-build cache-gateway --help
+run: deps
+	scripts/run.sh
 
 test: deps
 	scripts/test.sh

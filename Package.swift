@@ -142,14 +142,19 @@ let package = Package(
 
         // MARK: Tests
 
+        .target(
+            name: "CanonicalFixture",
+            path: "Tests/CanonicalFixture"
+        ),
         .executableTarget(
             name: "CanonicalProbe",
-            dependencies: ["GatewayProtocol"],
+            dependencies: ["CanonicalFixture", "GatewayProtocol"],
             path: "Tests/CanonicalProbe"
         ),
         .testTarget(
             name: "GatewayProtocolTests",
             dependencies: [
+                "CanonicalFixture",
                 "GatewayProtocol",
                 "GatewayDigest",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -41,32 +41,51 @@ enum GatewayLookupBenchmarks {
         let hitLength = try memoryClient.roundTrip(lookupFrame)
         guard hitLength > Self.valueSize else { throw BenchmarkFailure("the lookup was not a hit (\(hitLength) bytes)") }
 
+        // A gateway on the same redis-server; a generous lookup timeout, so that
+        // every lookup measured is a real hit and not a fail-open miss.
+        let redisGateway = try GatewayUnderTest(arguments: ["--redis", "unix://\(redisSocket)", "--namespace", "bench", "--lookup-timeout-ms", "1000"])
+        defer { redisGateway.stop() }
+        let redisClient = try BlockingGatewayClient(socketPath: redisGateway.socketPath)
+        try redisClient.roundTrip(storeFrame)
+        guard try redisClient.roundTrip(lookupFrame) == hitLength else { throw BenchmarkFailure("the Redis-backed lookup was not a hit") }
+
         // MARK: latency, everything on one CPU
         pinProcess(toCPU: latencyCPU)
         try pin(pid: redisPID, cpus: "\(latencyCPU)")
         try pin(pid: memoryGateway.pid, cpus: "\(latencyCPU)")
+        try pin(pid: redisGateway.pid, cpus: "\(latencyCPU)")
         print("latency: redis-server, gateway and client pinned to CPU \(latencyCPU)")
         let get = RedisCommand.get(ByteBuffer(string: "bench:direct"))
-        let direct = try Bench.measure("baseline: hiredis GET (direct)", batches: 15, iterations: 2_000) {
-            blackHole(try hiredis.send(get))
-        }
-        let memoryHit = try Bench.measure("gateway hit, in-memory store, 1 conn", batches: 15, iterations: 2_000) {
-            blackHole(try memoryClient.roundTrip(lookupFrame))
-        }
-        Bench.report(direct)
-        Bench.report(memoryHit, against: direct)
+        // The floor of each transport: a ping needs no store and no value.
+        let pingFrame = Array(try GatewayMessage(id: 4, .ping).encodedFrame().readableBytesView)
+        let latency = try Bench.measureInterleaved([
+            ("baseline: hiredis GET (direct)", { blackHole(try hiredis.send(get)) }),
+            ("gateway hit, in-memory store, 1 conn", { blackHole(try memoryClient.roundTrip(lookupFrame)) }),
+            ("gateway hit, Redis store, 1 conn", { blackHole(try redisClient.roundTrip(lookupFrame)) }),
+            ("redis PING (direct hiredis)", { blackHole(try hiredis.send(.ping)) }),
+            ("gateway ping (transport floor), 1 conn", { blackHole(try memoryClient.roundTrip(pingFrame)) }),
+        ])
+        Bench.report(latency[0])
+        Bench.report(latency[1], against: latency[0])
+        Bench.report(latency[2], against: latency[0])
+        Bench.report(latency[3])
+        Bench.report(latency[4], against: latency[3])
 
         // MARK: throughput with 50 connections, servers and clients on different CPUs
         pinProcess(toCPU: latencyCPU)
         try pin(pid: redisPID, cpus: "\(serverCPU)")
         try pin(pid: memoryGateway.pid, cpus: "\(serverCPU)")
+        try pin(pid: redisGateway.pid, cpus: "\(serverCPU)")
         print("throughput: servers on CPU \(serverCPU), clients on CPU \(latencyCPU), 50 connections, 1 request outstanding each")
         let redisRate = try Self.redisBenchmarkGetRate(socket: redisSocket, clientCPU: latencyCPU)
         let fds = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: memoryGateway.socketPath) }
         let memoryRate = try runClosedLoop(fds: fds.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(3))
         print(String(format: "%-44@ %10.0f requests/s", "baseline: redis-benchmark -c 50 GET" as NSString, redisRate))
         print(String(format: "%-44@ %10.0f requests/s  ratio %.2f× baseline", "gateway hits, in-memory store, 50 conns" as NSString, memoryRate, memoryRate / redisRate))
-        withExtendedLifetime(fds) {}
+        let redisFDs = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: redisGateway.socketPath) }
+        let redisBackedRate = try runClosedLoop(fds: redisFDs.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(3))
+        print(String(format: "%-44@ %10.0f requests/s  ratio %.2f× baseline", "gateway hits, Redis store, 50 conns" as NSString, redisBackedRate, redisBackedRate / redisRate))
+        withExtendedLifetime((fds, redisFDs)) {}
     }
 
     /// redis-benchmark's GET rate with 50 clients over the Unix socket, on a

@@ -48,6 +48,33 @@ enum Bench {
         return Measurement(name: name, nanosecondsPerOperation: perOperation.sorted(), bytesPerOperation: bytes)
     }
 
+    /// Measures several operations in alternating batches (A, B, C, A, B, C, …),
+    /// so that the machine's drift during the run affects each of them alike;
+    /// this is how every ratio against a baseline is measured.
+    static func measureInterleaved(
+        _ operations: [(name: String, operation: () throws -> Void)],
+        batches: Int = 25,
+        iterations: Int = 2_000
+    ) throws -> [Measurement] {
+        let clock = ContinuousClock()
+        for entry in operations {
+            for _ in 0..<iterations { try entry.operation() }
+        }
+        var perOperation = [[Double]](repeating: [], count: operations.count)
+        for _ in 0..<batches {
+            for (index, entry) in operations.enumerated() {
+                let start = clock.now
+                for _ in 0..<iterations { try entry.operation() }
+                let elapsed = clock.now - start
+                let nanoseconds = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+                perOperation[index].append(nanoseconds / Double(iterations))
+            }
+        }
+        return operations.indices.map { index in
+            Measurement(name: operations[index].name, nanosecondsPerOperation: perOperation[index].sorted(), bytesPerOperation: 0)
+        }
+    }
+
     /// Prints a measurement: median, spread (p10–p90) and, when a baseline is
     /// given, the ratio of the medians (measured / baseline).
     static func report(_ measurement: Measurement, against baseline: Measurement? = nil) {

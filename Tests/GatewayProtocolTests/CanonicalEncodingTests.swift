@@ -1,50 +1,8 @@
+import CanonicalFixture
 import Foundation
 import GatewayDigest
 import GatewayProtocol
 import Testing
-
-// MARK: - The probe's value (verbatim copy of Tests/CanonicalProbe/main.swift)
-
-struct ProbeValue: Codable {
-    var counts: [String: Int]
-    var names: [Int: String]
-    var nested: [String: [String: Double]]
-    var tags: Set<String>
-    var numbers: Set<Int>
-    var groups: [Int: Set<String>]
-    var floats: [Float]
-    var negativeZero: Double
-    var notANumber: Double
-}
-
-func makeProbeValue(reversed: Bool) -> ProbeValue {
-    func order(_ range: Range<Int>) -> [Int] { reversed ? range.reversed() : Array(range) }
-    var value = ProbeValue(
-        counts: [:], names: [:], nested: [:], tags: [], numbers: [], groups: [:],
-        floats: [-0.0, .nan, 1.5, -.nan],
-        negativeZero: -0.0,
-        notANumber: -Double.nan
-    )
-    for index in order(0..<300) {
-        value.counts["count-\(index)"] = index * index - 40_000
-        value.names[index * 37 - 5_000] = "name \(index)"
-    }
-    for outer in order(0..<20) {
-        var inner: [String: Double] = [:]
-        for column in order(0..<20) { inner["c\(column)"] = Double(outer) / Double(column + 1) }
-        value.nested["row-\(outer)"] = inner
-    }
-    for index in order(0..<250) {
-        value.tags.insert("tag/\(index * 7919 % 1000)")
-        value.numbers.insert(index * 104_729 - 1_000_000)
-    }
-    for group in order(0..<40) {
-        var members: Set<String> = []
-        for member in order(0..<12) { members.insert("m\(group * 12 + member)") }
-        value.groups[group - 20] = members
-    }
-    return value
-}
 
 // MARK: - Tests
 

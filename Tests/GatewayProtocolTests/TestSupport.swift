@@ -1,17 +1,7 @@
+@_exported import CanonicalFixture
 import GatewayProtocol
 import NIOCore
 import Testing
-
-/// Lowercase hexadecimal, two digits per byte, no separators.
-func hex(_ bytes: some Sequence<UInt8>) -> String {
-    let digits = Array("0123456789abcdef")
-    var result = ""
-    for byte in bytes {
-        result.append(digits[Int(byte >> 4)])
-        result.append(digits[Int(byte & 0x0f)])
-    }
-    return result
-}
 
 /// Runs `body`, expects it to throw a `GatewayError`, and checks the error's code.
 @discardableResult

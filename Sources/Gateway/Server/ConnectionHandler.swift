@@ -26,6 +26,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = ByteBuffer
 
     private let shared: ServerContext
+    private let codec: MessageCodec
     private var logger: Logger
     private var greeted = false
     private var inFlight = 0
@@ -35,8 +36,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var idleCheck: Scheduled<Void>?
     private var lastActivity = NIODeadline.now()
 
-    init(context: ServerContext, connectionID: UInt64) {
+    init(context: ServerContext, connectionID: UInt64) throws {
         self.shared = context
+        self.codec = try MessageCodec()
         self.logger = context.logger
         self.logger[metadataKey: "connection"] = "\(connectionID)"
     }
@@ -60,7 +62,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.shared.statistics.increment(.requests)
         let message: GatewayMessage
         do {
-            message = try GatewayMessage(payload: payload)
+            message = try self.codec.decode(payload: payload)
         } catch let error as GatewayError {
             let id = GatewayMessage.requestID(inPayload: payload) ?? 0
             self.fail(id: id, error, context: context)
@@ -231,9 +233,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func reply(_ message: GatewayMessage, context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
+        var capacity = 64
+        if case .lookupReply(.hit(let value)) = message.body { capacity += value.readableBytes }
+        var buffer = context.channel.allocator.buffer(capacity: capacity)
         do {
-            try message.encodeFrame(into: &buffer)
+            try self.codec.encodeFrame(message, into: &buffer)
         } catch {
             // Only a reply larger than 4 GiB could fail to encode; say so instead.
             let fallback = GatewayMessage(id: message.id, .error(ErrorReply(code: .internal, message: "the reply could not be encoded")))

@@ -101,7 +101,7 @@ public actor GatewayServer: Service {
                             return id
                         }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
-                        try channel.pipeline.syncOperations.addHandler(ConnectionHandler(context: shared, connectionID: id))
+                        try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id))
                         return channel
                     }
                 }

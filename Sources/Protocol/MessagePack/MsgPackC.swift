@@ -195,7 +195,8 @@ struct MessagePackObject {
     }
 
     /// Unpacks `bytes`, which must hold exactly one MessagePack value, and calls
-    /// `body` with its root.
+    /// `body` with its root. With a `zone`, the tree is built in that reusable
+    /// zone (cleared afterwards) instead of a zone allocated for this call.
     ///
     /// The input is first checked by `MessagePackValidator`, so msgpack-c never
     /// sees a container whose declared size exceeds the input (msgpack-c
@@ -204,9 +205,13 @@ struct MessagePackObject {
     static func withUnpacked<R>(
         _ bytes: UnsafeRawBufferPointer,
         maximumDepth: Int = MessagePack.maximumDepth,
+        zone: MessagePackZone? = nil,
         _ body: (MessagePackObject) throws -> R
     ) throws -> R {
         try MessagePackValidator.validate(bytes, maximumDepth: maximumDepth)
+        if let zone {
+            return try zone.withUnpacked(bytes) { root in try body(MessagePackObject(root)) }
+        }
         var unpacked = msgpack_unpacked()
         msgpack_unpacked_init(&unpacked)
         defer { msgpack_unpacked_destroy(&unpacked) }
@@ -229,5 +234,43 @@ struct MessagePackObject {
         return try withUnsafePointer(to: &unpacked.data) { root in
             try body(MessagePackObject(root))
         }
+    }
+}
+
+/// A msgpack-c zone kept for many unpacks, so that decoding a message does
+/// not allocate and free a zone each time. Not thread-safe: one per connection.
+final class MessagePackZone {
+    private let zone: UnsafeMutablePointer<msgpack_zone>
+
+    /// Creates a zone whose first chunk holds `chunkSize` bytes (msgpack-c's default is 8 KiB).
+    init(chunkSize: Int = 8192) throws {
+        guard let zone = msgpack_zone_new(chunkSize) else {
+            throw GatewayError(.libraryFailure, "msgpack_zone_new failed")
+        }
+        self.zone = zone
+    }
+
+    deinit {
+        msgpack_zone_free(self.zone)
+    }
+
+    /// Unpacks one value (already validated) into this zone, calls `body`, then
+    /// clears the zone (keeping its first chunk for the next call).
+    fileprivate func withUnpacked<R>(_ bytes: UnsafeRawBufferPointer, _ body: (UnsafePointer<msgpack_object>) throws -> R) throws -> R {
+        defer { msgpack_zone_clear(self.zone) }
+        var root = msgpack_object()
+        var offset = 0
+        // msgpack_unpack is marked obsolete in favour of msgpack_unpack_next,
+        // but it is the only entry point that takes a caller's zone.
+        let status = msgpack_unpack(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, &offset, self.zone, &root)
+        switch status {
+        case MSGPACK_UNPACK_SUCCESS:
+            break
+        case MSGPACK_UNPACK_NOMEM_ERROR:
+            throw GatewayError(.libraryFailure, "msgpack-c ran out of memory unpacking \(bytes.count) bytes")
+        default:
+            throw GatewayError(.malformedMessage, "msgpack-c rejected the input (status \(status.rawValue))")
+        }
+        return try withUnsafePointer(to: &root) { try body($0) }
     }
 }

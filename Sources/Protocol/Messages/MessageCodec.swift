@@ -1,5 +1,34 @@
 import NIOCore
 
+/// Encodes and decodes messages for one connection, reusing its buffers.
+///
+/// `GatewayMessage.encodeFrame(into:)` and `GatewayMessage(payload:)` allocate
+/// a packer buffer and an unpacking zone on every call; a codec keeps one of
+/// each for the connection's life, which takes several allocations off every
+/// request. Not thread-safe: use one per connection (on its event loop).
+public final class MessageCodec {
+    private let writer = MessagePackWriter()
+    private let zone: MessagePackZone
+
+    /// Creates a codec.
+    public init() throws {
+        self.zone = try MessagePackZone()
+    }
+
+    /// Appends `message` as one frame to `buffer`; see `GatewayMessage.encodeFrame(into:)`.
+    public func encodeFrame(_ message: GatewayMessage, into buffer: inout ByteBuffer) throws {
+        try message.encodeFrame(into: &buffer, writer: self.writer)
+    }
+
+    /// Decodes one message from a frame's payload; see `GatewayMessage(payload:)`.
+    public func decode(payload: ByteBuffer) throws -> GatewayMessage {
+        try GatewayMessage(payload: payload, zone: self.zone)
+    }
+}
+
+@available(*, unavailable)
+extension MessageCodec: Sendable {}
+
 // The MessagePack form of every message, exactly as docs/PROTOCOL.md gives it.
 // Messages are packed and read field by field (not through Codable): the order
 // and types of the fields are the protocol, and this is the hot path.
@@ -11,7 +40,11 @@ extension GatewayMessage {
     /// A value (in store and lookup replies) is always the last field, so its
     /// bytes are copied once, straight into `buffer`.
     public func encodeFrame(into buffer: inout ByteBuffer) throws {
-        let writer = MessagePackWriter()
+        try self.encodeFrame(into: &buffer, writer: MessagePackWriter())
+    }
+
+    func encodeFrame(into buffer: inout ByteBuffer, writer: MessagePackWriter) throws {
+        writer.reset()
         let trailingValue = try self.packFields(into: writer)
         let payloadLength = writer.count + (trailingValue?.readableBytes ?? 0)
         guard payloadLength <= UInt32.max else {
@@ -125,9 +158,13 @@ extension GatewayMessage {
     /// missing field or one of the wrong type or range. Elements after the
     /// documented fields are ignored, so later minor versions can append fields.
     public init(payload: ByteBuffer) throws {
+        try self.init(payload: payload, zone: nil)
+    }
+
+    init(payload: ByteBuffer, zone: MessagePackZone?) throws {
         do {
             self = try payload.withUnsafeReadableBytes { raw in
-                try MessagePackObject.withUnpacked(raw) { root in
+                try MessagePackObject.withUnpacked(raw, zone: zone) { root in
                     try Self.decode(root, payload: payload, base: raw.baseAddress)
                 }
             }
