@@ -5,73 +5,75 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
-/// Replies overtake one another, and the admin subcommands talk to a live gateway.
-@Suite(.serialized) struct GatewayOrderingAndAdminTests {
-    @Test func aSlowRequestIsOvertakenByLaterOnesAndEveryReplyCarriesItsID() async throws {
-        let gateway = try GatewayProcess(arguments: try TestBackend.redis.arguments())
-        let connection = try await gateway.connect()
-        let function = FunctionVersion(function: "Tests.big(x:)", version: "v1")
-        // 2,000 entries: deleting them takes several rounds of Redis commands.
-        var stores: [EventLoopFuture<GatewayMessage>] = []
-        for argument in 0..<2_000 {
-            let body = GatewayMessage.Body.store(Store(function: function, key: try CacheKey(hashing: argument), ttlMilliseconds: 60_000, computeMicroseconds: 1, value: ByteBuffer(string: "\(argument)")))
-            stores.append(connection.send(GatewayMessage(id: UInt64(100_000 + argument), body), timeout: .seconds(30)))
+extension IntegrationTests {
+    /// Replies overtake one another, and the admin subcommands talk to a live gateway.
+    @Suite(.serialized) struct GatewayOrderingAndAdminTests {
+        @Test func aSlowRequestIsOvertakenByLaterOnesAndEveryReplyCarriesItsID() async throws {
+            let gateway = try GatewayProcess(arguments: try TestBackend.redis.arguments())
+            let connection = try await gateway.connect()
+            let function = FunctionVersion(function: "Tests.big(x:)", version: "v1")
+            // 2,000 entries: deleting them takes several rounds of Redis commands.
+            var stores: [EventLoopFuture<GatewayMessage>] = []
+            for argument in 0..<2_000 {
+                let body = GatewayMessage.Body.store(Store(function: function, key: try CacheKey(hashing: argument), ttlMilliseconds: 60_000, computeMicroseconds: 1, value: ByteBuffer(string: "\(argument)")))
+                stores.append(connection.send(GatewayMessage(id: UInt64(100_000 + argument), body), timeout: .seconds(30)))
+            }
+            for future in stores { #expect(try await future.get().body == .storeReply(stored: true)) }
+
+            let arrivals = NIOLockedValueBox<[UInt64]>([])
+            let slow = connection.send(GatewayMessage(id: 1, .invalidate(Invalidate(function: function.function, version: "v1"))), timeout: .seconds(30))
+            slow.whenSuccess { reply in arrivals.withLockedValue { $0.append(reply.id) } }
+            var pings: [EventLoopFuture<GatewayMessage>] = []
+            for id in 2...51 as ClosedRange<UInt64> {
+                let ping = connection.send(GatewayMessage(id: id, .ping))
+                ping.whenSuccess { reply in arrivals.withLockedValue { $0.append(reply.id) } }
+                pings.append(ping)
+            }
+            for (index, ping) in pings.enumerated() {
+                #expect(try await ping.get() == GatewayMessage(id: UInt64(index + 2), .pong))
+            }
+            #expect(try await slow.get() == GatewayMessage(id: 1, .invalidateReply(deleted: 2_000)))
+            let order = arrivals.withLockedValue { $0 }
+            // The invalidation was sent first and answered last.
+            #expect(order.last == 1, "arrival order: \(order)")
+            #expect(order.count == 51)
+            #expect(gateway.stop() == 0)
         }
-        for future in stores { #expect(try await future.get().body == .storeReply(stored: true)) }
 
-        let arrivals = NIOLockedValueBox<[UInt64]>([])
-        let slow = connection.send(GatewayMessage(id: 1, .invalidate(Invalidate(function: function.function, version: "v1"))), timeout: .seconds(30))
-        slow.whenSuccess { reply in arrivals.withLockedValue { $0.append(reply.id) } }
-        var pings: [EventLoopFuture<GatewayMessage>] = []
-        for id in 2...51 as ClosedRange<UInt64> {
-            let ping = connection.send(GatewayMessage(id: id, .ping))
-            ping.whenSuccess { reply in arrivals.withLockedValue { $0.append(reply.id) } }
-            pings.append(ping)
+        @Test func pingAndStatsSubcommandsTalkToARunningGateway() async throws {
+            let gateway = try GatewayProcess()
+            let ping = try Self.run(["ping", "--socket", gateway.socketPath])
+            #expect(ping.status == 0)
+            #expect(ping.output.contains("pong"))
+
+            let stats = try Self.run(["stats", "--socket", gateway.socketPath, "--json"])
+            #expect(stats.status == 0)
+            let object = try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any]
+            #expect(object?["backend"] as? String == "memory")
+            #expect(object?["backendHealth"] as? String == "up")
+            #expect((object?["connections"] as? Int ?? 0) >= 1)
+            for name in ["hits", "misses", "stores", "errors"] {
+                #expect(object?[name] is Int, "stats --json has no \(name)")
+            }
+            #expect(gateway.stop() == 0)
+
+            // With nothing listening, ping fails with a message, quickly.
+            let absent = try Self.run(["ping", "--socket", gateway.socketPath])
+            #expect(absent.status != 0)
+            #expect(absent.output.contains("cannot connect"))
         }
-        for (index, ping) in pings.enumerated() {
-            #expect(try await ping.get() == GatewayMessage(id: UInt64(index + 2), .pong))
+
+        static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            let process = Process()
+            process.executableURL = try GatewayProcess.executable
+            process.arguments = arguments
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
         }
-        #expect(try await slow.get() == GatewayMessage(id: 1, .invalidateReply(deleted: 2_000)))
-        let order = arrivals.withLockedValue { $0 }
-        // The invalidation was sent first and answered last.
-        #expect(order.last == 1, "arrival order: \(order)")
-        #expect(order.count == 51)
-        #expect(gateway.stop() == 0)
-    }
-
-    @Test func pingAndStatsSubcommandsTalkToARunningGateway() async throws {
-        let gateway = try GatewayProcess()
-        let ping = try Self.run(["ping", "--socket", gateway.socketPath])
-        #expect(ping.status == 0)
-        #expect(ping.output.contains("pong"))
-
-        let stats = try Self.run(["stats", "--socket", gateway.socketPath, "--json"])
-        #expect(stats.status == 0)
-        let object = try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any]
-        #expect(object?["backend"] as? String == "memory")
-        #expect(object?["backendHealth"] as? String == "up")
-        #expect((object?["connections"] as? Int ?? 0) >= 1)
-        for name in ["hits", "misses", "stores", "errors"] {
-            #expect(object?[name] is Int, "stats --json has no \(name)")
-        }
-        #expect(gateway.stop() == 0)
-
-        // With nothing listening, ping fails with a message, quickly.
-        let absent = try Self.run(["ping", "--socket", gateway.socketPath])
-        #expect(absent.status != 0)
-        #expect(absent.output.contains("cannot connect"))
-    }
-
-    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = try GatewayProcess.executable
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }

@@ -7,159 +7,168 @@ import Testing
 import Glibc
 #endif
 
-/// Bad input over the socket, shutdown while busy, and the socket file's life.
-@Suite(.serialized) struct GatewayRobustnessTests {
-    /// A healthy connection that must keep working whatever the others send.
-    func expectServing(_ connection: GatewayConnection, _ argument: Int) async throws {
-        let function = FunctionVersion(function: "Tests.robust(x:)", version: "v1")
-        let key = try CacheKey(hashing: argument)
-        let value = ByteBuffer(string: "still here \(argument)")
-        #expect(try await connection.request(.store(Store(function: function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1, value: value))) == .storeReply(stored: true))
-        #expect(try await connection.request(.lookup(Lookup(function: function, key: key))) == .lookupReply(.hit(value)))
-    }
-
-    @Test func garbageBytesCloseOnlyTheOffendingConnection() async throws {
-        let gateway = try GatewayProcess()
-        let healthy = try await gateway.connect(name: "healthy")
-        var generator = SystemRandomNumberGenerator()
-        for round in 0..<20 {
-            // Garbage whose first byte is not zero announces a frame of at least
-            // 16 MiB, above the 8 MiB limit: an error, then the connection closes.
-            var garbage = (0..<4_096).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            garbage[0] = UInt8.random(in: 1...255, using: &generator)
-            let socket = try RawSocket(path: gateway.socketPath)
-            try socket.write(garbage)
-            let reply = try socket.readMessage()
-            guard case .error(let error) = reply.body else { throw TestFailure("expected an error, got \(reply)") }
-            #expect(error.code == .frameTooLarge)
-            #expect(socket.isClosedByPeer())
-
-            // Garbage inside a well-formed frame: an error, and the connection stays usable.
-            var payload = (0..<64).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            payload[0] = 0xc1
-            let framed = try RawSocket(path: gateway.socketPath)
-            try framed.write(frame(payload))
-            guard case .error(let malformed) = try framed.readMessage().body else { throw TestFailure("expected an error") }
-            #expect(malformed.code == .malformedFrame)
-            try framed.write(GatewayMessage(id: 1, .hello(Hello(clientName: "after garbage", pid: 1))))
-            guard case .helloReply = try framed.readMessage().body else { throw TestFailure("expected a hello reply") }
-
-            try await self.expectServing(healthy, round)
+extension IntegrationTests {
+    /// Bad input over the socket, shutdown while busy, and the socket file's life.
+    @Suite(.serialized) struct GatewayRobustnessTests {
+        /// A healthy connection that must keep working whatever the others send.
+        func expectServing(_ connection: GatewayConnection, _ argument: Int) async throws {
+            let function = FunctionVersion(function: "Tests.robust(x:)", version: "v1")
+            let key = try CacheKey(hashing: argument)
+            let value = ByteBuffer(string: "still here \(argument)")
+            #expect(try await connection.request(.store(Store(function: function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1, value: value))) == .storeReply(stored: true))
+            #expect(try await connection.request(.lookup(Lookup(function: function, key: key))) == .lookupReply(.hit(value)))
         }
-        #expect(gateway.stop() == 0)
-    }
 
-    @Test func aFourGibibyteLengthPrefixGetsFrameTooLargeAndTheConnectionIsClosed() async throws {
-        let gateway = try GatewayProcess()
-        let healthy = try await gateway.connect(name: "healthy")
-        let before = try gateway.residentKiB()
-        for prefix: [UInt8] in [[0xff, 0xff, 0xff, 0xff], [0x00, 0x80, 0x00, 0x01]] {
-            let socket = try RawSocket(path: gateway.socketPath)
-            try socket.write(prefix)
-            let reply = try socket.readMessage()
-            #expect(reply.id == 0)
-            guard case .error(let error) = reply.body else { throw TestFailure("expected an error reply, got \(reply)") }
-            #expect(error.code == .frameTooLarge)
-            #expect(socket.isClosedByPeer())
-        }
-        // Nothing was allocated for the announced 4 GiB.
-        #expect(try gateway.residentKiB() - before < 16 * 1024)
-        try await self.expectServing(healthy, 1)
-        #expect(gateway.stop() == 0)
-    }
-
-    @Test func aFrameThatNeverCompletesDoesNotDisturbOtherConnections() async throws {
-        let gateway = try GatewayProcess()
-        let healthy = try await gateway.connect(name: "healthy")
-        // Announce 1 MiB, send 1 KiB, and never send the rest.
-        let stuck = try RawSocket(path: gateway.socketPath)
-        try stuck.write([0x00, 0x10, 0x00, 0x00] + [UInt8](repeating: 0x90, count: 1_024))
-        try await self.expectServing(healthy, 2)
-        // The stuck connection got no reply: it is still waiting for its frame.
-        #expect(try stuck.read(upTo: 1, timeout: .milliseconds(200)).isEmpty)
-        #expect(gateway.stop() == 0)
-    }
-
-    @Test func tenThousandAbandonedConnectionsLeaveTheGatewayServingWithBoundedMemory() async throws {
-        let gateway = try GatewayProcess()
-        let healthy = try await gateway.connect(name: "healthy")
-        try await self.expectServing(healthy, 0)
-        let before = try gateway.residentKiB()
-        for batch in 0..<20 {
-            var sockets: [RawSocket] = []
-            for index in 0..<500 {
+        @Test func garbageBytesCloseOnlyTheOffendingConnection() async throws {
+            let gateway = try GatewayProcess()
+            let healthy = try await gateway.connect(name: "healthy")
+            var generator = SystemRandomNumberGenerator()
+            for round in 0..<20 {
+                // Garbage whose first byte is not zero announces a frame of at least
+                // 16 MiB, above the 8 MiB limit: an error, then the connection closes.
+                var garbage = (0..<4_096).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                garbage[0] = UInt8.random(in: 1...255, using: &generator)
                 let socket = try RawSocket(path: gateway.socketPath)
-                // Half say nothing; half leave half a frame behind.
-                if index % 2 == 1 { try socket.write([0x00, 0x00, 0x01, 0x00, 0x95]) }
-                sockets.append(socket)
+                try socket.write(garbage)
+                let reply = try socket.readMessage()
+                guard case .error(let error) = reply.body else { throw TestFailure("expected an error, got \(reply)") }
+                #expect(error.code == .frameTooLarge)
+                #expect(socket.isClosedByPeer())
+
+                // Garbage inside a well-formed frame: an error, and the connection stays usable.
+                var payload = (0..<64).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                payload[0] = 0xc1
+                let framed = try RawSocket(path: gateway.socketPath)
+                try framed.write(frame(payload))
+                guard case .error(let malformed) = try framed.readMessage().body else { throw TestFailure("expected an error") }
+                #expect(malformed.code == .malformedFrame)
+                try framed.write(GatewayMessage(id: 1, .hello(Hello(clientName: "after garbage", pid: 1))))
+                guard case .helloReply = try framed.readMessage().body else { throw TestFailure("expected a hello reply") }
+
+                try await self.expectServing(healthy, round)
             }
-            sockets.removeAll()  // closes them all
-            try await self.expectServing(healthy, batch + 1)
+            #expect(gateway.stop() == 0)
         }
-        // Wait until the gateway has seen every one of them close.
-        let deadline = ContinuousClock.now + .seconds(20)
-        var open: UInt64 = .max
-        while ContinuousClock.now < deadline {
-            guard case .statsReply(let stats) = try await healthy.request(.stats) else { throw TestFailure("no stats") }
-            open = stats[count: "connections"] ?? .max
-            if open == 1 { break }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        #expect(open == 1)
-        let after = try gateway.residentKiB()
-        #expect(after - before < 32 * 1024, "RSS grew from \(before) KiB to \(after) KiB")
-        #expect(gateway.stop() == 0)
-    }
 
-    @Test func sigtermAnswersTheRequestsInFlightRemovesTheSocketAndExitsZero() async throws {
-        let gateway = try GatewayProcess()
-        let connection = try await gateway.connect()
-        let function = FunctionVersion(function: "Tests.drain(x:)", version: "v1")
-        var replies: [EventLoopFuture<GatewayMessage>] = []
-        for index in 0..<2_000 {
-            let body: GatewayMessage.Body = index % 2 == 0
-                ? .store(Store(function: function, key: try CacheKey(hashing: index), ttlMilliseconds: 60_000, computeMicroseconds: 1, value: ByteBuffer(string: "\(index)")))
-                : .lookup(Lookup(function: function, key: try CacheKey(hashing: index - 1)))
-            replies.append(connection.send(GatewayMessage(id: UInt64(index + 1), body)))
-        }
-        kill(gateway.pid, SIGTERM)
-        for (index, future) in replies.enumerated() {
-            let reply = try await future.get()
-            #expect(reply.id == UInt64(index + 1))
-            if index % 2 == 0 {
-                #expect(reply.body == .storeReply(stored: true))
-            } else {
-                #expect(reply.body == .lookupReply(.hit(ByteBuffer(string: "\(index - 1)"))))
+        @Test func aFourGibibyteLengthPrefixGetsFrameTooLargeAndTheConnectionIsClosed() async throws {
+            let gateway = try GatewayProcess()
+            let healthy = try await gateway.connect(name: "healthy")
+            let before = try gateway.residentKiB()
+            for prefix: [UInt8] in [[0xff, 0xff, 0xff, 0xff], [0x00, 0x80, 0x00, 0x01]] {
+                let socket = try RawSocket(path: gateway.socketPath)
+                try socket.write(prefix)
+                let reply = try socket.readMessage()
+                #expect(reply.id == 0)
+                guard case .error(let error) = reply.body else { throw TestFailure("expected an error reply, got \(reply)") }
+                #expect(error.code == .frameTooLarge)
+                #expect(socket.isClosedByPeer())
             }
+            // Nothing was allocated for the announced 4 GiB.
+            #expect(try gateway.residentKiB() - before < 16 * 1024)
+            try await self.expectServing(healthy, 1)
+            #expect(gateway.stop() == 0)
         }
-        #expect(try gateway.nextNotification().contains("STOPPING=1"))
-        gateway.process.waitUntilExit()
-        #expect(gateway.process.terminationStatus == 0)
-        #expect(!FileManager.default.fileExists(atPath: gateway.socketPath))
-    }
 
-    @Test func aStaleSocketFileIsReplacedAndALiveOneIsRefused() async throws {
-        let gateway = try GatewayProcess()
-        // A second gateway on the same path refuses to start, with a clear message.
-        let second = Process()
-        second.executableURL = try GatewayProcess.executable
-        second.arguments = ["serve", "--socket", gateway.socketPath]
-        let output = Pipe()
-        second.standardError = output
-        second.standardOutput = output
-        try second.run()
-        second.waitUntilExit()
-        #expect(second.terminationStatus != 0)
-        let message = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(message.contains("already serving"))
-        try await self.expectServing(try await gateway.connect(), 3)
+        @Test func aFrameThatNeverCompletesDoesNotDisturbOtherConnections() async throws {
+            let gateway = try GatewayProcess()
+            let healthy = try await gateway.connect(name: "healthy")
+            // Announce 1 MiB, send 1 KiB, and never send the rest.
+            let stuck = try RawSocket(path: gateway.socketPath)
+            try stuck.write([0x00, 0x10, 0x00, 0x00] + [UInt8](repeating: 0x90, count: 1_024))
+            try await self.expectServing(healthy, 2)
+            // The stuck connection got no reply: it is still waiting for its frame.
+            #expect(try stuck.read(upTo: 1, timeout: .milliseconds(200)).isEmpty)
+            #expect(gateway.stop() == 0)
+        }
 
-        // Killed without cleaning up, the gateway leaves its socket file behind…
-        #expect(gateway.stop(signal: SIGKILL) != 0)
-        #expect(FileManager.default.fileExists(atPath: gateway.socketPath))
-        // …and the next gateway replaces it.
-        let replacement = try GatewayProcess(arguments: [], reuseSocketOf: gateway)
-        try await self.expectServing(try await replacement.connect(), 4)
-        #expect(replacement.stop() == 0)
+        @Test func tenThousandAbandonedConnectionsLeaveTheGatewayServingWithBoundedMemory() async throws {
+            let gateway = try GatewayProcess()
+            let healthy = try await gateway.connect(name: "healthy")
+            try await self.expectServing(healthy, 0)
+            let before = try gateway.residentKiB()
+            for batch in 0..<20 {
+                var sockets: [RawSocket] = []
+                for index in 0..<500 {
+                    let socket = try RawSocket(path: gateway.socketPath)
+                    // Half say nothing; half leave half a frame behind.
+                    if index % 2 == 1 { try socket.write([0x00, 0x00, 0x01, 0x00, 0x95]) }
+                    sockets.append(socket)
+                }
+                sockets.removeAll()  // closes them all
+                try await self.expectServing(healthy, batch + 1)
+            }
+            // Wait until the gateway has seen every one of them close.
+            let deadline = ContinuousClock.now + .seconds(20)
+            var open: UInt64 = .max
+            while ContinuousClock.now < deadline {
+                guard case .statsReply(let stats) = try await healthy.request(.stats) else { throw TestFailure("no stats") }
+                open = stats[count: "connections"] ?? .max
+                if open == 1 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(open == 1)
+            let after = try gateway.residentKiB()
+            #expect(after - before < 32 * 1024, "RSS grew from \(before) KiB to \(after) KiB")
+            #expect(gateway.stop() == 0)
+        }
+
+        @Test func sigtermAnswersTheRequestsInFlightRemovesTheSocketAndExitsZero() async throws {
+            let gateway = try GatewayProcess()
+            let socket = try RawSocket(path: gateway.socketPath)
+            try socket.write(GatewayMessage(id: 1, .hello(Hello(clientName: "drain", pid: 1))))
+            guard case .helloReply = try socket.readMessage().body else { throw TestFailure("no hello reply") }
+            let function = FunctionVersion(function: "Tests.drain(x:)", version: "v1")
+            // 2,000 requests, all handed to the kernel (a blocking write) before
+            // SIGTERM: each one is in flight, and each must be answered.
+            var burst: [UInt8] = []
+            for index in 0..<2_000 {
+                let body: GatewayMessage.Body = index % 2 == 0
+                    ? .store(Store(function: function, key: try CacheKey(hashing: index), ttlMilliseconds: 60_000, computeMicroseconds: 1, value: ByteBuffer(string: "\(index)")))
+                    : .lookup(Lookup(function: function, key: try CacheKey(hashing: index - 1)))
+                burst += Array(try GatewayMessage(id: UInt64(index + 2), body).encodedFrame().readableBytesView)
+            }
+            try socket.write(burst)
+            kill(gateway.pid, SIGTERM)
+            for index in 0..<2_000 {
+                let reply = try socket.readMessage()
+                #expect(reply.id == UInt64(index + 2))
+                if index % 2 == 0 {
+                    #expect(reply.body == .storeReply(stored: true))
+                } else {
+                    #expect(reply.body == .lookupReply(.hit(ByteBuffer(string: "\(index - 1)"))))
+                }
+            }
+            // Then the gateway closes the idle connection, removes its socket and exits 0.
+            #expect(socket.isClosedByPeer(timeout: .seconds(15)))
+            #expect(try gateway.nextNotification().contains("STOPPING=1"))
+            gateway.process.waitUntilExit()
+            #expect(gateway.process.terminationStatus == 0)
+            #expect(!FileManager.default.fileExists(atPath: gateway.socketPath))
+        }
+
+        @Test func aStaleSocketFileIsReplacedAndALiveOneIsRefused() async throws {
+            let gateway = try GatewayProcess()
+            // A second gateway on the same path refuses to start, with a clear message.
+            let second = Process()
+            second.executableURL = try GatewayProcess.executable
+            second.arguments = ["serve", "--socket", gateway.socketPath]
+            let output = Pipe()
+            second.standardError = output
+            second.standardOutput = output
+            try second.run()
+            second.waitUntilExit()
+            #expect(second.terminationStatus != 0)
+            let message = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(message.contains("already serving"))
+            try await self.expectServing(try await gateway.connect(), 3)
+
+            // Killed without cleaning up, the gateway leaves its socket file behind…
+            #expect(gateway.stop(signal: SIGKILL) != 0)
+            #expect(FileManager.default.fileExists(atPath: gateway.socketPath))
+            // …and the next gateway replaces it.
+            let replacement = try GatewayProcess(arguments: [], reuseSocketOf: gateway)
+            try await self.expectServing(try await replacement.connect(), 4)
+            #expect(replacement.stop() == 0)
+        }
     }
 }

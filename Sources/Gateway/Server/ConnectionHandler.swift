@@ -257,7 +257,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// How long a draining connection must be idle (nothing in flight, nothing
     /// read) before it is closed: long enough for requests that were already on
     /// their way to arrive and be answered.
-    static let drainIdleTime = TimeAmount.milliseconds(50)
+    static let drainIdleTime = TimeAmount.milliseconds(200)
 
     private func startDraining(context: ChannelHandlerContext) {
         guard !self.draining else { return }
