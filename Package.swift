@@ -114,6 +114,8 @@ let package = Package(
             dependencies: [
                 "GatewayDigest",
                 .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftParser", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
                 .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
                 .product(name: "SwiftDiagnostics", package: "swift-syntax"),
@@ -124,8 +126,10 @@ let package = Package(
             name: "GatewayClient",
             dependencies: [
                 "GatewayClientMacros",
+                "GatewayConnection",
                 "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -161,17 +165,48 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "GatewayTestSupport",
+            dependencies: [
+                "GatewayConnection",
+                "GatewayProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/GatewayTestSupport"
+        ),
         .testTarget(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
                 "GatewayConnection",
+                "GatewayTestSupport",
                 "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "GatewayClientMacrosTests",
+            dependencies: [
+                "GatewayClientMacros",
+                "GatewayDigest",
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftParser", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
+            ]
+        ),
+        .testTarget(
+            name: "GatewayClientTests",
+            dependencies: [
+                "GatewayClient",
+                "GatewayConnection",
+                "GatewayTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
     ]

@@ -13,14 +13,15 @@ import NIOPosix
 public final class GatewayConnection: Sendable {
     private let channel: any Channel
     private let handler: NIOLoopBound<ReplyMatcher>
-    private let nextID = NIOLockedValueBox<UInt64>(0)
+    private let nextID: NIOLockedValueBox<UInt64>
 
     /// What the gateway said in its hello reply.
     public let hello: HelloReply
 
-    private init(channel: any Channel, handler: NIOLoopBound<ReplyMatcher>, hello: HelloReply) {
+    private init(channel: any Channel, handler: NIOLoopBound<ReplyMatcher>, hello: HelloReply, nextID: NIOLockedValueBox<UInt64> = NIOLockedValueBox(0)) {
         self.channel = channel
         self.handler = handler
+        self.nextID = nextID
         self.hello = hello
     }
 
@@ -31,48 +32,70 @@ public final class GatewayConnection: Sendable {
         timeout: TimeAmount = .seconds(5),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> GatewayConnection {
-        let channel: any Channel
-        do {
-            channel = try await ClientBootstrap(group: eventLoopGroup)
-                .connectTimeout(timeout)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: Int(UInt32.max))))
-                        try channel.pipeline.syncOperations.addHandler(ReplyMatcher())
+        try await self.connectFuture(socketPath: socketPath, clientName: clientName, timeout: timeout, eventLoopGroup: eventLoopGroup).get()
+    }
+
+    /// Connects to the gateway at `socketPath` and says hello; the future form,
+    /// for callers that must not suspend (the client's synchronous path waits on it).
+    public static func connectFuture(
+        socketPath: String,
+        clientName: String = "gateway-connection",
+        timeout: TimeAmount = .seconds(5),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) -> EventLoopFuture<GatewayConnection> {
+        ClientBootstrap(group: eventLoopGroup)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: Int(UInt32.max))))
+                    try channel.pipeline.syncOperations.addHandler(ReplyMatcher())
+                }
+            }
+            .connect(unixDomainSocketPath: socketPath)
+            .flatMapErrorThrowing { error in
+                throw GatewayError(.unavailable, "cannot connect to the gateway at \(socketPath): \(error)")
+            }
+            .flatMap { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ReplyMatcher.self), eventLoop: channel.eventLoop)
+                }.flatMap { handler in
+                    let unsaid = HelloReply(protocolVersion: 0, gatewayVersion: "", maxFrameSize: 0, maxValueSize: 0)
+                    let connection = GatewayConnection(channel: channel, handler: handler, hello: unsaid)
+                    let hello = GatewayMessage(id: 0, .hello(Hello(clientName: clientName, pid: UInt64(ProcessInfoShim.pid))))
+                    return connection.sendNext(hello.body, timeout: timeout).flatMapThrowing { reply in
+                        guard case .helloReply(let hello) = reply.body else {
+                            channel.close(promise: nil)
+                            if case .error(let error) = reply.body {
+                                throw GatewayError(.remote, error.message, wireCode: error.code)
+                            }
+                            throw GatewayError(.malformedMessage, "the gateway answered hello with \(reply.body.type)")
+                        }
+                        return GatewayConnection(channel: channel, handler: handler, hello: hello, nextID: connection.nextID)
+                    }.flatMapErrorThrowing { error in
+                        channel.close(promise: nil)
+                        throw error
                     }
                 }
-                .connect(unixDomainSocketPath: socketPath)
-                .get()
-        } catch {
-            throw GatewayError(.unavailable, "cannot connect to the gateway at \(socketPath): \(error)")
-        }
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ReplyMatcher.self), eventLoop: channel.eventLoop)
-        }.get()
-        let connection = GatewayConnection(channel: channel, handler: handler, hello: HelloReply(protocolVersion: 0, gatewayVersion: "", maxFrameSize: 0, maxValueSize: 0))
-        let reply = try await connection.request(
-            .hello(Hello(clientName: clientName, pid: UInt64(ProcessInfoShim.pid))),
-            timeout: timeout
-        )
-        guard case .helloReply(let hello) = reply else {
-            channel.close(promise: nil)
-            throw GatewayError(.malformedMessage, "the gateway answered hello with \(reply.type)")
-        }
-        return GatewayConnection(channel: channel, handler: handler, hello: hello)
+            }
     }
 
     /// Sends a request and returns the reply's body. An error reply throws
     /// `.remote` with the gateway's code.
     public func request(_ body: GatewayMessage.Body, timeout: TimeAmount = .seconds(5)) async throws -> GatewayMessage.Body {
-        let id = self.nextID.withLockedValue { id -> UInt64 in
-            id += 1
-            return id
-        }
-        let reply = try await self.send(GatewayMessage(id: id, body), timeout: timeout).get()
+        let reply = try await self.sendNext(body, timeout: timeout).get()
         if case .error(let error) = reply.body {
             throw GatewayError(.remote, error.message, wireCode: error.code)
         }
         return reply.body
+    }
+
+    /// Sends a request with the next free id; the reply may be an error reply.
+    public func sendNext(_ body: GatewayMessage.Body, timeout: TimeAmount = .seconds(5)) -> EventLoopFuture<GatewayMessage> {
+        let id = self.nextID.withLockedValue { id -> UInt64 in
+            id += 1
+            return id
+        }
+        return self.send(GatewayMessage(id: id, body), timeout: timeout)
     }
 
     /// Sends a message as it is (any id, any type) and returns the reply with

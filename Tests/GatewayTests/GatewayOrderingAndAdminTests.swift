@@ -3,6 +3,7 @@ import GatewayConnection
 import GatewayProtocol
 import NIOConcurrencyHelpers
 import NIOCore
+import GatewayTestSupport
 import Testing
 
 extension IntegrationTests {

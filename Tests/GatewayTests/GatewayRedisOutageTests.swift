@@ -3,6 +3,7 @@ import GatewayConnection
 import GatewayProtocol
 import NIOCore
 import Synchronization
+import GatewayTestSupport
 import Testing
 
 extension IntegrationTests {

@@ -2,6 +2,7 @@ import Foundation
 import GatewayConnection
 import GatewayProtocol
 import NIOCore
+import GatewayTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

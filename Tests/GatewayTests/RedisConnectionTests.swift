@@ -1,6 +1,7 @@
 import Foundation
 import GatewayProtocol
 import NIOCore
+import GatewayTestSupport
 import Testing
 
 @testable import Gateway

@@ -3,6 +3,7 @@ import GatewayProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import GatewayTestSupport
 import Testing
 
 @testable import Gateway

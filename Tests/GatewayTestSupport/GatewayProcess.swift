@@ -12,15 +12,15 @@ import Glibc
 /// and `start` returns when the gateway sends READY=1: tests wait on that
 /// event, not on a fixed delay. The process is killed when the value goes away
 /// if the test has not stopped it.
-final class GatewayProcess: @unchecked Sendable {
-    let process: Process
-    let directory: URL
-    let socketPath: String
+public final class GatewayProcess: @unchecked Sendable {
+    public let process: Process
+    public let directory: URL
+    public let socketPath: String
     private let notify: NotifySocket
     private var output: FileHandle
 
     /// The built `cache-gateway` executable, next to the test bundle.
-    static var executable: URL {
+    public static var executable: URL {
         get throws {
             let candidates = [
                 URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
@@ -37,7 +37,7 @@ final class GatewayProcess: @unchecked Sendable {
 
     /// Starts a gateway with `arguments` added to `serve --socket …`, and waits for READY=1.
     /// `reuseSocketOf` starts the gateway on another gateway's socket path (for stale-socket tests).
-    init(arguments: [String] = [], environment: [String: String] = [:], reuseSocketOf other: GatewayProcess? = nil, readyTimeout: Duration = .seconds(20)) throws {
+    public init(arguments: [String] = [], environment: [String: String] = [:], reuseSocketOf other: GatewayProcess? = nil, readyTimeout: Duration = .seconds(20)) throws {
         self.directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cg-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         self.socketPath = other?.socketPath ?? self.directory.appendingPathComponent("gateway.sock").path
@@ -71,27 +71,27 @@ final class GatewayProcess: @unchecked Sendable {
         try? FileManager.default.removeItem(at: self.directory)
     }
 
-    var pid: Int32 { self.process.processIdentifier }
+    public var pid: Int32 { self.process.processIdentifier }
 
     /// What the gateway logged so far.
-    var log: String {
+    public var log: String {
         (try? String(contentsOf: self.directory.appendingPathComponent("gateway.log"), encoding: .utf8)) ?? ""
     }
 
     /// The next sd_notify datagram (e.g. STOPPING=1).
-    func nextNotification(timeout: Duration = .seconds(10)) throws -> String {
+    public func nextNotification(timeout: Duration = .seconds(10)) throws -> String {
         try self.notify.receive(timeout: timeout)
     }
 
     /// Sends `signal` and waits for the process to exit; returns its exit status.
-    func stop(signal: Int32 = SIGTERM) -> Int32 {
+    public func stop(signal: Int32 = SIGTERM) -> Int32 {
         kill(self.process.processIdentifier, signal)
         self.process.waitUntilExit()
         return self.process.terminationStatus
     }
 
     /// The resident set size of the gateway, in KiB, from /proc.
-    func residentKiB() throws -> Int {
+    public func residentKiB() throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(self.pid)/status", encoding: .utf8)
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
               let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
@@ -100,17 +100,17 @@ final class GatewayProcess: @unchecked Sendable {
     }
 
     /// A connection that has said hello.
-    func connect(name: String = "test") async throws -> GatewayConnection {
+    public func connect(name: String = "test") async throws -> GatewayConnection {
         try await GatewayConnection.connect(socketPath: self.socketPath, clientName: name)
     }
 }
 
 /// The receiving end of sd_notify: a Unix datagram socket.
-final class NotifySocket: @unchecked Sendable {
-    let path: String
+public final class NotifySocket: @unchecked Sendable {
+    public let path: String
     private let fd: Int32
 
-    init(path: String) throws {
+    public init(path: String) throws {
         self.path = path
         self.fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard self.fd >= 0 else { throw TestFailure("socket: \(errno)") }
@@ -127,7 +127,7 @@ final class NotifySocket: @unchecked Sendable {
     deinit { close(self.fd) }
 
     /// Waits for one datagram, up to `timeout`.
-    func receive(timeout: Duration) throws -> String {
+    public func receive(timeout: Duration) throws -> String {
         var poller = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
         let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         guard poll(&poller, 1, milliseconds) == 1 else { throw TestFailure("no sd_notify datagram within \(timeout)") }
@@ -139,7 +139,7 @@ final class NotifySocket: @unchecked Sendable {
 }
 
 /// A test's own failure with a message.
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -6,10 +6,10 @@ import Glibc
 #endif
 
 /// A plain blocking Unix stream socket, for sending bytes no well-behaved client would.
-final class RawSocket {
-    let fd: Int32
+public final class RawSocket {
+    public let fd: Int32
 
-    init(path: String) throws {
+    public init(path: String) throws {
         self.fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard self.fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
         var address = sockaddr_un()
@@ -27,7 +27,7 @@ final class RawSocket {
 
     deinit { close(self.fd) }
 
-    func write(_ bytes: [UInt8]) throws {
+    public func write(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -36,13 +36,13 @@ final class RawSocket {
         }
     }
 
-    func write(_ message: GatewayMessage) throws {
+    public func write(_ message: GatewayMessage) throws {
         let frame = try message.encodedFrame()
         try self.write(Array(frame.readableBytesView))
     }
 
     /// Reads until `count` bytes arrived, the peer closed, or `timeout` passed.
-    func read(upTo count: Int, timeout: Duration = .seconds(5)) throws -> [UInt8] {
+    public func read(upTo count: Int, timeout: Duration = .seconds(5)) throws -> [UInt8] {
         var result: [UInt8] = []
         let deadline = ContinuousClock.now + timeout
         while result.count < count {
@@ -60,7 +60,7 @@ final class RawSocket {
     }
 
     /// Reads one frame and decodes it.
-    func readMessage(timeout: Duration = .seconds(5)) throws -> GatewayMessage {
+    public func readMessage(timeout: Duration = .seconds(5)) throws -> GatewayMessage {
         let prefix = try self.read(upTo: 4, timeout: timeout)
         guard prefix.count == 4 else { throw TestFailure("the connection closed before a reply (got \(prefix.count) bytes)") }
         let length = Int(prefix[0]) << 24 | Int(prefix[1]) << 16 | Int(prefix[2]) << 8 | Int(prefix[3])
@@ -70,7 +70,7 @@ final class RawSocket {
     }
 
     /// Whether the peer closed the connection within `timeout` (reads what remains).
-    func isClosedByPeer(timeout: Duration = .seconds(5)) -> Bool {
+    public func isClosedByPeer(timeout: Duration = .seconds(5)) -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             var poller = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)

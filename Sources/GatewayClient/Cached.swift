@@ -1,0 +1,91 @@
+/// Caches a function's results in the gateway, keyed by its arguments and by
+/// a hash of its own source code.
+///
+/// ```swift
+/// @Cached(ttl: .seconds(300))
+/// func exchangeRate(from: Currency, to: Currency) async throws -> Decimal {
+///     try await ratesService.fetch(from, to)   // runs only on a miss
+/// }
+/// ```
+///
+/// The macro replaces the body with a call to ``cache(ttl:function:version:fileID:arguments:isolation:body:)``
+/// (or to `cacheSync` for a function that is not `async`) that passes the
+/// original body as a closure:
+///
+/// ```swift
+/// func exchangeRate(from: Currency, to: Currency) async throws -> Decimal {
+///     try await GatewayClient.cache(ttl: .seconds(300), function: "exchangeRate(from:to:)", version: "3f1c…", arguments: from, to) {
+///         try await ratesService.fetch(from, to)
+///     }
+/// }
+/// ```
+///
+/// - The **key** is made of the arguments, which must therefore be `Encodable`,
+///   and their types; the result must be `Codable`. An instance method also
+///   passes `self` first, so its type must be `Encodable` too (the compiler
+///   says so at the method if it is not); use the `key:` form to pass a part of
+///   `self` instead.
+/// - The **version** is the SHA-256 of the function's tokens (signature and
+///   body, without comments, whitespace or this attribute), so every edit to the
+///   function's code gives it new entries, and redeployed code never reads
+///   results of the old code. Pass `version:` to set it by hand instead, for
+///   example to keep entries across a refactoring that changes nothing.
+/// - The **name** is the function's full name with its enclosing types, such as
+///   `InvoiceService.total(for:currency:)`; the runtime prepends the module.
+///   Pass `name:` to set it by hand, for example to keep entries across a
+///   rename.
+///
+/// The macro rejects, with an error at the attribute, what cannot be cached:
+/// anything but a function with a body (an initializer, a variable), `inout`
+/// and closure parameters, parameters without a name (`_`), and functions that
+/// return nothing (`Void`, `()`) or never return (`Never`). It warns on a
+/// `mutating` method, whose changes to `self` a cache hit skips, and on a local
+/// function, whose captured values are not part of the key.
+///
+/// - Parameters:
+///   - ttl: How long an entry stays valid once stored. The expression is passed
+///     to the runtime as written, and is evaluated at each call.
+///   - version: A string literal that replaces the computed source hash.
+///   - name: A string literal that replaces the computed function name (the
+///     module is still prepended).
+@attached(body)
+public macro Cached(
+    ttl: Duration,
+    version: String? = nil,
+    name: String? = nil
+) = #externalMacro(module: "GatewayClientMacros", type: "CachedMacro")
+
+/// Caches an instance method's results, identifying `self` by the value at a
+/// key path instead of encoding all of it.
+///
+/// ```swift
+/// struct InvoiceService {
+///     let id: ServiceID
+///     let database: Database          // not Encodable, and not part of the key
+///
+///     @Cached(ttl: .seconds(300), key: \InvoiceService.id)
+///     func total(for customer: CustomerID) async throws -> Money { ... }
+/// }
+/// ```
+///
+/// The expansion passes `self[keyPath: key]` as the first argument where the
+/// plain form passes `self`. The key path must name its root type
+/// (`\InvoiceService.id`, or `\Self.id` inside the type): the attribute's
+/// arguments are type-checked before the macro runs, and nothing there tells
+/// the compiler what the root of `\.id` is. The value must be `Encodable`.
+///
+/// Everything else is as for ``Cached(ttl:version:name:)``. `key:` on a static
+/// method or a free function is an error.
+///
+/// - Parameters:
+///   - ttl: How long an entry stays valid once stored.
+///   - key: The part of `self` that identifies it for caching.
+///   - version: A string literal that replaces the computed source hash.
+///   - name: A string literal that replaces the computed function name.
+@attached(body)
+public macro Cached<Root, Key: Encodable>(
+    ttl: Duration,
+    key: KeyPath<Root, Key>,
+    version: String? = nil,
+    name: String? = nil
+) = #externalMacro(module: "GatewayClientMacros", type: "CachedMacro")
