@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "GatewayProtocol", targets: ["GatewayProtocol"]),
         .library(name: "Gateway", targets: ["Gateway"]),
         .library(name: "GatewayClient", targets: ["GatewayClient"]),
+        .library(name: "GatewayClientRuntime", targets: ["GatewayClientRuntime"]),
         .executable(name: "cache-gateway", targets: ["CacheGatewayCommand"]),
     ],
     dependencies: [
@@ -123,24 +124,42 @@ let package = Package(
             path: "Sources/GatewayClientMacros"
         ),
         .target(
-            name: "GatewayClient",
+            name: "GatewayClientRuntime",
             dependencies: [
-                "GatewayClientMacros",
                 "GatewayConnection",
                 "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/GatewayClientRuntime"
+        ),
+        .target(
+            name: "GatewayClient",
+            dependencies: [
+                "GatewayClientMacros",
+                "GatewayClientRuntime",
+                "GatewayProtocol",
             ],
             path: "Sources/GatewayClient"
+        ),
+
+        // MARK: Example
+
+        .executableTarget(
+            name: "DemoWorker",
+            dependencies: ["GatewayClient"],
+            path: "Examples/DemoWorker"
         ),
 
         // MARK: Benchmarks (run on release builds: `make bench`)
 
         .executableTarget(
             name: "GatewayBenchmarks",
-            dependencies: ["GatewayProtocol", "Gateway", "GatewayConnection"],
+            // The runtime, not GatewayClient: a release build of the macro would
+            // compile swift-syntax with optimisations (about 11 minutes) for
+            // nothing, since a @Cached body is exactly a call to `cache(...)`.
+            dependencies: ["GatewayProtocol", "Gateway", "GatewayConnection", "GatewayClientRuntime"],
             path: "Benchmarks/GatewayBenchmarks"
         ),
 
@@ -204,6 +223,7 @@ let package = Package(
             name: "GatewayClientTests",
             dependencies: [
                 "GatewayClient",
+                "GatewayClientRuntime",
                 "GatewayConnection",
                 "GatewayTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # `make run`: the main job. Starts a gateway on the embedded in-memory store
-# (no Redis needed) on a private socket, shows that it serves (ping, stats),
-# then stops it with SIGTERM as systemd would. The demo worker that calls a
-# @Cached function through it arrives with the client (see README, Status).
+# (no Redis needed) on a private socket, runs the demo worker (a slow @Cached
+# function: the first call is slow, later calls are hits; then a changed version
+# of the function computes its own results), shows the gateway's counters, and
+# stops it with SIGTERM as systemd would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 swift build --disable-experimental-prebuilts --product cache-gateway
-bin="$(swift build --disable-experimental-prebuilts --show-bin-path)/cache-gateway"
+swift build --disable-experimental-prebuilts --product DemoWorker
+bindir="$(swift build --disable-experimental-prebuilts --show-bin-path)"
+bin="$bindir/cache-gateway"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cache-gateway-run.XXXXXX")
 socket="$dir/gateway.sock"
@@ -31,6 +34,8 @@ done
 
 echo "== cache-gateway ping"
 "$bin" ping --socket "$socket"
+echo "== the demo worker"
+"$bindir/DemoWorker" demo --socket "$socket"
 echo "== cache-gateway stats"
 "$bin" stats --socket "$socket"
 

@@ -8,17 +8,23 @@
 /// }
 /// ```
 ///
-/// The macro replaces the body with a call to ``cache(ttl:function:version:fileID:arguments:isolation:body:)``
-/// (or to `cacheSync` for a function that is not `async`) that passes the
-/// original body as a closure:
+/// The macro replaces the body with a call to the runtime's
+/// `cache(ttl:function:version:arguments:body:)` (or to `cacheSync` for a
+/// function that is not `async`) that passes the original body as a closure:
 ///
 /// ```swift
 /// func exchangeRate(from: Currency, to: Currency) async throws -> Decimal {
-///     try await GatewayClient.cache(ttl: .seconds(300), function: "exchangeRate(from:to:)", version: "3f1c…", arguments: from, to) {
+///     try await GatewayClient.cache(ttl: .seconds(300), function: "exchangeRate(from:to:)", version: "3f1c…", arguments: from, to) { () throws in
 ///         try await ratesService.fetch(from, to)
 ///     }
 /// }
 /// ```
+///
+/// `try` is there when the function throws, `await` when it is `async`. The
+/// closure of a throwing function is declared `() throws in`, so that the call
+/// throws (and its `try` is needed) even when the body happens not to.
+/// A function without parameters (other than an instance method) passes no
+/// `arguments:` at all.
 ///
 /// - The **key** is made of the arguments, which must therefore be `Encodable`,
 ///   and their types; the result must be `Codable`. An instance method also
@@ -36,11 +42,14 @@
 ///   rename.
 ///
 /// The macro rejects, with an error at the attribute, what cannot be cached:
-/// anything but a function with a body (an initializer, a variable), `inout`
-/// and closure parameters, parameters without a name (`_`), and functions that
-/// return nothing (`Void`, `()`) or never return (`Never`). It warns on a
-/// `mutating` method, whose changes to `self` a cache hit skips, and on a local
-/// function, whose captured values are not part of the key.
+/// anything but a function with a body (an initializer, a deinitializer, a
+/// function without a body; the compiler itself rejects it on a variable, a
+/// subscript or a type), `inout` and closure parameters, parameters without a
+/// name (`_`), functions that return nothing (`Void`, `()`) or never return
+/// (`Never`), and `version:` or `name:` given as anything but a plain,
+/// non-empty string literal. It warns on a `mutating` method, whose changes to
+/// `self` a cache hit skips, and on a local function, whose captured values are
+/// not part of the key. An error leaves the body as it was.
 ///
 /// - Parameters:
 ///   - ttl: How long an entry stays valid once stored. The expression is passed

@@ -1,5 +1,5 @@
 import Foundation
-@testable import GatewayClient
+@testable import GatewayClientRuntime
 import GatewayTestSupport
 import NIOConcurrencyHelpers
 import NIOCore

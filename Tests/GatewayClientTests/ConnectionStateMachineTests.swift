@@ -1,4 +1,4 @@
-@testable import GatewayClient
+@testable import GatewayClientRuntime
 import NIOCore
 import Testing
 

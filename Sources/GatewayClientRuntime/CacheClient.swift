@@ -101,44 +101,54 @@ public final class CacheClient: Sendable {
 
     // MARK: Connection
 
-    /// The open connection, opening it when allowed; nil means "run uncached".
-    ///
-    /// Returns a future so that the synchronous path can wait on it without
-    /// Swift concurrency. Only one call connects at a time.
-    func connection() -> EventLoopFuture<GatewayConnection?> {
+    /// What a call does about the connection, decided under the lock without
+    /// any I/O or thread hop, so that a call with the gateway absent costs no
+    /// more than a lock.
+    enum Access {
+        case use(GatewayConnection)
+        case connect
+        case bypass
+    }
+
+    func access() -> Access {
         let now = NIODeadline.now()
-        let (decision, connection) = self.state.withLockedValue { state in
-            (state.machine.decide(now: now), state.connection)
-        }
-        switch decision {
-        case .useConnection:
-            return MultiThreadedEventLoopGroup.singleton.any().makeSucceededFuture(connection)
-        case .bypass:
-            return MultiThreadedEventLoopGroup.singleton.any().makeSucceededFuture(nil)
-        case .connect:
-            return GatewayConnection.connectFuture(
-                socketPath: self.configuration.socketPath,
-                clientName: self.configuration.clientName,
-                timeout: self.configuration.connectTimeout
-            ).map { connection -> GatewayConnection? in
-                self.state.withLockedValue { state in
-                    state.machine.connectSucceeded()
-                    state.connection = connection
-                    state.registered = []
-                }
-                connection.closeFuture.whenComplete { _ in
-                    self.state.withLockedValue { state in
-                        guard state.connection === connection else { return }
-                        state.connection = nil
-                        state.registered = []
-                        state.machine.connectionLost()
-                    }
-                }
-                return connection
-            }.recover { _ in
-                self.state.withLockedValue { $0.machine.connectFailed(now: .now()) }
-                return nil
+        return self.state.withLockedValue { state in
+            switch state.machine.decide(now: now) {
+            case .useConnection:
+                if let connection = state.connection { return .use(connection) }
+                // Connected, but the connection just went away: try again next time.
+                state.machine.connectionLost()
+                return .bypass
+            case .connect: return .connect
+            case .bypass: return .bypass
             }
+        }
+    }
+
+    /// Opens the connection (the caller got `.connect` from `access()`); nil when it failed.
+    func connect() -> EventLoopFuture<GatewayConnection?> {
+        GatewayConnection.connectFuture(
+            socketPath: self.configuration.socketPath,
+            clientName: self.configuration.clientName,
+            timeout: self.configuration.connectTimeout
+        ).map { connection -> GatewayConnection? in
+            self.state.withLockedValue { state in
+                state.machine.connectSucceeded()
+                state.connection = connection
+                state.registered = []
+            }
+            connection.closeFuture.whenComplete { _ in
+                self.state.withLockedValue { state in
+                    guard state.connection === connection else { return }
+                    state.connection = nil
+                    state.registered = []
+                    state.machine.connectionLost()
+                }
+            }
+            return connection
+        }.recover { _ in
+            self.state.withLockedValue { $0.machine.connectFailed(now: .now()) }
+            return nil
         }
     }
 
@@ -156,24 +166,19 @@ public final class CacheClient: Sendable {
 
     // MARK: Lookup and store
 
-    /// Looks `key` up; never fails (see `Lookup`).
-    func lookup(_ function: FunctionVersion, key: CacheKey) -> EventLoopFuture<Lookup> {
-        self.connection().flatMap { connection -> EventLoopFuture<Lookup> in
-            guard let connection else {
-                return MultiThreadedEventLoopGroup.singleton.any().makeSucceededFuture(.bypass)
-            }
-            self.registerIfNeeded(function, on: connection)
-            let maxValueSize = Int(clamping: connection.hello.maxValueSize)
-            return connection.sendNext(.lookup(GatewayProtocol.Lookup(function: function, key: key)), timeout: self.configuration.lookupTimeout)
-                .map { reply -> Lookup in
-                    switch reply.body {
-                    case .lookupReply(.hit(let value)): .hit(value)
-                    case .lookupReply(.miss): .miss(connection, maxValueSize: maxValueSize)
-                    default: .bypass
-                    }
+    /// Looks `key` up on `connection`; never fails (see `Lookup`).
+    func lookup(_ function: FunctionVersion, key: CacheKey, on connection: GatewayConnection) -> EventLoopFuture<Lookup> {
+        self.registerIfNeeded(function, on: connection)
+        let maxValueSize = Int(clamping: connection.hello.maxValueSize)
+        return connection.sendNext(.lookup(GatewayProtocol.Lookup(function: function, key: key)), timeout: self.configuration.lookupTimeout)
+            .map { reply -> Lookup in
+                switch reply.body {
+                case .lookupReply(.hit(let value)): .hit(value)
+                case .lookupReply(.miss): .miss(connection, maxValueSize: maxValueSize)
+                default: .bypass
                 }
-                .recover { _ in .bypass }
-        }
+            }
+            .recover { _ in .bypass }
     }
 
     /// Stores `value` without waiting for the reply; a value above the

@@ -39,7 +39,19 @@ public func cache<Result: Codable, each Argument: Encodable>(
         // The arguments cannot be encoded: there is no key, so nothing is cached.
         return try await body()
     }
-    let lookup = (try? await client.lookup(call.function, key: call.key).get()) ?? .bypass
+    let lookup: CacheClient.Lookup
+    switch client.access() {
+    case .bypass:
+        lookup = .bypass
+    case .use(let connection):
+        lookup = (try? await client.lookup(call.function, key: call.key, on: connection).get()) ?? .bypass
+    case .connect:
+        if let connection = try? await client.connect().get() {
+            lookup = (try? await client.lookup(call.function, key: call.key, on: connection).get()) ?? .bypass
+        } else {
+            lookup = .bypass
+        }
+    }
     if case .hit(let bytes) = lookup, let value = try? MessagePackDecoder().decode(Result.self, from: bytes) {
         return value
     }
@@ -80,7 +92,19 @@ public func cacheSync<Result: Codable, each Argument: Encodable>(
     guard let call = CachedCall(function: function, version: version, fileID: fileID, result: Result.self, arguments: repeat each arguments) else {
         return try body()
     }
-    let lookup = (try? client.lookup(call.function, key: call.key).wait()) ?? .bypass
+    let lookup: CacheClient.Lookup
+    switch client.access() {
+    case .bypass:
+        lookup = .bypass
+    case .use(let connection):
+        lookup = (try? client.lookup(call.function, key: call.key, on: connection).wait()) ?? .bypass
+    case .connect:
+        if let connection = try? client.connect().wait() {
+            lookup = (try? client.lookup(call.function, key: call.key, on: connection).wait()) ?? .bypass
+        } else {
+            lookup = .bypass
+        }
+    }
     if case .hit(let bytes) = lookup, let value = try? MessagePackDecoder().decode(Result.self, from: bytes) {
         return value
     }

@@ -1,4 +1,5 @@
 import Dispatch
+import GatewayProtocol
 import NIOConcurrencyHelpers
 
 /// Identical concurrent calls within one process run the function once.

@@ -1,0 +1,141 @@
+import Foundation
+import GatewayTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real processes end to end: a gateway (in memory, or on the test redis-server)
+/// and several DemoWorker processes calling a `@Cached` function through it.
+@Suite(.serialized) struct EndToEndTests {
+    enum Backend: String, CaseIterable, Sendable {
+        case memory, redis
+
+        func arguments() throws -> [String] {
+            switch self {
+            case .memory: []
+            case .redis: ["--redis", "unix://\(try TestRedis.socketPath)", "--namespace", "e2e\(UInt32.random(in: 0...UInt32.max))"]
+            }
+        }
+    }
+
+    /// What a worker answered for one call.
+    struct Answer: Decodable {
+        var product: String
+        var cents: Int
+        var computedBy: String
+        var computedInProcess: Int32
+        var ranHere: Bool
+    }
+
+    /// A `DemoWorker serve` process: one call per line on stdin, one JSON answer per line on stdout.
+    final class Worker {
+        let process = Process()
+        private let input = Pipe()
+        private let output = Pipe()
+        private var buffered = Data()
+
+        init(socketPath: String) throws {
+            let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("DemoWorker")
+            self.process.executableURL = executable
+            self.process.arguments = ["serve", "--socket", socketPath]
+            self.process.standardInput = self.input
+            self.process.standardOutput = self.output
+            self.process.standardError = FileHandle.nullDevice
+            try self.process.run()
+        }
+
+        deinit {
+            if self.process.isRunning {
+                self.process.terminate()
+                self.process.waitUntilExit()
+            }
+        }
+
+        var pid: Int32 { self.process.processIdentifier }
+
+        /// Asks for the quote of `product` from code version `version`.
+        func call(_ product: String, version: Int) throws -> Answer {
+            self.input.fileHandleForWriting.write(Data("\(version) \(product)\n".utf8))
+            while !self.buffered.contains(UInt8(ascii: "\n")) {
+                let chunk = self.output.fileHandleForReading.availableData
+                guard !chunk.isEmpty else { throw TestFailure("the worker exited") }
+                self.buffered += chunk
+            }
+            let end = self.buffered.firstIndex(of: UInt8(ascii: "\n"))!
+            let line = self.buffered[..<end]
+            self.buffered = Data(self.buffered[(end + 1)...])
+            return try JSONDecoder().decode(Answer.self, from: line)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aResultComputedByOneWorkerIsServedToAnother(backend: Backend) throws {
+        let gateway = try GatewayProcess(arguments: try backend.arguments())
+        let first = try Worker(socketPath: gateway.socketPath)
+        let second = try Worker(socketPath: gateway.socketPath)
+        let computed = try first.call("latte", version: 1)
+        #expect(computed.ranHere)
+        #expect(computed.computedInProcess == first.pid)
+        let served = try second.call("latte", version: 1)
+        #expect(!served.ranHere)
+        #expect(served.computedInProcess == first.pid)
+        #expect(served.cents == computed.cents)
+        #expect(gateway.stop() == 0)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func twoVersionsOfTheSameFunctionNeverSeeEachOthersResults(backend: Backend) throws {
+        let gateway = try GatewayProcess(arguments: try backend.arguments())
+        let old = try Worker(socketPath: gateway.socketPath)
+        let new = try Worker(socketPath: gateway.socketPath)
+        // Old and new code side by side, as during a rolling deploy.
+        for round in 0..<3 {
+            let oldAnswer = try old.call("mocha", version: 1)
+            let newAnswer = try new.call("mocha", version: 2)
+            #expect(oldAnswer.computedBy == "v1")
+            #expect(newAnswer.computedBy == "v2")
+            #expect(oldAnswer.ranHere == (round == 0))
+            #expect(newAnswer.ranHere == (round == 0))
+            // Each worker also asks for the other version: still never mixed.
+            #expect(try old.call("mocha", version: 2).computedBy == "v2")
+            #expect(try new.call("mocha", version: 1).computedBy == "v1")
+        }
+        #expect(gateway.stop() == 0)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func workersComputeLocallyWhileTheGatewayIsDownAndUseItAgainWhenItIsBack(backend: Backend) async throws {
+        let arguments = try backend.arguments()
+        let gateway = try GatewayProcess(arguments: arguments)
+        let worker = try Worker(socketPath: gateway.socketPath)
+        let expected = try worker.call("tea", version: 1)
+        #expect(!(try worker.call("tea", version: 1).ranHere))
+
+        // Killed mid-run, as a crash would.
+        #expect(gateway.stop(signal: SIGKILL) != 0)
+        for _ in 0..<3 {
+            let local = try worker.call("tea", version: 1)
+            #expect(local.ranHere)
+            #expect(local.cents == expected.cents && local.computedBy == "v1")
+        }
+
+        // Back on the same socket: the worker reconnects (after its backoff) and
+        // is served again. The memory backend starts empty, so the first call
+        // after reconnecting computes and stores; the next one is a hit.
+        let restarted = try GatewayProcess(arguments: arguments, reuseSocketOf: gateway)
+        let deadline = ContinuousClock.now + .seconds(20)
+        var servedAgain = false
+        while ContinuousClock.now < deadline {
+            let answer = try worker.call("tea", version: 1)
+            #expect(answer.cents == expected.cents && answer.computedBy == "v1")
+            if !answer.ranHere {
+                servedAgain = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(servedAgain, "the worker never got a hit from the restarted gateway")
+        #expect(restarted.stop() == 0)
+    }
+}
