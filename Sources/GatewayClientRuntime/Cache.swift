@@ -40,37 +40,21 @@ public func cache<Result: Codable, each Argument: Encodable>(
         return try await body()
     }
     let lookup: CacheClient.Lookup
-    switch client.access() {
-    case .bypass:
-        lookup = .bypass
-    case .use(let connection):
-        lookup = (try? await client.lookup(call.function, key: call.key, on: connection).get()) ?? .bypass
-    case .connect:
-        if let connection = try? await client.connect().get() {
-            lookup = (try? await client.lookup(call.function, key: call.key, on: connection).get()) ?? .bypass
-        } else {
-            lookup = .bypass
-        }
+    switch client.startLookup(call) {
+    case .done(let result): lookup = result
+    case .pending(let future): lookup = (try? await future.get()) ?? .bypass
     }
-    if case .hit(let bytes) = lookup, let value = try? MessagePackDecoder().decode(Result.self, from: bytes) {
-        return value
-    }
+    if let value: Result = call.hitValue(lookup) { return value }
     switch await client.singleFlight.join(call.flightKey) {
-    case .follower(let encoded?):
-        if let value = try? MessagePackDecoder().decode(Result.self, from: encoded) { return value }
-        return try await body()
-    case .follower(nil):
+    case .follower(let encoded):
+        if let value: Result = call.decoded(encoded) { return value }
         return try await body()
     case .leader:
         var encoded: [UInt8]?
         defer { client.singleFlight.finish(call.flightKey, encoded: encoded) }
         let started = ContinuousClock.now
         let value = try await body()
-        let computeTime = ContinuousClock.now - started
-        encoded = try? MessagePackEncoder().encode(value)
-        if case .miss(let connection, let maxValueSize) = lookup, let encoded {
-            client.store(encoded, function: call.function, key: call.key, ttl: ttl, computeTime: computeTime, on: connection, maxValueSize: maxValueSize)
-        }
+        encoded = call.publish(value, computeTime: ContinuousClock.now - started, ttl: ttl, after: lookup, client: client)
         return value
     }
 }
@@ -93,37 +77,21 @@ public func cacheSync<Result: Codable, each Argument: Encodable>(
         return try body()
     }
     let lookup: CacheClient.Lookup
-    switch client.access() {
-    case .bypass:
-        lookup = .bypass
-    case .use(let connection):
-        lookup = (try? client.lookup(call.function, key: call.key, on: connection).wait()) ?? .bypass
-    case .connect:
-        if let connection = try? client.connect().wait() {
-            lookup = (try? client.lookup(call.function, key: call.key, on: connection).wait()) ?? .bypass
-        } else {
-            lookup = .bypass
-        }
+    switch client.startLookup(call) {
+    case .done(let result): lookup = result
+    case .pending(let future): lookup = (try? future.wait()) ?? .bypass
     }
-    if case .hit(let bytes) = lookup, let value = try? MessagePackDecoder().decode(Result.self, from: bytes) {
-        return value
-    }
+    if let value: Result = call.hitValue(lookup) { return value }
     switch client.singleFlight.joinBlocking(call.flightKey) {
-    case .follower(let encoded?):
-        if let value = try? MessagePackDecoder().decode(Result.self, from: encoded) { return value }
-        return try body()
-    case .follower(nil):
+    case .follower(let encoded):
+        if let value: Result = call.decoded(encoded) { return value }
         return try body()
     case .leader:
         var encoded: [UInt8]?
         defer { client.singleFlight.finish(call.flightKey, encoded: encoded) }
         let started = ContinuousClock.now
         let value = try body()
-        let computeTime = ContinuousClock.now - started
-        encoded = try? MessagePackEncoder().encode(value)
-        if case .miss(let connection, let maxValueSize) = lookup, let encoded {
-            client.store(encoded, function: call.function, key: call.key, ttl: ttl, computeTime: computeTime, on: connection, maxValueSize: maxValueSize)
-        }
+        encoded = call.publish(value, computeTime: ContinuousClock.now - started, ttl: ttl, after: lookup, client: client)
         return value
     }
 }
@@ -132,6 +100,29 @@ public func cacheSync<Result: Codable, each Argument: Encodable>(
 struct CachedCall {
     let function: FunctionVersion
     let key: CacheKey
+
+    /// The value of a hit, if the lookup was one and its bytes decode (a value
+    /// that does not decode is recomputed, as on a miss).
+    func hitValue<Result: Decodable>(_ lookup: CacheClient.Lookup) -> Result? {
+        guard case .hit(let bytes) = lookup else { return nil }
+        return try? MessagePackDecoder().decode(Result.self, from: bytes)
+    }
+
+    /// A single-flight leader's encoded result, decoded; nil when the leader failed.
+    func decoded<Result: Decodable>(_ encoded: [UInt8]?) -> Result? {
+        encoded.flatMap { try? MessagePackDecoder().decode(Result.self, from: $0) }
+    }
+
+    /// Encodes the leader's result for its followers and, after a miss, stores
+    /// it (not after "do not store" or with no gateway). Returns the bytes, or
+    /// nil when the result cannot be encoded.
+    func publish<Result: Encodable>(_ value: Result, computeTime: Duration, ttl: Duration, after lookup: CacheClient.Lookup, client: CacheClient) -> [UInt8]? {
+        guard let encoded = try? MessagePackEncoder().encode(value) else { return nil }
+        if case .miss(let connection, let maxValueSize) = lookup {
+            client.store(encoded, function: self.function, key: self.key, ttl: ttl, computeTime: computeTime, on: connection, maxValueSize: maxValueSize)
+        }
+        return encoded
+    }
 
     var flightKey: SingleFlight.FlightKey {
         SingleFlight.FlightKey(function: self.function.function, version: self.function.version, key: self.key)

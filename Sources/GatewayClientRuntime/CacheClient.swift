@@ -166,6 +166,29 @@ public final class CacheClient: Sendable {
 
     // MARK: Lookup and store
 
+    /// How a call's lookup starts: settled at once (no gateway to ask) or
+    /// pending on the network. Kept apart so that the absent-gateway path
+    /// involves no future and no thread hop.
+    enum LookupStart {
+        case done(Lookup)
+        case pending(EventLoopFuture<Lookup>)
+    }
+
+    /// Starts the lookup of `call`, connecting first when it is this call's turn to.
+    func startLookup(_ call: CachedCall) -> LookupStart {
+        switch self.access() {
+        case .bypass:
+            return .done(.bypass)
+        case .use(let connection):
+            return .pending(self.lookup(call.function, key: call.key, on: connection))
+        case .connect:
+            return .pending(self.connect().flatMap { connection in
+                guard let connection else { return MultiThreadedEventLoopGroup.singleton.any().makeSucceededFuture(.bypass) }
+                return self.lookup(call.function, key: call.key, on: connection)
+            })
+        }
+    }
+
     /// Looks `key` up on `connection`; never fails (see `Lookup`).
     func lookup(_ function: FunctionVersion, key: CacheKey, on connection: GatewayConnection) -> EventLoopFuture<Lookup> {
         self.registerIfNeeded(function, on: connection)

@@ -15,6 +15,20 @@ private func msgpackCall(_ function: StaticString, _ status: Int32) throws {
     }
 }
 
+/// Turns an unpacker status into a `GatewayError` (the unpacker's counterpart
+/// of `msgpackCall`).
+private func checkUnpackStatus(_ status: msgpack_unpack_return, byteCount: Int) throws {
+    switch status {
+    case MSGPACK_UNPACK_SUCCESS:
+        return
+    case MSGPACK_UNPACK_NOMEM_ERROR:
+        throw GatewayError(.libraryFailure, "msgpack-c ran out of memory unpacking \(byteCount) bytes")
+    default:
+        // The validator accepted the input, so this means the two disagree.
+        throw GatewayError(.malformedMessage, "msgpack-c rejected the input (status \(status.rawValue))")
+    }
+}
+
 /// Packs MessagePack values into a growable buffer through msgpack-c's packer.
 ///
 /// msgpack-c always picks the shortest encoding for integers (non-negative
@@ -222,15 +236,7 @@ struct MessagePackObject {
             bytes.count,
             &offset
         )
-        switch status {
-        case MSGPACK_UNPACK_SUCCESS:
-            break
-        case MSGPACK_UNPACK_NOMEM_ERROR:
-            throw GatewayError(.libraryFailure, "msgpack-c ran out of memory unpacking \(bytes.count) bytes")
-        default:
-            // The validator accepted the input, so this means the two disagree.
-            throw GatewayError(.malformedMessage, "msgpack-c rejected the input (status \(status.rawValue))")
-        }
+        try checkUnpackStatus(status, byteCount: bytes.count)
         return try withUnsafePointer(to: &unpacked.data) { root in
             try body(MessagePackObject(root))
         }
@@ -263,14 +269,7 @@ final class MessagePackZone {
         // msgpack_unpack is marked obsolete in favour of msgpack_unpack_next,
         // but it is the only entry point that takes a caller's zone.
         let status = msgpack_unpack(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, &offset, self.zone, &root)
-        switch status {
-        case MSGPACK_UNPACK_SUCCESS:
-            break
-        case MSGPACK_UNPACK_NOMEM_ERROR:
-            throw GatewayError(.libraryFailure, "msgpack-c ran out of memory unpacking \(bytes.count) bytes")
-        default:
-            throw GatewayError(.malformedMessage, "msgpack-c rejected the input (status \(status.rawValue))")
-        }
+        try checkUnpackStatus(status, byteCount: bytes.count)
         return try withUnsafePointer(to: &root) { try body($0) }
     }
 }
