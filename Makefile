@@ -5,7 +5,7 @@
 
 SWIFT_FLAGS := --disable-experimental-prebuilts
 
-.PHONY: run test bench deps build clean
+.PHONY: run test bench deps build clean install
 
 deps:
 	@scripts/install-deps.sh
@@ -25,3 +25,13 @@ bench: deps
 
 clean:
 	rm -rf .build
+
+# Puts the gateway and its systemd unit in place (run as root):
+#   /usr/local/bin/cache-gateway, /etc/systemd/system/cache-gateway.service,
+#   /etc/cache-gateway/cache-gateway.env (kept if it exists).
+# Then: systemctl daemon-reload && systemctl enable --now cache-gateway
+install: deps
+	swift build $(SWIFT_FLAGS) -c release --product cache-gateway
+	install -D -m 755 "$$(swift build $(SWIFT_FLAGS) -c release --show-bin-path)/cache-gateway" $(DESTDIR)/usr/local/bin/cache-gateway
+	install -D -m 644 systemd/cache-gateway.service $(DESTDIR)/etc/systemd/system/cache-gateway.service
+	test -e $(DESTDIR)/etc/cache-gateway/cache-gateway.env || install -D -m 644 systemd/cache-gateway.env $(DESTDIR)/etc/cache-gateway/cache-gateway.env
