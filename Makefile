@@ -32,6 +32,9 @@ clean:
 # Then: systemctl daemon-reload && systemctl enable --now cache-gateway
 install: deps
 	swift build $(SWIFT_FLAGS) -c release --product cache-gateway
+	# A static group, so that workers' users can be added to it (a DynamicUser's
+	# own group cannot have members); the unit's Group= then uses it.
+	getent group cache-gateway >/dev/null || groupadd --system cache-gateway
 	install -D -m 755 "$$(swift build $(SWIFT_FLAGS) -c release --show-bin-path)/cache-gateway" $(DESTDIR)/usr/local/bin/cache-gateway
 	install -D -m 644 systemd/cache-gateway.service $(DESTDIR)/etc/systemd/system/cache-gateway.service
 	test -e $(DESTDIR)/etc/cache-gateway/cache-gateway.env || install -D -m 644 systemd/cache-gateway.env $(DESTDIR)/etc/cache-gateway/cache-gateway.env

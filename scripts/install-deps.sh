@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what cache-gateway needs on Debian/Ubuntu, skipping what is already there:
-# the three C libraries (-dev packages), pkg-config, and redis-server (tests and
-# the Redis backend). Swift itself is expected to be installed.
+# the three C libraries (-dev packages), pkg-config, redis-server (tests and the
+# Redis backend) and systemd (systemd-analyze, which a test runs on the unit).
+# Swift itself is expected to be installed.
 set -euo pipefail
 
-packages=(libmsgpack-dev libhiredis-dev libssl-dev pkg-config redis-server)
+packages=(libmsgpack-dev libhiredis-dev libssl-dev pkg-config redis-server systemd)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

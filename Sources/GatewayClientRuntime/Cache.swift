@@ -104,7 +104,7 @@ struct CachedCall {
     /// The value of a hit, if the lookup was one and its bytes decode (a value
     /// that does not decode is recomputed, as on a miss).
     func hitValue<Result: Decodable>(_ lookup: CacheClient.Lookup) -> Result? {
-        guard case .hit(let bytes) = lookup else { return nil }
+        guard case .hit(let bytes, _, _) = lookup else { return nil }
         return try? MessagePackDecoder().decode(Result.self, from: bytes)
     }
 
@@ -113,13 +113,17 @@ struct CachedCall {
         encoded.flatMap { try? MessagePackDecoder().decode(Result.self, from: $0) }
     }
 
-    /// Encodes the leader's result for its followers and, after a miss, stores
-    /// it (not after "do not store" or with no gateway). Returns the bytes, or
-    /// nil when the result cannot be encoded.
+    /// Encodes the leader's result for its followers and, after a miss (or a
+    /// hit whose bytes did not decode, which this replaces), stores it; not
+    /// after "do not store" or with no gateway. Returns the bytes, or nil when
+    /// the result cannot be encoded.
     func publish<Result: Encodable>(_ value: Result, computeTime: Duration, ttl: Duration, after lookup: CacheClient.Lookup, client: CacheClient) -> [UInt8]? {
         guard let encoded = try? MessagePackEncoder().encode(value) else { return nil }
-        if case .miss(let connection, let maxValueSize) = lookup {
+        switch lookup {
+        case .miss(let connection, let maxValueSize), .hit(_, let connection, let maxValueSize):
             client.store(encoded, function: self.function, key: self.key, ttl: ttl, computeTime: computeTime, on: connection, maxValueSize: maxValueSize)
+        case .bypass:
+            break
         }
         return encoded
     }

@@ -92,7 +92,8 @@ public final class CacheClient: Sendable {
 
     /// What a lookup found.
     enum Lookup {
-        case hit(ByteBuffer)
+        /// The entry's bytes, and where to store a replacement should they not decode.
+        case hit(ByteBuffer, GatewayConnection, maxValueSize: Int)
         /// Compute and store through this connection, values up to `maxValueSize` bytes.
         case miss(GatewayConnection, maxValueSize: Int)
         /// Compute; do not store (the gateway said so, or it is absent, slow or failing).
@@ -196,7 +197,7 @@ public final class CacheClient: Sendable {
         return connection.sendNext(.lookup(GatewayProtocol.Lookup(function: function, key: key)), timeout: self.configuration.lookupTimeout)
             .map { reply -> Lookup in
                 switch reply.body {
-                case .lookupReply(.hit(let value)): .hit(value)
+                case .lookupReply(.hit(let value)): .hit(value, connection, maxValueSize: maxValueSize)
                 case .lookupReply(.miss): .miss(connection, maxValueSize: maxValueSize)
                 default: .bypass
                 }

@@ -107,7 +107,11 @@ public final class GatewayConnection: Sendable {
         self.channel.eventLoop.execute {
             handler.value.register(id: message.id, promise: promise, timeout: timeout, channel: channel)
             do {
-                channel.writeAndFlush(try message.encodedFrame(allocator: channel.allocator), promise: nil)
+                // A write that fails (the connection closed meanwhile) fails the
+                // request at once instead of leaving it to its timeout.
+                channel.writeAndFlush(try message.encodedFrame(allocator: channel.allocator)).whenFailure { error in
+                    handler.value.fail(id: message.id, GatewayError(.connectionClosed, "the request could not be sent: \(error)"))
+                }
             } catch {
                 handler.value.fail(id: message.id, error)
             }

@@ -6,7 +6,9 @@ import Glibc
 #endif
 
 /// A plain blocking Unix stream socket, for sending bytes no well-behaved client would.
-public final class RawSocket {
+// Unchecked: a test uses one socket from one thread at a time (a background
+// writer thread owns it while the test only watches the gateway).
+public final class RawSocket: @unchecked Sendable {
     public let fd: Int32
 
     public init(path: String) throws {

@@ -147,6 +147,73 @@ extension IntegrationTests {
             #expect(!FileManager.default.fileExists(atPath: gateway.socketPath))
         }
 
+        @Test func anUnsupportedProtocolVersionGetsItsErrorBeforeTheConnectionCloses() throws {
+            let gateway = try GatewayProcess()
+            let socket = try RawSocket(path: gateway.socketPath)
+            try socket.write(GatewayMessage(id: 3, .hello(Hello(protocolVersion: 99, clientName: "future", pid: 1))))
+            let reply = try socket.readMessage()
+            #expect(reply.id == 3)
+            guard case .error(let error) = reply.body else { throw TestFailure("expected an error, got \(reply)") }
+            #expect(error.code == .unsupportedVersion)
+            #expect(socket.isClosedByPeer())
+            #expect(gateway.stop() == 0)
+        }
+
+        @Test func aPeerThatNeverReadsItsRepliesCannotMakeTheGatewayGrow() async throws {
+            let gateway = try GatewayProcess()
+            let connection = try await gateway.connect()
+            let function = FunctionVersion(function: "Tests.big(x:)", version: "v1")
+            let key = try CacheKey(hashing: 1)
+            // A 1 MiB entry: every lookup of it would queue another 1 MiB reply.
+            #expect(try await connection.request(.store(Store(function: function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1, value: ByteBuffer(repeating: 7, count: 1 << 20)))) == .storeReply(stored: true))
+            let before = try gateway.residentKiB()
+            let greedy = try RawSocket(path: gateway.socketPath)
+            try greedy.write(GatewayMessage(id: 1, .hello(Hello(clientName: "greedy", pid: 1))))
+            // 3,000 lookups (3 GiB of replies) sent, none read. The write may
+            // block once the gateway stops reading: that is the point, so it
+            // runs in the background while the test watches the gateway.
+            let frame = Array(try GatewayMessage(id: 2, .lookup(Lookup(function: function, key: key))).encodedFrame().readableBytesView)
+            let burst = [[UInt8]](repeating: frame, count: 3_000).flatMap { $0 }
+            let writer = Thread { try? greedy.write(burst) }
+            writer.start()
+            // Give the gateway time to read what it will; other connections are still served.
+            for _ in 0..<20 {
+                #expect(try await connection.request(.ping) == .pong)
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            let after = try gateway.residentKiB()
+            #expect(after - before < 64 * 1024, "RSS grew from \(before) KiB to \(after) KiB")
+            #expect(gateway.stop() == 0)
+            withExtendedLifetime(greedy) {}
+        }
+
+        @Test func drainingEndsQuicklyEvenWithAClientThatNeverStopsSending() async throws {
+            let gateway = try GatewayProcess()
+            let busy = try await gateway.connect(name: "busy")
+            let started = ContinuousClock.now
+            kill(gateway.pid, SIGTERM)
+            #expect(try gateway.nextNotification().contains("STOPPING=1"))
+            // Keep sending, as a busy worker would: the gateway must still let go
+            // (after its short grace period), not wait for the connection to go quiet.
+            var closedByGateway = false
+            while ContinuousClock.now - started < .seconds(8) {
+                do {
+                    _ = try await busy.request(.ping, timeout: .seconds(2))
+                } catch let error as GatewayError where error.code == .remote && error.wireCode == .shuttingDown {
+                    continue
+                } catch let error as GatewayError where error.code == .connectionClosed {
+                    closedByGateway = true
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            gateway.process.waitUntilExit()
+            let took = ContinuousClock.now - started
+            #expect(closedByGateway)
+            #expect(gateway.process.terminationStatus == 0)
+            #expect(took < .seconds(5), "shutdown took \(took)")
+        }
+
         @Test func aStaleSocketFileIsReplacedAndALiveOneIsRefused() async throws {
             let gateway = try GatewayProcess()
             // A second gateway on the same path refuses to start, with a clear message.

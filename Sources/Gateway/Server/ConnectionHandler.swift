@@ -1,9 +1,18 @@
 import GatewayProtocol
 import Logging
 import NIOCore
+import Synchronization
 
 /// Told to every connection when the gateway starts draining.
 struct DrainEvent: Sendable {}
+
+/// Set once when the gateway starts draining; a connection accepted after that
+/// moment reads it in `channelActive`, so none escapes the drain.
+final class DrainSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isDraining: Bool { self.flag.load(ordering: .acquiring) }
+    func start() { self.flag.store(true, ordering: .releasing) }
+}
 
 /// What every connection of one server shares.
 struct ServerContext: Sendable {
@@ -11,6 +20,7 @@ struct ServerContext: Sendable {
     let store: any CacheStore
     let statistics: GatewayStatistics
     let logger: Logger
+    let drain: DrainSignal
 }
 
 /// Serves one worker connection, entirely on its event loop.
@@ -30,11 +40,14 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var logger: Logger
     private var greeted = false
     private var inFlight = 0
-    private var draining = false
     private var inReadBurst = false
     private var needsFlush = false
-    private var idleCheck: Scheduled<Void>?
-    private var lastActivity = NIODeadline.now()
+    private var drainCheck: Scheduled<Void>?
+    /// Requests read while the channel was not writable, waiting their turn
+    /// (at most what one read delivered: reading stops meanwhile).
+    private var backlog = CircularBuffer<ByteBuffer>()
+    /// When draining started; requests read within `drainGrace` of it are served.
+    private var drainStarted: NIODeadline?
 
     init(context: ServerContext, connectionID: UInt64) throws {
         self.shared = context
@@ -47,22 +60,30 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.shared.statistics.increment(.connections)
         self.shared.statistics.increment(.connectionsAccepted)
         context.fireChannelActive()
+        if self.shared.drain.isDraining { self.startDraining(context: context) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         self.shared.statistics.decrement(.connections)
-        self.idleCheck?.cancel()
+        self.drainCheck?.cancel()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.inReadBurst = true
-        self.lastActivity = .now()
         let payload = Self.unwrapInboundIn(data)
+        guard self.backlog.isEmpty, context.channel.isWritable else {
+            self.backlog.append(payload)
+            return
+        }
+        self.process(payload, context: context)
+    }
+
+    private func process(_ payload: ByteBuffer, context: ChannelHandlerContext) {
         self.shared.statistics.increment(.requests)
         let message: GatewayMessage
         do {
-            message = try self.codec.decode(payload: payload)
+            message = try self.codec.decodeRequest(payload: payload)
         } catch let error as GatewayError {
             let id = GatewayMessage.requestID(inPayload: payload) ?? 0
             self.fail(id: id, error, context: context)
@@ -96,6 +117,36 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
+    /// Backpressure: a peer that sends requests but does not read the replies
+    /// would make NIO queue replies without bound (a 4 MiB hit per 50-byte
+    /// lookup). While the outbound buffer is above its high-water mark the
+    /// connection stops reading and holds back the requests it has already
+    /// read (see `channelRead`); it goes on once the peer has caught up.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            // Serve what was held back, as one burst with one flush, while the
+            // peer keeps up; then read again.
+            self.inReadBurst = true
+            while context.channel.isWritable, let payload = self.backlog.popFirst() {
+                self.process(payload, context: context)
+            }
+            self.inReadBurst = false
+            if self.needsFlush {
+                self.needsFlush = false
+                context.flush()
+            }
+            if self.backlog.isEmpty {
+                try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+                context.read()
+                self.closeIfDrained(context: context)
+            }
+        } else {
+            // On the channel's own event loop the option is set synchronously.
+            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is DrainEvent {
             self.startDraining(context: context)
@@ -114,6 +165,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if case .hello(let hello) = message.body {
             self.hello(id: id, hello, context: context)
+            return
+        }
+        if let started = self.drainStarted, NIODeadline.now() - started >= Self.drainGrace {
+            self.fail(id: id, GatewayError(.shuttingDown, "the gateway is shutting down"), context: context)
             return
         }
         guard self.greeted else {
@@ -183,7 +238,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func hello(id: UInt64, _ hello: Hello, context: ChannelHandlerContext) {
         guard hello.protocolVersion == GatewayMessage.protocolVersion else {
             self.fail(id: id, GatewayError(.unsupportedVersion, "this gateway speaks protocol version \(GatewayMessage.protocolVersion), not \(hello.protocolVersion)"), context: context)
-            context.close(promise: nil)
+            // Fatal: flush the error first, then close (a close drops unflushed writes).
+            self.needsFlush = false
+            let channel = context.channel
+            context.writeAndFlush(Self.wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
             return
         }
         if !self.greeted {
@@ -254,28 +314,34 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: Draining
 
-    /// How long a draining connection must be idle (nothing in flight, nothing
-    /// read) before it is closed: long enough for requests that were already on
-    /// their way to arrive and be answered.
-    static let drainIdleTime = TimeAmount.milliseconds(200)
+    /// How long after draining starts a connection keeps serving requests as
+    /// usual: long enough for requests that were already on their way (in the
+    /// peer's or the kernel's buffers) to arrive and be answered. After it,
+    /// requests get `shuttingDown`, and the connection closes as soon as
+    /// nothing is in flight, however busy its peer.
+    static let drainGrace = TimeAmount.milliseconds(200)
 
     private func startDraining(context: ChannelHandlerContext) {
-        guard !self.draining else { return }
-        self.draining = true
-        self.closeIfDrained(context: context)
+        guard self.drainStarted == nil else { return }
+        self.drainStarted = .now()
+        self.scheduleDrainCheck(in: Self.drainGrace, context: context)
     }
 
     private func closeIfDrained(context: ChannelHandlerContext) {
-        guard self.draining, self.inFlight == 0, self.idleCheck == nil else { return }
-        let idleFor = NIODeadline.now() - self.lastActivity
-        if idleFor >= Self.drainIdleTime {
+        guard let started = self.drainStarted, self.drainCheck == nil, self.inFlight == 0, self.backlog.isEmpty else { return }
+        let elapsed = NIODeadline.now() - started
+        if elapsed >= Self.drainGrace {
             context.close(promise: nil)
-            return
+        } else {
+            self.scheduleDrainCheck(in: Self.drainGrace - elapsed, context: context)
         }
+    }
+
+    private func scheduleDrainCheck(in delay: TimeAmount, context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        self.idleCheck = context.eventLoop.scheduleTask(in: Self.drainIdleTime - idleFor) {
+        self.drainCheck = context.eventLoop.scheduleTask(in: delay) {
             let (handler, context) = loopBound.value
-            handler.idleCheck = nil
+            handler.drainCheck = nil
             handler.closeIfDrained(context: context)
         }
     }

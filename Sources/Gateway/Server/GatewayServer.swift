@@ -11,10 +11,10 @@ import ServiceLifecycle
 /// The gateway's server: one listener on a Unix socket, many worker connections.
 ///
 /// It is a `Service`: `run()` binds, serves until graceful shutdown (SIGTERM or
-/// SIGINT through the `ServiceGroup`), then drains. Draining stops accepting,
-/// lets every connection answer what it has in flight and what is still
-/// arriving, closes each connection once it has been idle for a moment, and
-/// removes the socket file.
+/// SIGINT through the `ServiceGroup`), then drains. Draining stops accepting;
+/// every connection goes on serving for a short grace period (so that
+/// requests already on their way are answered), then answers `shuttingDown`
+/// and closes as soon as nothing is in flight; the socket file is removed.
 ///
 /// Connections are accepted through `NIOAsyncChannel` in a discarding task
 /// group; each connection is then served by synchronous channel handlers on
@@ -37,6 +37,7 @@ public actor GatewayServer: Service {
     private let onReady: @Sendable (String) -> Void
     private let onDraining: @Sendable () -> Void
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    private let drain = DrainSignal()
     private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
 
     /// How long draining may take before the remaining connections are closed.
@@ -82,10 +83,12 @@ public actor GatewayServer: Service {
             configuration: self.configuration,
             store: self.store,
             statistics: self.statistics,
-            logger: self.logger
+            logger: self.logger,
+            drain: self.drain
         )
         let maxFrameSize = self.configuration.maxFrameSize
         let nextConnectionID = self.nextConnectionID
+        let connections = self.connections
 
         // Bind with a umask that leaves the socket unreachable until its mode is set.
         let previousMask = umask(0o177)
@@ -94,12 +97,20 @@ public actor GatewayServer: Service {
             serverChannel = try await ServerBootstrap(group: self.eventLoopGroup)
                 .serverChannelOption(.backlog, value: 1024)
                 .childChannelOption(.allowRemoteHalfClosure, value: false)
+                // Above 1 MiB of unsent replies a connection stops reading (see
+                // ConnectionHandler.channelWritabilityChanged).
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let id = nextConnectionID.withLockedValue { id -> UInt64 in
                             id += 1
                             return id
                         }
+                        // Tracked from the moment of accepting (not when the accept
+                        // loop gets to it), so that draining reaches every connection.
+                        let key = ObjectIdentifier(channel)
+                        connections.withLockedValue { $0[key] = channel }
+                        channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[key] = nil } }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
                         try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id))
                         return channel
@@ -116,17 +127,12 @@ public actor GatewayServer: Service {
         self.logger.info("listening", metadata: ["socket": "\(path)", "backend": "\(self.store.kind)", "namespace": "\(self.configuration.namespace)"])
         self.onReady(path)
 
-        let connections = self.connections
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await serverChannel.executeThenClose { inbound in
                     for try await channel in inbound {
-                        let id = ObjectIdentifier(channel)
-                        connections.withLockedValue { $0[id] = channel }
-                        group.addTask {
-                            try? await channel.closeFuture.get()
-                            connections.withLockedValue { $0[id] = nil }
-                        }
+                        // The group ends (and `run` returns) once every connection has closed.
+                        group.addTask { try? await channel.closeFuture.get() }
                     }
                 }
             }
@@ -147,6 +153,9 @@ public actor GatewayServer: Service {
         self.state = .draining
         self.logger.info("draining")
         self.onDraining()
+        // First the flag (connections accepted from now on drain at once), then
+        // the snapshot (connections accepted before it get the event).
+        self.drain.start()
         serverChannel.close(promise: nil)
         let open = self.connections.withLockedValue { Array($0.values) }
         for channel in open {

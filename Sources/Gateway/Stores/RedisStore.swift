@@ -170,15 +170,21 @@ public final class RedisStore: CacheStore {
         let expiresAt = Self.nowMilliseconds() + ttlMilliseconds
         let functionID = Self.functionID(key.function.function)
         let index = Self.indexKey(namespace: key.namespace, functionID: functionID, version: key.function.version)
+        let versions = Self.versionsKey(namespace: key.namespace, functionID: functionID)
         let commands = [
             RedisCommand("SET", arguments: [Self.entryKey(key), payload, ByteBuffer(string: "PX"), ByteBuffer(string: "\(ttlMilliseconds)")]),
             RedisCommand("ZADD", arguments: [index, ByteBuffer(string: "\(expiresAt)"), ByteBuffer(string: key.key.digest.hexString)]),
-            // Members whose entries have expired leave the index as it is written to.
-            RedisCommand("ZREMRANGEBYSCORE", arguments: [index, ByteBuffer(string: "-inf"), ByteBuffer(string: "(\(expiresAt - ttlMilliseconds)")]),
+            // Members whose entries have expired leave the index as it is written
+            // to; with a minute's margin, so that a gateway whose clock runs ahead
+            // does not drop members of entries that are still live.
+            RedisCommand("ZREMRANGEBYSCORE", arguments: [index, ByteBuffer(string: "-inf"), ByteBuffer(string: "(\(expiresAt - ttlMilliseconds - 60_000)")]),
             // The index lives as long as its longest-lived entry could.
             RedisCommand("PEXPIRE", arguments: [index, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "GT")]),
             RedisCommand("PEXPIRE", arguments: [index, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "NX")]),
-            RedisCommand("SADD", arguments: [Self.versionsKey(namespace: key.namespace, functionID: functionID), ByteBuffer(string: key.function.version)]),
+            RedisCommand("SADD", arguments: [versions, ByteBuffer(string: key.function.version)]),
+            // The versions set, too, lives as long as the longest-lived entry could.
+            RedisCommand("PEXPIRE", arguments: [versions, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "GT")]),
+            RedisCommand("PEXPIRE", arguments: [versions, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "NX")]),
         ]
         return self.pool.pipelineFuture(commands, timeout: self.configuration.writeTimeout, preferring: eventLoop)
             .hop(to: eventLoop)
@@ -186,6 +192,11 @@ public final class RedisStore: CacheStore {
                 if case .error(let message) = replies.first {
                     self.noteStoreFault("Redis refused a store: \(message)")
                     return false
+                }
+                // The entry is stored; an index command that failed (PEXPIRE's
+                // GT and NX need Redis 7) only weakens invalidation: say so.
+                for case .error(let message) in replies.dropFirst() {
+                    self.faults.log("index", "Redis refused an index update (Redis 7 or later is required): \(message)")
                 }
                 return true
             }.recover { error in

@@ -22,7 +22,14 @@ public final class MessageCodec {
 
     /// Decodes one message from a frame's payload; see `GatewayMessage(payload:)`.
     public func decode(payload: ByteBuffer) throws -> GatewayMessage {
-        try GatewayMessage(payload: payload, zone: self.zone)
+        try GatewayMessage(payload: payload, zone: self.zone, requestsOnly: false)
+    }
+
+    /// Decodes one request: like `decode(payload:)`, but a type that is not a
+    /// request (a reply type sent to the gateway) is `.unknownMessageType`
+    /// before its fields are looked at, as docs/PROTOCOL.md says.
+    public func decodeRequest(payload: ByteBuffer) throws -> GatewayMessage {
+        try GatewayMessage(payload: payload, zone: self.zone, requestsOnly: true)
     }
 }
 
@@ -158,14 +165,14 @@ extension GatewayMessage {
     /// missing field or one of the wrong type or range. Elements after the
     /// documented fields are ignored, so later minor versions can append fields.
     public init(payload: ByteBuffer) throws {
-        try self.init(payload: payload, zone: nil)
+        try self.init(payload: payload, zone: nil, requestsOnly: false)
     }
 
-    init(payload: ByteBuffer, zone: MessagePackZone?) throws {
+    init(payload: ByteBuffer, zone: MessagePackZone?, requestsOnly: Bool) throws {
         do {
             self = try payload.withUnsafeReadableBytes { raw in
                 try MessagePackObject.withUnpacked(raw, zone: zone) { root in
-                    try Self.decode(root, payload: payload, base: raw.baseAddress)
+                    try Self.decode(root, payload: payload, base: raw.baseAddress, requestsOnly: requestsOnly)
                 }
             }
         } catch let error as GatewayError {
@@ -186,7 +193,7 @@ extension GatewayMessage {
         }
     }
 
-    private static func decode(_ root: MessagePackObject, payload: ByteBuffer, base: UnsafeRawPointer?) throws -> GatewayMessage {
+    private static func decode(_ root: MessagePackObject, payload: ByteBuffer, base: UnsafeRawPointer?, requestsOnly: Bool) throws -> GatewayMessage {
         guard root.kind == .array, root.count >= 2 else {
             throw GatewayError(.malformedMessage, "a message is an array [type, id, …]; found \(root.kind) of \(root.count) elements")
         }
@@ -197,6 +204,9 @@ extension GatewayMessage {
             throw GatewayError(.malformedMessage, "element 1 (id) must be an unsigned integer, found \(root.element(1).kind)")
         }
         let type = MessageType(rawValue: root.element(0).unsigned)
+        if requestsOnly && !type.isRequest {
+            throw GatewayError(.unknownMessageType, "message type \(type.rawValue) is not a request")
+        }
         let fields = Fields(array: root, type: type, payload: payload, base: base)
         let id = root.element(1).unsigned
 
