@@ -28,6 +28,14 @@ func libcryptoCall(
     }
 }
 
+/// SHA-256, fetched from OpenSSL's default provider once for the process.
+///
+/// OpenSSL 3 resolves the legacy `EVP_sha256()` to a provider implementation
+/// on every `EVP_DigestInit_ex` (an "implicit fetch", with locking and a
+/// property query); fetching once and reusing the result skips that on every hash.
+/// The object is immutable and shared by design, hence `nonisolated(unsafe)`.
+nonisolated(unsafe) private let fetchedSHA256: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+
 /// Owns one `EVP_MD_CTX` and frees it when the last reference goes.
 ///
 /// A context is cheap to reset and expensive to allocate, so a hasher keeps one
@@ -48,7 +56,7 @@ final class DigestContext {
 
     /// Starts a SHA-256 computation, discarding any earlier state.
     func resetSHA256() throws {
-        try libcryptoCall("EVP_DigestInit_ex") { EVP_DigestInit_ex(self.context, EVP_sha256(), nil) }
+        try libcryptoCall("EVP_DigestInit_ex") { EVP_DigestInit_ex(self.context, fetchedSHA256 ?? EVP_sha256(), nil) }
     }
 
     func update(_ bytes: UnsafeRawBufferPointer) throws {

@@ -113,11 +113,21 @@ public final class RedisStore: CacheStore {
     static let entryFormat: UInt8 = 0x01
     static let entryHeaderLength = 9
 
+    /// Hashed names of the functions seen, so that a lookup does not hash the
+    /// name again (workers call a handful of functions). Bounded: cleared when full.
+    private static let functionIDs = NIOLockedValueBox<[String: String]>([:])
+
     static func functionID(_ function: String) -> String {
+        if let known = self.functionIDs.withLockedValue({ $0[function] }) { return known }
         // Hashing a name cannot fail short of libcrypto failing to allocate; the
         // name itself is then used, which only costs key length.
         guard let digest = try? SHA256.hash(Array(function.utf8)) else { return function }
-        return String(digest.hexString.prefix(32))
+        let id = String(digest.hexString.prefix(32))
+        self.functionIDs.withLockedValue { cache in
+            if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }
+            cache[function] = id
+        }
+        return id
     }
 
     static func entryKey(_ key: StorageKey) -> ByteBuffer {
