@@ -58,6 +58,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How long a store or an invalidation may wait for Redis before it is dropped, in milliseconds.")
     var writeTimeoutMs: Int64 = 500
 
+    @Option(help: "How long a frame may take to arrive once it has started, in milliseconds; a stalled peer is disconnected.")
+    var frameTimeoutMs: Int64 = 10_000
+
     @Option(help: "The largest frame payload accepted, in bytes.")
     var maxFrameSize: Int = FrameLimits.defaultMaxFrameSize
 
@@ -77,7 +80,7 @@ struct Serve: AsyncParsableCommand {
         guard let mode = UInt32(self.socketMode, radix: 8) else {
             throw ValidationError("--socket-mode takes octal permission bits such as 660")
         }
-        guard self.lookupTimeoutMs > 0, self.writeTimeoutMs > 0 else { throw ValidationError("timeouts must be positive") }
+        guard self.lookupTimeoutMs > 0, self.writeTimeoutMs > 0, self.frameTimeoutMs > 0 else { throw ValidationError("timeouts must be positive") }
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
         }
@@ -95,7 +98,8 @@ struct Serve: AsyncParsableCommand {
             namespace: namespace,
             maxFrameSize: self.maxFrameSize,
             maxValueSize: self.maxValueSize,
-            lookupTimeout: .milliseconds(self.lookupTimeoutMs)
+            lookupTimeout: .milliseconds(self.lookupTimeoutMs),
+            frameTimeout: .milliseconds(self.frameTimeoutMs)
         )
         do {
             try configuration.validate()

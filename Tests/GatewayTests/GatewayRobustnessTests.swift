@@ -70,15 +70,23 @@ extension IntegrationTests {
             #expect(gateway.stop() == 0)
         }
 
-        @Test func aFrameThatNeverCompletesDoesNotDisturbOtherConnections() async throws {
-            let gateway = try GatewayProcess()
+        @Test func aFrameThatNeverCompletesIsCutOffWithoutDisturbingOtherConnections() async throws {
+            let gateway = try GatewayProcess(arguments: ["--frame-timeout-ms", "500"])
             let healthy = try await gateway.connect(name: "healthy")
             // Announce 1 MiB, send 1 KiB, and never send the rest.
             let stuck = try RawSocket(path: gateway.socketPath)
+            let started = ContinuousClock.now
             try stuck.write([0x00, 0x10, 0x00, 0x00] + [UInt8](repeating: 0x90, count: 1_024))
             try await self.expectServing(healthy, 2)
-            // The stuck connection got no reply: it is still waiting for its frame.
-            #expect(try stuck.read(upTo: 1, timeout: .milliseconds(200)).isEmpty)
+            // At the frame deadline: an error, then the connection is closed.
+            let reply = try stuck.readMessage(timeout: .seconds(10))
+            guard case .error(let error) = reply.body else { throw TestFailure("expected an error, got \(reply)") }
+            #expect(reply.id == 0 && error.code == .malformedFrame)
+            #expect(stuck.isClosedByPeer())
+            #expect(ContinuousClock.now - started >= .milliseconds(450))
+            // A connection that is merely idle between frames is left alone.
+            try await Task.sleep(for: .milliseconds(700))
+            try await self.expectServing(healthy, 3)
             #expect(gateway.stop() == 0)
         }
 

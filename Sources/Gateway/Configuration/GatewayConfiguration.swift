@@ -26,6 +26,10 @@ public struct GatewayConfiguration: Sendable {
     /// How long the backend may take to answer a lookup before the gateway
     /// answers "miss, do not store". Default: 5 ms.
     public var lookupTimeout: TimeAmount
+    /// How long a frame may take to arrive once its first byte has: a peer that
+    /// starts a frame and stalls is answered `malformedFrame` and disconnected.
+    /// Default: 10 s.
+    public var frameTimeout: TimeAmount
 
     /// The default socket path.
     public static let defaultSocketPath = "/run/cache-gateway/gateway.sock"
@@ -40,7 +44,8 @@ public struct GatewayConfiguration: Sendable {
         maxFrameSize: Int = FrameLimits.defaultMaxFrameSize,
         maxValueSize: Int = 4 * 1024 * 1024,
         maxInFlightPerConnection: Int = 4096,
-        lookupTimeout: TimeAmount = .milliseconds(5)
+        lookupTimeout: TimeAmount = .milliseconds(5),
+        frameTimeout: TimeAmount = .seconds(10)
     ) {
         self.socketPath = socketPath
         self.socketMode = socketMode
@@ -51,6 +56,7 @@ public struct GatewayConfiguration: Sendable {
         self.maxValueSize = maxValueSize
         self.maxInFlightPerConnection = maxInFlightPerConnection
         self.lookupTimeout = lookupTimeout
+        self.frameTimeout = frameTimeout
     }
 
     /// Checks the fields against each other; throws `.invalidConfiguration`.
@@ -75,7 +81,7 @@ public struct GatewayConfiguration: Sendable {
             throw fail("the largest value (\(self.maxValueSize)) must be at least 1 KiB below the largest frame (\(self.maxFrameSize))")
         }
         guard self.maxInFlightPerConnection >= 1 else { throw fail("the in-flight limit must be at least 1") }
-        guard self.lookupTimeout > .zero else { throw fail("the lookup timeout must be positive") }
+        guard self.lookupTimeout > .zero, self.frameTimeout > .zero else { throw fail("timeouts must be positive") }
         if case .memory(let limit) = self.backend.base, limit < 1024 {
             throw fail("the memory limit must be at least 1 KiB, is \(limit)")
         }

@@ -87,6 +87,7 @@ public actor GatewayServer: Service {
             drain: self.drain
         )
         let maxFrameSize = self.configuration.maxFrameSize
+        let frameTimeout = self.configuration.frameTimeout
         let nextConnectionID = self.nextConnectionID
         let connections = self.connections
 
@@ -111,6 +112,7 @@ public actor GatewayServer: Service {
                         let key = ObjectIdentifier(channel)
                         connections.withLockedValue { $0[key] = channel }
                         channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[key] = nil } }
+                        try channel.pipeline.syncOperations.addHandler(FrameDeadlineHandler(timeout: frameTimeout))
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
                         try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id))
                         return channel
