@@ -15,7 +15,7 @@ struct CacheGatewayCommand: AsyncParsableCommand {
         commandName: "cache-gateway",
         abstract: "A per-host cache gateway: workers talk MessagePack over a Unix socket, entries live in memory or in Redis.",
         version: GatewayVersion.current,
-        subcommands: [Serve.self, Ping.self, StatsCommand.self],
+        subcommands: [Serve.self, Ping.self, StatsCommand.self, FunctionsCommand.self, PurgeCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -70,6 +70,21 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (env CACHE_GATEWAY_LOG_LEVEL; default info).")
     var logLevel: String?
 
+    @Option(help: "When a version's entries are deleted: 'grace' (once no gateway has used it for the grace period) or 'eager' (as soon as a new version of its function registers) (env CACHE_GATEWAY_PURGE; default grace).")
+    var purge: String?
+
+    @Option(help: "How long a version must be unused everywhere before its entries are purged, in milliseconds (default 10 minutes).")
+    var purgeGraceMs: Int64 = 600_000
+
+    @Option(help: "How long a version lease lives unrenewed, in milliseconds; a dead gateway's versions count as unused after it (default 30 s).")
+    var leaseMs: Int64 = 30_000
+
+    @Option(help: "How often this gateway looks for unused versions to purge, in milliseconds (default 5 s).")
+    var sweepIntervalMs: Int64 = 5_000
+
+    @Option(help: "This gateway's id in the registry's leases (env CACHE_GATEWAY_ID; default hostname:pid).")
+    var gatewayId: String?
+
     func run() async throws {
         // Flags win over the environment (a systemd EnvironmentFile is the
         // configuration file), which wins over the defaults.
@@ -77,6 +92,16 @@ struct Serve: AsyncParsableCommand {
         let redisURL = self.redis ?? environment["CACHE_GATEWAY_REDIS"]
         let namespace = self.namespace ?? environment["CACHE_GATEWAY_NAMESPACE"] ?? "default"
         let logLevel = self.logLevel ?? environment["CACHE_GATEWAY_LOG_LEVEL"] ?? "info"
+        guard let purgePolicy = Registry.PurgePolicy(self.purge ?? environment["CACHE_GATEWAY_PURGE"] ?? "grace") else {
+            throw ValidationError("--purge takes 'grace' or 'eager'")
+        }
+        let registryConfiguration = Registry.Configuration(
+            purgePolicy: purgePolicy,
+            grace: .milliseconds(self.purgeGraceMs),
+            leaseDuration: .milliseconds(self.leaseMs),
+            sweepInterval: .milliseconds(self.sweepIntervalMs),
+            gatewayID: self.gatewayId ?? environment["CACHE_GATEWAY_ID"] ?? Registry.Configuration.defaultGatewayID
+        )
         guard let mode = UInt32(self.socketMode, radix: 8) else {
             throw ValidationError("--socket-mode takes octal permission bits such as 660")
         }
@@ -103,6 +128,7 @@ struct Serve: AsyncParsableCommand {
         )
         do {
             try configuration.validate()
+            try registryConfiguration.validate()
         } catch let error as GatewayError {
             throw ValidationError(error.message)
         }
@@ -124,16 +150,22 @@ struct Serve: AsyncParsableCommand {
             store = MemoryStore(limitBytes: self.memoryLimit)
         }
         let notifier = SystemdNotifier()
+        let statistics = GatewayStatistics()
+        let registry = Registry(configuration: registryConfiguration, store: store, namespace: namespace, logger: logger, statistics: statistics)
         let server = GatewayServer(
             configuration: configuration,
             store: store,
             logger: logger,
+            statistics: statistics,
+            registry: registry,
             onReady: { _ in notifier.notify("READY=1\nSTATUS=serving") },
             onDraining: { notifier.notify("STOPPING=1") }
         )
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)],
+                // The registry first: services stop in reverse order, so the
+                // server's connections release their leases before it stops.
+                services: [.init(service: registry), .init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -179,12 +211,17 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let stats: Stats
+        let functions: [FunctionInfo]
         do {
             let connection = try await GatewayConnection.connect(socketPath: self.socket.path, clientName: "cache-gateway stats")
             guard case .statsReply(let reply) = try await connection.request(.stats) else {
                 throw GatewayError(.malformedMessage, "the gateway did not answer with stats")
             }
             stats = reply
+            guard case .functionsReply(let list) = try await connection.request(.functions) else {
+                throw GatewayError(.malformedMessage, "the gateway did not answer with functions")
+            }
+            functions = list.filter { $0.hits > 0 || $0.misses > 0 }
             await connection.close()
         } catch let error as GatewayError {
             FileHandle.standardError.write(Data("cache-gateway stats: \(error.message)\n".utf8))
@@ -199,6 +236,15 @@ struct StatsCommand: AsyncParsableCommand {
                 case .text(let text): object[name] = text
                 }
             }
+            var perFunction: [String: Any] = [:]
+            for function in functions {
+                perFunction[function.function] = [
+                    "hits": function.hits,
+                    "misses": function.misses,
+                    "computeSavedMicroseconds": function.computeSavedMicroseconds,
+                ]
+            }
+            object["functions"] = perFunction
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
         } else {
@@ -208,6 +254,122 @@ struct StatsCommand: AsyncParsableCommand {
                 case .text(let text): print("\(name): \(text)")
                 }
             }
+            if !functions.isEmpty {
+                print("\nper function (this gateway): hits, misses, compute time saved")
+                for function in functions {
+                    print("  \(function.function): \(function.hits) hits, \(function.misses) misses, \(formatMicroseconds(function.computeSavedMicroseconds)) saved")
+                }
+            }
         }
+    }
+}
+
+/// `1.234 s`, `12.3 ms` or `456 µs`.
+func formatMicroseconds(_ microseconds: UInt64) -> String {
+    if microseconds >= 1_000_000 { return String(format: "%.3f s", Double(microseconds) / 1_000_000) }
+    if microseconds >= 1_000 { return String(format: "%.1f ms", Double(microseconds) / 1_000) }
+    return "\(microseconds) µs"
+}
+
+/// A connection for an admin command, or exit 1 with the reason.
+func adminConnection(_ socket: SocketOption, command: String) async throws -> GatewayConnection {
+    do {
+        return try await GatewayConnection.connect(socketPath: socket.path, clientName: "cache-gateway \(command)")
+    } catch let error as GatewayError {
+        FileHandle.standardError.write(Data("cache-gateway \(command): \(error.message)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct FunctionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "functions",
+        abstract: "List the registry's functions: versions, entries, leases and last use."
+    )
+
+    @OptionGroup var socket: SocketOption
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let connection = try await adminConnection(self.socket, command: "functions")
+        let reply: GatewayMessage.Body
+        do {
+            reply = try await connection.request(.functions, timeout: .seconds(30))
+        } catch let error as GatewayError {
+            FileHandle.standardError.write(Data("cache-gateway functions: \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+        await connection.close()
+        guard case .functionsReply(let functions) = reply else {
+            FileHandle.standardError.write(Data("cache-gateway functions: the gateway did not answer with functions\n".utf8))
+            throw ExitCode(1)
+        }
+        if self.json {
+            let list: [[String: Any]] = functions.map { function in
+                [
+                    "function": function.function,
+                    "hits": function.hits,
+                    "misses": function.misses,
+                    "computeSavedMicroseconds": function.computeSavedMicroseconds,
+                    "versions": function.versions.map { version -> [String: Any] in
+                        [
+                            "version": version.version,
+                            "firstSeen": version.firstSeenMilliseconds,
+                            "lastSeen": version.lastSeenMilliseconds,
+                            "entries": version.entries,
+                            "state": version.state,
+                            "leases": version.leases.map { ["gateway": $0.gateway, "expires": $0.expiresMilliseconds] as [String: Any] },
+                        ]
+                    },
+                ]
+            }
+            let data = try JSONSerialization.data(withJSONObject: list, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        let formatter = ISO8601DateFormatter()
+        func time(_ milliseconds: UInt64) -> String { formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000)) }
+        if functions.isEmpty { print("no functions registered") }
+        for function in functions {
+            print("\(function.function)  (\(function.hits) hits, \(function.misses) misses, \(formatMicroseconds(function.computeSavedMicroseconds)) saved here)")
+            for version in function.versions {
+                let leases = version.leases.isEmpty ? "no lease" : "leased by " + version.leases.map(\.gateway).joined(separator: ", ")
+                print("  \(version.version.prefix(16))  \(version.state)  \(version.entries) entries  \(leases)  first \(time(version.firstSeenMilliseconds))  last \(time(version.lastSeenMilliseconds))")
+            }
+        }
+    }
+}
+
+struct PurgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "purge",
+        abstract: "Delete a function's entries: every version, or one with --version."
+    )
+
+    @Argument(help: "The function's name, as `functions` lists it.")
+    var function: String
+
+    @Option(help: "Only this version (the full string `functions --json` shows).")
+    var version: String?
+
+    @OptionGroup var socket: SocketOption
+
+    func run() async throws {
+        let connection = try await adminConnection(self.socket, command: "purge")
+        let reply: GatewayMessage.Body
+        do {
+            reply = try await connection.request(.invalidate(Invalidate(function: self.function, version: self.version)), timeout: .seconds(600))
+        } catch let error as GatewayError {
+            FileHandle.standardError.write(Data("cache-gateway purge: \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+        await connection.close()
+        guard case .invalidateReply(let deleted) = reply else {
+            FileHandle.standardError.write(Data("cache-gateway purge: unexpected reply\n".utf8))
+            throw ExitCode(1)
+        }
+        print("deleted \(deleted) entries of \(self.function)\(self.version.map { " version \($0)" } ?? "")")
     }
 }

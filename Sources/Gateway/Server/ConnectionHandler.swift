@@ -21,6 +21,8 @@ struct ServerContext: Sendable {
     let statistics: GatewayStatistics
     let logger: Logger
     let drain: DrainSignal
+    /// Tracks the versions connections use; nil when the server runs without one.
+    let registry: Registry?
 }
 
 /// Serves one worker connection, entirely on its event loop.
@@ -37,6 +39,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let shared: ServerContext
     private let codec: MessageCodec
+    private let connectionID: UInt64
+    /// The versions this connection registered (so the registry hears of each once).
+    private var registered: Set<FunctionVersion> = []
     private var logger: Logger
     private var greeted = false
     private var inFlight = 0
@@ -52,6 +57,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     init(context: ServerContext, connectionID: UInt64) throws {
         self.shared = context
         self.codec = try MessageCodec()
+        self.connectionID = connectionID
         self.logger = context.logger
         self.logger[metadataKey: "connection"] = "\(connectionID)"
     }
@@ -66,6 +72,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.shared.statistics.decrement(.connections)
         self.drainCheck?.cancel()
+        if !self.registered.isEmpty { self.shared.registry?.connectionClosed(self.connectionID) }
         context.fireChannelInactive()
     }
 
@@ -187,16 +194,17 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.reply(GatewayMessage(id: id, .pong), context: context)
         case .lookup(let lookup):
             let key = StorageKey(namespace: namespace, function: lookup.function, key: lookup.key)
+            let function = lookup.function.function
             self.track(self.shared.store.lookup(key, on: loop), id: id, context: context) { result, statistics in
                 switch result {
-                case .hit(let value):
-                    statistics.increment(.hits)
+                case .hit(let value, let computeMicroseconds):
+                    statistics.recordLookup(namespace: namespace, function: function, hit: true, computeMicroseconds: computeMicroseconds)
                     return .lookupReply(.hit(value))
                 case .miss:
-                    statistics.increment(.misses)
+                    statistics.recordLookup(namespace: namespace, function: function, hit: false, computeMicroseconds: 0)
                     return .lookupReply(.miss)
                 case .missDoNotStore:
-                    statistics.increment(.misses)
+                    statistics.recordLookup(namespace: namespace, function: function, hit: false, computeMicroseconds: 0)
                     return .lookupReply(.missDoNotStore)
                 }
             }
@@ -205,6 +213,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.fail(id: id, GatewayError(.valueTooLarge, "the value has \(store.value.readableBytes) bytes; the limit is \(self.shared.configuration.maxValueSize)"), context: context)
                 return
             }
+            // A store registers its version too, so that every version with
+            // entries is in the registry, whatever order a client's frames take.
+            self.register(store.function, namespace: namespace)
             let key = StorageKey(namespace: namespace, function: store.function, key: store.key)
             let entry = StoreEntry(
                 value: store.value,
@@ -215,10 +226,19 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 statistics.increment(stored ? .stores : .droppedStores)
                 return .storeReply(stored: stored)
             }
-        case .register:
-            // The source-hash registry (leases, purging) arrives with issue 5;
-            // until then registering is acknowledged and changes nothing.
+        case .register(let function):
+            // Acknowledged at once: the lease is taken in the background (the
+            // registry's work never delays this connection's requests).
+            self.register(function, namespace: namespace)
             self.reply(GatewayMessage(id: id, .registerReply), context: context)
+        case .functions:
+            guard let registry = self.shared.registry else {
+                self.reply(GatewayMessage(id: id, .functionsReply([])), context: context)
+                return
+            }
+            let promise = loop.makePromise(of: [FunctionInfo].self)
+            promise.completeWithTask { try await registry.functions(namespace: namespace) }
+            self.track(promise.futureResult, id: id, context: context) { functions, _ in .functionsReply(functions) }
         case .invalidate(let invalidate):
             let future = self.shared.store.invalidate(
                 namespace: namespace,
@@ -229,10 +249,17 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             )
             self.track(future, id: id, context: context) { deleted, _ in .invalidateReply(deleted: deleted) }
         case .stats:
-            self.reply(GatewayMessage(id: id, .statsReply(self.shared.statistics.snapshot(store: self.shared.store))), context: context)
+            var stats = self.shared.statistics.snapshot(store: self.shared.store)
+            stats.values["leasesHeld"] = .count(UInt64(self.shared.registry?.heldVersionCount ?? 0))
+            self.reply(GatewayMessage(id: id, .statsReply(stats)), context: context)
         default:
             self.fail(id: id, GatewayError(.unknownMessageType, "message type \(message.body.type) is not served"), context: context)
         }
+    }
+
+    private func register(_ function: FunctionVersion, namespace: String) {
+        guard let registry = self.shared.registry, self.registered.insert(function).inserted else { return }
+        registry.register(namespace: namespace, function: function, connection: self.connectionID)
     }
 
     private func hello(id: UInt64, _ hello: Hello, context: ChannelHandlerContext) {

@@ -34,6 +34,7 @@ public actor GatewayServer: Service {
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let statistics: GatewayStatistics
+    private let registry: Registry?
     private let onReady: @Sendable (String) -> Void
     private let onDraining: @Sendable () -> Void
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -51,6 +52,8 @@ public actor GatewayServer: Service {
     ///   - eventLoopGroup: the loops that serve connections.
     ///   - logger: where the server logs; it never makes its own.
     ///   - statistics: the counters that `stats` reports.
+    ///   - registry: tracks which versions connections use (run it as a
+    ///     service listed before this one); nil to run without.
     ///   - onReady: called with the socket path once the gateway accepts connections.
     ///   - onDraining: called when graceful shutdown begins.
     public init(
@@ -59,6 +62,7 @@ public actor GatewayServer: Service {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger,
         statistics: GatewayStatistics = GatewayStatistics(),
+        registry: Registry? = nil,
         onReady: @escaping @Sendable (String) -> Void = { _ in },
         onDraining: @escaping @Sendable () -> Void = {}
     ) {
@@ -67,6 +71,7 @@ public actor GatewayServer: Service {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.statistics = statistics
+        self.registry = registry
         self.onReady = onReady
         self.onDraining = onDraining
     }
@@ -84,7 +89,8 @@ public actor GatewayServer: Service {
             store: self.store,
             statistics: self.statistics,
             logger: self.logger,
-            drain: self.drain
+            drain: self.drain,
+            registry: self.registry
         )
         let maxFrameSize = self.configuration.maxFrameSize
         let frameTimeout = self.configuration.frameTimeout

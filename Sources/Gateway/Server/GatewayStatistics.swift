@@ -1,5 +1,14 @@
 import GatewayProtocol
+import NIOConcurrencyHelpers
 import Synchronization
+
+/// One function's counters on this gateway.
+struct FunctionCounters: Sendable, Equatable {
+    var hits: UInt64 = 0
+    var misses: UInt64 = 0
+    /// The recorded compute times of the entries served as hits, in microseconds.
+    var computeSavedMicroseconds: UInt64 = 0
+}
 
 /// The gateway's counters, shared by every connection without locks.
 public final class GatewayStatistics: Sendable {
@@ -11,6 +20,21 @@ public final class GatewayStatistics: Sendable {
     let connections = Atomic<UInt64>(0)
     let connectionsAccepted = Atomic<UInt64>(0)
     let requests = Atomic<UInt64>(0)
+    let purges = Atomic<UInt64>(0)
+    let purgedEntries = Atomic<UInt64>(0)
+    let registryFaults = Atomic<UInt64>(0)
+    let registrySweeps = Atomic<UInt64>(0)
+    let computeSavedMicroseconds = Atomic<UInt64>(0)
+
+    private struct FunctionID: Hashable, Sendable {
+        var namespace: String
+        var function: String
+    }
+
+    /// Per-function counters. Bounded: past `maximumFunctions` functions, new
+    /// ones are counted only in the totals (a worker cannot grow this without end).
+    private let functions = NIOLockedValueBox<[FunctionID: FunctionCounters]>([:])
+    static let maximumFunctions = 10_000
 
     /// Creates zeroed counters.
     public init() {}
@@ -18,6 +42,7 @@ public final class GatewayStatistics: Sendable {
     /// The counters, by name (atomics cannot be reached through key paths).
     enum Counter {
         case hits, misses, stores, droppedStores, errors, connections, connectionsAccepted, requests
+        case purges, purgedEntries, registryFaults, registrySweeps
     }
 
     func add(_ counter: Counter, _ amount: UInt64 = 1) {
@@ -30,6 +55,39 @@ public final class GatewayStatistics: Sendable {
         case .connections: self.connections.wrappingAdd(amount, ordering: .relaxed)
         case .connectionsAccepted: self.connectionsAccepted.wrappingAdd(amount, ordering: .relaxed)
         case .requests: self.requests.wrappingAdd(amount, ordering: .relaxed)
+        case .purges: self.purges.wrappingAdd(amount, ordering: .relaxed)
+        case .purgedEntries: self.purgedEntries.wrappingAdd(amount, ordering: .relaxed)
+        case .registryFaults: self.registryFaults.wrappingAdd(amount, ordering: .relaxed)
+        case .registrySweeps: self.registrySweeps.wrappingAdd(amount, ordering: .relaxed)
+        }
+    }
+
+    /// Counts a lookup of `function`: a hit (saving `computeMicroseconds`) or a miss.
+    func recordLookup(namespace: String, function: String, hit: Bool, computeMicroseconds: UInt64) {
+        if hit {
+            self.hits.wrappingAdd(1, ordering: .relaxed)
+            self.computeSavedMicroseconds.wrappingAdd(computeMicroseconds, ordering: .relaxed)
+        } else {
+            self.misses.wrappingAdd(1, ordering: .relaxed)
+        }
+        let id = FunctionID(namespace: namespace, function: function)
+        self.functions.withLockedValue { functions in
+            guard functions[id] != nil || functions.count < Self.maximumFunctions else { return }
+            if hit {
+                functions[id, default: FunctionCounters()].hits &+= 1
+                functions[id]!.computeSavedMicroseconds &+= computeMicroseconds
+            } else {
+                functions[id, default: FunctionCounters()].misses &+= 1
+            }
+        }
+    }
+
+    /// The counters of the functions looked up in `namespace`, by name.
+    func functionCounters(namespace: String) -> [String: FunctionCounters] {
+        self.functions.withLockedValue { functions in
+            var result: [String: FunctionCounters] = [:]
+            for (id, counters) in functions where id.namespace == namespace { result[id.function] = counters }
+            return result
         }
     }
 
@@ -48,6 +106,11 @@ public final class GatewayStatistics: Sendable {
             "connections": .count(self.connections.load(ordering: .relaxed)),
             "connectionsAccepted": .count(self.connectionsAccepted.load(ordering: .relaxed)),
             "requests": .count(self.requests.load(ordering: .relaxed)),
+            "computeSavedMicroseconds": .count(self.computeSavedMicroseconds.load(ordering: .relaxed)),
+            "purges": .count(self.purges.load(ordering: .relaxed)),
+            "purgedEntries": .count(self.purgedEntries.load(ordering: .relaxed)),
+            "registryFaults": .count(self.registryFaults.load(ordering: .relaxed)),
+            "registrySweeps": .count(self.registrySweeps.load(ordering: .relaxed)),
             "backend": .text(store.kind),
             "backendHealth": .text(store.isHealthy ? "up" : "down"),
         ])

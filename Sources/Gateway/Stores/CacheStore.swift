@@ -28,7 +28,8 @@ public protocol CacheStore: Sendable {
     func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool>
 
     /// Deletes entries of `function`: one entry (`version` and `key`), one
-    /// version (`version` only), or every version. Succeeds with the number deleted.
+    /// key in every version (`key` only), one version (`version` only), or
+    /// every version. Succeeds with the number deleted.
     func invalidate(
         namespace: String,
         function: String,
@@ -88,8 +89,9 @@ public struct StoreEntry: Sendable {
 
 /// The answer of `CacheStore.lookup`.
 public enum StoreLookup: Sendable, Equatable {
-    /// The entry exists.
-    case hit(ByteBuffer)
+    /// The entry exists: its value, and how long computing it took (what this
+    /// hit saved), in microseconds.
+    case hit(ByteBuffer, computeMicroseconds: UInt64)
     /// No entry: the worker should compute and store.
     case miss
     /// The backend could not answer: the worker should compute and not store.

@@ -72,7 +72,7 @@ public final class MemoryStore: CacheStore {
     public func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup> {
         let now = NIODeadline.now()
         let result: StoreLookup = self.state.withLockedValue { state in
-            if let entry = state.entries.get(key, now: now) { return .hit(entry.value) }
+            if let entry = state.entries.get(key, now: now) { return .hit(entry.value, computeMicroseconds: entry.computeMicroseconds) }
             state.forget(key)
             return .miss
         }
@@ -130,6 +130,11 @@ public final class MemoryStore: CacheStore {
             return deleted
         }
         return eventLoop.makeSucceededFuture(deleted)
+    }
+
+    /// How many entries one version holds (expired ones included until touched or evicted).
+    public func entryCount(namespace: String, function: String, version: String) -> Int {
+        self.state.withLockedValue { $0.byVersion[VersionID(namespace: namespace, function: function, version: version)]?.count ?? 0 }
     }
 
     public func shutdown() async {

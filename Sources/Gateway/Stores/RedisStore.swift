@@ -13,14 +13,20 @@ import Synchronization
 /// **Keys.** For namespace `ns`, a function whose name hashes (SHA-256, first
 /// 16 bytes in hex) to `F`, version `V` and argument key `K` (hex):
 /// - `cg:ns:e:F:V:K` — the entry (a string with a TTL);
-/// - `cg:ns:i:F:V` — the version's index: a sorted set of `K`, scored by the
+/// - `cg:{ns:F}:i:V` — the version's index: a sorted set of `K`, scored by the
 ///   entry's expiry in Unix milliseconds, so that a version's entries can be
 ///   deleted without KEYS or SCAN; it is trimmed of expired members as it is used;
-/// - `cg:ns:v:F` — the set of versions that have entries.
+/// - `cg:{ns:F}:p:V:T` — an index taken over by a purge (`T` tells which): the
+///   purge renames the version's index first, so workers storing meanwhile
+///   start a new index instead of making the purge chase them;
+/// - `cg:{ns:F}:r` — the function's registry record (see `FunctionRecord`);
+/// - `cg:ns:fns` — a hash from `F` to the function's name, listing the namespace's functions.
 /// The function name is hashed so that any name fits and no name can contain
 /// the separator; the namespace is restricted to `[A-Za-z0-9_.-]` for the
-/// same reason. No hash tags are used: with Redis Cluster a popular version's
-/// entries then spread over every node instead of loading one.
+/// same reason. A function's registry record and indexes share the hash tag
+/// `{ns:F}`, so that with Redis Cluster the record and the indexes it renames
+/// live on one node; entries carry no tag, so that a popular version's entries
+/// spread over every node instead of loading one.
 ///
 /// **Entry format.** One byte 0x01 (the format), the compute time in
 /// microseconds as 8 bytes big-endian, then the value. A string that does not
@@ -75,8 +81,8 @@ public final class RedisStore: CacheStore {
         }
     }
 
-    private let pool: RedisConnectionPool
-    private let configuration: Configuration
+    let pool: RedisConnectionPool
+    let configuration: Configuration
     private let faults: RateLimitedLog
     private let lookupFaults = Atomic<UInt64>(0)
     private let storeFaults = Atomic<UInt64>(0)
@@ -135,11 +141,19 @@ public final class RedisStore: CacheStore {
     }
 
     static func indexKey(namespace: String, functionID: String, version: String) -> ByteBuffer {
-        ByteBuffer(string: "cg:\(namespace):i:\(functionID):\(version)")
+        ByteBuffer(string: "cg:{\(namespace):\(functionID)}:i:\(version)")
     }
 
-    static func versionsKey(namespace: String, functionID: String) -> ByteBuffer {
-        ByteBuffer(string: "cg:\(namespace):v:\(functionID)")
+    static func purgeIndexKey(namespace: String, functionID: String, version: String, tag: String) -> ByteBuffer {
+        ByteBuffer(string: "cg:{\(namespace):\(functionID)}:p:\(version):\(tag)")
+    }
+
+    static func recordKey(namespace: String, functionID: String) -> ByteBuffer {
+        ByteBuffer(string: "cg:{\(namespace):\(functionID)}:r")
+    }
+
+    static func functionsKey(namespace: String) -> ByteBuffer {
+        ByteBuffer(string: "cg:\(namespace):fns")
     }
 
     // MARK: CacheStore
@@ -151,12 +165,12 @@ public final class RedisStore: CacheStore {
             case .bulkString(nil):
                 return .miss
             case .bulkString(var bytes?):
-                guard bytes.readInteger(as: UInt8.self) == Self.entryFormat, bytes.readInteger(as: UInt64.self) != nil else {
+                guard bytes.readInteger(as: UInt8.self) == Self.entryFormat, let computeMicroseconds = bytes.readInteger(as: UInt64.self) else {
                     self.corruptEntries.wrappingAdd(1, ordering: .relaxed)
                     self.faults.log("entry-format", "an entry in Redis is not in the gateway's format; treated as a miss")
                     return .miss
                 }
-                return .hit(bytes)
+                return .hit(bytes, computeMicroseconds: computeMicroseconds)
             case .error(let message):
                 self.noteLookupFault("Redis answered a lookup with an error: \(message)")
                 return .missDoNotStore
@@ -180,7 +194,6 @@ public final class RedisStore: CacheStore {
         let expiresAt = Self.nowMilliseconds() + ttlMilliseconds
         let functionID = Self.functionID(key.function.function)
         let index = Self.indexKey(namespace: key.namespace, functionID: functionID, version: key.function.version)
-        let versions = Self.versionsKey(namespace: key.namespace, functionID: functionID)
         let commands = [
             RedisCommand("SET", arguments: [Self.entryKey(key), payload, ByteBuffer(string: "PX"), ByteBuffer(string: "\(ttlMilliseconds)")]),
             RedisCommand("ZADD", arguments: [index, ByteBuffer(string: "\(expiresAt)"), ByteBuffer(string: key.key.digest.hexString)]),
@@ -191,10 +204,6 @@ public final class RedisStore: CacheStore {
             // The index lives as long as its longest-lived entry could.
             RedisCommand("PEXPIRE", arguments: [index, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "GT")]),
             RedisCommand("PEXPIRE", arguments: [index, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "NX")]),
-            RedisCommand("SADD", arguments: [versions, ByteBuffer(string: key.function.version)]),
-            // The versions set, too, lives as long as the longest-lived entry could.
-            RedisCommand("PEXPIRE", arguments: [versions, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "GT")]),
-            RedisCommand("PEXPIRE", arguments: [versions, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "NX")]),
         ]
         return self.pool.pipelineFuture(commands, timeout: self.configuration.writeTimeout, preferring: eventLoop)
             .hop(to: eventLoop)
@@ -217,57 +226,94 @@ public final class RedisStore: CacheStore {
 
     public func invalidate(namespace: String, function: String, version: String?, key: CacheKey?, on eventLoop: any EventLoop) -> EventLoopFuture<UInt64> {
         let functionID = Self.functionID(function)
-        if let version, let key {
-            let entry = Self.entryKey(StorageKey(namespace: namespace, function: FunctionVersion(function: function, version: version), key: key))
-            let commands = [
-                RedisCommand("UNLINK", arguments: [entry]),
-                RedisCommand("ZREM", arguments: [Self.indexKey(namespace: namespace, functionID: functionID, version: version), ByteBuffer(string: key.digest.hexString)]),
-            ]
-            return self.pool.pipelineFuture(commands, timeout: self.configuration.writeTimeout, preferring: eventLoop)
-                .flatMapThrowing { replies in UInt64(try replies[0].checked().integer ?? 0) }
-                .hop(to: eventLoop)
-        }
         let promise = eventLoop.makePromise(of: UInt64.self)
         promise.completeWithTask {
+            // The versions come from the registry record, which every version
+            // with entries is in (a store registers its version).
+            let versions: [String]
             if let version {
-                return try await self.deleteVersion(namespace: namespace, functionID: functionID, version: version)
+                versions = [version]
+            } else {
+                versions = try await self.registryRecord(namespace: namespace, functionID: functionID)?.record.versions.keys.sorted() ?? []
             }
-            let versions = try await self.pool.send(.init("SMEMBERS", arguments: [Self.versionsKey(namespace: namespace, functionID: functionID)]), timeout: self.configuration.writeTimeout).checked()
             var deleted: UInt64 = 0
-            for member in versions.array ?? [] {
-                guard let name = member.string else { continue }
-                deleted += try await self.deleteVersion(namespace: namespace, functionID: functionID, version: name)
+            for version in versions {
+                if let key {
+                    deleted += try await self.deleteEntry(namespace: namespace, functionID: functionID, version: version, key: key)
+                } else {
+                    deleted += try await self.deleteVersion(namespace: namespace, functionID: functionID, version: version)
+                }
             }
             return deleted
         }
         return promise.futureResult
     }
 
-    /// Deletes every entry of one version through its index, in batches of
-    /// UNLINK, then the index itself.
+    private func deleteEntry(namespace: String, functionID: String, version: String, key: CacheKey) async throws -> UInt64 {
+        let hex = key.digest.hexString
+        let replies = try await self.pool.pipeline([
+            RedisCommand("UNLINK", arguments: [ByteBuffer(string: "cg:\(namespace):e:\(functionID):\(version):\(hex)")]),
+            RedisCommand("ZREM", arguments: [Self.indexKey(namespace: namespace, functionID: functionID, version: version), ByteBuffer(string: hex)]),
+        ], timeout: self.configuration.writeTimeout)
+        return UInt64(try replies[0].checked().integer ?? 0)
+    }
+
+    /// Deletes every entry of one version (a manual purge): its index is
+    /// renamed first, so that what is deleted is what existed at that moment,
+    /// and workers storing meanwhile start a new index.
     private func deleteVersion(namespace: String, functionID: String, version: String) async throws -> UInt64 {
         let index = Self.indexKey(namespace: namespace, functionID: functionID, version: version)
+        let captured = Self.purgeIndexKey(namespace: namespace, functionID: functionID, version: version, tag: "m\(UInt64.random(in: 1...UInt64.max))")
+        let renamed = try await self.pool.send(RedisCommand("RENAME", arguments: [index, captured]), timeout: self.configuration.writeTimeout)
+        if case .error(let message) = renamed {
+            // No index: the version has no entries (RENAME's only error for a missing key).
+            if message.contains("no such key") { return 0 }
+            throw GatewayError(.backendError, "Redis refused RENAME: \(message)")
+        }
+        return try await self.deleteCaptured(namespace: namespace, functionID: functionID, version: version, index: captured)
+    }
+
+    /// Deletes the entries listed in a captured index, then the index.
+    ///
+    /// The index is read by rank, not popped: nobody else writes a captured
+    /// index, so reading is enough, and it costs Redis far less than removing
+    /// members one by one; the whole index goes at the end with one UNLINK,
+    /// which Redis frees in the background. Batches are sent one after
+    /// another, each after the previous one's reply, so Redis serves other
+    /// clients between two batches: a purge never holds it for longer than one
+    /// batch of `deleteBatchSize` keys.
+    func deleteCaptured(namespace: String, functionID: String, version: String, index: ByteBuffer) async throws -> UInt64 {
         let batch = self.configuration.deleteBatchSize
+        let chunk = batch * 20
+        let prefix = "cg:\(namespace):e:\(functionID):\(version):"
         var deleted: UInt64 = 0
+        var start = 0
         while true {
             let members = try await self.pool.send(
-                .init("ZRANGE", arguments: [index, ByteBuffer(string: "0"), ByteBuffer(string: "\(batch - 1)")]),
+                RedisCommand("ZRANGE", arguments: [index, ByteBuffer(string: "\(start)"), ByteBuffer(string: "\(start + chunk - 1)")]),
                 timeout: self.configuration.writeTimeout
             ).checked()
-            let keys = (members.array ?? []).compactMap(\.string)
+            let keys = members.array ?? []
             if keys.isEmpty { break }
-            let entries = keys.map { ByteBuffer(string: "cg:\(namespace):e:\(functionID):\(version):\($0)") }
-            let replies = try await self.pool.pipeline(
-                [RedisCommand("UNLINK", arguments: entries), RedisCommand("ZREM", arguments: [index] + keys.map { ByteBuffer(string: $0) })],
-                timeout: self.configuration.writeTimeout
-            )
-            deleted += UInt64(try replies[0].checked().integer ?? 0)
-            _ = try replies[1].checked()
+            start += keys.count
+            var position = 0
+            while position < keys.count {
+                let slice = keys[position..<min(position + batch, keys.count)]
+                position += slice.count
+                var arguments: [ByteBuffer] = []
+                arguments.reserveCapacity(slice.count)
+                for member in slice {
+                    guard var bytes = member.bytes else { continue }
+                    var key = ByteBuffer(string: prefix)
+                    key.writeBuffer(&bytes)
+                    arguments.append(key)
+                }
+                let reply = try await self.pool.send(RedisCommand("UNLINK", arguments: arguments), timeout: self.configuration.writeTimeout).checked()
+                deleted += UInt64(reply.integer ?? 0)
+            }
+            if keys.count < chunk { break }
         }
-        _ = try await self.pool.pipeline(
-            [RedisCommand("UNLINK", arguments: [index]), RedisCommand("SREM", arguments: [Self.versionsKey(namespace: namespace, functionID: functionID), ByteBuffer(string: version)])],
-            timeout: self.configuration.writeTimeout
-        )
+        _ = try await self.pool.send(RedisCommand("UNLINK", arguments: [index]), timeout: self.configuration.writeTimeout)
         return deleted
     }
 

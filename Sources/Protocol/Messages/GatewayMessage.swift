@@ -38,6 +38,8 @@ public struct GatewayMessage: Hashable, Sendable {
         case invalidate(Invalidate)
         /// Type 7, request: asks for the gateway's counters.
         case stats
+        /// Type 8, request: asks for the registry's functions, versions and leases.
+        case functions
         /// Type 129, reply to hello.
         case helloReply(HelloReply)
         /// Type 130, reply to ping.
@@ -52,6 +54,8 @@ public struct GatewayMessage: Hashable, Sendable {
         case invalidateReply(deleted: UInt64)
         /// Type 135, reply to stats.
         case statsReply(Stats)
+        /// Type 136, reply to functions.
+        case functionsReply([FunctionInfo])
         /// Type 255, the reply to a request that failed.
         case error(ErrorReply)
 
@@ -65,6 +69,7 @@ public struct GatewayMessage: Hashable, Sendable {
             case .register: .register
             case .invalidate: .invalidate
             case .stats: .stats
+            case .functions: .functions
             case .helloReply: .helloReply
             case .pong: .pong
             case .lookupReply: .lookupReply
@@ -72,6 +77,7 @@ public struct GatewayMessage: Hashable, Sendable {
             case .registerReply: .registerReply
             case .invalidateReply: .invalidateReply
             case .statsReply: .statsReply
+            case .functionsReply: .functionsReply
             case .error: .error
             }
         }
@@ -99,6 +105,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let invalidate = MessageType(rawValue: 6)
     /// 7
     public static let stats = MessageType(rawValue: 7)
+    /// 8
+    public static let functions = MessageType(rawValue: 8)
     /// 129
     public static let helloReply = MessageType(rawValue: 129)
     /// 130
@@ -113,11 +121,13 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let invalidateReply = MessageType(rawValue: 134)
     /// 135
     public static let statsReply = MessageType(rawValue: 135)
+    /// 136
+    public static let functionsReply = MessageType(rawValue: 136)
     /// 255
     public static let error = MessageType(rawValue: 255)
 
     /// Whether a peer may send this type to the gateway.
-    public var isRequest: Bool { (1...7).contains(self.rawValue) }
+    public var isRequest: Bool { (1...8).contains(self.rawValue) }
 
     /// The type number.
     public var description: String { "\(self.rawValue)" }
@@ -240,7 +250,8 @@ public struct Invalidate: Hashable, Sendable {
     public var function: String
     /// Only this version's entries; nil for every version.
     public var version: String?
-    /// Only this entry; requires `version`.
+    /// Only the entry with this key (in `version`, or in every version when
+    /// `version` is nil).
     public var key: CacheKey?
 
     /// Creates invalidate fields.
@@ -291,5 +302,76 @@ public struct ErrorReply: Hashable, Sendable {
     /// The reply that reports `error` to a peer.
     public init(_ error: GatewayError) {
         self.init(code: error.wireCode, message: error.message)
+    }
+}
+
+/// One function in the functions reply:
+/// `[function, hits, misses, computeSavedMicroseconds, versions]`.
+///
+/// The versions, first and last use and leases come from the registry, which
+/// every gateway on the same backend shares; hits, misses and compute time
+/// saved are this gateway's own counters since it started.
+public struct FunctionInfo: Hashable, Sendable {
+    /// The function's stable name.
+    public var function: String
+    /// Lookups of this function that this gateway answered with a hit.
+    public var hits: UInt64
+    /// Lookups of this function that this gateway answered with a miss.
+    public var misses: UInt64
+    /// The compute time that those hits saved: the sum of the hit entries'
+    /// recorded compute times, in microseconds.
+    public var computeSavedMicroseconds: UInt64
+    /// The versions the registry knows, newest first.
+    public var versions: [VersionInfo]
+
+    /// Creates a function record.
+    public init(function: String, hits: UInt64 = 0, misses: UInt64 = 0, computeSavedMicroseconds: UInt64 = 0, versions: [VersionInfo] = []) {
+        self.function = function
+        self.hits = hits
+        self.misses = misses
+        self.computeSavedMicroseconds = computeSavedMicroseconds
+        self.versions = versions
+    }
+}
+
+/// One version of a function in the functions reply:
+/// `[version, firstSeen, lastSeen, entries, state, leases]`.
+public struct VersionInfo: Hashable, Sendable {
+    /// The version string.
+    public var version: String
+    /// When a worker first registered it, in Unix milliseconds.
+    public var firstSeenMilliseconds: UInt64
+    /// When it was last known to be in use (a lease held or released), in Unix milliseconds.
+    public var lastSeenMilliseconds: UInt64
+    /// How many of its entries are live (an estimate for Redis: index members not yet expired).
+    public var entries: UInt64
+    /// `active` (a live lease), `idle` (no live lease, not purged yet) or `retired`
+    /// (its entries were purged and no worker has used it since).
+    public var state: String
+    /// The gateways holding a lease on it.
+    public var leases: [LeaseInfo]
+
+    /// Creates a version record.
+    public init(version: String, firstSeenMilliseconds: UInt64, lastSeenMilliseconds: UInt64, entries: UInt64, state: String, leases: [LeaseInfo]) {
+        self.version = version
+        self.firstSeenMilliseconds = firstSeenMilliseconds
+        self.lastSeenMilliseconds = lastSeenMilliseconds
+        self.entries = entries
+        self.state = state
+        self.leases = leases
+    }
+}
+
+/// A gateway's lease on a version: `[gateway, expires]`.
+public struct LeaseInfo: Hashable, Sendable {
+    /// The gateway's id (`--gateway-id`, by default host name and process id).
+    public var gateway: String
+    /// When the lease lapses unless renewed, in Unix milliseconds.
+    public var expiresMilliseconds: UInt64
+
+    /// Creates a lease record.
+    public init(gateway: String, expiresMilliseconds: UInt64) {
+        self.gateway = gateway
+        self.expiresMilliseconds = expiresMilliseconds
     }
 }

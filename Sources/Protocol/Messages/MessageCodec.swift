@@ -92,7 +92,7 @@ extension GatewayMessage {
             try writer.pack(hello.protocolVersion)
             try writer.pack(string: hello.clientName)
             try writer.pack(hello.pid)
-        case .ping, .pong, .stats, .registerReply:
+        case .ping, .pong, .stats, .functions, .registerReply:
             try header(0)
         case .lookup(let lookup):
             try header(3)
@@ -144,6 +144,31 @@ extension GatewayMessage {
                 switch value {
                 case .count(let count): try writer.pack(count)
                 case .text(let text): try writer.pack(string: text)
+                }
+            }
+        case .functionsReply(let functions):
+            try header(1)
+            try writer.packArrayHeader(count: functions.count)
+            for function in functions {
+                try writer.packArrayHeader(count: 5)
+                try writer.pack(string: function.function)
+                try writer.pack(function.hits)
+                try writer.pack(function.misses)
+                try writer.pack(function.computeSavedMicroseconds)
+                try writer.packArrayHeader(count: function.versions.count)
+                for version in function.versions {
+                    try writer.packArrayHeader(count: 6)
+                    try writer.pack(string: version.version)
+                    try writer.pack(version.firstSeenMilliseconds)
+                    try writer.pack(version.lastSeenMilliseconds)
+                    try writer.pack(version.entries)
+                    try writer.pack(string: version.state)
+                    try writer.packArrayHeader(count: version.leases.count)
+                    for lease in version.leases {
+                        try writer.packArrayHeader(count: 2)
+                        try writer.pack(string: lease.gateway)
+                        try writer.pack(lease.expiresMilliseconds)
+                    }
                 }
             }
         case .error(let error):
@@ -238,11 +263,9 @@ extension GatewayMessage {
         case .invalidate:
             let version = try fields.optional(3) { () in try fields.string(3, "version", maxBytes: 128) }
             let key = try fields.optional(4) { () in try fields.key(4, "key") }
-            if key != nil && version == nil {
-                throw fields.invalid(4, "key", "a key needs a version")
-            }
             body = .invalidate(Invalidate(function: try fields.string(2, "function", maxBytes: 512), version: version, key: key))
         case .stats: body = .stats
+        case .functions: body = .functions
         case .helloReply:
             body = .helloReply(HelloReply(
                 protocolVersion: try fields.unsigned(2, "protocolVersion"),
@@ -262,6 +285,7 @@ extension GatewayMessage {
         case .registerReply: body = .registerReply
         case .invalidateReply: body = .invalidateReply(deleted: try fields.unsigned(2, "deleted"))
         case .statsReply: body = .statsReply(try fields.stats(2))
+        case .functionsReply: body = .functionsReply(try fields.functions(2))
         case .error:
             body = .error(ErrorReply(
                 code: ErrorCode(rawValue: try fields.unsigned(2, "code")),
@@ -342,6 +366,54 @@ private struct Fields {
     func optional<T>(_ index: Int, _ read: () throws -> T) throws -> T? {
         guard try self.element(index, "optional field").kind != .nil else { return nil }
         return try read()
+    }
+
+    /// The functions reply's list; see `FunctionInfo`, `VersionInfo` and `LeaseInfo`.
+    func functions(_ index: Int) throws -> [FunctionInfo] {
+        let list = try self.expect(.array, index, "functions")
+        func fail(_ problem: String) -> GatewayError { self.invalid(index, "functions", problem) }
+        func array(_ object: MessagePackObject, _ count: Int, _ what: String) throws -> MessagePackObject {
+            guard object.kind == .array, object.count >= count else { throw fail("\(what) must be an array of at least \(count) elements") }
+            return object
+        }
+        func unsigned(_ object: MessagePackObject, _ what: String) throws -> UInt64 {
+            guard object.kind == .unsigned else { throw fail("\(what) must be an unsigned integer") }
+            return object.unsigned
+        }
+        func string(_ object: MessagePackObject, _ what: String) throws -> String {
+            guard object.kind == .string, let text = String(validating: object.bytes, as: UTF8.self) else { throw fail("\(what) must be a UTF-8 string") }
+            return text
+        }
+        var functions: [FunctionInfo] = []
+        for item in 0..<list.count {
+            let function = try array(list.element(item), 5, "a function")
+            var info = FunctionInfo(
+                function: try string(function.element(0), "function"),
+                hits: try unsigned(function.element(1), "hits"),
+                misses: try unsigned(function.element(2), "misses"),
+                computeSavedMicroseconds: try unsigned(function.element(3), "computeSavedMicroseconds")
+            )
+            let versions = try array(function.element(4), 0, "versions")
+            for position in 0..<versions.count {
+                let version = try array(versions.element(position), 6, "a version")
+                let leases = try array(version.element(5), 0, "leases")
+                var leaseInfos: [LeaseInfo] = []
+                for lease in 0..<leases.count {
+                    let pair = try array(leases.element(lease), 2, "a lease")
+                    leaseInfos.append(LeaseInfo(gateway: try string(pair.element(0), "gateway"), expiresMilliseconds: try unsigned(pair.element(1), "expires")))
+                }
+                info.versions.append(VersionInfo(
+                    version: try string(version.element(0), "version"),
+                    firstSeenMilliseconds: try unsigned(version.element(1), "firstSeen"),
+                    lastSeenMilliseconds: try unsigned(version.element(2), "lastSeen"),
+                    entries: try unsigned(version.element(3), "entries"),
+                    state: try string(version.element(4), "state"),
+                    leases: leaseInfos
+                ))
+            }
+            functions.append(info)
+        }
+        return functions
     }
 
     func stats(_ index: Int) throws -> Stats {
