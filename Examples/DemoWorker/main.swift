@@ -5,14 +5,22 @@
 //   DemoWorker demo [--socket PATH]
 //   DemoWorker serve [--socket PATH]     stdin: "<version> <product>" per line
 //                                        stdout: one JSON object per line
+//   --lookup-timeout-ms N                how long a lookup may take (default 10 ms);
+//                                        tests on a loaded machine raise it so that
+//                                        a slow answer is not taken for an absent gateway
 import Foundation
 import GatewayClient
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 let mode = arguments.isEmpty ? "demo" : arguments.removeFirst()
-if let index = arguments.firstIndex(of: "--socket"), index + 1 < arguments.count {
-    CacheClient.configure(CacheClient.Configuration(socketPath: arguments[index + 1], clientName: "DemoWorker"))
+@MainActor func option(_ name: String) -> String? {
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
+    return arguments[index + 1]
 }
+var configuration = CacheClient.Configuration(clientName: "DemoWorker")
+if let socket = option("--socket") { configuration.socketPath = socket }
+if let timeout = option("--lookup-timeout-ms").flatMap(Int64.init) { configuration.lookupTimeout = .milliseconds(timeout) }
+CacheClient.configure(configuration)
 
 /// One call, timed, and whether its body ran here.
 func timedQuote(_ product: String, version: Int) async -> (Quote, Duration, ranHere: Bool) {

@@ -35,10 +35,10 @@ import Glibc
         private let output = Pipe()
         private var buffered = Data()
 
-        init(socketPath: String) throws {
+        init(socketPath: String, lookupTimeoutMilliseconds: Int? = nil) throws {
             let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("DemoWorker")
             self.process.executableURL = executable
-            self.process.arguments = ["serve", "--socket", socketPath]
+            self.process.arguments = ["serve", "--socket", socketPath] + (lookupTimeoutMilliseconds.map { ["--lookup-timeout-ms", "\($0)"] } ?? [])
             self.process.standardInput = self.input
             self.process.standardOutput = self.output
             self.process.standardError = FileHandle.nullDevice

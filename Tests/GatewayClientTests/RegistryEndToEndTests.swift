@@ -17,6 +17,12 @@ import Glibc
 @Suite(.serialized) struct RegistryEndToEndTests {
     typealias Worker = EndToEndTests.Worker
 
+    /// A demo worker whose lookups wait up to 2 s: these tests count entries,
+    /// and on a loaded machine a 10 ms timeout would skip some stores.
+    func worker(_ gateway: GatewayProcess) throws -> Worker {
+        try Worker(socketPath: gateway.socketPath, lookupTimeoutMilliseconds: 2000)
+    }
+
     /// A group of gateways on one namespace of the test Redis (or one on memory).
     struct Hosts {
         let gateways: [GatewayProcess]
@@ -28,6 +34,8 @@ import Glibc
                 var arguments = [
                     "--purge", policy, "--purge-grace-ms", "400", "--lease-ms", "300",
                     "--sweep-interval-ms", "20", "--gateway-id", "host-\(index)",
+                    // Generous, so that a loaded machine's slow Redis answer is not a skipped store.
+                    "--lookup-timeout-ms", "1000", "--write-timeout-ms", "5000",
                 ]
                 if redis { arguments += ["--redis", "unix://\(try TestRedis.socketPath)", "--namespace", namespace] }
                 gateways.append(try GatewayProcess(arguments: arguments))
@@ -95,7 +103,7 @@ import Glibc
     @Test func afterGraceTheOldVersionIsPurgedOnceAfterItsLastWorkerStopsAndTheNewOneSurvives() async throws {
         let hosts = try Hosts(count: 2, policy: "grace")
         // Host 0 runs the old code; it computes and stores three results.
-        let old = try Worker(socketPath: hosts[0].socketPath)
+        let old = try self.worker(hosts[0])
         for product in ["latte", "mocha", "tea"] {
             let answer = try old.call(product, version: 1)
             #expect(answer.computedBy == "v1" && answer.ranHere)
@@ -104,7 +112,7 @@ import Glibc
         #expect(try await self.waitUntil { try await hosts.version(v1)?.entries == 3 })
 
         // Host 1 gets the new code: its results are its own, never v1's.
-        let new = try Worker(socketPath: hosts[1].socketPath)
+        let new = try self.worker(hosts[1])
         for product in ["latte", "mocha"] {
             let answer = try new.call(product, version: 2)
             #expect(answer.computedBy == "v2" && answer.ranHere)
@@ -112,7 +120,7 @@ import Glibc
         let v2 = try #require(try await hosts.function()?.versions.first { $0.version != v1 }?.version)
         #expect(try await self.waitUntil { try await hosts.version(v2)?.entries == 2 })
         // Another worker on host 1 is served the new version's result across processes.
-        let reader = try Worker(socketPath: hosts[1].socketPath)
+        let reader = try self.worker(hosts[1])
         let served = try reader.call("latte", version: 2)
         #expect(!served.ranHere && served.computedBy == "v2" && served.computedInProcess == new.pid)
         let perFunction = try #require(try await hosts.function(at: 1))
@@ -148,14 +156,14 @@ import Glibc
 
     @Test func eagerPurgesTheOtherVersionsAtANewVersionsFirstRegistrationAndOldWorkersDoNotFightBack() async throws {
         let hosts = try Hosts(count: 2, policy: "eager")
-        let old = try Worker(socketPath: hosts[0].socketPath)
+        let old = try self.worker(hosts[0])
         for product in ["latte", "mocha", "tea"] { _ = try old.call(product, version: 1) }
         let v1 = try await self.onlyVersion(hosts)
         #expect(try await self.waitUntil { try await hosts.version(v1)?.entries == 3 })
 
         // The new version's first registration anywhere purges v1 at once,
         // although the old worker still runs.
-        let new = try Worker(socketPath: hosts[1].socketPath)
+        let new = try self.worker(hosts[1])
         let first = try new.call("latte", version: 2)
         #expect(first.ranHere && first.computedBy == "v2")
         #expect(try await self.waitUntil { try await hosts.total("purges") == 1 })
@@ -170,7 +178,7 @@ import Glibc
         #expect(recomputed.ranHere && recomputed.computedBy == "v1")
         // An old worker starting late on the new host registers v1 again: that
         // retires nothing, so the new version's entry stays.
-        let late = try Worker(socketPath: hosts[1].socketPath)
+        let late = try self.worker(hosts[1])
         #expect(try late.call("tea", version: 1).computedBy == "v1")
         try await hosts.waitForSweeps(30)
         #expect(try await hosts.total("purges") == 1)
@@ -182,10 +190,10 @@ import Glibc
 
     @Test func aKilledGatewaysLeasesLapseAndTheVersionsOnlyItUsedArePurgedAfterTheGrace() async throws {
         let hosts = try Hosts(count: 2, policy: "grace")
-        let doomed = try Worker(socketPath: hosts[0].socketPath)
+        let doomed = try self.worker(hosts[0])
         for product in ["latte", "mocha"] { _ = try doomed.call(product, version: 1) }
         let v1 = try await self.onlyVersion(hosts)
-        let survivor = try Worker(socketPath: hosts[1].socketPath)
+        let survivor = try self.worker(hosts[1])
         _ = try survivor.call("latte", version: 2)
         let v2 = try #require(try await hosts.function()?.versions.first { $0.version != v1 }?.version)
         #expect(try await self.waitUntil { try await hosts.version(v1)?.entries == 2 })
@@ -206,11 +214,11 @@ import Glibc
     @Test(arguments: ["grace", "eager"])
     func theEmbeddedStoreKeepsItsOwnRegistry(policy: String) async throws {
         let hosts = try Hosts(count: 1, policy: policy, redis: false)
-        let old = try Worker(socketPath: hosts[0].socketPath)
+        let old = try self.worker(hosts[0])
         for product in ["latte", "mocha"] { _ = try old.call(product, version: 1) }
         let v1 = try await self.onlyVersion(hosts)
         #expect(try await self.waitUntil { try await hosts.version(v1)?.entries == 2 })
-        let new = try Worker(socketPath: hosts[0].socketPath)
+        let new = try self.worker(hosts[0])
         _ = try new.call("latte", version: 2)
         let v2 = try #require(try await hosts.function()?.versions.first { $0.version != v1 }?.version)
         if policy == "grace" {
@@ -228,7 +236,7 @@ import Glibc
 
     @Test func theFunctionsAndPurgeCommandsListAndDelete() async throws {
         let hosts = try Hosts(count: 1, policy: "grace")
-        let worker = try Worker(socketPath: hosts[0].socketPath)
+        let worker = try self.worker(hosts[0])
         for product in ["latte", "mocha", "tea"] { _ = try worker.call(product, version: 1) }
         let version = try await self.onlyVersion(hosts)
         #expect(try await self.waitUntil { try await hosts.version(version)?.entries == 3 })

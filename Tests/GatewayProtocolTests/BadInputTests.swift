@@ -177,10 +177,26 @@ struct BadInputTests {
         expectGatewayError(.invalidField) { try message(payload: Self.storePayload(ttl: [0xcf, 0, 0, 0, 0x07, 0x57, 0xb1, 0x2c, 0x01])) }
     }
 
-    @Test("an invalidate with a key but no version is invalidField")
+    @Test("an invalidate with a key but no version means that key in every version")
     func invalidateKeyWithoutVersion() throws {
         let payload: [UInt8] = [0x95, 0x06, 0x01, 0xa1, 0x66, 0xc0, 0xc4, 0x20] + Self.key32
+        let decoded = try message(payload: payload)
+        guard case .invalidate(let invalidate) = decoded.body else {
+            Issue.record("decoded as \(decoded.body.type)")
+            return
+        }
+        #expect(invalidate.function == "f" && invalidate.version == nil && invalidate.key?.digest.hexString.count == 64)
+        // A key of the wrong size is still refused.
+        expectGatewayError(.invalidField) { try message(payload: [0x95, 0x06, 0x01, 0xa1, 0x66, 0xc0, 0xc4, 0x1f] + Self.key32.dropLast()) }
+    }
+
+    @Test("a functions reply whose version lacks its leases is invalidField, naming the field")
+    func functionsReplyMalformed() throws {
+        // [136, 1, [["f", 0, 0, 0, [["v", 1, 2, 3, "active"]]]]]: the version has five elements, not six.
+        let payload: [UInt8] = [0x93, 0xcc, 0x88, 0x01, 0x91, 0x95, 0xa1, 0x66, 0x00, 0x00, 0x00, 0x91, 0x95, 0xa1, 0x76, 0x01, 0x02, 0x03, 0xa6] + Array("active".utf8)
         expectGatewayError(.invalidField) { try message(payload: payload) }
+        // A negative hit count.
+        expectGatewayError(.invalidField) { try message(payload: [0x93, 0xcc, 0x88, 0x01, 0x91, 0x95, 0xa1, 0x66, 0xff, 0x00, 0x00, 0x90]) }
     }
 
     @Test("a lookup reply with status 3 is invalidField")

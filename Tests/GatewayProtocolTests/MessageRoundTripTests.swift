@@ -55,12 +55,25 @@ struct MessageRoundTripTests {
         GatewayMessage(id: 27, .error(ErrorReply(code: .invalidField, message: "message type 3, field 4 (key): must be 32 bytes"))),
         GatewayMessage(id: 0, .error(ErrorReply(code: ErrorCode(rawValue: 1000), message: ""))),
         GatewayMessage(id: 28, .error(ErrorReply(GatewayError(.frameTooLarge, "too big")))),
+        GatewayMessage(id: 29, .invalidate(Invalidate(function: "f(x:)", key: keyB))),
+        GatewayMessage(id: 30, .functions),
+        GatewayMessage(id: 31, .functionsReply([])),
+        GatewayMessage(id: 32, .functionsReply([
+            FunctionInfo(function: "Billing.total(for:)", hits: 5, misses: 2, computeSavedMicroseconds: .max, versions: [
+                VersionInfo(version: "ab12", firstSeenMilliseconds: 1_700_000_000_000, lastSeenMilliseconds: 1_700_000_360_000, entries: 40, state: "active", leases: [
+                    LeaseInfo(gateway: "host-a:12", expiresMilliseconds: 1_700_000_390_000),
+                    LeaseInfo(gateway: "host-b:7", expiresMilliseconds: 1_700_000_391_000),
+                ]),
+                VersionInfo(version: "9f00", firstSeenMilliseconds: 1, lastSeenMilliseconds: 2, entries: 0, state: "retired", leases: []),
+            ]),
+            FunctionInfo(function: "f"),
+        ])),
     ]
 
-    @Test("the sample covers all 15 message types")
+    @Test("the sample covers all 17 message types")
     func sampleCoversEveryType() {
         let types = Set(Self.messages.map(\.body.type.rawValue))
-        #expect(types == [1, 2, 3, 4, 5, 6, 7, 129, 130, 131, 132, 133, 134, 135, 255])
+        #expect(types == [1, 2, 3, 4, 5, 6, 7, 8, 129, 130, 131, 132, 133, 134, 135, 136, 255])
     }
 
     @Test("encodeFrame → FrameDecoder → GatewayMessage(payload:) gives the message back", arguments: messages)

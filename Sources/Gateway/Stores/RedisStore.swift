@@ -19,6 +19,9 @@ import Synchronization
 /// - `cg:{ns:F}:p:V:T` — an index taken over by a purge (`T` tells which): the
 ///   purge renames the version's index first, so workers storing meanwhile
 ///   start a new index instead of making the purge chase them;
+/// - `cg:{ns:F}:v` — the set of versions that have stored entries, written
+///   with each entry (the registry learns of versions a moment later, in the
+///   background, so invalidation reads both);
 /// - `cg:{ns:F}:r` — the function's registry record (see `FunctionRecord`);
 /// - `cg:ns:fns` — a hash from `F` to the function's name, listing the namespace's functions.
 /// The function name is hashed so that any name fits and no name can contain
@@ -148,6 +151,10 @@ public final class RedisStore: CacheStore {
         ByteBuffer(string: "cg:{\(namespace):\(functionID)}:p:\(version):\(tag)")
     }
 
+    static func versionsKey(namespace: String, functionID: String) -> ByteBuffer {
+        ByteBuffer(string: "cg:{\(namespace):\(functionID)}:v")
+    }
+
     static func recordKey(namespace: String, functionID: String) -> ByteBuffer {
         ByteBuffer(string: "cg:{\(namespace):\(functionID)}:r")
     }
@@ -194,6 +201,7 @@ public final class RedisStore: CacheStore {
         let expiresAt = Self.nowMilliseconds() + ttlMilliseconds
         let functionID = Self.functionID(key.function.function)
         let index = Self.indexKey(namespace: key.namespace, functionID: functionID, version: key.function.version)
+        let versions = Self.versionsKey(namespace: key.namespace, functionID: functionID)
         let commands = [
             RedisCommand("SET", arguments: [Self.entryKey(key), payload, ByteBuffer(string: "PX"), ByteBuffer(string: "\(ttlMilliseconds)")]),
             RedisCommand("ZADD", arguments: [index, ByteBuffer(string: "\(expiresAt)"), ByteBuffer(string: key.key.digest.hexString)]),
@@ -204,6 +212,10 @@ public final class RedisStore: CacheStore {
             // The index lives as long as its longest-lived entry could.
             RedisCommand("PEXPIRE", arguments: [index, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "GT")]),
             RedisCommand("PEXPIRE", arguments: [index, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "NX")]),
+            RedisCommand("SADD", arguments: [versions, ByteBuffer(string: key.function.version)]),
+            // The versions set, too, lives as long as the longest-lived entry could.
+            RedisCommand("PEXPIRE", arguments: [versions, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "GT")]),
+            RedisCommand("PEXPIRE", arguments: [versions, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "NX")]),
         ]
         return self.pool.pipelineFuture(commands, timeout: self.configuration.writeTimeout, preferring: eventLoop)
             .hop(to: eventLoop)
@@ -228,13 +240,19 @@ public final class RedisStore: CacheStore {
         let functionID = Self.functionID(function)
         let promise = eventLoop.makePromise(of: UInt64.self)
         promise.completeWithTask {
-            // The versions come from the registry record, which every version
-            // with entries is in (a store registers its version).
-            let versions: [String]
+            // The versions set is written with each entry, so it lists every
+            // version with entries at once; the registry record adds versions
+            // registered on other gateways whose stores are still on their way.
+            var versions: [String]
             if let version {
                 versions = [version]
             } else {
-                versions = try await self.registryRecord(namespace: namespace, functionID: functionID)?.record.versions.keys.sorted() ?? []
+                let stored = try await self.pool.send(RedisCommand("SMEMBERS", arguments: [Self.versionsKey(namespace: namespace, functionID: functionID)]), timeout: self.configuration.writeTimeout).checked()
+                var all = Set((stored.array ?? []).compactMap(\.string))
+                if let record = try await self.registryRecord(namespace: namespace, functionID: functionID)?.record {
+                    all.formUnion(record.versions.keys)
+                }
+                versions = all.sorted()
             }
             var deleted: UInt64 = 0
             for version in versions {
