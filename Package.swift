@@ -159,7 +159,11 @@ let package = Package(
             // The runtime, not GatewayClient: a release build of the macro would
             // compile swift-syntax with optimisations (about 11 minutes) for
             // nothing, since a @Cached body is exactly a call to `cache(...)`.
-            dependencies: ["GatewayProtocol", "Gateway", "GatewayConnection", "GatewayClientRuntime"],
+            dependencies: [
+                "GatewayProtocol", "Gateway", "GatewayConnection", "GatewayClientRuntime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Benchmarks/GatewayBenchmarks"
         ),
 

@@ -50,6 +50,10 @@ public final class RedisStore: CacheStore {
         public var writeTimeout: TimeAmount
         /// How many keys one UNLINK deletes, when a version's entries go.
         public var deleteBatchSize: Int
+        /// How many of those UNLINKs a purge sends at once (each group waits
+        /// for its replies): Redis serves other clients between two groups, so
+        /// it is never held for longer than this many batches.
+        public var deletePipelineDepth: Int
         /// The least time between two log lines about the same kind of fault.
         public var logInterval: TimeAmount
 
@@ -61,12 +65,14 @@ public final class RedisStore: CacheStore {
             lookupTimeout: TimeAmount = .milliseconds(5),
             writeTimeout: TimeAmount = .milliseconds(500),
             deleteBatchSize: Int = 500,
+            deletePipelineDepth: Int = 2,
             logInterval: TimeAmount = .seconds(10)
         ) {
             self.pool = pool
             self.lookupTimeout = lookupTimeout
             self.writeTimeout = writeTimeout
             self.deleteBatchSize = deleteBatchSize
+            self.deletePipelineDepth = deletePipelineDepth
             self.logInterval = logInterval
         }
 
@@ -296,13 +302,14 @@ public final class RedisStore: CacheStore {
     /// The index is read by rank, not popped: nobody else writes a captured
     /// index, so reading is enough, and it costs Redis far less than removing
     /// members one by one; the whole index goes at the end with one UNLINK,
-    /// which Redis frees in the background. Batches are sent one after
-    /// another, each after the previous one's reply, so Redis serves other
-    /// clients between two batches: a purge never holds it for longer than one
-    /// batch of `deleteBatchSize` keys.
+    /// which Redis frees in the background. UNLINKs of `deleteBatchSize` keys
+    /// go out `deletePipelineDepth` at a time, each group after the previous
+    /// one's replies, so Redis serves other clients between two groups: a
+    /// purge never holds it for longer than one group.
     func deleteCaptured(namespace: String, functionID: String, version: String, index: ByteBuffer) async throws -> UInt64 {
-        let batch = self.configuration.deleteBatchSize
-        let chunk = batch * 20
+        let batch = max(1, self.configuration.deleteBatchSize)
+        let depth = max(1, self.configuration.deletePipelineDepth)
+        let chunk = batch * depth * 10
         let prefix = "cg:\(namespace):e:\(functionID):\(version):"
         var deleted: UInt64 = 0
         var start = 0
@@ -314,6 +321,7 @@ public final class RedisStore: CacheStore {
             let keys = members.array ?? []
             if keys.isEmpty { break }
             start += keys.count
+            var commands: [RedisCommand] = []
             var position = 0
             while position < keys.count {
                 let slice = keys[position..<min(position + batch, keys.count)]
@@ -326,8 +334,13 @@ public final class RedisStore: CacheStore {
                     key.writeBuffer(&bytes)
                     arguments.append(key)
                 }
-                let reply = try await self.pool.send(RedisCommand("UNLINK", arguments: arguments), timeout: self.configuration.writeTimeout).checked()
-                deleted += UInt64(reply.integer ?? 0)
+                commands.append(RedisCommand("UNLINK", arguments: arguments))
+            }
+            var group = 0
+            while group < commands.count {
+                let replies = try await self.pool.pipeline(Array(commands[group..<min(group + depth, commands.count)]), timeout: self.configuration.writeTimeout)
+                for reply in replies { deleted += UInt64(try reply.checked().integer ?? 0) }
+                group += depth
             }
             if keys.count < chunk { break }
         }
