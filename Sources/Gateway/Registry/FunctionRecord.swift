@@ -76,6 +76,12 @@ struct FunctionRecord: Codable, Sendable, Equatable {
     /// Claims the versions nobody has used for `grace`: no live lease, and none
     /// since `now - grace`. Each claim marks its epoch purged, so the gateway
     /// whose write of this record succeeds does the work and nobody else does.
+    ///
+    /// Times come from each gateway's wall clock. A gateway whose clock runs
+    /// ahead may see another's lease lapse early, but the holder renews every
+    /// third of the lease and each renewal moves `lastSeen`, so a version in
+    /// use is claimed only if clocks disagree by more than the grace period
+    /// (10 minutes by default).
     mutating func claimIdleVersions(now: Int64, grace: Int64) -> [PurgeClaim] {
         self.dropLapsedLeases(now: now)
         var claims: [PurgeClaim] = []
