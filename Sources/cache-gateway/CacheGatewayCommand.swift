@@ -70,6 +70,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (env CACHE_GATEWAY_LOG_LEVEL; default info).")
     var logLevel: String?
 
+    @Option(help: "Serve only peers with this uid (a number or a user name; repeatable or comma-separated; env CACHE_GATEWAY_ALLOW_UID). Root and the gateway's own user are always served. Without --allow-uid and --allow-gid, everyone who can open the socket is.")
+    var allowUid: [String] = []
+
+    @Option(help: "Serve only peers with this primary gid (a number or a group name; repeatable or comma-separated; env CACHE_GATEWAY_ALLOW_GID).")
+    var allowGid: [String] = []
+
+    @Flag(inversion: .prefixedNo, help: "Give each peer uid a namespace of its own, so that applications running as different users never see each other's entries (env CACHE_GATEWAY_NAMESPACE_PER_UID=1).")
+    var namespacePerUid: Bool?
+
     func run() async throws {
         // Flags win over the environment (a systemd EnvironmentFile is the
         // configuration file), which wins over the defaults.
@@ -83,6 +92,27 @@ struct Serve: AsyncParsableCommand {
         guard self.lookupTimeoutMs > 0, self.writeTimeoutMs > 0, self.frameTimeoutMs > 0 else { throw ValidationError("timeouts must be positive") }
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
+        }
+        let accessControl: AccessControl
+        do {
+            // A list given as flags replaces the environment's, as a single value would.
+            let uids = self.allowUid.isEmpty ? environment["CACHE_GATEWAY_ALLOW_UID"].map { [$0] } ?? [] : self.allowUid
+            let gids = self.allowGid.isEmpty ? environment["CACHE_GATEWAY_ALLOW_GID"].map { [$0] } ?? [] : self.allowGid
+            var perUID = self.namespacePerUid ?? false
+            if self.namespacePerUid == nil, let text = environment["CACHE_GATEWAY_NAMESPACE_PER_UID"] {
+                switch text.lowercased() {
+                case "1", "true", "yes", "on": perUID = true
+                case "0", "false", "no", "off": perUID = false
+                default: throw ValidationError("CACHE_GATEWAY_NAMESPACE_PER_UID takes 1 or 0, not \(text)")
+                }
+            }
+            accessControl = AccessControl(
+                allowedUIDs: try AccessControl.userIDs(uids),
+                allowedGIDs: try AccessControl.groupIDs(gids),
+                namespacePerUID: perUID
+            )
+        } catch let error as GatewayError {
+            throw ValidationError(error.message)
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -99,7 +129,8 @@ struct Serve: AsyncParsableCommand {
             maxFrameSize: self.maxFrameSize,
             maxValueSize: self.maxValueSize,
             lookupTimeout: .milliseconds(self.lookupTimeoutMs),
-            frameTimeout: .milliseconds(self.frameTimeoutMs)
+            frameTimeout: .milliseconds(self.frameTimeoutMs),
+            accessControl: accessControl
         )
         do {
             try configuration.validate()

@@ -35,10 +35,15 @@ import Glibc
         private let output = Pipe()
         private var buffered = Data()
 
-        init(socketPath: String) throws {
+        /// A worker; with `uid`, run as that user and group (setpriv; the tests run as root).
+        init(socketPath: String, uid: UInt32? = nil) throws {
             let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("DemoWorker")
             self.process.executableURL = executable
             self.process.arguments = ["serve", "--socket", socketPath]
+            if let uid {
+                self.process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                self.process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--", executable.path, "serve", "--socket", socketPath]
+            }
             self.process.standardInput = self.input
             self.process.standardOutput = self.output
             self.process.standardError = FileHandle.nullDevice

@@ -11,6 +11,7 @@ public final class GatewayStatistics: Sendable {
     let connections = Atomic<UInt64>(0)
     let connectionsAccepted = Atomic<UInt64>(0)
     let requests = Atomic<UInt64>(0)
+    let connectionsDenied = Atomic<UInt64>(0)
 
     /// Creates zeroed counters.
     public init() {}
@@ -18,6 +19,7 @@ public final class GatewayStatistics: Sendable {
     /// The counters, by name (atomics cannot be reached through key paths).
     enum Counter {
         case hits, misses, stores, droppedStores, errors, connections, connectionsAccepted, requests
+        case connectionsDenied
     }
 
     func add(_ counter: Counter, _ amount: UInt64 = 1) {
@@ -30,6 +32,7 @@ public final class GatewayStatistics: Sendable {
         case .connections: self.connections.wrappingAdd(amount, ordering: .relaxed)
         case .connectionsAccepted: self.connectionsAccepted.wrappingAdd(amount, ordering: .relaxed)
         case .requests: self.requests.wrappingAdd(amount, ordering: .relaxed)
+        case .connectionsDenied: self.connectionsDenied.wrappingAdd(amount, ordering: .relaxed)
         }
     }
 
@@ -48,6 +51,7 @@ public final class GatewayStatistics: Sendable {
             "connections": .count(self.connections.load(ordering: .relaxed)),
             "connectionsAccepted": .count(self.connectionsAccepted.load(ordering: .relaxed)),
             "requests": .count(self.requests.load(ordering: .relaxed)),
+            "connectionsDenied": .count(self.connectionsDenied.load(ordering: .relaxed)),
             "backend": .text(store.kind),
             "backendHealth": .text(store.isHealthy ? "up" : "down"),
         ])
