@@ -79,6 +79,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Give each peer uid a namespace of its own, so that applications running as different users never see each other's entries (env CACHE_GATEWAY_NAMESPACE_PER_UID=1).")
     var namespacePerUid: Bool?
 
+    @Option(help: "Sign every stored value with HMAC-SHA-256 under the key in this file (at least 32 bytes; env CACHE_GATEWAY_HMAC_KEY_FILE); values that do not verify are misses and are deleted.")
+    var hmacKeyFile: String?
+
     func run() async throws {
         // Flags win over the environment (a systemd EnvironmentFile is the
         // configuration file), which wins over the defaults.
@@ -94,6 +97,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
         }
         let accessControl: AccessControl
+        let hmacKey: IntegrityStore.Key?
         do {
             // A list given as flags replaces the environment's, as a single value would.
             let uids = self.allowUid.isEmpty ? environment["CACHE_GATEWAY_ALLOW_UID"].map { [$0] } ?? [] : self.allowUid
@@ -111,6 +115,8 @@ struct Serve: AsyncParsableCommand {
                 allowedGIDs: try AccessControl.groupIDs(gids),
                 namespacePerUID: perUID
             )
+            // The key is read here, once; it is never logged.
+            hmacKey = try (self.hmacKeyFile ?? environment["CACHE_GATEWAY_HMAC_KEY_FILE"]).map { try IntegrityStore.Key(contentsOfFile: $0) }
         } catch let error as GatewayError {
             throw ValidationError(error.message)
         }
@@ -138,7 +144,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
 
-        let store: any CacheStore
+        var store: any CacheStore
         if let redisURL {
             let url: RedisURL
             do {
@@ -153,6 +159,10 @@ struct Serve: AsyncParsableCommand {
             store = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
         } else {
             store = MemoryStore(limitBytes: self.memoryLimit)
+        }
+        if let hmacKey {
+            store = IntegrityStore(wrapping: store, key: hmacKey, logger: logger)
+            logger.info("values are signed with HMAC-SHA-256", metadata: ["namespace": "\(IntegrityStore.signedNamespace(namespace))"])
         }
         let notifier = SystemdNotifier()
         let server = GatewayServer(
