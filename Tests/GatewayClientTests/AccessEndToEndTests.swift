@@ -17,29 +17,41 @@ extension EndToEndTests {
             try backend.arguments() + ["--socket-mode", "666", "--allow-uid", "\(alice),\(bob)", "--namespace-per-uid"]
         }
 
+        /// Calls until the gateway serves an entry (at most `limit` calls) and
+        /// returns every answer. A call may run uncached when a lookup is slower
+        /// than the client's 10 ms (a busy machine, a debug build): it then does
+        /// not store, so the next call asks again.
+        static func callUntilServed(_ worker: Worker, limit: Int = 8) throws -> [Answer] {
+            var answers: [Answer] = []
+            while answers.count < limit, answers.last?.ranHere != false {
+                answers.append(try worker.call("latte", version: 1))
+            }
+            return answers
+        }
+
         @Test(arguments: Backend.allCases)
         func twoUsersNeverSeeEachOthersEntries(backend: Backend) throws {
             let gateway = try GatewayProcess(arguments: try Self.arguments(backend))
             let alice = try Worker(socketPath: gateway.socketPath, uid: Self.alice)
-            let computed = try alice.call("latte", version: 1)
-            #expect(computed.ranHere)
+            let computed = try Self.callUntilServed(alice)
+            #expect(computed.first?.ranHere == true)
+            #expect(computed.last?.ranHere == false, "Alice's entry was never served to her")
 
             // Bob asks for the same function, version and argument: never Alice's entry.
             let bob = try Worker(socketPath: gateway.socketPath, uid: Self.bob)
-            var bobServed = false
-            for _ in 0..<3 {
-                let answer = try bob.call("latte", version: 1)
+            let bobs = try Self.callUntilServed(bob)
+            for answer in bobs {
                 #expect(answer.computedInProcess == bob.pid, "Bob was served another user's entry")
-                #expect(answer.cents == computed.cents)
-                bobServed = bobServed || !answer.ranHere
+                #expect(answer.cents == computed[0].cents)
             }
-            #expect(bobServed, "Bob's own entry was never served to him")
+            #expect(bobs.first?.ranHere == true)
+            #expect(bobs.last?.ranHere == false, "Bob's own entry was never served to him")
 
             // Bob's store did not replace Alice's: another of Alice's workers gets hers.
             let aliceAgain = try Worker(socketPath: gateway.socketPath, uid: Self.alice)
-            let served = try aliceAgain.call("latte", version: 1)
-            #expect(!served.ranHere)
-            #expect(served.computedInProcess == alice.pid)
+            let served = try Self.callUntilServed(aliceAgain)
+            #expect(served.last?.ranHere == false)
+            #expect(served.last?.computedInProcess == alice.pid)
             #expect(gateway.stop() == 0)
         }
 
