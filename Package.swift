@@ -4,7 +4,7 @@
 //
 // The folder tree is the architecture:
 //   Sources/C*                  C libraries as [system] module maps with shims
-//   Sources/Digest              libcrypto wrapper (SHA-256), shared by the protocol and the macro
+//   Sources/Digest              libcrypto wrapper (SHA-256, HMAC-SHA-256), shared by the protocol, the gateway and the macro
 //   Sources/Protocol            wire protocol: frames, messages, MessagePack Codable, cache keys
 //   Sources/Gateway             the daemon's engine: server, stores, registry, Redis connection
 //   Sources/cache-gateway       thin executable (argument parsing only)

@@ -3,12 +3,15 @@
 
 // OpenSSL's libcrypto (Debian: libssl-dev, pkg-config `libcrypto`).
 //
-// Only the EVP digest interface is used (SHA-256 now, HMAC-SHA-256 later).
+// Only the EVP digest and MAC interfaces are used (SHA-256, HMAC-SHA-256),
+// with CRYPTO_memcmp for constant-time comparison.
 // The only Swift code that imports this module is Sources/Digest.
 #include <openssl/evp.h>
 #include <openssl/err.h>
+#include <openssl/params.h>
+#include <openssl/crypto.h>
 
-// No wrappers are needed: the EVP functions used are neither variadic nor
+// No wrappers are needed: the functions used are neither variadic nor
 // function-like macros.
 
 #endif

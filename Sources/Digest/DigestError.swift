@@ -7,6 +7,7 @@ public struct DigestError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: Hashable, Sendable {
             case libcryptoFailure
+            case invalidKey
         }
 
         private let base: Base
@@ -15,11 +16,14 @@ public struct DigestError: Error, Hashable, Sendable, CustomStringConvertible {
 
         /// libcrypto reported a failure (usually out of memory).
         public static let libcryptoFailure = Code(.libcryptoFailure)
+        /// A key cannot be used (for example, an empty HMAC key).
+        public static let invalidKey = Code(.invalidKey)
 
         /// A short name for the code.
         public var description: String {
             switch self.base {
             case .libcryptoFailure: "libcrypto failure"
+            case .invalidKey: "invalid key"
             }
         }
     }

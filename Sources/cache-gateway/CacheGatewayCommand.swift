@@ -85,6 +85,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "This gateway's id in the registry's leases (env CACHE_GATEWAY_ID; default hostname:pid).")
     var gatewayId: String?
 
+    @Option(help: "Serve only peers with this uid (a number or a user name; repeatable or comma-separated; env CACHE_GATEWAY_ALLOW_UID). Root and the gateway's own user are always served. Without --allow-uid and --allow-gid, everyone who can open the socket is.")
+    var allowUid: [String] = []
+
+    @Option(help: "Serve only peers with this primary gid (a number or a group name; repeatable or comma-separated; env CACHE_GATEWAY_ALLOW_GID).")
+    var allowGid: [String] = []
+
+    @Flag(inversion: .prefixedNo, help: "Give each peer uid a namespace of its own, so that applications running as different users never see each other's entries (env CACHE_GATEWAY_NAMESPACE_PER_UID=1).")
+    var namespacePerUid: Bool?
+
+    @Option(help: "Sign every stored value with HMAC-SHA-256 under the key in this file (at least 32 bytes; env CACHE_GATEWAY_HMAC_KEY_FILE); values that do not verify are misses and are deleted.")
+    var hmacKeyFile: String?
+
     func run() async throws {
         // Flags win over the environment (a systemd EnvironmentFile is the
         // configuration file), which wins over the defaults.
@@ -109,6 +121,30 @@ struct Serve: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
         }
+        let accessControl: AccessControl
+        let hmacKey: IntegrityStore.Key?
+        do {
+            // A list given as flags replaces the environment's, as a single value would.
+            let uids = self.allowUid.isEmpty ? environment["CACHE_GATEWAY_ALLOW_UID"].map { [$0] } ?? [] : self.allowUid
+            let gids = self.allowGid.isEmpty ? environment["CACHE_GATEWAY_ALLOW_GID"].map { [$0] } ?? [] : self.allowGid
+            var perUID = self.namespacePerUid ?? false
+            if self.namespacePerUid == nil, let text = environment["CACHE_GATEWAY_NAMESPACE_PER_UID"] {
+                switch text.lowercased() {
+                case "1", "true", "yes", "on": perUID = true
+                case "0", "false", "no", "off": perUID = false
+                default: throw ValidationError("CACHE_GATEWAY_NAMESPACE_PER_UID takes 1 or 0, not \(text)")
+                }
+            }
+            accessControl = AccessControl(
+                allowedUIDs: try AccessControl.userIDs(uids),
+                allowedGIDs: try AccessControl.groupIDs(gids),
+                namespacePerUID: perUID
+            )
+            // The key is read here, once; it is never logged.
+            hmacKey = try (self.hmacKeyFile ?? environment["CACHE_GATEWAY_HMAC_KEY_FILE"]).map { try IntegrityStore.Key(contentsOfFile: $0) }
+        } catch let error as GatewayError {
+            throw ValidationError(error.message)
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -124,7 +160,8 @@ struct Serve: AsyncParsableCommand {
             maxFrameSize: self.maxFrameSize,
             maxValueSize: self.maxValueSize,
             lookupTimeout: .milliseconds(self.lookupTimeoutMs),
-            frameTimeout: .milliseconds(self.frameTimeoutMs)
+            frameTimeout: .milliseconds(self.frameTimeoutMs),
+            accessControl: accessControl
         )
         do {
             try configuration.validate()
@@ -133,7 +170,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
 
-        let store: any CacheStore
+        var store: any CacheStore
         if let redisURL {
             let url: RedisURL
             do {
@@ -148,6 +185,10 @@ struct Serve: AsyncParsableCommand {
             store = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
         } else {
             store = MemoryStore(limitBytes: self.memoryLimit)
+        }
+        if let hmacKey {
+            store = IntegrityStore(wrapping: store, key: hmacKey, logger: logger)
+            logger.info("values are signed with HMAC-SHA-256", metadata: ["namespace": "\(IntegrityStore.signedNamespace(namespace))"])
         }
         let notifier = SystemdNotifier()
         let statistics = GatewayStatistics()

@@ -35,10 +35,18 @@ import Glibc
         private let output = Pipe()
         private var buffered = Data()
 
-        init(socketPath: String, lookupTimeoutMilliseconds: Int? = nil) throws {
+        /// A worker; with `uid`, run as that user and group (setpriv; the tests
+        /// run as root); with `lookupTimeoutMilliseconds`, its client waits that
+        /// long for a lookup (tests that count entries raise it on a busy machine).
+        init(socketPath: String, uid: UInt32? = nil, lookupTimeoutMilliseconds: Int? = nil) throws {
             let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("DemoWorker")
+            let arguments = ["serve", "--socket", socketPath] + (lookupTimeoutMilliseconds.map { ["--lookup-timeout-ms", "\($0)"] } ?? [])
             self.process.executableURL = executable
-            self.process.arguments = ["serve", "--socket", socketPath] + (lookupTimeoutMilliseconds.map { ["--lookup-timeout-ms", "\($0)"] } ?? [])
+            self.process.arguments = arguments
+            if let uid {
+                self.process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                self.process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--", executable.path] + arguments
+            }
             self.process.standardInput = self.input
             self.process.standardOutput = self.output
             self.process.standardError = FileHandle.nullDevice

@@ -37,7 +37,7 @@ extension IntegrationTests {
 
         @Test func concurrentClaimsOfOneRetiredVersionHaveExactlyOneWinner() async throws {
             let store = try await self.makeStore()
-            let backend = store.makeRegistryBackend()
+            let backend = try #require(store.makeRegistryBackend())
             let now = Registry.nowMilliseconds()
             // Two versions in use, each with entries; then v1's last user leaves.
             try await backend.modify(namespace: self.namespace, function: self.function) { record in
@@ -91,7 +91,7 @@ extension IntegrationTests {
 
         @Test func invalidateDeletesOneKeyInEveryVersionOrAWholeFunction() async throws {
             let store = try await self.makeStore()
-            let backend = store.makeRegistryBackend()
+            let backend = try #require(store.makeRegistryBackend())
             let now = Registry.nowMilliseconds()
             try await backend.modify(namespace: self.namespace, function: self.function) { record in
                 _ = record.acquire(version: "v1", gateway: "a", now: now, duration: 60_000, eager: false)

@@ -30,6 +30,10 @@ public struct GatewayConfiguration: Sendable {
     /// starts a frame and stalls is answered `malformedFrame` and disconnected.
     /// Default: 10 s.
     public var frameTimeout: TimeAmount
+    /// Who may use the gateway (by the peer's uid and gid) and whether each uid
+    /// gets a namespace of its own. Default: everyone who can open the socket,
+    /// one namespace.
+    public var accessControl: AccessControl
 
     /// The default socket path.
     public static let defaultSocketPath = "/run/cache-gateway/gateway.sock"
@@ -45,7 +49,8 @@ public struct GatewayConfiguration: Sendable {
         maxValueSize: Int = 4 * 1024 * 1024,
         maxInFlightPerConnection: Int = 4096,
         lookupTimeout: TimeAmount = .milliseconds(5),
-        frameTimeout: TimeAmount = .seconds(10)
+        frameTimeout: TimeAmount = .seconds(10),
+        accessControl: AccessControl = AccessControl()
     ) {
         self.socketPath = socketPath
         self.socketMode = socketMode
@@ -57,6 +62,7 @@ public struct GatewayConfiguration: Sendable {
         self.maxInFlightPerConnection = maxInFlightPerConnection
         self.lookupTimeout = lookupTimeout
         self.frameTimeout = frameTimeout
+        self.accessControl = accessControl
     }
 
     /// Checks the fields against each other; throws `.invalidConfiguration`.

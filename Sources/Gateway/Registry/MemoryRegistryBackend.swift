@@ -54,7 +54,7 @@ final class MemoryRegistryBackend: RegistryBackend {
 }
 
 extension MemoryStore: RegistryBackendProvider {
-    func makeRegistryBackend() -> any RegistryBackend {
+    func makeRegistryBackend() -> (any RegistryBackend)? {
         MemoryRegistryBackend(store: self, eventLoop: MultiThreadedEventLoopGroup.singleton.any())
     }
 }

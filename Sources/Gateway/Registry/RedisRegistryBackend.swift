@@ -116,7 +116,7 @@ final class RedisRegistryBackend: RegistryBackend {
 }
 
 extension RedisStore: RegistryBackendProvider {
-    func makeRegistryBackend() -> any RegistryBackend {
+    func makeRegistryBackend() -> (any RegistryBackend)? {
         RedisRegistryBackend(store: self)
     }
 

@@ -175,7 +175,7 @@ public final class Registry: Service, Sendable {
     ///   - statistics: where purges and faults are counted.
     public init(configuration: Configuration = Configuration(), store: any CacheStore, namespace: String, logger: Logger, statistics: GatewayStatistics) {
         self.configuration = configuration
-        self.backend = (store as? any RegistryBackendProvider)?.makeRegistryBackend()
+        self.backend = (store as? any RegistryBackendProvider)?.makeRegistryBackend() ?? nil
         self.logger = logger
         self.statistics = statistics
         self.faults = RateLimitedLog(logger: logger, interval: .seconds(10))

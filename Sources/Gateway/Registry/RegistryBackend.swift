@@ -33,6 +33,38 @@ protocol RegistryBackend: Sendable {
 
 /// A store that can hold the registry. Stores that wrap another store forward it.
 protocol RegistryBackendProvider {
-    /// The registry backend that lives beside this store's entries.
-    func makeRegistryBackend() -> any RegistryBackend
+    /// The registry backend that lives beside this store's entries; nil when
+    /// it has none (a wrapper around a store without one).
+    func makeRegistryBackend() -> (any RegistryBackend)?
+}
+
+/// A registry backend whose namespaces are another's, renamed: for a store that
+/// keeps a namespace's entries under another name (`IntegrityStore`).
+struct NamespaceMappingRegistryBackend: RegistryBackend {
+    let inner: any RegistryBackend
+    let map: @Sendable (String) -> String
+
+    func modify<Result: Sendable>(
+        namespace: String,
+        function: String,
+        _ change: @Sendable (inout FunctionRecord) -> (Result, [FunctionRecord.PurgeClaim])
+    ) async throws -> Result {
+        try await self.inner.modify(namespace: self.map(namespace), function: function, change)
+    }
+
+    func record(namespace: String, function: String) async throws -> FunctionRecord? {
+        try await self.inner.record(namespace: self.map(namespace), function: function)
+    }
+
+    func functionNames(namespace: String) async throws -> [String] {
+        try await self.inner.functionNames(namespace: self.map(namespace))
+    }
+
+    func purge(namespace: String, function: String, claim: FunctionRecord.PurgeClaim) async throws -> UInt64 {
+        try await self.inner.purge(namespace: self.map(namespace), function: function, claim: claim)
+    }
+
+    func entryCount(namespace: String, function: String, version: String) async throws -> UInt64 {
+        try await self.inner.entryCount(namespace: self.map(namespace), function: function, version: version)
+    }
 }

@@ -23,6 +23,8 @@ struct ServerContext: Sendable {
     let drain: DrainSignal
     /// Tracks the versions connections use; nil when the server runs without one.
     let registry: Registry?
+    /// Where refused connections are logged, at most one line per interval.
+    let deniedLog: RateLimitedLog
 }
 
 /// Serves one worker connection, entirely on its event loop.
@@ -38,6 +40,16 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = ByteBuffer
 
     private let shared: ServerContext
+    /// The namespace of this connection's entries, decided when it was accepted.
+    private let namespace: String
+    /// The peer's credentials, when they could be read.
+    private let peer: PeerCredentials?
+    /// Why this connection's peer is refused (see `refuse`); nil when it is served.
+    private let refusal: String?
+    /// Whether the refused peer has been told (it is told once, then disconnected).
+    private var refusalSent = false
+    /// The timer that tells a refused peer that sends nothing.
+    private var refusalDeadline: Scheduled<Void>?
     private let codec: MessageCodec
     private let connectionID: UInt64
     /// The versions this connection registered (so the registry hears of each once).
@@ -54,18 +66,33 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// When draining started; requests read within `drainGrace` of it are served.
     private var drainStarted: NIODeadline?
 
-    init(context: ServerContext, connectionID: UInt64) throws {
+    init(context: ServerContext, connectionID: UInt64, access: ConnectionAccess) throws {
         self.shared = context
+        self.namespace = access.namespace
+        self.peer = access.peer
+        self.refusal = access.refusal
         self.codec = try MessageCodec()
         self.connectionID = connectionID
         self.logger = context.logger
         self.logger[metadataKey: "connection"] = "\(connectionID)"
+        if let peer = access.peer { self.logger[metadataKey: "peer"] = "\(peer)" }
     }
 
     func channelActive(context: ChannelHandlerContext) {
         self.shared.statistics.increment(.connections)
         self.shared.statistics.increment(.connectionsAccepted)
         context.fireChannelActive()
+        if let refusal = self.refusal {
+            self.shared.statistics.increment(.connectionsDenied)
+            let peer = self.peer.map { "\($0)" } ?? "a peer of unknown credentials"
+            self.shared.deniedLog.log("access-denied", "refused a connection from \(peer): \(refusal)")
+            // A refused peer that sends no request is told at the frame timeout.
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            self.refusalDeadline = context.eventLoop.scheduleTask(in: self.shared.configuration.frameTimeout) {
+                let (handler, context) = loopBound.value
+                handler.refuse(id: 0, context: context)
+            }
+        }
         if self.shared.drain.isDraining { self.startDraining(context: context) }
     }
 
@@ -73,12 +100,17 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.shared.statistics.decrement(.connections)
         self.drainCheck?.cancel()
         if !self.registered.isEmpty { self.shared.registry?.connectionClosed(self.connectionID) }
+        self.refusalDeadline?.cancel()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.inReadBurst = true
         let payload = Self.unwrapInboundIn(data)
+        if self.refusal != nil {
+            self.refuse(id: GatewayMessage.requestID(inPayload: payload) ?? 0, context: context)
+            return
+        }
+        self.inReadBurst = true
         guard self.backlog.isEmpty, context.channel.isWritable else {
             self.backlog.append(payload)
             return
@@ -187,7 +219,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.fail(id: id, GatewayError(.tooManyRequests, "more than \(self.shared.configuration.maxInFlightPerConnection) requests in flight"), context: context)
             return
         }
-        let namespace = self.shared.configuration.namespace
+        let namespace = self.namespace
         let loop = context.eventLoop
         switch message.body {
         case .ping:
@@ -336,6 +368,30 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.needsFlush = true
         } else {
             context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+
+    // MARK: Refusing
+
+    /// Answers a refused peer's first request (or, at the frame timeout, its
+    /// silence) with `notAllowed`, then closes once the error is written. The
+    /// request itself is not decoded.
+    private func refuse(id: UInt64, context: ChannelHandlerContext) {
+        guard let refusal = self.refusal, !self.refusalSent else { return }
+        self.refusalSent = true
+        self.refusalDeadline?.cancel()
+        self.refusalDeadline = nil
+        self.shared.statistics.increment(.errors)
+        // Nothing more is read: the connection is about to close.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+        let reply = GatewayMessage(id: id, .error(ErrorReply(code: .notAllowed, message: refusal)))
+        guard let frame = try? reply.encodedFrame(allocator: context.channel.allocator) else {
+            context.close(promise: nil)
+            return
+        }
+        let channel = context.channel
+        context.writeAndFlush(Self.wrapOutboundOut(frame)).whenComplete { _ in
+            channel.close(promise: nil)
         }
     }
 

@@ -90,7 +90,8 @@ public actor GatewayServer: Service {
             statistics: self.statistics,
             logger: self.logger,
             drain: self.drain,
-            registry: self.registry
+            registry: self.registry,
+            deniedLog: RateLimitedLog(logger: self.logger, interval: .seconds(10))
         )
         let maxFrameSize = self.configuration.maxFrameSize
         let frameTimeout = self.configuration.frameTimeout
@@ -108,7 +109,10 @@ public actor GatewayServer: Service {
                 // ConnectionHandler.channelWritabilityChanged).
                 .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false) { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    // Who connected decides, once, whether the connection is served
+                    // and in which namespace (see AccessControl).
+                    PeerCredentialsReader.read(from: channel).flatMapThrowing { peer in
+                        let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
                         let id = nextConnectionID.withLockedValue { id -> UInt64 in
                             id += 1
                             return id
@@ -120,7 +124,7 @@ public actor GatewayServer: Service {
                         channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[key] = nil } }
                         try channel.pipeline.syncOperations.addHandler(FrameDeadlineHandler(timeout: frameTimeout))
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
-                        try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id))
+                        try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id, access: access))
                         return channel
                     }
                 }
@@ -133,6 +137,14 @@ public actor GatewayServer: Service {
 
         self.state = .running(serverChannel: serverChannel.channel)
         self.logger.info("listening", metadata: ["socket": "\(path)", "backend": "\(self.store.kind)", "namespace": "\(self.configuration.namespace)"])
+        let access = self.configuration.accessControl
+        if access.restrictsPeers || access.namespacePerUID {
+            self.logger.info("access control", metadata: [
+                "allowUIDs": "\(access.allowedUIDs.sorted())",
+                "allowGIDs": "\(access.allowedGIDs.sorted())",
+                "namespacePerUID": "\(access.namespacePerUID)",
+            ])
+        }
         self.onReady(path)
 
         try await withGracefulShutdownHandler {

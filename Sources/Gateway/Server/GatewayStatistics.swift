@@ -35,6 +35,7 @@ public final class GatewayStatistics: Sendable {
     /// ones are counted only in the totals (a worker cannot grow this without end).
     private let functions = NIOLockedValueBox<[FunctionID: FunctionCounters]>([:])
     static let maximumFunctions = 10_000
+    let connectionsDenied = Atomic<UInt64>(0)
 
     /// Creates zeroed counters.
     public init() {}
@@ -43,6 +44,7 @@ public final class GatewayStatistics: Sendable {
     enum Counter {
         case hits, misses, stores, droppedStores, errors, connections, connectionsAccepted, requests
         case purges, purgedEntries, registryFaults, registrySweeps
+        case connectionsDenied
     }
 
     func add(_ counter: Counter, _ amount: UInt64 = 1) {
@@ -55,6 +57,7 @@ public final class GatewayStatistics: Sendable {
         case .connections: self.connections.wrappingAdd(amount, ordering: .relaxed)
         case .connectionsAccepted: self.connectionsAccepted.wrappingAdd(amount, ordering: .relaxed)
         case .requests: self.requests.wrappingAdd(amount, ordering: .relaxed)
+        case .connectionsDenied: self.connectionsDenied.wrappingAdd(amount, ordering: .relaxed)
         case .purges: self.purges.wrappingAdd(amount, ordering: .relaxed)
         case .purgedEntries: self.purgedEntries.wrappingAdd(amount, ordering: .relaxed)
         case .registryFaults: self.registryFaults.wrappingAdd(amount, ordering: .relaxed)
@@ -111,6 +114,7 @@ public final class GatewayStatistics: Sendable {
             "purgedEntries": .count(self.purgedEntries.load(ordering: .relaxed)),
             "registryFaults": .count(self.registryFaults.load(ordering: .relaxed)),
             "registrySweeps": .count(self.registrySweeps.load(ordering: .relaxed)),
+            "connectionsDenied": .count(self.connectionsDenied.load(ordering: .relaxed)),
             "backend": .text(store.kind),
             "backendHealth": .text(store.isHealthy ? "up" : "down"),
         ])
