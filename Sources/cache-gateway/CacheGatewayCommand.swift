@@ -4,8 +4,10 @@ import Gateway
 import GatewayConnection
 import GatewayProtocol
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 
 /// `cache-gateway`: the per-host cache daemon and its admin commands.
@@ -70,6 +72,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (env CACHE_GATEWAY_LOG_LEVEL; default info).")
     var logLevel: String?
 
+    @Option(help: "Serve Prometheus metrics at http://ADDRESS/metrics: 127.0.0.1:PORT, [::1]:PORT, or unix:/path/to/metrics.sock (env CACHE_GATEWAY_METRICS; default off).")
+    var metrics: String?
+
     func run() async throws {
         // Flags win over the environment (a systemd EnvironmentFile is the
         // configuration file), which wins over the defaults.
@@ -77,6 +82,12 @@ struct Serve: AsyncParsableCommand {
         let redisURL = self.redis ?? environment["CACHE_GATEWAY_REDIS"]
         let namespace = self.namespace ?? environment["CACHE_GATEWAY_NAMESPACE"] ?? "default"
         let logLevel = self.logLevel ?? environment["CACHE_GATEWAY_LOG_LEVEL"] ?? "info"
+        let metricsEndpoint: MetricsEndpoint?
+        do {
+            metricsEndpoint = try (self.metrics ?? environment["CACHE_GATEWAY_METRICS"]).map(MetricsEndpoint.init)
+        } catch let error as GatewayError {
+            throw ValidationError(error.message)
+        }
         guard let mode = UInt32(self.socketMode, radix: 8) else {
             throw ValidationError("--socket-mode takes octal permission bits such as 660")
         }
@@ -107,6 +118,24 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
 
+        // Metrics: a registry of this process's own, handed to the library as
+        // a factory; nothing is recorded when --metrics is off.
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[GatewayMetrics.Names.lookupDuration] = GatewayMetrics.latencyBuckets
+        factory.durationHistogramBuckets[GatewayMetrics.Names.redisCommandDuration] = GatewayMetrics.latencyBuckets
+        let metrics = GatewayMetrics(factory: metricsEndpoint == nil ? NOOPMetricsHandler.instance : factory)
+        let metricsServer = metricsEndpoint.map { endpoint in
+            MetricsServer(endpoint: endpoint, socketMode: mode, socketGroup: self.socketGroup, logger: logger) { registry.emitToBuffer() }
+        }
+        // Bound before the gateway reports ready, so that READY=1 means both listen.
+        do {
+            try await metricsServer?.bind()
+        } catch let error as GatewayError {
+            logger.critical("\(error.message)")
+            throw ExitCode(1)
+        }
+
         let store: any CacheStore
         if let redisURL {
             let url: RedisURL
@@ -119,7 +148,7 @@ struct Serve: AsyncParsableCommand {
             // A reply may be as large as the largest value plus the entry header.
             redisConfiguration.pool.connection.maximumReplySize = max(redisConfiguration.pool.connection.maximumReplySize, configuration.maxValueSize + 1024)
             redisConfiguration.pool.connection.maximumCommandSize = max(redisConfiguration.pool.connection.maximumCommandSize, configuration.maxValueSize + 4096)
-            store = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            store = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger, metrics: metrics)
         } else {
             store = MemoryStore(limitBytes: self.memoryLimit)
         }
@@ -128,12 +157,15 @@ struct Serve: AsyncParsableCommand {
             configuration: configuration,
             store: store,
             logger: logger,
+            metrics: metrics,
             onReady: { _ in notifier.notify("READY=1\nSTATUS=serving") },
             onDraining: { notifier.notify("STOPPING=1") }
         )
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)],
+                // Shut down in reverse order: the gateway drains first, and
+                // its metrics stay readable meanwhile.
+                services: (metricsServer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [.init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -92,7 +92,7 @@ import Testing
         let key = try self.key("f", "v1", 1)
         #expect(try store.lookup(key, on: self.loop).wait() == .miss)
         #expect(try store.store(key, entry: self.entry("hello"), on: self.loop).wait())
-        #expect(try store.lookup(key, on: self.loop).wait() == .hit(ByteBuffer(string: "hello")))
+        #expect(try store.lookup(key, on: self.loop).wait() == .hit(ByteBuffer(string: "hello"), computeMicroseconds: 5))
     }
 
     @Test func versionsAndNamespacesDoNotShareEntries() throws {
@@ -120,7 +120,7 @@ import Testing
         #expect(version == 2)
         let all = try store.invalidate(namespace: "ns", function: "f", version: nil, key: nil, on: self.loop).wait()
         #expect(all == 3)
-        #expect(try store.lookup(try self.key("g", "v1", 0), on: self.loop).wait() == .hit(ByteBuffer(string: "y")))
+        #expect(try store.lookup(try self.key("g", "v1", 0), on: self.loop).wait() == .hit(ByteBuffer(string: "y"), computeMicroseconds: 5))
         #expect(store.count == 1)
     }
 

@@ -34,6 +34,7 @@ public actor GatewayServer: Service {
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let statistics: GatewayStatistics
+    private let metrics: GatewayMetrics
     private let onReady: @Sendable (String) -> Void
     private let onDraining: @Sendable () -> Void
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -51,6 +52,8 @@ public actor GatewayServer: Service {
     ///   - eventLoopGroup: the loops that serve connections.
     ///   - logger: where the server logs; it never makes its own.
     ///   - statistics: the counters that `stats` reports.
+    ///   - metrics: where requests, hits, latencies and connections are recorded
+    ///     (by default through `MetricsSystem.factory`).
     ///   - onReady: called with the socket path once the gateway accepts connections.
     ///   - onDraining: called when graceful shutdown begins.
     public init(
@@ -59,6 +62,7 @@ public actor GatewayServer: Service {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger,
         statistics: GatewayStatistics = GatewayStatistics(),
+        metrics: GatewayMetrics = GatewayMetrics(),
         onReady: @escaping @Sendable (String) -> Void = { _ in },
         onDraining: @escaping @Sendable () -> Void = {}
     ) {
@@ -67,6 +71,7 @@ public actor GatewayServer: Service {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.statistics = statistics
+        self.metrics = metrics
         self.onReady = onReady
         self.onDraining = onDraining
     }
@@ -83,6 +88,7 @@ public actor GatewayServer: Service {
             configuration: self.configuration,
             store: self.store,
             statistics: self.statistics,
+            metrics: self.metrics,
             logger: self.logger,
             drain: self.drain
         )

@@ -88,8 +88,9 @@ public struct StoreEntry: Sendable {
 
 /// The answer of `CacheStore.lookup`.
 public enum StoreLookup: Sendable, Equatable {
-    /// The entry exists.
-    case hit(ByteBuffer)
+    /// The entry exists; `computeMicroseconds` is what computing it took
+    /// (the time a hit saves, for metrics).
+    case hit(ByteBuffer, computeMicroseconds: UInt64)
     /// No entry: the worker should compute and store.
     case miss
     /// The backend could not answer: the worker should compute and not store.

@@ -72,7 +72,7 @@ public final class MemoryStore: CacheStore {
     public func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup> {
         let now = NIODeadline.now()
         let result: StoreLookup = self.state.withLockedValue { state in
-            if let entry = state.entries.get(key, now: now) { return .hit(entry.value) }
+            if let entry = state.entries.get(key, now: now) { return .hit(entry.value, computeMicroseconds: entry.computeMicroseconds) }
             state.forget(key)
             return .miss
         }
