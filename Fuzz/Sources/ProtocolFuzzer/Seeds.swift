@@ -45,7 +45,7 @@ enum Seeds {
         }
         let stream = frames.prefix(6).flatMap { $0 }
         seeds.append([0 | 3 << 2] + stream)  // several frames, read 3 bytes at a time
-        seeds.append([2 | 5 << 2] + stream)  // the same through the pipeline, 5 bytes per read
+        seeds.append([2 | 3 << 2] + stream)  // the same through the pipeline, in 4 reads
         seeds.append([1 | 3 << 2] + frames[3])  // a store frame above a 64-byte limit
         seeds.append([2] + stream.dropLast(7))  // a truncated stream
 

@@ -9,8 +9,10 @@
 //   1  the same with a limit of 16 × (parameter + 1) bytes, so that
 //      `frameTooLarge` is reached;
 //   2  the stream through a real NIO pipeline (ByteToMessageHandler around
-//      FrameDecoder in an EmbeddedChannel), ending with EOF, so that
-//      `decodeLast` and `truncatedFrame` run too;
+//      FrameDecoder in an EmbeddedChannel) in (parameter % 4) + 1 reads,
+//      ending with EOF, so that `decodeLast` and `truncatedFrame` run too
+//      (few reads: a read through a pipeline costs as much as the rest of an
+//      input, and chunking itself is covered by target 0);
 //   3  the bytes as one MessagePack value, through the Codable
 //      MessagePackDecoder into one of several types (parameter % 6).
 //
@@ -46,7 +48,7 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
     switch selector & 3 {
     case 0: FrameTargets.stream(input, maxFrameSize: FrameLimits.defaultMaxFrameSize, chunk: parameter)
     case 1: FrameTargets.stream(input, maxFrameSize: 16 * (parameter + 1), chunk: 0)
-    case 2: FrameTargets.pipeline(input, chunk: parameter)
+    case 2: FrameTargets.pipeline(input, reads: parameter % 4 + 1)
     default: CodableTargets.decode(input, type: parameter % 6)
     }
     return 0
@@ -106,12 +108,12 @@ enum FrameTargets {
     }
 
     /// The stream through ByteToMessageHandler(FrameDecoder) in an
-    /// EmbeddedChannel, `chunk` bytes per read (0: all at once), then EOF.
-    static func pipeline(_ input: UnsafeRawBufferPointer, chunk: Int) {
+    /// EmbeddedChannel, in `reads` reads of about equal size, then EOF.
+    static func pipeline(_ input: UnsafeRawBufferPointer, reads: Int) {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(maxFrameSize: 4096)))
         var payloadBytes = 0
         var failed = false
-        let step = chunk == 0 ? max(1, input.count) : chunk
+        let step = max(1, (input.count + reads - 1) / reads)
         var offset = 0
         func drain() {
             while let payload = try? channel.readInbound(as: ByteBuffer.self) {
