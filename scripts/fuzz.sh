@@ -59,7 +59,9 @@ if [ ${#regressions[@]} -gt 0 ]; then
 fi
 
 echo "fuzz: ${seconds} s$( [ "$runs" -ge 0 ] && echo ", at most $runs inputs")"
-log="$scratch/last-run.log"
+# A log per run, so that runs side by side (a long one and make test's) keep theirs.
+log="$scratch/logs/run-$(date +%Y%m%d-%H%M%S)-$$.log"
+mkdir -p "$scratch/logs"
 set +e
 # The whole output goes to the log; the terminal gets it without the
 # per-input progress lines and the recommended dictionary.

@@ -3,7 +3,7 @@ import Foundation
 // Release-build benchmarks for cache-gateway. Run through `make bench`, which
 // builds in release mode and starts a private redis-server; each group pins
 // itself (and the servers it measures) to CPUs.
-//   GatewayBenchmarks [protocol] [gateway] [client]
+//   GatewayBenchmarks [protocol] [gateway] [client] [metrics]
 let selected = Set(CommandLine.arguments.dropFirst())
 
 do {
@@ -15,6 +15,9 @@ do {
     }
     if selected.isEmpty || selected.contains("client") {
         try await ClientBenchmarks.run()
+    }
+    if selected.isEmpty || selected.contains("metrics") {
+        try MetricsBenchmarks.run()
     }
 } catch {
     print("benchmark failed: \(error)")
