@@ -24,6 +24,9 @@ struct GatewayMetricsUnitTests {
         // The same object is handed out again: nothing is made per request.
         #expect(metrics.function("a()") === metrics.function("a()"))
         #expect(metrics.function("c()") === metrics.function("d()"))
+        // A function named like the overflow shares its series, made once.
+        let named = GatewayMetrics(factory: TestMetrics())
+        #expect(named.function(GatewayMetrics.otherFunction) === named.function(GatewayMetrics.otherFunction))
     }
 
     @Test func requestsErrorsStoresAndPurgesGoToTheirSeries() throws {

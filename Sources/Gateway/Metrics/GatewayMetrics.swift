@@ -222,8 +222,11 @@ public final class GatewayMetrics: Sendable {
             case new(label: String)
         }
         let found = self.functions.withLock { table -> Found in
-            if let known = table.byName[function] { return .known(known) }
-            if table.byName.count < self.maximumFunctions { return .new(label: function) }
+            // A function that is itself called `_other` shares the overflow's series.
+            if function != Self.otherFunction {
+                if let known = table.byName[function] { return .known(known) }
+                if table.byName.count < self.maximumFunctions { return .new(label: function) }
+            }
             if let other = table.other { return .known(other) }
             return .new(label: Self.otherFunction)
         }

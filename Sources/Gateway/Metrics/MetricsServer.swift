@@ -135,6 +135,9 @@ public actor MetricsServer: Service {
         return address
     }
 
+    /// Serves until graceful shutdown (binding first unless `bind()` was
+    /// called), then stops accepting, lets responses being written finish,
+    /// closes idle connections and removes the socket file.
     public func run() async throws {
         if case .initial = self.state { try await self.bind() }
         guard case .bound(let channel) = self.state else {
