@@ -3,7 +3,7 @@
 # them beside a private redis-server (scripts/with-redis.sh). The benchmark
 # pins itself, the gateway and redis-server with taskset: latency runs on one
 # CPU (BENCH_CPU, default 1), throughput with servers and clients on different CPUs.
-#   scripts/bench.sh [protocol] [gateway]
+#   scripts/bench.sh [protocol] [gateway] [client] [metrics]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

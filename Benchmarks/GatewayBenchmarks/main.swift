@@ -3,7 +3,7 @@ import Foundation
 // Release-build benchmarks for cache-gateway. Run through `make bench`, which
 // builds in release mode and starts a private redis-server; each group pins
 // itself (and the servers it measures) to CPUs.
-//   GatewayBenchmarks [protocol] [gateway] [client] [purge]
+//   GatewayBenchmarks [protocol] [gateway] [client] [purge] [metrics]
 let selected = Set(CommandLine.arguments.dropFirst())
 
 do {
@@ -18,6 +18,9 @@ do {
     }
     if selected.isEmpty || selected.contains("purge") {
         try await PurgeBenchmarks.run()
+    }
+    if selected.isEmpty || selected.contains("metrics") {
+        try MetricsBenchmarks.run()
     }
 } catch {
     print("benchmark failed: \(error)")

@@ -4,8 +4,10 @@ import Gateway
 import GatewayConnection
 import GatewayProtocol
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 
 /// `cache-gateway`: the per-host cache daemon and its admin commands.
@@ -97,6 +99,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Sign every stored value with HMAC-SHA-256 under the key in this file (at least 32 bytes; env CACHE_GATEWAY_HMAC_KEY_FILE); values that do not verify are misses and are deleted.")
     var hmacKeyFile: String?
 
+    @Option(help: "Serve Prometheus metrics at http://ADDRESS/metrics: 127.0.0.1:PORT, [::1]:PORT, or unix:/path/to/metrics.sock (env CACHE_GATEWAY_METRICS; default off).")
+    var metrics: String?
+
     func run() async throws {
         // Flags win over the environment (a systemd EnvironmentFile is the
         // configuration file), which wins over the defaults.
@@ -114,6 +119,12 @@ struct Serve: AsyncParsableCommand {
             sweepInterval: .milliseconds(self.sweepIntervalMs),
             gatewayID: self.gatewayId ?? environment["CACHE_GATEWAY_ID"] ?? Registry.Configuration.defaultGatewayID
         )
+        let metricsEndpoint: MetricsEndpoint?
+        do {
+            metricsEndpoint = try (self.metrics ?? environment["CACHE_GATEWAY_METRICS"]).map(MetricsEndpoint.init)
+        } catch let error as GatewayError {
+            throw ValidationError(error.message)
+        }
         guard let mode = UInt32(self.socketMode, radix: 8) else {
             throw ValidationError("--socket-mode takes octal permission bits such as 660")
         }
@@ -170,6 +181,24 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
 
+        // Metrics: a registry of this process's own, handed to the library as
+        // a factory; nothing is recorded when --metrics is off.
+        let prometheus = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: prometheus)
+        factory.durationHistogramBuckets[GatewayMetrics.Names.lookupDuration] = GatewayMetrics.latencyBuckets
+        factory.durationHistogramBuckets[GatewayMetrics.Names.redisCommandDuration] = GatewayMetrics.latencyBuckets
+        let metrics = GatewayMetrics(factory: metricsEndpoint == nil ? NOOPMetricsHandler.instance : factory)
+        let metricsServer = metricsEndpoint.map { endpoint in
+            MetricsServer(endpoint: endpoint, socketMode: mode, socketGroup: self.socketGroup, logger: logger) { prometheus.emitToBuffer() }
+        }
+        // Bound before the gateway reports ready, so that READY=1 means both listen.
+        do {
+            try await metricsServer?.bind()
+        } catch let error as GatewayError {
+            logger.critical("\(error.message)")
+            throw ExitCode(1)
+        }
+
         var store: any CacheStore
         if let redisURL {
             let url: RedisURL
@@ -182,7 +211,7 @@ struct Serve: AsyncParsableCommand {
             // A reply may be as large as the largest value plus the entry header.
             redisConfiguration.pool.connection.maximumReplySize = max(redisConfiguration.pool.connection.maximumReplySize, configuration.maxValueSize + 1024)
             redisConfiguration.pool.connection.maximumCommandSize = max(redisConfiguration.pool.connection.maximumCommandSize, configuration.maxValueSize + 4096)
-            store = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            store = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger, metrics: metrics)
         } else {
             store = MemoryStore(limitBytes: self.memoryLimit)
         }
@@ -192,21 +221,24 @@ struct Serve: AsyncParsableCommand {
         }
         let notifier = SystemdNotifier()
         let statistics = GatewayStatistics()
-        let registry = Registry(configuration: registryConfiguration, store: store, namespace: namespace, logger: logger, statistics: statistics)
+        let registry = Registry(configuration: registryConfiguration, store: store, namespace: namespace, logger: logger, statistics: statistics, metrics: metrics)
         let server = GatewayServer(
             configuration: configuration,
             store: store,
             logger: logger,
             statistics: statistics,
             registry: registry,
+            metrics: metrics,
             onReady: { _ in notifier.notify("READY=1\nSTATUS=serving") },
             onDraining: { notifier.notify("STOPPING=1") }
         )
         let group = ServiceGroup(
             configuration: .init(
-                // The registry first: services stop in reverse order, so the
-                // server's connections release their leases before it stops.
-                services: [.init(service: registry), .init(service: server)],
+                // Services stop in reverse order: the server drains first (its
+                // connections release their leases), then the registry; the
+                // metrics stay readable until the end.
+                services: (metricsServer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
+                    + [.init(service: registry), .init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

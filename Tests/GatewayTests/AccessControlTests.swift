@@ -1,6 +1,7 @@
 @testable import Gateway
 import GatewayProtocol
 import Logging
+import Metrics
 import NIOCore
 import NIOEmbedded
 import GatewayTestSupport
@@ -92,6 +93,7 @@ import Testing
                 configuration: GatewayConfiguration(namespace: "ns", frameTimeout: frameTimeout),
                 store: self.store,
                 statistics: self.statistics,
+                metrics: GatewayMetrics(factory: NOOPMetricsHandler.instance),
                 logger: logger,
                 drain: DrainSignal(),
                 registry: nil,

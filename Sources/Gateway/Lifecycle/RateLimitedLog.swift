@@ -20,9 +20,9 @@ final class RateLimitedLog: Sendable {
         self.interval = interval
     }
 
-    /// Logs `message` at warning level unless a line of the same `kind` was
-    /// logged within the interval.
-    func log(_ kind: String, _ message: @autoclosure () -> String) {
+    /// Logs `message` (with `metadata`) at warning level unless a line of the
+    /// same `kind` was logged within the interval.
+    func log(_ kind: String, _ message: @autoclosure () -> String, metadata extra: @autoclosure () -> Logger.Metadata = [:]) {
         let now = NIODeadline.now()
         let suppressed: Int? = self.kinds.withLockedValue { kinds in
             if var entry = kinds[kind], now - entry.lastLogged < self.interval {
@@ -35,7 +35,8 @@ final class RateLimitedLog: Sendable {
             return suppressed
         }
         guard let suppressed else { return }
-        var metadata: Logger.Metadata = ["fault": "\(kind)"]
+        var metadata = extra()
+        metadata["fault"] = "\(kind)"
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
         self.logger.warning("\(message())", metadata: metadata)
     }

@@ -114,6 +114,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         var promise: EventLoopPromise<RESPValue>?
         let deadline: NIODeadline
         let timeout: TimeAmount?
+        /// When the command was queued (uptime nanoseconds), for the round-trip
+        /// metric; 0 when no metrics are recorded.
+        let queuedAt: UInt64
         /// The command's name, for error messages (shares the command's storage).
         let name: ByteBuffer
     }
@@ -128,11 +131,13 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private let unresponsiveTimeout: TimeAmount?
     private let maximumCommandSize: Int
     private let logger: Logger
+    private let metrics: GatewayMetrics?
 
-    init(unresponsiveTimeout: TimeAmount?, maximumCommandSize: Int, logger: Logger) {
+    init(unresponsiveTimeout: TimeAmount?, maximumCommandSize: Int, logger: Logger, metrics: GatewayMetrics? = nil) {
         self.unresponsiveTimeout = unresponsiveTimeout
         self.maximumCommandSize = maximumCommandSize
         self.logger = logger
+        self.metrics = metrics
     }
 
     // MARK: Outbound
@@ -168,8 +173,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             return
         }
         let deadline = request.timeout.map { NIODeadline.now() + $0 } ?? .distantFuture
+        let queuedAt = self.metrics?.startTime() ?? 0
         self.inFlight.append(
-            InFlight(promise: request.promise, deadline: deadline, timeout: request.timeout, name: request.command.argv[0])
+            InFlight(promise: request.promise, deadline: deadline, timeout: request.timeout, queuedAt: queuedAt, name: request.command.argv[0])
         )
         if request.timeout != nil {
             self.armTimer(for: deadline, context: context)
@@ -184,6 +190,10 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         guard let entry = self.inFlight.popFirst() else {
             self.fail(context: context, reason: "Redis sent a reply that no command was waiting for (\(reply))")
             return
+        }
+        // Late replies too: the round trip is what Redis took, answered or not.
+        if entry.queuedAt != 0 {
+            self.metrics?.recordRedisCommand(nanoseconds: Int64(clamping: NIODeadline.now().uptimeNanoseconds &- entry.queuedAt))
         }
         // nil when the command timed out: the reply is consumed and dropped.
         entry.promise?.succeed(reply)

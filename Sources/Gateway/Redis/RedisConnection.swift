@@ -104,11 +104,13 @@ public final class RedisConnection: Sendable {
     /// `connectTimeout`, `.backendError` when Redis refuses a handshake
     /// command, `.timeout` when the handshake is not answered within
     /// `commandTimeout` (or `connectTimeout` when commands have no timeout).
+    /// With `metrics`, the round trip of every command is recorded.
     public static func connect(
         to url: RedisURL,
         configuration: Configuration = Configuration(),
         on eventLoop: any EventLoop,
-        logger: Logger
+        logger: Logger,
+        metrics: GatewayMetrics? = nil
     ) -> EventLoopFuture<RedisConnection> {
         var endpointLogger = logger
         endpointLogger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
@@ -123,7 +125,8 @@ public final class RedisConnection: Sendable {
                         RedisCommandHandler(
                             unresponsiveTimeout: configuration.unresponsiveTimeout,
                             maximumCommandSize: configuration.maximumCommandSize,
-                            logger: logger
+                            logger: logger,
+                            metrics: metrics
                         )
                     )
                 }

@@ -51,6 +51,8 @@ public final class RedisConnectionPool: Sendable {
         var connectAttempt: EventLoopFuture<RedisConnection>?
         var reconnectTimer: Scheduled<Void>?
         let eventLoop: any EventLoop
+        /// Whether this slot has been connected before: its next connection is a reconnect.
+        var wasConnected = false
     }
 
     private struct State: Sendable {
@@ -65,18 +67,28 @@ public final class RedisConnectionPool: Sendable {
     public let configuration: Configuration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
+    private let metrics: GatewayMetrics?
+    /// Connect failures and lost connections repeat for as long as Redis is
+    /// away (every slot, every backoff step): logged once per interval per kind.
+    private let faults: RateLimitedLog
+
+    /// The least time between two log lines about failed connects, or about lost connections.
+    public static let faultLogInterval = TimeAmount.seconds(10)
     // Lock discipline: no NIO call that can run callbacks inline (completing
     // promises, registering callbacks on futures, closing channels) happens
     // while the lock is held, so callbacks never re-enter it.
     private let state: Mutex<State>
 
     /// Creates a pool; it connects when started. Throws
-    /// `GatewayError(.invalidConfiguration)` when `size` is below 1.
+    /// `GatewayError(.invalidConfiguration)` when `size` is below 1. With
+    /// `metrics`, it records connects, reconnects, lost connections and the
+    /// round trip of every command.
     public init(
         url: RedisURL,
         configuration: Configuration = Configuration(),
         eventLoopGroup: any EventLoopGroup,
-        logger: Logger
+        logger: Logger,
+        metrics: GatewayMetrics? = nil
     ) throws {
         guard configuration.size >= 1 else {
             throw GatewayError(.invalidConfiguration, "a Redis pool needs at least one connection, not \(configuration.size)")
@@ -87,6 +99,8 @@ public final class RedisConnectionPool: Sendable {
         var logger = logger
         logger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
         self.logger = logger
+        self.metrics = metrics
+        self.faults = RateLimitedLog(logger: logger, interval: Self.faultLogInterval)
         let slots = (0..<configuration.size).map { _ in
             Slot(machine: RedisReconnectStateMachine(backoff: configuration.backoff), eventLoop: eventLoopGroup.next())
         }
@@ -252,7 +266,8 @@ public final class RedisConnectionPool: Sendable {
             to: self.url,
             configuration: self.configuration.connection,
             on: eventLoop,
-            logger: logger
+            logger: logger,
+            metrics: self.metrics
         )
         self.state.withLock { $0.slots[index].connectAttempt = attempt }
         attempt.whenComplete { result in
@@ -263,15 +278,19 @@ public final class RedisConnectionPool: Sendable {
     private func connectCompleted(slot index: Int, result: Result<RedisConnection, any Error>, logger: Logger) {
         switch result {
         case .success(let connection):
-            let action = self.state.withLock { state in
+            let (action, reconnect) = self.state.withLock { state in
                 state.slots[index].connectAttempt = nil
                 let action = state.slots[index].machine.connectSucceeded(now: .now())
+                let reconnect = state.slots[index].wasConnected
                 if action == .none {
                     state.slots[index].connection = connection
+                    state.slots[index].wasConnected = true
                 }
-                return action
+                return (action, reconnect)
             }
+            self.metrics?.recordBackendConnect(succeeded: true, reconnect: reconnect && action == .none)
             if action == .none {
+                self.metrics?.recordBackendConnections(self.availableConnectionCount)
                 logger.info("connected to Redis")
                 // Registered outside the lock: an already closed connection runs the callback inline.
                 connection.closeFuture.whenComplete { _ in
@@ -284,10 +303,12 @@ public final class RedisConnectionPool: Sendable {
                 state.slots[index].connectAttempt = nil
                 return state.slots[index].machine.connectFailed(random: Double.random(in: 0..<1))
             }
+            self.metrics?.recordBackendConnect(succeeded: false, reconnect: false)
             if case .scheduleReconnect(let delay) = action {
-                logger.warning(
+                self.faults.log(
+                    "redis-connect",
                     "cannot connect to Redis; retrying",
-                    metadata: ["redis.error": "\(error)", "redis.retry_in": "\(delay.redisLogDescription)"]
+                    metadata: ["redis.error": "\(error)", "redis.retry_in": "\(delay.redisLogDescription)", "redis.pool.slot": "\(index)"]
                 )
             }
             self.perform(action, slot: index, connection: nil)
@@ -303,16 +324,25 @@ public final class RedisConnectionPool: Sendable {
         }
         switch action {
         case .connect:
-            logger.warning("the Redis connection closed; reconnecting")
+            self.noteDisconnect()
+            self.faults.log("redis-closed", "the Redis connection closed; reconnecting", metadata: ["redis.pool.slot": "\(index)"])
         case .scheduleReconnect(let delay):
-            logger.warning(
+            self.noteDisconnect()
+            self.faults.log(
+                "redis-closed",
                 "the Redis connection closed soon after connecting; reconnecting with backoff",
-                metadata: ["redis.retry_in": "\(delay.redisLogDescription)"]
+                metadata: ["redis.retry_in": "\(delay.redisLogDescription)", "redis.pool.slot": "\(index)"]
             )
         case .none, .cancelReconnectTimer, .closeConnection:
             break
         }
         self.perform(action, slot: index, connection: nil)
+    }
+
+    private func noteDisconnect() {
+        guard let metrics = self.metrics else { return }
+        metrics.recordBackendDisconnect()
+        metrics.recordBackendConnections(self.availableConnectionCount)
     }
 
     private func reconnectTimerFired(slot index: Int) {

@@ -156,6 +156,7 @@ public final class Registry: Service, Sendable {
     private let backend: (any RegistryBackend)?
     private let logger: Logger
     private let statistics: GatewayStatistics
+    private let metrics: GatewayMetrics
     private let faults: RateLimitedLog
     private let local: NIOLockedValueBox<LocalState>
     private let commands: AsyncStream<Command>
@@ -173,11 +174,20 @@ public final class Registry: Service, Sendable {
     ///   - namespace: the gateway's namespace, swept from the start.
     ///   - logger: where it logs; it never makes its own.
     ///   - statistics: where purges and faults are counted.
-    public init(configuration: Configuration = Configuration(), store: any CacheStore, namespace: String, logger: Logger, statistics: GatewayStatistics) {
+    ///   - metrics: where purges are recorded for Prometheus (by default through `MetricsSystem.factory`).
+    public init(
+        configuration: Configuration = Configuration(),
+        store: any CacheStore,
+        namespace: String,
+        logger: Logger,
+        statistics: GatewayStatistics,
+        metrics: GatewayMetrics = GatewayMetrics()
+    ) {
         self.configuration = configuration
         self.backend = (store as? any RegistryBackendProvider)?.makeRegistryBackend() ?? nil
         self.logger = logger
         self.statistics = statistics
+        self.metrics = metrics
         self.faults = RateLimitedLog(logger: logger, interval: .seconds(10))
         self.local = NIOLockedValueBox(LocalState(namespaces: [namespace]))
         (self.commands, self.commandSink) = AsyncStream.makeStream()
@@ -390,6 +400,7 @@ public final class Registry: Service, Sendable {
                 let deleted = try await backend.purge(namespace: job.namespace, function: job.function, claim: job.claim)
                 self.statistics.add(.purges)
                 self.statistics.add(.purgedEntries, deleted)
+                self.metrics.recordPurge(function: job.function, deleted: deleted)
                 self.logger.info("purged a retired version", metadata: [
                     "function": "\(job.function)",
                     "version": "\(job.claim.version)",

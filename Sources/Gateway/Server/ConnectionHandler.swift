@@ -19,6 +19,7 @@ struct ServerContext: Sendable {
     let configuration: GatewayConfiguration
     let store: any CacheStore
     let statistics: GatewayStatistics
+    let metrics: GatewayMetrics
     let logger: Logger
     let drain: DrainSignal
     /// Tracks the versions connections use; nil when the server runs without one.
@@ -81,6 +82,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelActive(context: ChannelHandlerContext) {
         self.shared.statistics.increment(.connections)
         self.shared.statistics.increment(.connectionsAccepted)
+        self.shared.metrics.connectionOpened()
         context.fireChannelActive()
         if let refusal = self.refusal {
             self.shared.statistics.increment(.connectionsDenied)
@@ -98,6 +100,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.shared.statistics.decrement(.connections)
+        self.shared.metrics.connectionClosed()
         self.drainCheck?.cancel()
         if !self.registered.isEmpty { self.shared.registry?.connectionClosed(self.connectionID) }
         self.refusalDeadline?.cancel()
@@ -124,10 +127,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         do {
             message = try self.codec.decodeRequest(payload: payload)
         } catch let error as GatewayError {
+            self.shared.metrics.recordRequest(nil)
             let id = GatewayMessage.requestID(inPayload: payload) ?? 0
             self.fail(id: id, error, context: context)
             return
         } catch {
+            self.shared.metrics.recordRequest(nil)
             self.fail(id: 0, GatewayError(.malformedMessage, "\(error)"), context: context)
             return
         }
@@ -149,6 +154,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         let gatewayError = (error as? GatewayError) ?? GatewayError(.malformedMessage, "\(error)")
         self.logger.notice("closing connection: \(gatewayError.message)", metadata: ["code": "\(gatewayError.wireCode)"])
         self.shared.statistics.increment(.errors)
+        self.shared.metrics.recordError(gatewayError.wireCode)
         let reply = GatewayMessage(id: 0, .error(ErrorReply(gatewayError)))
         if let frame = try? reply.encodedFrame(allocator: context.channel.allocator) {
             context.writeAndFlush(Self.wrapOutboundOut(frame), promise: nil)
@@ -198,6 +204,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func handle(_ message: GatewayMessage, context: ChannelHandlerContext) {
         let id = message.id
+        self.shared.metrics.recordRequest(message.body.type)
         guard message.body.type.isRequest else {
             self.fail(id: id, GatewayError(.unknownMessageType, "message type \(message.body.type) is a reply, not a request"), context: context)
             return
@@ -213,6 +220,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard self.greeted else {
             self.reply(GatewayMessage(id: id, .error(ErrorReply(code: .helloRequired, message: "send hello first"))), context: context)
             self.shared.statistics.increment(.errors)
+            self.shared.metrics.recordError(.helloRequired)
             return
         }
         guard self.inFlight < self.shared.configuration.maxInFlightPerConnection else {
@@ -227,16 +235,21 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .lookup(let lookup):
             let key = StorageKey(namespace: namespace, function: lookup.function, key: lookup.key)
             let function = lookup.function.function
-            self.track(self.shared.store.lookup(key, on: loop), id: id, context: context) { result, statistics in
+            let started = self.shared.metrics.startTime()
+            let functionMetrics = self.shared.metrics.function(function)
+            self.track(self.shared.store.lookup(key, on: loop), id: id, context: context, startedAt: started) { result, statistics in
                 switch result {
                 case .hit(let value, let computeMicroseconds):
                     statistics.recordLookup(namespace: namespace, function: function, hit: true, computeMicroseconds: computeMicroseconds)
+                    functionMetrics.recordHit(computeMicroseconds: computeMicroseconds)
                     return .lookupReply(.hit(value))
                 case .miss:
                     statistics.recordLookup(namespace: namespace, function: function, hit: false, computeMicroseconds: 0)
+                    functionMetrics.recordMiss()
                     return .lookupReply(.miss)
                 case .missDoNotStore:
                     statistics.recordLookup(namespace: namespace, function: function, hit: false, computeMicroseconds: 0)
+                    functionMetrics.recordMiss()
                     return .lookupReply(.missDoNotStore)
                 }
             }
@@ -254,8 +267,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 ttl: .milliseconds(Int64(store.ttlMilliseconds)),
                 computeMicroseconds: store.computeMicroseconds
             )
+            let metrics = self.shared.metrics
+            let functionMetrics = metrics.function(store.function.function)
             self.track(self.shared.store.store(key, entry: entry, on: loop), id: id, context: context) { stored, statistics in
                 statistics.increment(stored ? .stores : .droppedStores)
+                metrics.recordStore(functionMetrics, stored: stored)
                 return .storeReply(stored: stored)
             }
         case .register(let function):
@@ -279,7 +295,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 key: invalidate.key,
                 on: loop
             )
-            self.track(future, id: id, context: context) { deleted, _ in .invalidateReply(deleted: deleted) }
+            let metrics = self.shared.metrics
+            self.track(future, id: id, context: context) { deleted, _ in
+                metrics.recordPurge(function: invalidate.function, deleted: deleted)
+                return .invalidateReply(deleted: deleted)
+            }
         case .stats:
             var stats = self.shared.statistics.snapshot(store: self.shared.store)
             stats.values["leasesHeld"] = .count(UInt64(self.shared.registry?.heldVersionCount ?? 0))
@@ -321,10 +341,13 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Answers when `future` completes. Store futures complete on this
     /// connection's event loop, so the callback runs here without a hop.
+    /// With `startedAt` (from `GatewayMetrics.startTime()`), the time until the
+    /// reply is written is recorded as a lookup's.
     private func track<Value: Sendable>(
         _ future: EventLoopFuture<Value>,
         id: UInt64,
         context: ChannelHandlerContext,
+        startedAt: UInt64 = 0,
         _ makeReply: @escaping @Sendable (Value, GatewayStatistics) -> GatewayMessage.Body
     ) {
         self.inFlight += 1
@@ -336,6 +359,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             switch result {
             case .success(let value):
                 handler.reply(GatewayMessage(id: id, makeReply(value, statistics)), context: context)
+                handler.shared.metrics.recordLookup(since: startedAt)
             case .failure(let error):
                 let gatewayError = (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)")
                 handler.fail(id: id, gatewayError, context: context)
@@ -346,6 +370,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func fail(id: UInt64, _ error: GatewayError, context: ChannelHandlerContext) {
         self.shared.statistics.increment(.errors)
+        self.shared.metrics.recordError(error.wireCode)
         self.logger.debug("request failed: \(error.message)", metadata: ["id": "\(id)", "code": "\(error.wireCode)"])
         self.reply(GatewayMessage(id: id, .error(ErrorReply(error))), context: context)
     }

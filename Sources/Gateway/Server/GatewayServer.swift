@@ -35,6 +35,7 @@ public actor GatewayServer: Service {
     private let logger: Logger
     private let statistics: GatewayStatistics
     private let registry: Registry?
+    private let metrics: GatewayMetrics
     private let onReady: @Sendable (String) -> Void
     private let onDraining: @Sendable () -> Void
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -54,6 +55,8 @@ public actor GatewayServer: Service {
     ///   - statistics: the counters that `stats` reports.
     ///   - registry: tracks which versions connections use (run it as a
     ///     service listed before this one); nil to run without.
+    ///   - metrics: where requests, hits, latencies and connections are recorded
+    ///     (by default through `MetricsSystem.factory`).
     ///   - onReady: called with the socket path once the gateway accepts connections.
     ///   - onDraining: called when graceful shutdown begins.
     public init(
@@ -63,6 +66,7 @@ public actor GatewayServer: Service {
         logger: Logger,
         statistics: GatewayStatistics = GatewayStatistics(),
         registry: Registry? = nil,
+        metrics: GatewayMetrics = GatewayMetrics(),
         onReady: @escaping @Sendable (String) -> Void = { _ in },
         onDraining: @escaping @Sendable () -> Void = {}
     ) {
@@ -72,6 +76,7 @@ public actor GatewayServer: Service {
         self.logger = logger
         self.statistics = statistics
         self.registry = registry
+        self.metrics = metrics
         self.onReady = onReady
         self.onDraining = onDraining
     }
@@ -88,6 +93,7 @@ public actor GatewayServer: Service {
             configuration: self.configuration,
             store: self.store,
             statistics: self.statistics,
+            metrics: self.metrics,
             logger: self.logger,
             drain: self.drain,
             registry: self.registry,

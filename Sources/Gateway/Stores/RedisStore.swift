@@ -97,12 +97,16 @@ public final class RedisStore: CacheStore {
     private let storeFaults = Atomic<UInt64>(0)
     private let corruptEntries = Atomic<UInt64>(0)
     private let eventLoopGroup: any EventLoopGroup
+    private let metrics: GatewayMetrics
 
-    /// Creates the store and starts connecting in the background.
-    public init(url: RedisURL, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger) throws {
+    /// Creates the store and starts connecting in the background; `metrics`
+    /// (by default through `MetricsSystem.factory`) records its faults, its
+    /// connections and the round trips of its commands.
+    public init(url: RedisURL, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
-        self.pool = try RedisConnectionPool(url: url, configuration: configuration.pool, eventLoopGroup: eventLoopGroup, logger: logger)
+        self.metrics = metrics
+        self.pool = try RedisConnectionPool(url: url, configuration: configuration.pool, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
         self.faults = RateLimitedLog(logger: logger, interval: configuration.logInterval)
         self.pool.start()
     }
@@ -180,6 +184,7 @@ public final class RedisStore: CacheStore {
             case .bulkString(var bytes?):
                 guard bytes.readInteger(as: UInt8.self) == Self.entryFormat, let computeMicroseconds = bytes.readInteger(as: UInt64.self) else {
                     self.corruptEntries.wrappingAdd(1, ordering: .relaxed)
+                    self.metrics.recordCorruptEntry()
                     self.faults.log("entry-format", "an entry in Redis is not in the gateway's format; treated as a miss")
                     return .miss
                 }
@@ -233,6 +238,7 @@ public final class RedisStore: CacheStore {
                 // The entry is stored; an index command that failed (PEXPIRE's
                 // GT and NX need Redis 7) only weakens invalidation: say so.
                 for case .error(let message) in replies.dropFirst() {
+                    self.metrics.recordBackendError(.index)
                     self.faults.log("index", "Redis refused an index update (Redis 7 or later is required): \(message)")
                 }
                 return true
@@ -356,11 +362,13 @@ public final class RedisStore: CacheStore {
 
     private func noteLookupFault(_ message: @autoclosure () -> String) {
         self.lookupFaults.wrappingAdd(1, ordering: .relaxed)
+        self.metrics.recordBackendError(.lookup)
         self.faults.log("lookup", message())
     }
 
     private func noteStoreFault(_ message: @autoclosure () -> String) {
         self.storeFaults.wrappingAdd(1, ordering: .relaxed)
+        self.metrics.recordBackendError(.store)
         self.faults.log("store", message())
     }
 
