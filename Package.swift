@@ -126,7 +126,6 @@ let package = Package(
         .target(
             name: "GatewayClientRuntime",
             dependencies: [
-                "GatewayConnection",
                 "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
