@@ -126,6 +126,7 @@ let package = Package(
         .target(
             name: "GatewayClientRuntime",
             dependencies: [
+                "GatewayDigest",
                 "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

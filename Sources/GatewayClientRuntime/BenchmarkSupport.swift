@@ -6,21 +6,21 @@ import NIOCore
 /// besides the two system calls of its round trip.
 @_spi(Benchmarks)
 public struct HitWork {
-    private let encoder: MessageCodec
     private let decoder: MessageCodec
     private var scratch = ByteBuffer()
     private let frames = FrameDecoder()
+    private var registered: [FunctionVersion: [UInt8]] = [:]
 
-    /// Creates the codecs a connection would own.
+    /// Creates what a connection would own.
     public init() throws {
-        self.encoder = try MessageCodec()
         self.decoder = try MessageCodec()
         self.scratch.reserveCapacity(256)
     }
 
-    /// Derives the key as `cache` does, frames the lookup as the connection
-    /// does, reads `replyFrame` (a lookup reply) as the reader does and
-    /// decodes the hit's value; nil when it is not a hit.
+    /// Derives the key as `cache` does, finds the version's lookup fields and
+    /// frames the lookup as the connection does, reads `replyFrame` (a lookup
+    /// reply) as the reader does and decodes the hit's value; nil when it is
+    /// not a hit.
     public mutating func run<Result: Codable, each Argument: Encodable>(
         _ result: Result.Type,
         function: String,
@@ -33,10 +33,17 @@ public struct HitWork {
             return nil
         }
         self.scratch.clear()
-        try self.encoder.encodeFrame(GatewayMessage(id: 1, .lookup(Lookup(function: call.function, key: call.key))), into: &self.scratch)
+        let fields: [UInt8]
+        if let known = self.registered[call.function] {
+            fields = known
+        } else {
+            fields = LookupFrames.fields(of: call.function)
+            self.registered[call.function] = fields
+        }
+        LookupFrames.appendLookup(id: 1, fields: fields, key: call.key, to: &self.scratch)
         var input = replyFrame
         guard let payload = try self.frames.readPayload(from: &input) else { return nil }
-        let reply = try self.decoder.decode(payload: payload)
+        let reply = try LookupFrames.lookupReply(payload) ?? self.decoder.decode(payload: payload)
         guard case .lookupReply(.hit(let value)) = reply.body else { return nil }
         return call.value(from: value)
     }

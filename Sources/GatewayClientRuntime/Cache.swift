@@ -133,23 +133,18 @@ struct CachedCall {
 
     /// nil when the arguments cannot be encoded (then the call is not cached).
     init?<Result, each Argument: Encodable>(function: String, version: String, fileID: String, result: Result.Type, arguments: repeat each Argument) {
-        let module = fileID.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
-        let qualified = module.isEmpty ? function : "\(module).\(function)"
-        var values: [any Encodable] = []
-        var types: [String] = []
-        for argument in repeat each arguments {
-            values.append(argument)
-            types.append(String(reflecting: type(of: argument)))
-        }
-        let material = KeyMaterial(result: String(reflecting: Result.self), argumentTypes: types, arguments: values)
-        guard let key = try? CacheKey(hashing: material) else { return nil }
-        self.function = FunctionVersion(function: qualified, version: version)
+        guard let key = KeyBuilder.key(result: Result.self, arguments: repeat each arguments) else { return nil }
+        self.function = FunctionVersion(function: KeyBuilder.qualified(function, fileID: fileID), version: version)
         self.key = key
     }
 }
 
 /// What a key is the hash of: `[resultType, [argumentTypes], argument…]`.
-private struct KeyMaterial: Encodable {
+///
+/// `KeyBuilder` produces the canonical bytes of this value without going
+/// through it (faster); it stays as the definition that the tests hold
+/// `KeyBuilder` to.
+struct KeyMaterial: Encodable {
     let result: String
     let argumentTypes: [String]
     let arguments: [any Encodable]
