@@ -75,6 +75,11 @@ enum ClientBenchmarks {
                     case "hitwork": blackHole(try work.run([UInt8].self, function: "Bench.invoiceLines(for:)", version: "v1", replyFrame: hitFrame, arguments: 42))
                     case "sync": blackHole(cachedLookupSync(42))
                     case "raw": blackHole(try raw.roundTrip(rawLookup))
+                    // The raw round trip plus the client's in-process work on a hit:
+                    // what that work costs when it runs between the gateway's turns.
+                    case "rawwork":
+                        blackHole(try raw.roundTrip(rawLookup))
+                        blackHole(try work.run([UInt8].self, function: "Bench.invoiceLines(for:)", version: "v1", replyFrame: hitFrame, arguments: 42))
                     default: blackHole(await cachedLookup(42))
                     }
                 }

@@ -40,7 +40,13 @@ public func cache<Result: Codable, each Argument: Encodable, Failure: Error>(
         // The arguments cannot be encoded: there is no key, so nothing is cached.
         return try await body()
     }
-    let lookup = await client.lookup(call)
+    // A hit usually completes in `beginLookup` without an `async` call.
+    let lookup: CacheClient.Lookup
+    switch client.beginLookup(call) {
+    case .done(let done): lookup = done
+    case .parked(let connection, let id): lookup = CacheClient.lookup(await connection.park(id), on: connection)
+    case .connect: lookup = await client.connectAndLookup(call)
+    }
     if let value: Result = call.hitValue(lookup) { return value }
     switch await client.singleFlight.join(call.flightKey) {
     case .follower(let encoded):

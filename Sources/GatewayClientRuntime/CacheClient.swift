@@ -197,16 +197,19 @@ public final class CacheClient: Sendable {
     /// Looks `call` up, connecting first when it is this call's turn to; never
     /// fails (see `Lookup`). With the gateway absent this costs a lock, no I/O.
     func lookup(_ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
-        let connection: ClientConnection
-        switch self.access() {
-        case .bypass:
-            return .bypass
-        case .use(let open):
-            connection = open
+        switch self.beginLookup(call) {
+        case .done(let lookup):
+            return lookup
+        case .parked(let connection, let id):
+            return Self.lookup(await connection.park(id), on: connection)
         case .connect:
-            guard let open = await self.connect() else { return .bypass }
-            connection = open
+            return await self.connectAndLookup(call)
         }
+    }
+
+    /// Connects (the caller got `.connect`), then looks `call` up.
+    func connectAndLookup(_ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
+        guard let connection = await self.connect() else { return .bypass }
         let reply = await connection.request(
             .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
             registering: call.function,
@@ -214,6 +217,38 @@ public final class CacheClient: Sendable {
             mayLead: Self.mayBlock
         )
         return Self.lookup(reply, on: connection)
+    }
+
+    /// How `beginLookup` left a lookup.
+    enum LookupStart {
+        case done(Lookup)
+        /// Awaited on `connection`: `ClientConnection.park` gets the reply.
+        case parked(ClientConnection, UInt64)
+        /// This call is to connect first.
+        case connect
+    }
+
+    /// The synchronous part of an `async` lookup: with the connection open
+    /// and the reply back within the inline window, the whole lookup, with no
+    /// `async` call (see `ClientConnection.begin`). `cache` calls it directly.
+    func beginLookup(_ call: CachedCall) -> LookupStart {
+        switch self.access() {
+        case .bypass:
+            return .done(.bypass)
+        case .connect:
+            return .connect
+        case .use(let connection):
+            let attempt = connection.begin(
+                .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
+                registering: call.function,
+                timeout: self.configuration.lookupTimeout,
+                mayLead: Self.mayBlock
+            )
+            switch attempt {
+            case .done(let reply): return .done(Self.lookup(reply, on: connection))
+            case .parked(let id): return .parked(connection, id)
+            }
+        }
     }
 
     /// `lookup`, blocking the calling thread (at most the connect and lookup timeouts).
@@ -236,7 +271,7 @@ public final class CacheClient: Sendable {
         return Self.lookup(reply, on: connection)
     }
 
-    private static func lookup(_ reply: ClientConnection.Reply, on connection: ClientConnection) -> Lookup {
+    static func lookup(_ reply: ClientConnection.Reply, on connection: ClientConnection) -> Lookup {
         guard case .success(let message) = reply else { return .bypass }
         switch message.body {
         case .lookupReply(.hit(let value)): return .hit(value, connection)

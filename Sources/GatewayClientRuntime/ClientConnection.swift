@@ -181,17 +181,37 @@ final class ClientConnection: @unchecked Sendable {
         mayLead: Bool = true,
         isolation: isolated (any Actor)? = #isolation
     ) async -> Reply {
+        switch self.begin(body, registering: function, timeout: timeout, mayLead: mayLead) {
+        case .done(let reply): return reply
+        case .parked(let id): return await self.park(id, isolation: isolation)
+        }
+    }
+
+    /// How `begin` left a request.
+    enum Attempt {
+        /// The reply, or the failure.
+        case done(Reply)
+        /// Written and awaited: `park(_:isolation:)` gets the reply.
+        case parked(UInt64)
+    }
+
+    /// The synchronous part of `request`: writes the request and, when this
+    /// thread may read, reads until the reply comes or `inlineWait` ends. It is
+    /// not `async`, so that an `async` caller whose reply comes within the
+    /// window makes no `async` call on the way (each one costs a frame and an
+    /// executor check, measurable on a hit).
+    func begin(_ body: GatewayMessage.Body, registering function: FunctionVersion? = nil, timeout: TimeAmount, mayLead: Bool) -> Attempt {
         let deadline = NIODeadline.now() + timeout
         switch self.start(body, registering: function, deadline: deadline, mayLead: mayLead && self.inlineWait > .zero) {
         case .failed(let error):
-            return .failure(error)
+            return .done(.failure(error))
         case .lead(let id):
             if let reply = self.lead(id, deadline: deadline, until: min(deadline, NIODeadline.now() + self.inlineWait)) {
-                return reply
+                return .done(reply)
             }
-            return await self.park(id, isolation: isolation)
+            return .parked(id)
         case .wait(let id):
-            return await self.park(id, isolation: isolation)
+            return .parked(id)
         }
     }
 
@@ -386,8 +406,8 @@ final class ClientConnection: @unchecked Sendable {
         }
     }
 
-    /// Suspends until `id`'s reply is handed over (or fails).
-    private func park(_ id: UInt64, isolation: isolated (any Actor)?) async -> Reply {
+    /// Suspends until the reply of `id` (from `begin`) is handed over, or fails.
+    func park(_ id: UInt64, isolation: isolated (any Actor)? = #isolation) async -> Reply {
         await withUnsafeContinuation(isolation: isolation) { (continuation: UnsafeContinuation<Reply, Never>) in
             let early = self.lock.withLock { () -> Reply? in
                 guard let entry = self.pending[id] else {
