@@ -131,7 +131,7 @@ let package = Package(
         .target(
             name: "GatewayClientRuntime",
             dependencies: [
-                "GatewayConnection",
+                "GatewayDigest",
                 "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,6 +1,6 @@
 import Foundation
 import Gateway
-import GatewayClientRuntime
+@_spi(Benchmarks) import GatewayClientRuntime
 import GatewayProtocol
 import NIOCore
 
@@ -8,9 +8,10 @@ import NIOCore
 /// direct hiredis GET, the client's in-process work on a hit, and the cost of a
 /// call while the gateway is absent.
 ///
-/// A `@Cached` function's body is exactly a call to `cache(ttl:function:…)`,
-/// so calling that here measures a `@Cached` hit without building the macro
-/// (and swift-syntax) in release mode.
+/// A `@Cached` function's body is exactly a call to `cache(ttl:function:…)`
+/// (or `cacheSync` for a synchronous function), so calling those here
+/// measures a `@Cached` hit without building the macro (and swift-syntax) in
+/// release mode.
 enum ClientBenchmarks {
     static func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -35,70 +36,131 @@ enum ClientBenchmarks {
         @Sendable func cachedLookup(_ customer: Int) async -> [UInt8] {
             await cache(ttl: .seconds(3600), function: "Bench.invoiceLines(for:)", version: "v1", arguments: customer) { result }
         }
-        // The first call computes and stores; wait until a call is served from the gateway.
-        _ = await cachedLookup(42)
-
-        let iterations = 2_000
-        var direct: [Double] = []
-        var hits: [Double] = []
-        let clock = ContinuousClock()
-        for batch in 0..<26 {
-            let directStart = clock.now
-            for _ in 0..<iterations { blackHole(try hiredis.send(get)) }
-            let directTime = clock.now - directStart
-            let hitStart = clock.now
-            for _ in 0..<iterations { blackHole(await cachedLookup(42)) }
-            let hitTime = clock.now - hitStart
-            if batch > 0 {  // the first batch warms up
-                direct.append(Self.nanoseconds(directTime) / Double(iterations))
-                hits.append(Self.nanoseconds(hitTime) / Double(iterations))
-            }
+        @Sendable func cachedLookupSync(_ customer: Int) -> [UInt8] {
+            cacheSync(ttl: .seconds(3600), function: "Bench.invoiceLinesSync(for:)", version: "v1", arguments: customer) { result }
         }
-        let directMeasurement = Measurement(name: "baseline: hiredis GET (direct)", nanosecondsPerOperation: direct.sorted(), bytesPerOperation: 0)
-        let hitMeasurement = Measurement(name: "@Cached hit, gateway in-memory store", nanosecondsPerOperation: hits.sorted(), bytesPerOperation: 0)
-        Bench.report(directMeasurement)
-        Bench.report(hitMeasurement, against: directMeasurement)
+        // The first calls compute and store; the ones measured are hits.
+        _ = await cachedLookup(42)
+        _ = cachedLookupSync(42)
+
+        // The gateway's own floor: a lookup from a blocking client as lean as
+        // hiredis's (plain system calls), on the same gateway.
+        let function = FunctionVersion(function: "Bench.raw(x:)", version: "v1")
+        let key = try CacheKey(hashing: 42)
+        let raw = try BlockingGatewayClient(socketPath: gateway.socketPath)
+        try raw.roundTrip(Array(try GatewayMessage(id: 2, .store(Store(function: function, key: key, ttlMilliseconds: 3_600_000, computeMicroseconds: 1, value: ByteBuffer(bytes: try MessagePackEncoder().encode(result))))).encodedFrame().readableBytesView))
+        let rawLookup = Array(try GatewayMessage(id: 3, .lookup(Lookup(function: function, key: key))).encodedFrame().readableBytesView)
+
+        if let profile = environment["BENCH_PROFILE"] {
+            // For perf: one operation in a loop for a few seconds.
+            let hitFrame = try GatewayMessage(id: 1, .lookupReply(.hit(ByteBuffer(bytes: try MessagePackEncoder().encode(result))))).encodedFrame()
+            var work = try HitWork()
+            let end = ContinuousClock.now + .seconds(5)
+            var operations = 0
+            let before = (Self.cpuTimes(pid: nil), Self.cpuTimes(pid: gateway.pid))
+            defer {
+                let after = (Self.cpuTimes(pid: nil), Self.cpuTimes(pid: gateway.pid))
+                let perOperation = { (ticks: Int) in Double(ticks) * 10_000 / Double(max(1, operations)) }  // 100 ticks per second, in µs
+                print(String(
+                    format: "%@: %.1f µs per operation; CPU per operation: client user %.1f µs, system %.1f µs; gateway user %.1f µs, system %.1f µs",
+                    profile as NSString, 5_000_000 / Double(max(1, operations)),
+                    perOperation(after.0.user - before.0.user), perOperation(after.0.system - before.0.system),
+                    perOperation(after.1.user - before.1.user), perOperation(after.1.system - before.1.system)
+                ))
+            }
+            while ContinuousClock.now < end {
+                operations += 1_000
+                for _ in 0..<1_000 {
+                    switch profile {
+                    case "hitwork": blackHole(try work.run([UInt8].self, function: "Bench.invoiceLines(for:)", version: "v1", replyFrame: hitFrame, arguments: 42))
+                    case "sync": blackHole(cachedLookupSync(42))
+                    case "raw": blackHole(try raw.roundTrip(rawLookup))
+                    // The raw round trip plus the client's in-process work on a hit:
+                    // what that work costs when it runs between the gateway's turns.
+                    case "rawwork":
+                        blackHole(try raw.roundTrip(rawLookup))
+                        blackHole(try work.run([UInt8].self, function: "Bench.invoiceLines(for:)", version: "v1", replyFrame: hitFrame, arguments: 42))
+                    default: blackHole(await cachedLookup(42))
+                    }
+                }
+            }
+            return
+        }
+        let latency = try await Self.measureInterleaved([
+            ("baseline: hiredis GET (direct)", { blackHole(try hiredis.send(get)) }),
+            ("@Cached hit, async (cache), in-memory", { blackHole(await cachedLookup(42)) }),
+            ("@Cached hit, sync (cacheSync), in-memory", { blackHole(cachedLookupSync(42)) }),
+            ("raw blocking lookup (gateway floor)", { blackHole(try raw.roundTrip(rawLookup)) }),
+        ])
+        Bench.report(latency[0])
+        for measurement in latency.dropFirst() { Bench.report(measurement, against: latency[0]) }
 
         // The client's own work on a hit, without any I/O: deriving the key
         // (canonical MessagePack + SHA-256), framing the lookup, reading the
-        // hit reply, decoding the result.
-        let decoder = FrameDecoder()
-        let lookupFrame = try GatewayMessage(id: 1, .lookup(Lookup(function: FunctionVersion(function: "Bench.invoiceLines(for:)", version: "v1"), key: try CacheKey(hashing: 42)))).encodedFrame()
+        // hit reply, decoding the result; exactly the runtime's code for these.
         let hitFrame = try GatewayMessage(id: 1, .lookupReply(.hit(ByteBuffer(bytes: try MessagePackEncoder().encode(result))))).encodedFrame()
+        var work = try HitWork()
         let overhead = try Bench.measure("client work on a hit (key, frames, decode)", iterations: 10_000) {
-            let key = try CacheKey(hashing: ["Swift.Array<Swift.UInt8>", "Swift.Int"] as [String])
-            blackHole(key)
-            var out = ByteBufferAllocator().buffer(capacity: 256)
-            try GatewayMessage(id: 1, .lookup(Lookup(function: FunctionVersion(function: "Bench.invoiceLines(for:)", version: "v1"), key: key))).encodeFrame(into: &out)
-            var input = hitFrame
-            let payload = try decoder.readPayload(from: &input)!
-            guard case .lookupReply(.hit(let bytes)) = try GatewayMessage(payload: payload).body else { throw BenchmarkFailure("not a hit") }
-            blackHole(try MessagePackDecoder().decode([UInt8].self, from: bytes))
+            guard let value = try work.run([UInt8].self, function: "Bench.invoiceLines(for:)", version: "v1", replyFrame: hitFrame, arguments: 42) else {
+                throw BenchmarkFailure("not a hit")
+            }
+            blackHole(value)
         }
-        Bench.report(overhead, against: hitMeasurement)
-        blackHole(lookupFrame)
+        Bench.report(overhead, against: latency[1])
 
         // A call while the gateway is absent, beside calling the function uncached.
         CacheClient.configure(CacheClient.Configuration(socketPath: "/nonexistent/cache-gateway.sock", clientName: "bench"))
         @Sendable func absentLookup(_ customer: Int) async -> Int {
             await cache(ttl: .seconds(3600), function: "Bench.absent(for:)", version: "v1", arguments: customer) { customer &* 3 }
         }
-        @Sendable @inline(never) func uncached(_ customer: Int) async -> Int { customer &* 3 }
-        var absent: [Double] = []
-        var plain: [Double] = []
-        for _ in 0..<25 {
-            let plainStart = clock.now
-            for index in 0..<iterations { blackHole(await uncached(index)) }
-            plain.append(Self.nanoseconds(clock.now - plainStart) / Double(iterations))
-            let absentStart = clock.now
-            for index in 0..<iterations { blackHole(await absentLookup(index)) }
-            absent.append(Self.nanoseconds(clock.now - absentStart) / Double(iterations))
+        @Sendable func absentLookupSync(_ customer: Int) -> Int {
+            cacheSync(ttl: .seconds(3600), function: "Bench.absentSync(for:)", version: "v1", arguments: customer) { customer &* 3 }
         }
-        let plainMeasurement = Measurement(name: "baseline: the function called uncached", nanosecondsPerOperation: plain.sorted(), bytesPerOperation: 0)
-        let absentMeasurement = Measurement(name: "@Cached call, gateway absent", nanosecondsPerOperation: absent.sorted(), bytesPerOperation: 0)
-        Bench.report(plainMeasurement)
-        Bench.report(absentMeasurement, against: plainMeasurement)
-        print(String(format: "gateway absent adds %.2f µs per call (median)", (absentMeasurement.median - plainMeasurement.median) / 1_000))
+        @Sendable @inline(never) func uncached(_ customer: Int) async -> Int { customer &* 3 }
+        var index = 0
+        let absent = try await Self.measureInterleaved([
+            ("baseline: the function called uncached", { index &+= 1; blackHole(await uncached(index)) }),
+            ("@Cached call, async, gateway absent", { index &+= 1; blackHole(await absentLookup(index)) }),
+            ("@Cached call, sync, gateway absent", { index &+= 1; blackHole(absentLookupSync(index)) }),
+        ])
+        Bench.report(absent[0])
+        Bench.report(absent[1], against: absent[0])
+        Bench.report(absent[2], against: absent[0])
+        print(String(format: "gateway absent adds %.2f µs (async) and %.2f µs (sync) per call (medians)", (absent[1].median - absent[0].median) / 1_000, (absent[2].median - absent[0].median) / 1_000))
+    }
+
+    /// `Bench.measureInterleaved` for async operations: alternating batches
+    /// after a warm-up batch of each.
+    static func measureInterleaved(
+        _ operations: [(name: String, operation: () async throws -> Void)],
+        batches: Int = 25,
+        iterations: Int = 2_000
+    ) async throws -> [Measurement] {
+        let clock = ContinuousClock()
+        for entry in operations {
+            for _ in 0..<iterations { try await entry.operation() }
+        }
+        var perOperation = [[Double]](repeating: [], count: operations.count)
+        for _ in 0..<batches {
+            for (index, entry) in operations.enumerated() {
+                let start = clock.now
+                for _ in 0..<iterations { try await entry.operation() }
+                perOperation[index].append(Self.nanoseconds(clock.now - start) / Double(iterations))
+            }
+        }
+        return operations.indices.map { index in
+            Measurement(name: operations[index].name, nanosecondsPerOperation: perOperation[index].sorted(), bytesPerOperation: 0)
+        }
+    }
+
+    /// A process's user and system CPU time so far, in clock ticks (1/100 s), from /proc.
+    static func cpuTimes(pid: Int32?) -> (user: Int, system: Int) {
+        let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"
+        guard let stat = try? String(contentsOfFile: path, encoding: .utf8), let end = stat.lastIndex(of: ")") else { return (0, 0) }
+        // Fields after "pid (name)": state is field 3, utime 14, stime 15.
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return (0, 0) }
+        return (user, system)
     }
 
     static func nanoseconds(_ duration: Duration) -> Double {

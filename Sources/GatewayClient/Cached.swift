@@ -21,7 +21,9 @@
 /// ```
 ///
 /// `try` is there when the function throws, `await` when it is `async`. The
-/// closure of a throwing function is declared `() throws in`, so that the call
+/// closure of a throwing function is declared like the function, `() throws in`
+/// or `() throws(E) in`: the runtime throws exactly the closure's error type,
+/// so a function declared `throws(E)` keeps its typed error, and the call
 /// throws (and its `try` is needed) even when the body happens not to.
 /// A function without parameters (other than an instance method) passes no
 /// `arguments:` at all.

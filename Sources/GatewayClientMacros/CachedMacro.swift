@@ -30,10 +30,11 @@ import SwiftSyntaxMacros
 /// - `try` only if the function throws, `await` only if it is async; a
 ///   synchronous function calls `GatewayClient.cacheSync` instead.
 /// - The closure of a throwing function is declared `() throws in` (or
-///   `() throws(E) in`): the runtime rethrows, so a closure inferred as
-///   non-throwing (a body that happens not to throw) would make the `try` a
-///   warning in the user's code. A non-throwing function's closure has no
-///   signature; `async` is inferred from the body either way.
+///   `() throws(E) in`): the runtime throws what the closure throws
+///   (`throws(Failure)`), so the call keeps a typed error's type, and a closure
+///   inferred as non-throwing (a body that happens not to throw) would make
+///   the `try` a warning in the user's code. A non-throwing function's closure
+///   has no signature; `async` is inferred from the body either way.
 /// - `function:` is the enclosing types and the function's full name
 ///   (``CachedName``), or the `name:` literal. The module is not part of it:
 ///   the runtime prepends it from `#fileID`.
@@ -215,10 +216,10 @@ private struct Expander<Context: MacroExpansionContext> {
         var closure = "{"
         if let throwsClause = effects?.throwsClause {
             call += "try "
-            // The closure is declared throwing like the function: the runtime rethrows,
-            // and a body that happens not to throw would otherwise make the call
-            // non-throwing and its `try` a warning. (A body that awaits is inferred
-            // `async` all the same.)
+            // The closure is declared throwing like the function: the runtime throws
+            // the closure's error type, so `throws(E)` stays typed, and a body that
+            // happens not to throw would otherwise make the call non-throwing and
+            // its `try` a warning. (A body that awaits is inferred `async` all the same.)
             var effect = throwsClause.trimmed
             if effect.throwsSpecifier.tokenKind == .keyword(.rethrows) {
                 effect.throwsSpecifier = .keyword(.throws)

@@ -1,5 +1,4 @@
 import Foundation
-import GatewayConnection
 import GatewayProtocol
 import NIOCore
 import NIOPosix
@@ -21,28 +20,32 @@ import NIOPosix
 /// - Fail-open: when the gateway is absent, slow (over
 ///   `CacheClient.Configuration.lookupTimeout`) or answers an error, `body` runs
 ///   and its result is returned (and not stored). Errors thrown by `body`
-///   propagate and are never cached. A result larger than the gateway's value
-///   limit is returned and not stored.
+///   propagate with their type (`throws(Failure)`) and are never cached. A
+///   result larger than the gateway's value limit is returned and not stored.
 /// - Identical concurrent calls in this process run `body` once; the others
 ///   get its result.
-public func cache<Result: Codable, each Argument: Encodable>(
+/// - It runs on the caller's isolation throughout; waiting for a hit usually
+///   suspends nothing (see `CacheClient.Configuration.maximumInlineWait`).
+public func cache<Result: Codable, each Argument: Encodable, Failure: Error>(
     ttl: Duration,
     function: String,
     version: String,
     fileID: String = #fileID,
     arguments: repeat each Argument,
     isolation: isolated (any Actor)? = #isolation,
-    body: () async throws -> Result
-) async rethrows -> Result {
+    body: () async throws(Failure) -> Result
+) async throws(Failure) -> Result {
     let client = CacheClient.shared
     guard let call = CachedCall(function: function, version: version, fileID: fileID, result: Result.self, arguments: repeat each arguments) else {
         // The arguments cannot be encoded: there is no key, so nothing is cached.
         return try await body()
     }
+    // A hit usually completes in `beginLookup` without an `async` call.
     let lookup: CacheClient.Lookup
-    switch client.startLookup(call) {
-    case .done(let result): lookup = result
-    case .pending(let future): lookup = (try? await future.get()) ?? .bypass
+    switch client.beginLookup(call) {
+    case .done(let done): lookup = done
+    case .parked(let connection, let id): lookup = CacheClient.lookup(await connection.park(id), on: connection)
+    case .connect: lookup = await client.connectAndLookup(call)
     }
     if let value: Result = call.hitValue(lookup) { return value }
     switch await client.singleFlight.join(call.flightKey) {
@@ -61,26 +64,23 @@ public func cache<Result: Codable, each Argument: Encodable>(
 
 /// The synchronous form of `cache(ttl:function:version:fileID:arguments:isolation:body:)`,
 /// for functions that are not `async`. It blocks the calling thread while it
-/// waits for the gateway (at most the lookup timeout). Called on a SwiftNIO
-/// event loop thread, where blocking is not allowed, it runs `body` uncached.
-public func cacheSync<Result: Codable, each Argument: Encodable>(
+/// waits for the gateway (at most the lookup timeout), doing the whole round
+/// trip on that thread. Called on a SwiftNIO event loop thread, where blocking
+/// is not allowed, it runs `body` uncached.
+public func cacheSync<Result: Codable, each Argument: Encodable, Failure: Error>(
     ttl: Duration,
     function: String,
     version: String,
     fileID: String = #fileID,
     arguments: repeat each Argument,
-    body: () throws -> Result
-) rethrows -> Result {
-    guard MultiThreadedEventLoopGroup.currentEventLoop == nil else { return try body() }
+    body: () throws(Failure) -> Result
+) throws(Failure) -> Result {
+    guard CacheClient.mayBlock else { return try body() }
     let client = CacheClient.shared
     guard let call = CachedCall(function: function, version: version, fileID: fileID, result: Result.self, arguments: repeat each arguments) else {
         return try body()
     }
-    let lookup: CacheClient.Lookup
-    switch client.startLookup(call) {
-    case .done(let result): lookup = result
-    case .pending(let future): lookup = (try? future.wait()) ?? .bypass
-    }
+    let lookup = client.lookupBlocking(call)
     if let value: Result = call.hitValue(lookup) { return value }
     switch client.singleFlight.joinBlocking(call.flightKey) {
     case .follower(let encoded):
@@ -104,8 +104,13 @@ struct CachedCall {
     /// The value of a hit, if the lookup was one and its bytes decode (a value
     /// that does not decode is recomputed, as on a miss).
     func hitValue<Result: Decodable>(_ lookup: CacheClient.Lookup) -> Result? {
-        guard case .hit(let bytes, _, _) = lookup else { return nil }
-        return try? MessagePackDecoder().decode(Result.self, from: bytes)
+        guard case .hit(let bytes, _) = lookup else { return nil }
+        return self.value(from: bytes)
+    }
+
+    /// A hit's bytes, decoded.
+    func value<Result: Decodable>(from bytes: ByteBuffer) -> Result? {
+        try? MessagePackDecoder().decode(Result.self, from: bytes)
     }
 
     /// A single-flight leader's encoded result, decoded; nil when the leader failed.
@@ -120,8 +125,8 @@ struct CachedCall {
     func publish<Result: Encodable>(_ value: Result, computeTime: Duration, ttl: Duration, after lookup: CacheClient.Lookup, client: CacheClient) -> [UInt8]? {
         guard let encoded = try? MessagePackEncoder().encode(value) else { return nil }
         switch lookup {
-        case .miss(let connection, let maxValueSize), .hit(_, let connection, let maxValueSize):
-            client.store(encoded, function: self.function, key: self.key, ttl: ttl, computeTime: computeTime, on: connection, maxValueSize: maxValueSize)
+        case .miss(let connection), .hit(_, let connection):
+            client.store(encoded, function: self.function, key: self.key, ttl: ttl, computeTime: computeTime, on: connection)
         case .bypass:
             break
         }
@@ -134,23 +139,18 @@ struct CachedCall {
 
     /// nil when the arguments cannot be encoded (then the call is not cached).
     init?<Result, each Argument: Encodable>(function: String, version: String, fileID: String, result: Result.Type, arguments: repeat each Argument) {
-        let module = fileID.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
-        let qualified = module.isEmpty ? function : "\(module).\(function)"
-        var values: [any Encodable] = []
-        var types: [String] = []
-        for argument in repeat each arguments {
-            values.append(argument)
-            types.append(String(reflecting: type(of: argument)))
-        }
-        let material = KeyMaterial(result: String(reflecting: Result.self), argumentTypes: types, arguments: values)
-        guard let key = try? CacheKey(hashing: material) else { return nil }
-        self.function = FunctionVersion(function: qualified, version: version)
+        guard let key = KeyBuilder.key(result: Result.self, arguments: repeat each arguments) else { return nil }
+        self.function = FunctionVersion(function: KeyBuilder.qualified(function, fileID: fileID), version: version)
         self.key = key
     }
 }
 
 /// What a key is the hash of: `[resultType, [argumentTypes], argument…]`.
-private struct KeyMaterial: Encodable {
+///
+/// `KeyBuilder` produces the canonical bytes of this value without going
+/// through it (faster); it stays as the definition that the tests hold
+/// `KeyBuilder` to.
+struct KeyMaterial: Encodable {
     let result: String
     let argumentTypes: [String]
     let arguments: [any Encodable]

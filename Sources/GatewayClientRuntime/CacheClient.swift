@@ -1,5 +1,4 @@
 import Foundation
-import GatewayConnection
 import GatewayProtocol
 import NIOConcurrencyHelpers
 import NIOCore
@@ -8,6 +7,11 @@ import NIOPosix
 /// The process's link to its gateway: one shared connection (the original
 /// idea's singleton), opened lazily on first use, multiplexing every call, and
 /// reopened with backoff when it drops.
+///
+/// The connection is a `ClientConnection`: calls write their requests and,
+/// when nobody else is reading, read their replies on their own threads, so a
+/// hit costs no thread hop (see `ClientConnection` for how, and for what an
+/// `async` call's short wait on its thread costs).
 ///
 /// Everything here fails open: when the gateway is absent, slow or answers an
 /// error, a lookup reports `.bypass` and the caller simply runs its function.
@@ -28,6 +32,16 @@ public final class CacheClient: Sendable {
         public var reconnectInitialDelay: TimeAmount
         /// The longest wait between two connect attempts. Default: 5 s.
         public var reconnectMaximumDelay: TimeAmount
+        /// How long an `async` call may wait for its reply on its own thread,
+        /// reading the socket itself, before it suspends and lets the client's
+        /// background thread hand the reply over. Default: 1 ms.
+        ///
+        /// Within this window a reply costs no thread hop (an in-memory hit
+        /// takes tens of microseconds); the price is that the call keeps its
+        /// thread of the cooperative pool for up to this long. Zero makes every
+        /// `async` call suspend at once. Synchronous calls (`cacheSync`) block
+        /// anyway and read until `lookupTimeout`.
+        public var maximumInlineWait: TimeAmount
 
         /// The default socket path, from the environment or the standard location.
         public static var defaultSocketPath: String {
@@ -42,7 +56,8 @@ public final class CacheClient: Sendable {
             lookupTimeout: TimeAmount = .milliseconds(10),
             connectTimeout: TimeAmount = .milliseconds(100),
             reconnectInitialDelay: TimeAmount = .milliseconds(100),
-            reconnectMaximumDelay: TimeAmount = .seconds(5)
+            reconnectMaximumDelay: TimeAmount = .seconds(5),
+            maximumInlineWait: TimeAmount = .milliseconds(1)
         ) {
             self.socketPath = socketPath
             self.clientName = clientName
@@ -50,6 +65,7 @@ public final class CacheClient: Sendable {
             self.connectTimeout = connectTimeout
             self.reconnectInitialDelay = reconnectInitialDelay
             self.reconnectMaximumDelay = reconnectMaximumDelay
+            self.maximumInlineWait = maximumInlineWait
         }
     }
 
@@ -71,9 +87,7 @@ public final class CacheClient: Sendable {
 
     private struct State: Sendable {
         var machine: ConnectionStateMachine
-        var connection: GatewayConnection?
-        /// Function versions registered on `connection`.
-        var registered: Set<FunctionVersion> = []
+        var connection: ClientConnection?
     }
 
     /// The client's settings.
@@ -93,9 +107,9 @@ public final class CacheClient: Sendable {
     /// What a lookup found.
     enum Lookup {
         /// The entry's bytes, and where to store a replacement should they not decode.
-        case hit(ByteBuffer, GatewayConnection, maxValueSize: Int)
-        /// Compute and store through this connection, values up to `maxValueSize` bytes.
-        case miss(GatewayConnection, maxValueSize: Int)
+        case hit(ByteBuffer, ClientConnection)
+        /// Compute and store through this connection.
+        case miss(ClientConnection)
         /// Compute; do not store (the gateway said so, or it is absent, slow or failing).
         case bypass
     }
@@ -103,10 +117,9 @@ public final class CacheClient: Sendable {
     // MARK: Connection
 
     /// What a call does about the connection, decided under the lock without
-    /// any I/O or thread hop, so that a call with the gateway absent costs no
-    /// more than a lock.
+    /// any I/O, so that a call with the gateway absent costs no more than a lock.
     enum Access {
-        case use(GatewayConnection)
+        case use(ClientConnection)
         case connect
         case bypass
     }
@@ -126,89 +139,151 @@ public final class CacheClient: Sendable {
         }
     }
 
-    /// Opens the connection (the caller got `.connect` from `access()`); nil when it failed.
-    func connect() -> EventLoopFuture<GatewayConnection?> {
-        GatewayConnection.connectFuture(
-            socketPath: self.configuration.socketPath,
-            clientName: self.configuration.clientName,
-            timeout: self.configuration.connectTimeout
-        ).map { connection -> GatewayConnection? in
-            self.state.withLockedValue { state in
-                state.machine.connectSucceeded()
-                state.connection = connection
-                state.registered = []
-            }
-            connection.closeFuture.whenComplete { _ in
-                self.state.withLockedValue { state in
-                    guard state.connection === connection else { return }
-                    state.connection = nil
-                    state.registered = []
-                    state.machine.connectionLost()
-                }
-            }
-            return connection
-        }.recover { _ in
+    /// Connects and says hello (the caller got `.connect` from `access()`);
+    /// nil when that failed. The hello reply is awaited like any reply.
+    func connect(isolation: isolated (any Actor)? = #isolation) async -> ClientConnection? {
+        guard let connection = self.openSocket() else { return nil }
+        let reply = await connection.request(self.hello, timeout: self.configuration.connectTimeout, mayLead: Self.mayBlock)
+        return self.finishConnecting(connection, reply)
+    }
+
+    /// `connect()`, blocking the calling thread.
+    func connectBlocking() -> ClientConnection? {
+        guard let connection = self.openSocket() else { return nil }
+        return self.finishConnecting(connection, connection.requestBlocking(self.hello, timeout: self.configuration.connectTimeout))
+    }
+
+    private var hello: GatewayMessage.Body {
+        .hello(Hello(clientName: self.configuration.clientName, pid: UInt64(ProcessInfo.processInfo.processIdentifier)))
+    }
+
+    private func openSocket() -> ClientConnection? {
+        do {
+            return try ClientConnection(socketPath: self.configuration.socketPath, inlineWait: self.configuration.maximumInlineWait)
+        } catch {
             self.state.withLockedValue { $0.machine.connectFailed(now: .now()) }
             return nil
         }
     }
 
-    /// Registers `function` on `connection` the first time it is used there.
-    /// The request is not awaited: the gateway handles a connection's requests
-    /// in order, so it is registered before the lookup that follows.
-    private func registerIfNeeded(_ function: FunctionVersion, on connection: GatewayConnection) {
-        let isNew = self.state.withLockedValue { state in
-            state.connection === connection && state.registered.insert(function).inserted
+    private func finishConnecting(_ connection: ClientConnection, _ reply: ClientConnection.Reply) -> ClientConnection? {
+        guard case .success(let message) = reply, case .helloReply(let hello) = message.body else {
+            connection.close()
+            self.state.withLockedValue { $0.machine.connectFailed(now: .now()) }
+            return nil
         }
-        if isNew {
-            _ = connection.sendNext(.register(function), timeout: .seconds(5))
+        connection.hello = hello
+        self.state.withLockedValue { state in
+            state.machine.connectSucceeded()
+            state.connection = connection
         }
+        connection.whenClosed { [weak self] connection in
+            self?.state.withLockedValue { state in
+                guard state.connection === connection else { return }
+                state.connection = nil
+                state.machine.connectionLost()
+            }
+        }
+        return connection
     }
+
+    /// Whether an `async` call may read the socket on its own thread: not on
+    /// a SwiftNIO event loop (a task may run on one as its executor), which
+    /// must never block.
+    static var mayBlock: Bool { MultiThreadedEventLoopGroup.currentEventLoop == nil }
 
     // MARK: Lookup and store
 
-    /// How a call's lookup starts: settled at once (no gateway to ask) or
-    /// pending on the network. Kept apart so that the absent-gateway path
-    /// involves no future and no thread hop.
-    enum LookupStart {
-        case done(Lookup)
-        case pending(EventLoopFuture<Lookup>)
-    }
-
-    /// Starts the lookup of `call`, connecting first when it is this call's turn to.
-    func startLookup(_ call: CachedCall) -> LookupStart {
-        switch self.access() {
-        case .bypass:
-            return .done(.bypass)
-        case .use(let connection):
-            return .pending(self.lookup(call.function, key: call.key, on: connection))
+    /// Looks `call` up, connecting first when it is this call's turn to; never
+    /// fails (see `Lookup`). With the gateway absent this costs a lock, no I/O.
+    func lookup(_ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
+        switch self.beginLookup(call) {
+        case .done(let lookup):
+            return lookup
+        case .parked(let connection, let id):
+            return Self.lookup(await connection.park(id), on: connection)
         case .connect:
-            return .pending(self.connect().flatMap { connection in
-                guard let connection else { return MultiThreadedEventLoopGroup.singleton.any().makeSucceededFuture(.bypass) }
-                return self.lookup(call.function, key: call.key, on: connection)
-            })
+            return await self.connectAndLookup(call)
         }
     }
 
-    /// Looks `key` up on `connection`; never fails (see `Lookup`).
-    func lookup(_ function: FunctionVersion, key: CacheKey, on connection: GatewayConnection) -> EventLoopFuture<Lookup> {
-        self.registerIfNeeded(function, on: connection)
-        let maxValueSize = Int(clamping: connection.hello.maxValueSize)
-        return connection.sendNext(.lookup(GatewayProtocol.Lookup(function: function, key: key)), timeout: self.configuration.lookupTimeout)
-            .map { reply -> Lookup in
-                switch reply.body {
-                case .lookupReply(.hit(let value)): .hit(value, connection, maxValueSize: maxValueSize)
-                case .lookupReply(.miss): .miss(connection, maxValueSize: maxValueSize)
-                default: .bypass
-                }
+    /// Connects (the caller got `.connect`), then looks `call` up.
+    func connectAndLookup(_ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
+        guard let connection = await self.connect() else { return .bypass }
+        let reply = await connection.request(
+            .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
+            registering: call.function,
+            timeout: self.configuration.lookupTimeout,
+            mayLead: Self.mayBlock
+        )
+        return Self.lookup(reply, on: connection)
+    }
+
+    /// How `beginLookup` left a lookup.
+    enum LookupStart {
+        case done(Lookup)
+        /// Awaited on `connection`: `ClientConnection.park` gets the reply.
+        case parked(ClientConnection, UInt64)
+        /// This call is to connect first.
+        case connect
+    }
+
+    /// The synchronous part of an `async` lookup: with the connection open
+    /// and the reply back within the inline window, the whole lookup, with no
+    /// `async` call (see `ClientConnection.begin`). `cache` calls it directly.
+    func beginLookup(_ call: CachedCall) -> LookupStart {
+        switch self.access() {
+        case .bypass:
+            return .done(.bypass)
+        case .connect:
+            return .connect
+        case .use(let connection):
+            let attempt = connection.begin(
+                .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
+                registering: call.function,
+                timeout: self.configuration.lookupTimeout,
+                mayLead: Self.mayBlock
+            )
+            switch attempt {
+            case .done(let reply): return .done(Self.lookup(reply, on: connection))
+            case .parked(let id): return .parked(connection, id)
             }
-            .recover { _ in .bypass }
+        }
+    }
+
+    /// `lookup`, blocking the calling thread (at most the connect and lookup timeouts).
+    func lookupBlocking(_ call: CachedCall) -> Lookup {
+        let connection: ClientConnection
+        switch self.access() {
+        case .bypass:
+            return .bypass
+        case .use(let open):
+            connection = open
+        case .connect:
+            guard let open = self.connectBlocking() else { return .bypass }
+            connection = open
+        }
+        let reply = connection.requestBlocking(
+            .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
+            registering: call.function,
+            timeout: self.configuration.lookupTimeout
+        )
+        return Self.lookup(reply, on: connection)
+    }
+
+    static func lookup(_ reply: ClientConnection.Reply, on connection: ClientConnection) -> Lookup {
+        guard case .success(let message) = reply else { return .bypass }
+        switch message.body {
+        case .lookupReply(.hit(let value)): return .hit(value, connection)
+        case .lookupReply(.miss): return .miss(connection)
+        default: return .bypass
+        }
     }
 
     /// Stores `value` without waiting for the reply; a value above the
     /// gateway's limit is not sent.
-    func store(_ value: [UInt8], function: FunctionVersion, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: GatewayConnection, maxValueSize: Int) {
-        guard value.count <= maxValueSize else { return }
+    func store(_ value: [UInt8], function: FunctionVersion, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: ClientConnection) {
+        guard value.count <= Int(clamping: connection.hello.maxValueSize) else { return }
         let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
         let microseconds = max(0, computeTime.components.seconds * 1_000_000 + computeTime.components.attoseconds / 1_000_000_000_000)
         let store = Store(
@@ -218,7 +293,33 @@ public final class CacheClient: Sendable {
             computeMicroseconds: UInt64(microseconds),
             value: ByteBuffer(bytes: value)
         )
-        _ = connection.sendNext(.store(store), timeout: .seconds(5))
+        connection.send(.store(store), registering: function)
+    }
+
+    // MARK: Any request
+
+    /// Sends `body` on the shared connection (opening it if needed) and
+    /// returns the reply, which may be an error reply (`.error`).
+    ///
+    /// It throws `.unavailable` when there is no connection to use (the
+    /// gateway is absent and the client is backing off, or another call is
+    /// connecting), `.timeout` when no reply came within `timeout`, and
+    /// `.connectionClosed` when the connection dropped meanwhile. Unlike
+    /// lookups it registers nothing.
+    func request(_ body: GatewayMessage.Body, timeout: TimeAmount, isolation: isolated (any Actor)? = #isolation) async throws(GatewayError) -> GatewayMessage {
+        let connection: ClientConnection
+        switch self.access() {
+        case .bypass:
+            throw GatewayError(.unavailable, "the gateway at \(self.configuration.socketPath) is not reachable now")
+        case .use(let open):
+            connection = open
+        case .connect:
+            guard let open = await self.connect() else {
+                throw GatewayError(.unavailable, "cannot connect to the gateway at \(self.configuration.socketPath)")
+            }
+            connection = open
+        }
+        return try await connection.request(body, timeout: timeout, mayLead: Self.mayBlock).get()
     }
 
     /// Where the client stands with its gateway (for tests and diagnostics).
@@ -226,13 +327,18 @@ public final class CacheClient: Sendable {
         self.state.withLockedValue { $0.machine.state }
     }
 
+    /// The open connection, if any (for tests).
+    var currentConnection: ClientConnection? {
+        self.state.withLockedValue { $0.connection }
+    }
+
     /// Closes the connection, if open.
     func close() {
-        let connection = self.state.withLockedValue { state -> GatewayConnection? in
+        let connection = self.state.withLockedValue { state -> ClientConnection? in
             let connection = state.connection
             state.connection = nil
             return connection
         }
-        if let connection { Task { await connection.close() } }
+        connection?.close()
     }
 }

@@ -1,4 +1,3 @@
-import GatewayConnection
 import GatewayProtocol
 import NIOCore
 
@@ -46,36 +45,17 @@ extension CacheClient {
     static let invalidateTimeout = TimeAmount.seconds(30)
 
     /// Sends `invalidate` on the shared connection (connecting if needed) and
-    /// returns the number of entries deleted.
+    /// returns the number of entries deleted; an error reply is thrown as
+    /// `.remote` with the gateway's code.
     func invalidate(_ invalidate: Invalidate) async throws(GatewayError) -> UInt64 {
-        let reply: GatewayMessage.Body
-        do {
-            reply = try await self.request(.invalidate(invalidate), timeout: Self.invalidateTimeout)
-        } catch let error as GatewayError {
-            throw error
-        } catch {
-            throw GatewayError(.unavailable, "invalidate failed: \(error)")
+        let reply = try await self.request(.invalidate(invalidate), timeout: Self.invalidateTimeout)
+        switch reply.body {
+        case .invalidateReply(let deleted):
+            return deleted
+        case .error(let error):
+            throw GatewayError(.remote, error.message, wireCode: error.code)
+        default:
+            throw GatewayError(.malformedMessage, "the gateway answered invalidate with message type \(reply.body.type)")
         }
-        guard case .invalidateReply(let deleted) = reply else {
-            throw GatewayError(.malformedMessage, "the gateway answered invalidate with message type \(reply.type)")
-        }
-        return deleted
-    }
-
-    /// Sends one request on the shared connection, connecting first if there
-    /// is none (even during a reconnect backoff: the caller asked explicitly),
-    /// and returns the reply; an error reply is thrown as `GatewayError`.
-    func request(_ body: GatewayMessage.Body, timeout: TimeAmount) async throws -> GatewayMessage.Body {
-        let connection: GatewayConnection
-        switch self.access() {
-        case .use(let open):
-            connection = open
-        case .connect, .bypass:
-            guard let opened = try await self.connect().get() else {
-                throw GatewayError(.unavailable, "the gateway at \(self.configuration.socketPath) cannot be reached")
-            }
-            connection = opened
-        }
-        return try await connection.request(body, timeout: timeout)
     }
 }

@@ -43,7 +43,7 @@ final class SingleFlight: Sendable {
     }
 
     /// Joins the flight for `key`: the first caller leads; later ones wait.
-    func join(_ key: FlightKey) async -> Role {
+    func join(_ key: FlightKey, isolation: isolated (any Actor)? = #isolation) async -> Role {
         let isLeader: Bool = self.flights.withLockedValue { flights in
             if flights[key] == nil {
                 flights[key] = Flight()
@@ -52,7 +52,7 @@ final class SingleFlight: Sendable {
             return false
         }
         if isLeader { return .leader }
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<[UInt8]?, Never>) in
+        let result = await withCheckedContinuation(isolation: isolation) { (continuation: CheckedContinuation<[UInt8]?, Never>) in
             let joined = self.flights.withLockedValue { flights -> Bool in
                 guard flights[key] != nil else { return false }
                 flights[key]!.waiters.append(.task(continuation))

@@ -1,9 +1,13 @@
 import Foundation
 @testable import GatewayClientRuntime
+import GatewayProtocol
 import GatewayTestSupport
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `cache(ttl:…)` and `cacheSync(ttl:…)` against a real gateway process.
 ///
@@ -198,5 +202,66 @@ import Testing
         #expect(await value() == 5)
         #expect(counter.count == before)
         #expect(second.stop() == 0)
+    }
+    /// A gateway that stops answering (SIGSTOP) makes lookups time out: the
+    /// function runs after about the lookup timeout, async and sync, and the
+    /// client uses the gateway again once it answers.
+    @Test func aGatewayThatDoesNotAnswerCostsTheLookupTimeoutAndTheFunctionRuns() async throws {
+        let gateway = try GatewayProcess()
+        CacheClient.configure(CacheClient.Configuration(socketPath: gateway.socketPath, clientName: "CacheRuntimeTests", lookupTimeout: .milliseconds(50), connectTimeout: .seconds(2)))
+        let counter = Counter()
+        func double(_ x: Int) async -> Int {
+            await cache(ttl: .seconds(60), function: "double(_:)", version: "v1", arguments: x) {
+                counter.increment()
+                return x * 2
+            }
+        }
+        func triple(_ x: Int) -> Int {
+            cacheSync(ttl: .seconds(60), function: "triple(_:)", version: "v1", arguments: x) {
+                counter.increment()
+                return x * 3
+            }
+        }
+        #expect(await double(1) == 2)  // connects
+        try gateway.suspend()
+        let started = ContinuousClock.now
+        #expect(await double(2) == 4)
+        #expect(triple(3) == 9)
+        let elapsed = ContinuousClock.now - started
+        #expect(counter.count == 3)
+        #expect(elapsed >= .milliseconds(100))  // two lookups, each waited for its timeout
+        #expect(elapsed < .seconds(5))
+        gateway.resume()
+        // The late replies are dropped; the same connection serves the next calls.
+        #expect(await double(4) == 8)
+        #expect(await double(4) == 8)
+        #expect(counter.count == 4)
+        #expect(gateway.stop() == 0)
+    }
+
+    /// The internal request API (what `invalidate` builds on) returns the
+    /// gateway's reply, and throws `.unavailable` with no gateway.
+    @Test func anyRequestCanBeSentAndItsReplyAwaited() async throws {
+        let gateway = try GatewayProcess()
+        self.use(gateway)
+        let pong = try await CacheClient.shared.request(.ping, timeout: .seconds(5))
+        #expect(pong.body == .pong)
+        let stats = try await CacheClient.shared.request(.stats, timeout: .seconds(5))
+        guard case .statsReply(let values) = stats.body else {
+            Issue.record("expected a stats reply, got \(stats.body)")
+            return
+        }
+        #expect(values[count: "connections"] == 1)
+        // An error reply is a reply, not a thrown error.
+        let refused = try await CacheClient.shared.request(.store(Store(function: FunctionVersion(function: "f", version: "v"), key: try CacheKey(hashing: 1), ttlMilliseconds: 0, computeMicroseconds: 0, value: ByteBuffer())), timeout: .seconds(5))
+        guard case .error(let error) = refused.body else {
+            Issue.record("expected an error reply, got \(refused.body)")
+            return
+        }
+        #expect(error.code == .invalidField)
+        #expect(gateway.stop() == 0)
+
+        self.use(nil)
+        await #expect(throws: GatewayError(.unavailable, "")) { try await CacheClient.shared.request(.ping, timeout: .seconds(1)) }
     }
 }

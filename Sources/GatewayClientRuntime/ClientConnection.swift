@@ -1,0 +1,622 @@
+import Dispatch
+import Foundation
+import GatewayProtocol
+import NIOConcurrencyHelpers
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The client's connection to its gateway: one Unix socket with many requests
+/// in flight, driven by the threads of the calls that use it.
+///
+/// A hit must cost little more than the round trip itself, and on a busy host
+/// (or in the benchmark, where everything shares one CPU) every thread hop is a
+/// context switch. So there is no event loop between a call and the socket:
+///
+/// - **Writing.** A call encodes its request frame and writes it on the
+///   non-blocking socket from its own thread, under `lock`. Bytes the socket
+///   does not take at once wait in `outbox`, which later writes and the
+///   background thread flush first, so frames are never reordered or interleaved.
+/// - **Reading (leader).** Only one thread reads the socket at a time: the
+///   holder of the reader role. A call whose request is written takes the role
+///   when it is free, waits in `poll` (sleeping in the kernel, so the gateway
+///   can run on the same CPU) and reads; it hands the other calls' replies to
+///   them and returns its own without any hop. An `async` call holds the role
+///   for at most `inlineWait` (`CacheClient.Configuration.maximumInlineWait`,
+///   1 ms by default): it then occupies a thread of the cooperative pool for
+///   that long at most, which is bounded and short beside the hops it saves,
+///   while a slow reply (a slow backend) does not keep the thread. After that
+///   it parks, as below. A synchronous call (`cacheSync`), which blocks anyway,
+///   reads until its deadline.
+/// - **Parking (follower).** A call that finds the role taken, or whose window
+///   ended, parks: an `async` call as a continuation, a thread on a semaphore.
+///   Whoever reads completes it; when nobody does, the connection's background
+///   thread takes the role and reads until no reply is awaited.
+/// - **Ordering.** Replies are matched by id, so they may come in any order.
+///   A function version's `register` frame is written under the same lock as,
+///   and before, the first request that names it on this connection, so the
+///   gateway always reads it first whatever the threads do.
+/// - **Deadlines.** Every awaited request has one; the reader fails the
+///   requests whose deadline passed with `.timeout`, and a reply arriving
+///   after that is dropped. Replies to requests nobody awaits (stores,
+///   registers) are read and dropped the same way.
+/// - **Failure.** The end of the stream, a failed write or an unreadable frame
+///   closes the connection: every awaited request fails with the error and
+///   `onClose` runs once. The descriptor is shut down at once (waking any
+///   reader) and closed when the last reference goes.
+final class ClientConnection: @unchecked Sendable {
+    // @unchecked: every mutable field is guarded by `lock`, except those marked
+    // as belonging to the reader role, which only the role's holder touches
+    // (the role changes hands under `lock`, which orders those accesses).
+
+    typealias Reply = Result<GatewayMessage, GatewayError>
+
+    /// A thread blocked until its reply arrives.
+    private final class BlockedThread: @unchecked Sendable {
+        // Written once under the connection's lock before `semaphore` is signalled.
+        var reply: Reply?
+        let semaphore = DispatchSemaphore(value: 0)
+    }
+
+    /// Who waits for a reply, and how.
+    private enum Waiter {
+        /// The caller reads the socket itself or is about to park.
+        case caller
+        /// The reply (or the failure) came before the caller parked or looked.
+        case arrived(Reply)
+        /// A suspended task.
+        case task(UnsafeContinuation<Reply, Never>)
+        /// A blocked thread.
+        case thread(BlockedThread)
+    }
+
+    private struct Pending {
+        var waiter: Waiter
+        let deadline: NIODeadline
+    }
+
+    /// A waiter to complete once `lock` is released.
+    private enum Completion {
+        case task(UnsafeContinuation<Reply, Never>, Reply)
+        case thread(BlockedThread)
+
+        func run() {
+            switch self {
+            case .task(let continuation, let reply): continuation.resume(returning: reply)
+            case .thread(let thread): thread.semaphore.signal()
+            }
+        }
+    }
+
+    let fd: Int32
+    /// How long an `async` call may read the socket itself before it parks.
+    let inlineWait: TimeAmount
+    private let wakeReader: Int32
+    private let wakeWriter: Int32
+
+    private let lock = NIOLock()
+    // Guarded by `lock`:
+    private var nextID: UInt64 = 0
+    private var pending: [UInt64: Pending] = [:]
+    /// The function versions registered on this connection, with their
+    /// fields as a lookup frame carries them (`LookupFrames.fields(of:)`).
+    private var registered: [FunctionVersion: [UInt8]] = [:]
+    private var outbox = ByteBuffer()
+    private var scratch = ByteBuffer()
+    private let encoder: MessageCodec
+    private var isReading = false
+    /// When the background thread, reading, will next look at the deadlines.
+    private var backgroundReadsUntil: NIODeadline?
+    private var failure: GatewayError?
+    private var onClose: (@Sendable (ClientConnection) -> Void)?
+    private var limits = HelloReply(protocolVersion: 0, gatewayVersion: "", maxFrameSize: 0, maxValueSize: 0)
+
+    // The reader role's own:
+    private var inbox = ByteBuffer()
+    private let decoder: MessageCodec
+    private var messages: [GatewayMessage] = []
+    private let frames = FrameDecoder(maxFrameSize: Int(UInt32.max))
+
+    /// Connects to the gateway at `socketPath`; the caller says hello next.
+    init(socketPath: String, inlineWait: TimeAmount) throws(GatewayError) {
+        do {
+            self.encoder = try MessageCodec()
+            self.decoder = try MessageCodec()
+        } catch {
+            throw (error as? GatewayError) ?? GatewayError(.libraryFailure, "\(error)")
+        }
+        self.fd = try UnixSocket.connect(path: socketPath)
+        do {
+            (self.wakeReader, self.wakeWriter) = try UnixSocket.pair()
+        } catch {
+            UnixSocket.close(self.fd)
+            throw error
+        }
+        self.inlineWait = inlineWait
+        self.inbox.reserveCapacity(Self.readSize)
+        self.scratch.reserveCapacity(256)
+        // The background reader holds the connection until it closes.
+        let thread = Thread { self.background() }
+        thread.name = "cache-gateway-client"
+        thread.start()
+    }
+
+    deinit {
+        UnixSocket.close(self.fd)
+        UnixSocket.close(self.wakeReader)
+        UnixSocket.close(self.wakeWriter)
+    }
+
+    /// The bytes read from the socket at a time (more when a frame is larger).
+    private static let readSize = 16 * 1024
+
+    /// What the gateway said in its hello reply (set by `CacheClient` after the handshake).
+    var hello: HelloReply {
+        get { self.lock.withLock { self.limits } }
+        set { self.lock.withLock { self.limits = newValue } }
+    }
+
+    /// Runs `handler` once when the connection closes (at once if it has).
+    func whenClosed(_ handler: @escaping @Sendable (ClientConnection) -> Void) {
+        let closed = self.lock.withLock { () -> Bool in
+            guard self.failure == nil else { return true }
+            self.onClose = handler
+            return false
+        }
+        if closed { handler(self) }
+    }
+
+    // MARK: Requests
+
+    /// Sends `body`, after registering `function` if this connection has not,
+    /// and waits for the reply until `timeout`.
+    ///
+    /// `mayLead` false makes the call park at once (it must not block its
+    /// thread: an event loop, or `inlineWait` is zero).
+    func request(
+        _ body: GatewayMessage.Body,
+        registering function: FunctionVersion? = nil,
+        timeout: TimeAmount,
+        mayLead: Bool = true,
+        isolation: isolated (any Actor)? = #isolation
+    ) async -> Reply {
+        switch self.begin(body, registering: function, timeout: timeout, mayLead: mayLead) {
+        case .done(let reply): return reply
+        case .parked(let id): return await self.park(id, isolation: isolation)
+        }
+    }
+
+    /// How `begin` left a request.
+    enum Attempt {
+        /// The reply, or the failure.
+        case done(Reply)
+        /// Written and awaited: `park(_:isolation:)` gets the reply.
+        case parked(UInt64)
+    }
+
+    /// The synchronous part of `request`: writes the request and, when this
+    /// thread may read, reads until the reply comes or `inlineWait` ends. It is
+    /// not `async`, so that an `async` caller whose reply comes within the
+    /// window makes no `async` call on the way (each one costs a frame and an
+    /// executor check, measurable on a hit).
+    func begin(_ body: GatewayMessage.Body, registering function: FunctionVersion? = nil, timeout: TimeAmount, mayLead: Bool) -> Attempt {
+        let deadline = NIODeadline.now() + timeout
+        switch self.start(body, registering: function, deadline: deadline, mayLead: mayLead && self.inlineWait > .zero) {
+        case .failed(let error):
+            return .done(.failure(error))
+        case .lead(let id):
+            if let reply = self.lead(id, deadline: deadline, until: min(deadline, NIODeadline.now() + self.inlineWait)) {
+                return .done(reply)
+            }
+            return .parked(id)
+        case .wait(let id):
+            return .parked(id)
+        }
+    }
+
+    /// `request`, blocking the calling thread until the reply or the deadline.
+    func requestBlocking(_ body: GatewayMessage.Body, registering function: FunctionVersion? = nil, timeout: TimeAmount) -> Reply {
+        let deadline = NIODeadline.now() + timeout
+        switch self.start(body, registering: function, deadline: deadline, mayLead: true) {
+        case .failed(let error):
+            return .failure(error)
+        case .lead(let id):
+            // Until the deadline, so `lead` returns a reply.
+            return self.lead(id, deadline: deadline, until: deadline) ?? .failure(GatewayError(.timeout, "no reply within \(timeout)"))
+        case .wait(let id):
+            return self.block(id)
+        }
+    }
+
+    /// Sends `body` without awaiting its reply (the reader drops it).
+    func send(_ body: GatewayMessage.Body, registering function: FunctionVersion? = nil) {
+        _ = self.start(body, registering: function, deadline: nil, mayLead: false)
+    }
+
+    /// Closes the connection; awaited requests fail with `error`. Only the
+    /// first call does anything.
+    func close(_ error: GatewayError = GatewayError(.connectionClosed, "the client closed the connection")) {
+        let closing = self.lock.withLock { () -> (completions: [Completion], handler: (@Sendable (ClientConnection) -> Void)?)? in
+            guard self.failure == nil else { return nil }
+            return (self.failLocked(error), self.onClose.take())
+        }
+        guard let closing else { return }
+        UnixSocket.shutdown(self.fd)
+        self.wake()
+        for completion in closing.completions { completion.run() }
+        closing.handler?(self)
+    }
+
+    /// Whether the connection has closed.
+    var isClosed: Bool { self.lock.withLock { self.failure != nil } }
+
+    /// How many written requests await their reply (for tests).
+    var awaitedCount: Int { self.lock.withLock { self.pending.count } }
+
+    // MARK: Writing
+
+    private enum Start {
+        case failed(GatewayError)
+        /// Written; this caller holds the reader role.
+        case lead(UInt64)
+        /// Written; park until someone reads the reply.
+        case wait(UInt64)
+    }
+
+    /// Writes the request (and the register before it) and records the waiter,
+    /// all under the lock: ids, the registered set and the byte stream change together.
+    private func start(_ body: GatewayMessage.Body, registering function: FunctionVersion?, deadline: NIODeadline?, mayLead: Bool) -> Start {
+        var wakeBackground = false
+        let start = self.lock.withLock { () -> Start in
+            if let failure = self.failure { return .failed(failure) }
+            self.scratch.clear()
+            var needsRegister = false
+            var fields: [UInt8]?
+            if let function {
+                fields = self.registered[function]
+                if fields == nil {
+                    needsRegister = true
+                    fields = LookupFrames.fields(of: function)
+                }
+            }
+            self.nextID &+= 1
+            if self.nextID == 0 { self.nextID = 1 }  // id 0 is reserved
+            var id = self.nextID
+            do {
+                if needsRegister, let function {
+                    try self.encoder.encodeFrame(GatewayMessage(id: id, .register(function)), into: &self.scratch)
+                    self.nextID &+= 1
+                    id = self.nextID
+                }
+                if case .lookup(let lookup) = body, let fields, lookup.function == function {
+                    LookupFrames.appendLookup(id: id, fields: fields, key: lookup.key, to: &self.scratch)
+                } else {
+                    try self.encoder.encodeFrame(GatewayMessage(id: id, body), into: &self.scratch)
+                }
+            } catch {
+                return .failed((error as? GatewayError) ?? GatewayError(.unencodable, "\(error)"))
+            }
+            do throws(GatewayError) {
+                try self.writeLocked(&wakeBackground)
+            } catch {
+                // Closed below, outside the lock.
+                return .failed(error)
+            }
+            if needsRegister, let function { self.registered[function] = fields }
+            // A large store leaves the scratch buffer large: let it go.
+            if self.scratch.capacity > 64 * 1024 { self.scratch = ByteBuffer() }
+            guard let deadline else { return .wait(0) }
+            self.pending[id] = Pending(waiter: .caller, deadline: deadline)
+            if mayLead && !self.isReading {
+                self.isReading = true
+                return .lead(id)
+            }
+            // Someone must read for it: the background thread, unless a reader
+            // is at work and will look at the deadlines before this one.
+            wakeBackground = wakeBackground || !self.isReading || self.backgroundReadsUntil.map { deadline < $0 } ?? false
+            return .wait(id)
+        }
+        if case .failed(let error) = start, error.code == .connectionClosed {
+            self.close(error)
+        }
+        if wakeBackground { self.wake() }
+        return start
+    }
+
+    /// Writes `scratch` after whatever `outbox` holds; what the socket does not
+    /// take waits in `outbox` for the background thread (which `wake` is set to call).
+    private func writeLocked(_ wake: inout Bool) throws(GatewayError) {
+        if self.outbox.readableBytes > 0 {
+            self.outbox.writeBuffer(&self.scratch)
+            try self.flushLocked()
+            wake = wake || self.outbox.readableBytes > 0
+            return
+        }
+        let sent = try self.scratch.withUnsafeReadableBytes { (bytes) throws(GatewayError) in try UnixSocket.send(self.fd, bytes) }
+        self.scratch.moveReaderIndex(forwardBy: sent)
+        if self.scratch.readableBytes > 0 {
+            self.outbox.writeBuffer(&self.scratch)
+            wake = true
+        }
+    }
+
+    /// Writes what `outbox` holds, as far as the socket takes it.
+    private func flushLocked() throws(GatewayError) {
+        let sent = try self.outbox.withUnsafeReadableBytes { (bytes) throws(GatewayError) in try UnixSocket.send(self.fd, bytes) }
+        self.outbox.moveReaderIndex(forwardBy: sent)
+        if self.outbox.readableBytes == 0 {
+            self.outbox = ByteBuffer()
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads the socket (holding the reader role) until `id`'s reply arrives
+    /// or its deadline passes; returns nil, with the role released and the
+    /// request still awaited, when `windowEnd` comes first.
+    private func lead(_ id: UInt64, deadline: NIODeadline, until windowEnd: NIODeadline) -> Reply? {
+        var poller = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
+        // Until the window ends, or until another request's deadline, to fail it on time.
+        var wakeAt = windowEnd
+        // Waits before reading: reading first would save the poll only when the
+        // reply is already there, which measured rare (about 1 call in 8 with
+        // everything on one CPU, never across CPUs), and costs a failed read otherwise.
+        while true {
+            let now = NIODeadline.now()
+            var readError: GatewayError?
+            if now < wakeAt {
+                poller.revents = 0
+                withUnsafeMutablePointer(to: &poller) { UnixSocket.poll(UnsafeMutableBufferPointer(start: $0, count: 1), milliseconds: Self.milliseconds(wakeAt - now)) }
+                if poller.revents != 0 { readError = self.readAvailable().error }
+            }
+            // Fails every awaited request, this one too (it is then `.arrived`).
+            if let readError { self.close(readError) }
+            let after = NIODeadline.now()
+            var wakeBackground = false
+            var completions: [Completion] = []
+            let outcome = self.lock.withLock { () -> Reply?? in
+                if readError == nil {
+                    completions = self.dispatchLocked(now: after)
+                }
+                guard let entry = self.pending[id] else {
+                    // Not possible while this thread reads; kept for safety.
+                    self.isReading = false
+                    return .some(.failure(self.failure ?? GatewayError(.connectionClosed, "the connection closed")))
+                }
+                if case .arrived(let reply) = entry.waiter {
+                    self.pending.removeValue(forKey: id)
+                    self.isReading = false
+                    wakeBackground = !self.pending.isEmpty && self.failure == nil
+                    return .some(reply)
+                }
+                if after >= windowEnd {
+                    // The request stays awaited; the background thread reads for it.
+                    self.isReading = false
+                    wakeBackground = true
+                    return .some(nil)
+                }
+                wakeAt = windowEnd
+                for entry in self.pending.values where entry.deadline < wakeAt { wakeAt = entry.deadline }
+                return nil
+            }
+            if wakeBackground { self.wake() }
+            for completion in completions { completion.run() }
+            if let outcome { return outcome }
+        }
+    }
+
+    /// Suspends until the reply of `id` (from `begin`) is handed over, or fails.
+    func park(_ id: UInt64, isolation: isolated (any Actor)? = #isolation) async -> Reply {
+        await withUnsafeContinuation(isolation: isolation) { (continuation: UnsafeContinuation<Reply, Never>) in
+            let early = self.lock.withLock { () -> Reply? in
+                guard let entry = self.pending[id] else {
+                    return .failure(self.failure ?? GatewayError(.connectionClosed, "the connection closed"))
+                }
+                if case .arrived(let reply) = entry.waiter {
+                    self.pending.removeValue(forKey: id)
+                    return reply
+                }
+                self.pending[id]!.waiter = .task(continuation)
+                return nil
+            }
+            if let early { continuation.resume(returning: early) }
+        }
+    }
+
+    /// Blocks the thread until `id`'s reply is handed over (or fails).
+    private func block(_ id: UInt64) -> Reply {
+        let thread = BlockedThread()
+        let early = self.lock.withLock { () -> Reply? in
+            guard let entry = self.pending[id] else {
+                return .failure(self.failure ?? GatewayError(.connectionClosed, "the connection closed"))
+            }
+            if case .arrived(let reply) = entry.waiter {
+                self.pending.removeValue(forKey: id)
+                return reply
+            }
+            self.pending[id]!.waiter = .thread(thread)
+            return nil
+        }
+        if let early { return early }
+        // The reader fails the request at its deadline; the semaphore is signalled either way.
+        thread.semaphore.wait()
+        return thread.reply ?? .failure(GatewayError(.connectionClosed, "a blocked request was woken without a reply"))
+    }
+
+    /// Reads what has arrived and decodes the complete frames into `messages`;
+    /// returns whether anything arrived and the error that ends the
+    /// connection, if any. Reader role only.
+    private func readAvailable() -> (received: Bool, error: GatewayError?) {
+        if self.inbox.readableBytes == 0 {
+            // Reuses the storage, unless a reply handed out earlier still
+            // refers to it (then it takes a fresh one; nothing is copied).
+            self.inbox.clear()
+        }
+        var receivedAny = false
+        do {
+            var more = true
+            while more {
+                let received = try self.inbox.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readSize) { (buffer) throws(GatewayError) in
+                    try UnixSocket.receive(self.fd, into: buffer) ?? 0
+                }
+                receivedAny = receivedAny || received > 0
+                // A full buffer may mean that more is waiting.
+                more = received > 0 && self.inbox.writableBytes == 0
+                while let payload = try self.frames.readPayload(from: &self.inbox) {
+                    self.messages.append(try LookupFrames.lookupReply(payload) ?? self.decoder.decode(payload: payload))
+                }
+            }
+            if self.inbox.readableBytes > 0 && self.inbox.readerIndex > Self.readSize {
+                self.inbox.discardReadBytes()
+            }
+            return (receivedAny, nil)
+        } catch let error as GatewayError {
+            return (receivedAny, error)
+        } catch {
+            return (receivedAny, GatewayError(.malformedMessage, "the gateway sent an unreadable frame: \(error)"))
+        }
+    }
+
+    /// Hands the decoded `messages` to their waiters and fails the requests
+    /// whose deadline passed. Reader role only, under the lock.
+    private func dispatchLocked(now: NIODeadline) -> [Completion] {
+        var completions: [Completion] = []
+        for message in self.messages {
+            if message.id == 0, case .error(let error) = message.body {
+                // A connection-level error (frameTooLarge): the gateway closes next.
+                completions += self.completeAllLocked(.failure(GatewayError(.remote, error.message, wireCode: error.code)))
+                continue
+            }
+            guard let entry = self.pending[message.id] else { continue }  // not awaited, or given up
+            if let completion = self.completeLocked(message.id, entry, .success(message)) {
+                completions.append(completion)
+            }
+        }
+        self.messages.removeAll(keepingCapacity: true)
+        for (id, entry) in self.pending where entry.deadline <= now {
+            if case .arrived = entry.waiter { continue }
+            if let completion = self.completeLocked(id, entry, .failure(GatewayError(.timeout, "no reply to request \(id) in time"))) {
+                completions.append(completion)
+            }
+        }
+        return completions
+    }
+
+    /// Completes one awaited request; returns what to run once the lock is released.
+    private func completeLocked(_ id: UInt64, _ entry: Pending, _ reply: Reply) -> Completion? {
+        switch entry.waiter {
+        case .caller:
+            self.pending[id]!.waiter = .arrived(reply)
+            return nil
+        case .arrived:
+            return nil
+        case .task(let continuation):
+            self.pending.removeValue(forKey: id)
+            return .task(continuation, reply)
+        case .thread(let thread):
+            self.pending.removeValue(forKey: id)
+            thread.reply = reply
+            return .thread(thread)
+        }
+    }
+
+    private func completeAllLocked(_ reply: Reply) -> [Completion] {
+        var completions: [Completion] = []
+        for (id, entry) in self.pending {
+            if let completion = self.completeLocked(id, entry, reply) { completions.append(completion) }
+        }
+        return completions
+    }
+
+    /// Marks the connection failed and fails every awaited request.
+    private func failLocked(_ error: GatewayError) -> [Completion] {
+        if self.failure == nil { self.failure = error }
+        self.outbox = ByteBuffer()
+        return self.completeAllLocked(.failure(error))
+    }
+
+    // MARK: Background reader
+
+    /// Wakes the background thread (to read, to flush, or to end).
+    private func wake() {
+        var byte: UInt8 = 1
+        _ = withUnsafeBytes(of: &byte) { try? UnixSocket.send(self.wakeWriter, $0) }
+    }
+
+    /// The background thread: reads while replies are awaited and nobody else
+    /// reads, flushes `outbox`, and ends when the connection closes.
+    private func background() {
+        var pollers = [
+            pollfd(fd: self.fd, events: 0, revents: 0),
+            pollfd(fd: self.wakeReader, events: Int16(POLLIN), revents: 0),
+        ]
+        var drain = [UInt8](repeating: 0, count: 64)
+        while true {
+            let now = NIODeadline.now()
+            let (reading, writing, timeout, closed) = self.lock.withLock { () -> (Bool, Bool, Int32, Bool) in
+                if self.failure != nil { return (false, false, 0, true) }
+                var earliest: NIODeadline?
+                if !self.isReading {
+                    // Replies that arrived and wait for their caller need no reading.
+                    for entry in self.pending.values {
+                        if case .arrived = entry.waiter { continue }
+                        earliest = min(earliest ?? entry.deadline, entry.deadline)
+                    }
+                }
+                if earliest != nil { self.isReading = true }
+                self.backgroundReadsUntil = earliest
+                let timeout = earliest.map { $0 > now ? Self.milliseconds($0 - now) : 0 } ?? -1
+                return (earliest != nil, self.outbox.readableBytes > 0, timeout, false)
+            }
+            if closed { return }
+            // The socket is watched only for what this thread does with it: a
+            // socket left readable while another thread reads would wake it in a loop.
+            pollers[0].fd = reading || writing ? self.fd : -1
+            pollers[0].events = (reading ? Int16(POLLIN) : 0) | (writing ? Int16(POLLOUT) : 0)
+            pollers[0].revents = 0
+            pollers[1].revents = 0
+            pollers.withUnsafeMutableBufferPointer { UnixSocket.poll($0, milliseconds: timeout) }
+            if pollers[1].revents != 0 {
+                drain.withUnsafeMutableBytes { while (try? UnixSocket.receive(self.wakeReader, into: $0)) ?? nil != nil {} }
+            }
+            var failed: GatewayError?
+            if writing && pollers[0].revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 {
+                failed = self.lock.withLock { () -> GatewayError? in
+                    do throws(GatewayError) {
+                        try self.flushLocked()
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            if reading && failed == nil && pollers[0].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
+                failed = self.readAvailable().error
+            }
+            if let failed { self.close(failed) }
+            guard reading else { continue }
+            let after = NIODeadline.now()
+            let completions = self.lock.withLock { () -> [Completion] in
+                self.isReading = false
+                self.backgroundReadsUntil = nil
+                return failed == nil ? self.dispatchLocked(now: after) : []
+            }
+            for completion in completions { completion.run() }
+        }
+    }
+
+    /// `amount` as a poll timeout, rounded up so that a wait never ends early.
+    private static func milliseconds(_ amount: TimeAmount) -> Int32 {
+        let nanoseconds = max(0, amount.nanoseconds)
+        return Int32(clamping: (nanoseconds + 999_999) / 1_000_000)
+    }
+}
+
+extension Optional {
+    /// The value, leaving nil behind.
+    fileprivate mutating func take() -> Wrapped? {
+        defer { self = nil }
+        return self
+    }
+}

@@ -1,0 +1,104 @@
+import GatewayProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The few system calls the client makes on its socket, each returning a
+/// `GatewayError` instead of a C status and `errno`.
+///
+/// The client talks to the gateway with plain non-blocking POSIX calls from its
+/// callers' own threads (see `ClientConnection`), so it needs nothing more
+/// than socket, connect, send, recv and poll.
+enum UnixSocket {
+    /// Connects a non-blocking, close-on-exec Unix stream socket to `path`.
+    ///
+    /// Connecting a Unix socket does not wait for the peer: it succeeds or
+    /// fails at once (a full accept backlog fails with EAGAIN, reported as
+    /// `.unavailable` like an absent gateway).
+    static func connect(path: String) throws(GatewayError) -> Int32 {
+        var address = sockaddr_un()
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw GatewayError(.invalidConfiguration, "the socket path \(path) is longer than a Unix socket path may be")
+        }
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes + [0]) }
+        let fd = try self.check("socket", socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0))
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        do {
+            _ = try self.check("connect to \(path)", status, code: .unavailable)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// A pair of connected non-blocking sockets, used to wake a thread that waits in `poll`.
+    static func pair() throws(GatewayError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try self.check("socketpair", socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds))
+        return (fds[0], fds[1])
+    }
+
+    /// Sends what the socket takes now; returns the number of bytes sent (0
+    /// when its buffer is full).
+    static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(GatewayError) -> Int {
+        guard !bytes.isEmpty else { return 0 }
+        while true {
+            let sent = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            if sent >= 0 { return sent }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return 0
+            default: throw self.error("send", code: .connectionClosed)
+            }
+        }
+    }
+
+    /// Receives what has arrived, without waiting: the number of bytes, nil
+    /// when nothing has arrived; throws `.connectionClosed` at the end of the stream.
+    static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(GatewayError) -> Int? {
+        while true {
+            let received = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if received > 0 { return received }
+            if received == 0 { throw GatewayError(.connectionClosed, "the gateway closed the connection") }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return nil
+            default: throw self.error("recv", code: .connectionClosed)
+            }
+        }
+    }
+
+    /// Waits in the kernel until one of `fds` is ready or `milliseconds` pass
+    /// (-1: no limit). Interrupted waits return as if nothing were ready.
+    static func poll(_ fds: UnsafeMutableBufferPointer<pollfd>, milliseconds: Int32) {
+        _ = Glibc.poll(fds.baseAddress, nfds_t(fds.count), milliseconds)
+    }
+
+    /// Closes `fd`, ignoring the outcome (there is nothing left to do about it).
+    static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    /// Stops both directions of `fd` so that a thread waiting on it wakes up,
+    /// without closing the descriptor under that thread's feet.
+    static func shutdown(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    /// The one place where a system call's status becomes an error.
+    @discardableResult
+    private static func check(_ call: @autoclosure () -> String, _ status: Int32, code: GatewayError.Code = .unavailable) throws(GatewayError) -> Int32 {
+        guard status < 0 else { return status }
+        throw self.error(call(), code: code)
+    }
+
+    private static func error(_ call: String, code: GatewayError.Code) -> GatewayError {
+        let number = errno
+        return GatewayError(code, "\(call) failed: \(String(cString: strerror(number))) (errno \(number))")
+    }
+}

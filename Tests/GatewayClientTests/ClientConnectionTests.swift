@@ -1,0 +1,330 @@
+import Foundation
+@testable import GatewayClientRuntime
+import GatewayProtocol
+import GatewayTestSupport
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The client's transport (`ClientConnection`): many tasks and threads on one
+/// socket, replies in any order, deadlines, a gateway that stops or dies, and
+/// the order of register frames on the wire.
+///
+/// Each test opens connections of its own (not `CacheClient.shared`), against
+/// a real gateway process, or against `ScriptedGateway` where the test must
+/// see the frames on the wire or choose the order of the replies.
+@Suite struct ClientConnectionTests {
+    /// A connection that has said hello.
+    static func open(_ socketPath: String, inlineWait: TimeAmount = .milliseconds(1)) throws -> ClientConnection {
+        let connection = try ClientConnection(socketPath: socketPath, inlineWait: inlineWait)
+        let reply = connection.requestBlocking(.hello(Hello(clientName: "ClientConnectionTests", pid: UInt64(getpid()))), timeout: .seconds(10))
+        guard case .success(let message) = reply, case .helloReply(let hello) = message.body else {
+            connection.close()
+            throw TestFailure("no hello reply: \(reply)")
+        }
+        connection.hello = hello
+        return connection
+    }
+
+    /// Runs `body` on a thread of its own (blocking calls must not take the
+    /// test's cooperative threads) and returns its result.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: body()) }.start()
+        }
+    }
+
+    /// Waits until `condition` holds, up to `timeout`.
+    static func wait(until condition: () -> Bool, timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the condition did not hold within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    static let function = FunctionVersion(function: "ClientConnectionTests.value(_:)", version: "v1")
+
+    static func lookup(_ key: CacheKey) -> GatewayMessage.Body {
+        .lookup(Lookup(function: Self.function, key: key))
+    }
+
+    static func failureCode(_ reply: ClientConnection.Reply) -> GatewayError.Code? {
+        if case .failure(let error) = reply { return error.code }
+        return nil
+    }
+
+    /// With the caller reading for itself (1 ms) and with every caller parked
+    /// for the background reader (0).
+    @Test(arguments: [TimeAmount.milliseconds(1), .zero])
+    func manyTasksAndThreadsOnOneConnectionEachGetTheirOwnReply(inlineWait: TimeAmount) async throws {
+        let gateway = try GatewayProcess()
+        let connection = try Self.open(gateway.socketPath, inlineWait: inlineWait)
+        let keys = try (0..<64).map { try CacheKey(hashing: $0) }
+        for (index, key) in keys.enumerated() {
+            let store = Store(function: Self.function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1, value: ByteBuffer(string: "value \(index)"))
+            let reply = try await connection.request(.store(store), registering: Self.function, timeout: .seconds(10)).get()
+            #expect(reply.body == .storeReply(stored: true))
+        }
+        let wrong = NIOLockedValueBox(0)
+        let answered = NIOLockedValueBox(0)
+        @Sendable func check(_ index: Int, _ reply: ClientConnection.Reply) {
+            answered.withLockedValue { $0 += 1 }
+            guard case .success(let message) = reply, message.body == .lookupReply(.hit(ByteBuffer(string: "value \(index)"))) else {
+                wrong.withLockedValue { $0 += 1 }
+                return
+            }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for task in 0..<40 {
+                group.addTask {
+                    for round in 0..<25 {
+                        let index = (task * 7 + round) % keys.count
+                        check(index, await connection.request(Self.lookup(keys[index]), registering: Self.function, timeout: .seconds(10)))
+                    }
+                }
+            }
+            for thread in 0..<4 {
+                group.addTask {
+                    await Self.onThread {
+                        for round in 0..<100 {
+                            let index = (thread * 13 + round) % keys.count
+                            check(index, connection.requestBlocking(Self.lookup(keys[index]), registering: Self.function, timeout: .seconds(10)))
+                        }
+                    }
+                }
+            }
+        }
+        let expected = 40 * 25 + 4 * 100
+        let answers = answered.withLockedValue { $0 }
+        let wrongAnswers = wrong.withLockedValue { $0 }
+        #expect(answers == expected)
+        #expect(wrongAnswers == 0)
+        #expect(connection.awaitedCount == 0)
+        connection.close()
+        #expect(gateway.stop() == 0)
+    }
+
+    /// A Redis-backed lookup and a ping written together: the real gateway
+    /// answers the ping first (the lookup waits for Redis). The gateway is
+    /// stopped while the calls write, so both are on the wire before it reads.
+    @Test(arguments: [TimeAmount.milliseconds(1), .zero])
+    func repliesOutOfOrderFromARealGatewayReachTheirCallers(inlineWait: TimeAmount) async throws {
+        let gateway = try GatewayProcess(arguments: [
+            "--redis", "unix://\(try TestRedis.socketPath)", "--namespace", "ooo\(UInt32.random(in: 0...UInt32.max))", "--lookup-timeout-ms", "5000",
+        ])
+        let key = try CacheKey(hashing: "out of order")
+        let value = ByteBuffer(string: "from redis")
+        let store = Store(function: Self.function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1, value: value)
+
+        // The gateway itself: what is being tested does happen.
+        let raw = try RawSocket(path: gateway.socketPath)
+        try raw.write(GatewayMessage(id: 1, .hello(Hello(clientName: "raw", pid: 1))))
+        _ = try raw.readMessage()
+        try raw.write(GatewayMessage(id: 2, .store(store)))
+        #expect(try raw.readMessage().body == .storeReply(stored: true))
+        var both = ByteBuffer()
+        try GatewayMessage(id: 3, Self.lookup(key)).encodeFrame(into: &both)
+        try GatewayMessage(id: 4, .ping).encodeFrame(into: &both)
+        try raw.write(Array(both.readableBytesView))
+        #expect(try raw.readMessage().id == 4)
+        #expect(try raw.readMessage() == GatewayMessage(id: 3, .lookupReply(.hit(value))))
+
+        // The client: the same two requests from two tasks and from two threads.
+        let connection = try Self.open(gateway.socketPath, inlineWait: inlineWait)
+        for threads in [false, true] {
+            try gateway.suspend()
+            async let lookupReply = threads
+                ? Self.onThread { connection.requestBlocking(Self.lookup(key), registering: Self.function, timeout: .seconds(20)) }
+                : connection.request(Self.lookup(key), registering: Self.function, timeout: .seconds(20))
+            async let pingReply = threads
+                ? Self.onThread { connection.requestBlocking(.ping, timeout: .seconds(20)) }
+                : connection.request(.ping, timeout: .seconds(20))
+            try await Self.wait(until: { connection.awaitedCount == 2 })
+            gateway.resume()
+            #expect(try await lookupReply.get().body == .lookupReply(.hit(value)))
+            #expect(try await pingReply.get().body == .pong)
+        }
+        connection.close()
+        #expect(gateway.stop() == 0)
+    }
+
+    /// Replies in exactly the reverse order of the requests, from a scripted peer.
+    @Test func repliesInReverseOrderReachTheirCallers() async throws {
+        let callers = 8
+        let peer = try ScriptedGateway { unanswered in
+            guard unanswered.count == callers else { return nil }
+            return unanswered.reversed().map { request in
+                guard case .lookup(let lookup) = request.body else { return ScriptedGateway.answer(request) }
+                return GatewayMessage(id: request.id, .lookupReply(.hit(ByteBuffer(string: lookup.key.description))))
+            }
+        }
+        let connection = try Self.open(peer.socketPath)
+        let keys = try (0..<callers).map { try CacheKey(hashing: "reverse \($0)") }
+        let replies = await withTaskGroup(of: (Int, ClientConnection.Reply).self) { group in
+            for index in 0..<callers {
+                group.addTask {
+                    // Half the callers are threads, half tasks.
+                    if index % 2 == 0 {
+                        return (index, await Self.onThread { connection.requestBlocking(Self.lookup(keys[index]), timeout: .seconds(20)) })
+                    }
+                    return (index, await connection.request(Self.lookup(keys[index]), timeout: .seconds(20)))
+                }
+            }
+            var replies: [Int: ClientConnection.Reply] = [:]
+            for await (index, reply) in group { replies[index] = reply }
+            return replies
+        }
+        for index in 0..<callers {
+            #expect(try replies[index]?.get().body == .lookupReply(.hit(ByteBuffer(string: keys[index].description))))
+        }
+        connection.close()
+        #expect(peer.waitUntilClosed())
+        #expect(peer.requests.count == 1 + callers)
+    }
+
+    /// A stopped gateway answers nothing: each way of waiting ends at its
+    /// deadline with `.timeout`, not before; once the gateway runs again the
+    /// late replies are dropped and the connection serves new requests.
+    @Test func requestsTimeOutAtTheirDeadlineAndTheConnectionStaysUsable() async throws {
+        let gateway = try GatewayProcess()
+        let leading = try Self.open(gateway.socketPath)
+        let parking = try Self.open(gateway.socketPath, inlineWait: .zero)
+        try gateway.suspend()
+        let timeout = TimeAmount.milliseconds(100)
+        let started = ContinuousClock.now
+        async let inline = leading.request(.ping, timeout: timeout)
+        async let parked = parking.request(.ping, timeout: timeout)
+        async let blocked = Self.onThread { leading.requestBlocking(.ping, timeout: timeout) }
+        async let follower = Self.onThread { parking.requestBlocking(.ping, timeout: timeout) }
+        let codes = await [inline, parked, blocked, follower].map(Self.failureCode)
+        let elapsed = ContinuousClock.now - started
+        #expect(codes == Array(repeating: .timeout, count: 4))
+        #expect(elapsed >= .milliseconds(100))
+        #expect(elapsed < .seconds(5))
+        gateway.resume()
+        for connection in [leading, parking] {
+            #expect(try await connection.request(.ping, timeout: .seconds(10)).get().body == .pong)
+            #expect(connection.awaitedCount == 0)
+            #expect(!connection.isClosed)
+            connection.close()
+        }
+        #expect(gateway.stop() == 0)
+    }
+
+    /// A gateway killed while requests wait: every waiter (reading, parked,
+    /// blocked) fails with `.connectionClosed` at once, not at its deadline,
+    /// the close handler runs once, and later requests fail without waiting.
+    @Test func killingTheGatewayFailsEveryWaitingRequestAtOnce() async throws {
+        let gateway = try GatewayProcess()
+        let connection = try Self.open(gateway.socketPath)
+        let closes = NIOLockedValueBox(0)
+        connection.whenClosed { _ in closes.withLockedValue { $0 += 1 } }
+        try gateway.suspend()
+        let codes = try await withThrowingTaskGroup(of: GatewayError.Code?.self) { group in
+            for index in 0..<12 {
+                group.addTask {
+                    let reply = index % 3 == 0
+                        ? await Self.onThread { connection.requestBlocking(.ping, timeout: .seconds(60)) }
+                        : await connection.request(.ping, timeout: .seconds(60))
+                    return Self.failureCode(reply)
+                }
+            }
+            try await Self.wait(until: { connection.awaitedCount == 12 })
+            #expect(gateway.stop(signal: SIGKILL) != 0)
+            let killed = ContinuousClock.now
+            var codes: [GatewayError.Code?] = []
+            for try await code in group { codes.append(code) }
+            #expect(ContinuousClock.now - killed < .seconds(5))
+            return codes
+        }
+        #expect(codes == Array(repeating: .connectionClosed, count: 12))
+        #expect(connection.isClosed)
+        #expect(closes.withLockedValue { $0 } == 1)
+        #expect(Self.failureCode(await connection.request(.ping, timeout: .seconds(60))) == .connectionClosed)
+        #expect(connection.awaitedCount == 0)
+    }
+
+    /// However the threads interleave, a function version's register frame is
+    /// on the wire before every lookup and store that names it, exactly once.
+    @Test func aVersionsRegisterFrameAlwaysPrecedesItsLookupsAndStores() async throws {
+        let peer = try ScriptedGateway { unanswered in unanswered.map(ScriptedGateway.answer) }
+        let connection = try Self.open(peer.socketPath)
+        let functions = (0..<40).map { FunctionVersion(function: "Ordering.f\($0)()", version: "v\($0)") }
+        let key = try CacheKey(hashing: 1)
+        @Sendable func store(_ function: FunctionVersion) {
+            connection.send(.store(Store(function: function, key: key, ttlMilliseconds: 1_000, computeMicroseconds: 1, value: ByteBuffer(string: "x"))), registering: function)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    for function in functions.shuffled() {
+                        _ = await connection.request(.lookup(Lookup(function: function, key: key)), registering: function, timeout: .seconds(10))
+                        store(function)
+                    }
+                }
+            }
+            for _ in 0..<4 {
+                group.addTask {
+                    await Self.onThread {
+                        for function in functions.shuffled() {
+                            store(function)
+                            _ = connection.requestBlocking(.lookup(Lookup(function: function, key: key)), registering: function, timeout: .seconds(10))
+                        }
+                    }
+                }
+            }
+        }
+        connection.close()
+        #expect(peer.waitUntilClosed())
+        let requests = peer.requests
+        var checked = 0
+        for function in functions {
+            let registers = requests.indices.filter { requests[$0].body == .register(function) }
+            let uses = requests.indices.filter { index in
+                switch requests[index].body {
+                case .lookup(let lookup): lookup.function == function
+                case .store(let store): store.function == function
+                default: false
+                }
+            }
+            #expect(registers.count == 1, "\(function.function) registered \(registers.count) times")
+            #expect(uses.count > 0)
+            if let register = registers.first, let firstUse = uses.first {
+                #expect(register < firstUse, "\(function.function): a request at \(firstUse) came before its register at \(register)")
+                checked += 1
+            }
+        }
+        #expect(checked == functions.count)
+    }
+}
+
+extension GatewayProcess {
+    /// Stops the gateway (SIGSTOP) and waits until every one of its threads
+    /// has stopped: a stop signal takes effect only when a thread of the
+    /// process next runs, and meanwhile another thread may still answer.
+    func suspend(timeout: Duration = .seconds(10)) throws {
+        guard kill(self.pid, SIGSTOP) == 0 else { throw TestFailure("SIGSTOP: errno \(errno)") }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(self.pid)/task")) ?? []
+            let states = threads.compactMap { thread -> Character? in
+                guard let stat = try? String(contentsOfFile: "/proc/\(self.pid)/task/\(thread)/stat", encoding: .utf8),
+                      let end = stat.lastIndex(of: ")") else { return nil }
+                // "pid (name) S …": the state follows the name.
+                return stat[stat.index(end, offsetBy: 2)...].first
+            }
+            if !states.isEmpty && states.allSatisfy({ $0 == "T" }) { return }
+            usleep(1_000)
+        }
+        throw TestFailure("the gateway did not stop within \(timeout)")
+    }
+
+    /// Lets a suspended gateway run again.
+    func resume() {
+        kill(self.pid, SIGCONT)
+    }
+}
