@@ -15,7 +15,13 @@ extension IntegrationTests {
         let function = "Tests.slow(x:)"
 
         func makeStore() async throws -> RedisStore {
-            let store = try RedisStore(url: try RedisTestSupport.sharedURL(), eventLoopGroup: RedisTestSupport.eventLoopGroup, logger: RedisTestSupport.logger)
+            // Small batches, so that purges go through many script runs and pipelined groups.
+            let store = try RedisStore(
+                url: try RedisTestSupport.sharedURL(),
+                configuration: RedisStore.Configuration(deleteBatchSize: 7, deletePipelineDepth: 3),
+                eventLoopGroup: RedisTestSupport.eventLoopGroup,
+                logger: RedisTestSupport.logger
+            )
             let up = await RedisTestSupport.waitUntil { store.isHealthy }
             try #require(up)
             return store
