@@ -65,7 +65,7 @@ public final class RedisStore: CacheStore {
             lookupTimeout: TimeAmount = .milliseconds(5),
             writeTimeout: TimeAmount = .milliseconds(500),
             deleteBatchSize: Int = 500,
-            deletePipelineDepth: Int = 2,
+            deletePipelineDepth: Int = 1,
             logInterval: TimeAmount = .seconds(10)
         ) {
             self.pool = pool
