@@ -44,7 +44,12 @@ import Glibc
 /// - **Failure.** The end of the stream, a failed write or an unreadable frame
 ///   closes the connection: every awaited request fails with the error and
 ///   `onClose` runs once. The descriptor is shut down at once (waking any
-///   reader) and closed when the last reference goes.
+///   reader) and closed when the last reference goes. While no reply is
+///   awaited nobody reads, so a gateway that died while the process was idle
+///   is noticed by the next call (its write or read fails and it runs
+///   uncached); the call after it connects again at once.
+/// - **Frames.** Lookups and their replies, the hit path, are written and
+///   read by `LookupFrames`; everything else goes through `MessageCodec`.
 final class ClientConnection: @unchecked Sendable {
     // @unchecked: every mutable field is guarded by `lock`, except those marked
     // as belonging to the reader role, which only the role's holder touches

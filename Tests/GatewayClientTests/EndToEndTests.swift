@@ -1,4 +1,5 @@
 import Foundation
+import GatewayProtocol
 import GatewayTestSupport
 import Testing
 #if canImport(Glibc)
@@ -14,7 +15,10 @@ import Glibc
         func arguments() throws -> [String] {
             switch self {
             case .memory: []
-            case .redis: ["--redis", "unix://\(try TestRedis.socketPath)", "--namespace", "e2e\(UInt32.random(in: 0...UInt32.max))"]
+            // A generous Redis timeout: under a loaded debug build the gateway's
+            // default (5 ms) turns lookups into "miss, do not store", and these
+            // tests are about hits crossing processes, not about that.
+            case .redis: ["--redis", "unix://\(try TestRedis.socketPath)", "--namespace", "e2e\(UInt32.random(in: 0...UInt32.max))", "--lookup-timeout-ms", "2000"]
             }
         }
     }
@@ -77,6 +81,29 @@ import Glibc
         }
     }
 
+    /// Waits until the gateway has stored `count` entries. A worker sends its
+    /// store without waiting for the reply, and with the Redis backend the
+    /// entry lands only once Redis has answered the gateway, possibly after a
+    /// lookup that follows at once; a test that expects a hit waits for the
+    /// store first. Synchronous, like the workers' calls.
+    func waitForStores(_ gateway: GatewayProcess, atLeast count: UInt64) throws {
+        let admin = try RawSocket(path: gateway.socketPath)
+        try admin.write(GatewayMessage(id: 1, .hello(Hello(clientName: "admin", pid: UInt64(getpid())))))
+        _ = try admin.readMessage()
+        let deadline = ContinuousClock.now + .seconds(10)
+        var id: UInt64 = 1
+        var stores: UInt64 = 0
+        while ContinuousClock.now < deadline {
+            id += 1
+            try admin.write(GatewayMessage(id: id, .stats))
+            guard case .statsReply(let stats) = try admin.readMessage().body else { throw TestFailure("no stats reply") }
+            stores = stats[count: "stores"] ?? 0
+            if stores >= count { return }
+            usleep(5_000)
+        }
+        throw TestFailure("the gateway stored \(stores) entries, not \(count), within 10 s")
+    }
+
     @Test(arguments: Backend.allCases)
     func aResultComputedByOneWorkerIsServedToAnother(backend: Backend) throws {
         let gateway = try GatewayProcess(arguments: try backend.arguments())
@@ -85,6 +112,7 @@ import Glibc
         let computed = try first.call("latte", version: 1)
         #expect(computed.ranHere)
         #expect(computed.computedInProcess == first.pid)
+        try self.waitForStores(gateway, atLeast: 1)
         let served = try second.call("latte", version: 1)
         #expect(!served.ranHere)
         #expect(served.computedInProcess == first.pid)
@@ -105,6 +133,7 @@ import Glibc
             #expect(newAnswer.computedBy == "v2")
             #expect(oldAnswer.ranHere == (round == 0))
             #expect(newAnswer.ranHere == (round == 0))
+            if round == 0 { try self.waitForStores(gateway, atLeast: 2) }
             // Each worker also asks for the other version: still never mixed.
             #expect(try old.call("mocha", version: 2).computedBy == "v2")
             #expect(try new.call("mocha", version: 1).computedBy == "v1")
@@ -118,6 +147,7 @@ import Glibc
         let gateway = try GatewayProcess(arguments: arguments)
         let worker = try Worker(socketPath: gateway.socketPath)
         let expected = try worker.call("tea", version: 1)
+        try self.waitForStores(gateway, atLeast: 1)
         #expect(!(try worker.call("tea", version: 1).ranHere))
 
         // Killed mid-run, as a crash would.
