@@ -99,9 +99,11 @@ public final class GatewayProcess: @unchecked Sendable {
         return kib
     }
 
-    /// A connection that has said hello.
-    public func connect(name: String = "test") async throws -> GatewayConnection {
-        try await GatewayConnection.connect(socketPath: self.socketPath, clientName: name)
+    /// A connection that has said hello. The timeout is generous: tests run
+    /// debug builds on a 2-CPU machine, where a burst of connections may wait
+    /// seconds for the gateway's first answer; a test about timing sets its own.
+    public func connect(name: String = "test", timeout: TimeAmount = .seconds(30)) async throws -> GatewayConnection {
+        try await GatewayConnection.connect(socketPath: self.socketPath, clientName: name, timeout: timeout)
     }
 }
 
