@@ -104,11 +104,13 @@ import Glibc
         throw TestFailure("the gateway stored \(stores) entries, not \(count), within 10 s")
     }
 
+    // The workers of the next two tests wait up to 2 s for a lookup: they
+    // expect hits, and on a busy machine a 10 ms lookup would be skipped.
     @Test(arguments: Backend.allCases)
     func aResultComputedByOneWorkerIsServedToAnother(backend: Backend) throws {
         let gateway = try GatewayProcess(arguments: try backend.arguments())
-        let first = try Worker(socketPath: gateway.socketPath)
-        let second = try Worker(socketPath: gateway.socketPath)
+        let first = try Worker(socketPath: gateway.socketPath, lookupTimeoutMilliseconds: 2000)
+        let second = try Worker(socketPath: gateway.socketPath, lookupTimeoutMilliseconds: 2000)
         let computed = try first.call("latte", version: 1)
         #expect(computed.ranHere)
         #expect(computed.computedInProcess == first.pid)
@@ -123,8 +125,8 @@ import Glibc
     @Test(arguments: Backend.allCases)
     func twoVersionsOfTheSameFunctionNeverSeeEachOthersResults(backend: Backend) throws {
         let gateway = try GatewayProcess(arguments: try backend.arguments())
-        let old = try Worker(socketPath: gateway.socketPath)
-        let new = try Worker(socketPath: gateway.socketPath)
+        let old = try Worker(socketPath: gateway.socketPath, lookupTimeoutMilliseconds: 2000)
+        let new = try Worker(socketPath: gateway.socketPath, lookupTimeoutMilliseconds: 2000)
         // Old and new code side by side, as during a rolling deploy.
         for round in 0..<3 {
             let oldAnswer = try old.call("mocha", version: 1)
