@@ -30,6 +30,7 @@ import GatewayProtocol
 import NIOCore
 import NIOEmbedded
 
+/// libFuzzer's start-up hook: writes the seeds and exits when asked to.
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzerInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
     // The work is done in a function that has returned (and released
@@ -39,6 +40,7 @@ public func fuzzerInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeM
     return 0
 }
 
+/// libFuzzer's entry point: runs one input through the target its first byte picks.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data, size > 0 else { return 0 }
