@@ -51,7 +51,10 @@ import Glibc
 
         deinit {
             if self.process.isRunning {
-                self.process.terminate()
+                // SIGKILL, not SIGTERM: a child spawned from one of the test's
+                // dispatch threads can inherit their mask, SIGTERM blocked, and
+                // then never exit (observed: the test hung in waitUntilExit).
+                kill(self.process.processIdentifier, SIGKILL)
                 self.process.waitUntilExit()
             }
         }
