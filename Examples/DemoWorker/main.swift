@@ -2,16 +2,28 @@
 // gateway. `make run` runs `DemoWorker demo`; the end-to-end tests drive
 // `DemoWorker serve`, which answers one call per line read from stdin.
 //
-//   DemoWorker demo [--socket PATH]
-//   DemoWorker serve [--socket PATH]     stdin: "<version> <product>" per line
+//   DemoWorker demo [--socket PATH] [--lookup-timeout-ms N]
+//   DemoWorker serve [--socket PATH] [--lookup-timeout-ms N]     stdin: "<version> <product>" per line
 //                                        stdout: one JSON object per line
 import Foundation
 import GatewayClient
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 let mode = arguments.isEmpty ? "demo" : arguments.removeFirst()
-if let index = arguments.firstIndex(of: "--socket"), index + 1 < arguments.count {
-    CacheClient.configure(CacheClient.Configuration(socketPath: arguments[index + 1], clientName: "DemoWorker"))
+/// The value after `flag` in `arguments`, if given.
+func option(_ flag: String, in arguments: [String]) -> String? {
+    guard let index = arguments.firstIndex(of: flag), index + 1 < arguments.count else { return nil }
+    return arguments[index + 1]
+}
+let socketOption = option("--socket", in: arguments)
+let lookupTimeoutOption = option("--lookup-timeout-ms", in: arguments)
+if socketOption != nil || lookupTimeoutOption != nil {
+    var configuration = CacheClient.Configuration(clientName: "DemoWorker")
+    if let socket = socketOption { configuration.socketPath = socket }
+    // The end-to-end tests pass a generous one: on a loaded machine the default
+    // (10 ms) can make a lookup fail open, which is not what they test.
+    if let milliseconds = lookupTimeoutOption.flatMap(Int64.init) { configuration.lookupTimeout = .milliseconds(milliseconds) }
+    CacheClient.configure(configuration)
 }
 
 /// One call, timed, and whether its body ran here.
@@ -60,6 +72,6 @@ case "serve":
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 default:
-    print("usage: DemoWorker [demo|serve] [--socket PATH]")
+    print("usage: DemoWorker [demo|serve] [--socket PATH] [--lookup-timeout-ms N]")
     exit(2)
 }
