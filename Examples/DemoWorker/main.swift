@@ -2,8 +2,8 @@
 // gateway. `make run` runs `DemoWorker demo`; the end-to-end tests drive
 // `DemoWorker serve`, which answers one call per line read from stdin.
 //
-//   DemoWorker demo [--socket PATH] [--lookup-timeout-ms N]
-//   DemoWorker serve [--socket PATH] [--lookup-timeout-ms N]     stdin: "<version> <product>" per line
+//   DemoWorker demo [--socket PATH] [--lookup-timeout-ms N] [--connect-timeout-ms N]
+//   DemoWorker serve [same options]      stdin: "<version> <product>" per line
 //                                        stdout: one JSON object per line
 import Foundation
 import GatewayClient
@@ -17,12 +17,14 @@ func option(_ flag: String, in arguments: [String]) -> String? {
 }
 let socketOption = option("--socket", in: arguments)
 let lookupTimeoutOption = option("--lookup-timeout-ms", in: arguments)
-if socketOption != nil || lookupTimeoutOption != nil {
+let connectTimeoutOption = option("--connect-timeout-ms", in: arguments)
+if socketOption != nil || lookupTimeoutOption != nil || connectTimeoutOption != nil {
     var configuration = CacheClient.Configuration(clientName: "DemoWorker")
     if let socket = socketOption { configuration.socketPath = socket }
-    // The end-to-end tests pass a generous one: on a loaded machine the default
-    // (10 ms) can make a lookup fail open, which is not what they test.
+    // The end-to-end tests pass generous ones: on a loaded machine the defaults
+    // (10 ms, 100 ms) can make a call fail open, which is not what they test.
     if let milliseconds = lookupTimeoutOption.flatMap(Int64.init) { configuration.lookupTimeout = .milliseconds(milliseconds) }
+    if let milliseconds = connectTimeoutOption.flatMap(Int64.init) { configuration.connectTimeout = .milliseconds(milliseconds) }
     CacheClient.configure(configuration)
 }
 
@@ -72,6 +74,6 @@ case "serve":
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 default:
-    print("usage: DemoWorker [demo|serve] [--socket PATH] [--lookup-timeout-ms N]")
+    print("usage: DemoWorker [demo|serve] [--socket PATH] [--lookup-timeout-ms N] [--connect-timeout-ms N]")
     exit(2)
 }

@@ -42,9 +42,10 @@ import Glibc
         init(socketPath: String) throws {
             let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("DemoWorker")
             self.process.executableURL = executable
-            // A generous lookup timeout: these tests are about hits crossing
-            // processes, and a loaded debug build can miss the default 10 ms.
-            self.process.arguments = ["serve", "--socket", socketPath, "--lookup-timeout-ms", "2000"]
+            // Generous timeouts: these tests are about hits crossing processes,
+            // and a loaded debug build can miss the defaults (10 ms to look up,
+            // 100 ms to connect), after which a worker rightly runs uncached.
+            self.process.arguments = ["serve", "--socket", socketPath, "--lookup-timeout-ms", "2000", "--connect-timeout-ms", "2000"]
             self.process.standardInput = self.input
             self.process.standardOutput = self.output
             self.process.standardError = FileHandle.nullDevice
