@@ -2,25 +2,36 @@
 // gateway. `make run` runs `DemoWorker demo`; the end-to-end tests drive
 // `DemoWorker serve`, which answers one call per line read from stdin.
 //
-//   DemoWorker demo [--socket PATH]
-//   DemoWorker serve [--socket PATH]     stdin: "<version> <product>" per line
+//   DemoWorker demo [--socket PATH] [--lookup-timeout-ms N] [--connect-timeout-ms N]
+//   DemoWorker serve [same options]      stdin: "<version> <product>" per line
 //                                        stdout: one JSON object per line
 //   --lookup-timeout-ms N                how long a lookup may take (default 10 ms);
 //                                        tests on a loaded machine raise it so that
 //                                        a slow answer is not taken for an absent gateway
+//   --connect-timeout-ms N               how long connecting may take (default 100 ms)
 import Foundation
 import GatewayClient
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 let mode = arguments.isEmpty ? "demo" : arguments.removeFirst()
-@MainActor func option(_ name: String) -> String? {
-    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
+
+/// The value after `flag` in `arguments`, if given.
+func option(_ flag: String, in arguments: [String]) -> String? {
+    guard let index = arguments.firstIndex(of: flag), index + 1 < arguments.count else { return nil }
     return arguments[index + 1]
 }
-var configuration = CacheClient.Configuration(clientName: "DemoWorker")
-if let socket = option("--socket") { configuration.socketPath = socket }
-if let timeout = option("--lookup-timeout-ms").flatMap(Int64.init) { configuration.lookupTimeout = .milliseconds(timeout) }
-CacheClient.configure(configuration)
+let socketOption = option("--socket", in: arguments)
+let lookupTimeoutOption = option("--lookup-timeout-ms", in: arguments)
+let connectTimeoutOption = option("--connect-timeout-ms", in: arguments)
+if socketOption != nil || lookupTimeoutOption != nil || connectTimeoutOption != nil {
+    var configuration = CacheClient.Configuration(clientName: "DemoWorker")
+    if let socket = socketOption { configuration.socketPath = socket }
+    // The end-to-end tests pass generous ones: on a loaded machine the defaults
+    // (10 ms, 100 ms) can make a call fail open, which is not what they test.
+    if let milliseconds = lookupTimeoutOption.flatMap(Int64.init) { configuration.lookupTimeout = .milliseconds(milliseconds) }
+    if let milliseconds = connectTimeoutOption.flatMap(Int64.init) { configuration.connectTimeout = .milliseconds(milliseconds) }
+    CacheClient.configure(configuration)
+}
 
 /// One call, timed, and whether its body ran here.
 func timedQuote(_ product: String, version: Int) async -> (Quote, Duration, ranHere: Bool) {
@@ -68,6 +79,6 @@ case "serve":
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 default:
-    print("usage: DemoWorker [demo|serve] [--socket PATH]")
+    print("usage: DemoWorker [demo|serve] [--socket PATH] [--lookup-timeout-ms N] [--connect-timeout-ms N]")
     exit(2)
 }

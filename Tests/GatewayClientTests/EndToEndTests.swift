@@ -40,11 +40,15 @@ import Glibc
         private var buffered = Data()
 
         /// A worker; with `uid`, run as that user and group (setpriv; the tests
-        /// run as root); with `lookupTimeoutMilliseconds`, its client waits that
-        /// long for a lookup (tests that count entries raise it on a busy machine).
-        init(socketPath: String, uid: UInt32? = nil, lookupTimeoutMilliseconds: Int? = nil) throws {
+        /// run as root).
+        ///
+        /// Generous timeouts (2 s unless `lookupTimeoutMilliseconds` says
+        /// otherwise): these tests are about hits crossing processes, and a
+        /// loaded debug build can miss the defaults (10 ms to look up, 100 ms to
+        /// connect), after which a worker rightly runs uncached.
+        init(socketPath: String, uid: UInt32? = nil, lookupTimeoutMilliseconds: Int = 2000) throws {
             let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("DemoWorker")
-            let arguments = ["serve", "--socket", socketPath] + (lookupTimeoutMilliseconds.map { ["--lookup-timeout-ms", "\($0)"] } ?? [])
+            let arguments = ["serve", "--socket", socketPath, "--lookup-timeout-ms", "\(lookupTimeoutMilliseconds)", "--connect-timeout-ms", "2000"]
             self.process.executableURL = executable
             self.process.arguments = arguments
             if let uid {
@@ -59,7 +63,10 @@ import Glibc
 
         deinit {
             if self.process.isRunning {
-                self.process.terminate()
+                // SIGKILL, not SIGTERM: a child spawned from one of the test's
+                // dispatch threads can inherit their mask, SIGTERM blocked, and
+                // then never exit (observed: the test hung in waitUntilExit).
+                kill(self.process.processIdentifier, SIGKILL)
                 self.process.waitUntilExit()
             }
         }

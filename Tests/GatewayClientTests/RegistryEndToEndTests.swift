@@ -137,7 +137,8 @@ import Glibc
 
         // The old worker stops: host 0 releases its lease, and after the grace
         // one gateway purges v1, once.
-        old.process.terminate()
+        // SIGKILL: see EndToEndTests.Worker's deinit.
+        kill(old.pid, SIGKILL)
         old.process.waitUntilExit()
         #expect(try await self.waitUntil { try await hosts.version(v1)?.state == "retired" })
         #expect(try await self.waitUntil { try await hosts.total("purges") == 1 })
@@ -224,7 +225,7 @@ import Glibc
         if policy == "grace" {
             try await hosts.waitForSweeps(40)
             #expect(try await hosts.version(v1)?.entries == 2, "still in use")
-            old.process.terminate()
+            kill(old.pid, SIGKILL)
             old.process.waitUntilExit()
         }
         #expect(try await self.waitUntil { try await hosts.total("purges") == 1 })
