@@ -411,28 +411,11 @@ final class ClientConnection: @unchecked Sendable {
         }
     }
 
-    /// Suspends until the reply of `id` (from `begin`) is handed over, or fails.
-    func park(_ id: UInt64, isolation: isolated (any Actor)? = #isolation) async -> Reply {
-        await withUnsafeContinuation(isolation: isolation) { (continuation: UnsafeContinuation<Reply, Never>) in
-            let early = self.lock.withLock { () -> Reply? in
-                guard let entry = self.pending[id] else {
-                    return .failure(self.failure ?? GatewayError(.connectionClosed, "the connection closed"))
-                }
-                if case .arrived(let reply) = entry.waiter {
-                    self.pending.removeValue(forKey: id)
-                    return reply
-                }
-                self.pending[id]!.waiter = .task(continuation)
-                return nil
-            }
-            if let early { continuation.resume(returning: early) }
-        }
-    }
-
-    /// Blocks the thread until `id`'s reply is handed over (or fails).
-    private func block(_ id: UInt64) -> Reply {
-        let thread = BlockedThread()
-        let early = self.lock.withLock { () -> Reply? in
+    /// Installs `waiter` for `id`'s reply, unless the reply (or the
+    /// connection's failure) is already there: then that is returned and
+    /// nothing waits.
+    private func wait(_ id: UInt64, as waiter: Waiter) -> Reply? {
+        self.lock.withLock { () -> Reply? in
             guard let entry = self.pending[id] else {
                 return .failure(self.failure ?? GatewayError(.connectionClosed, "the connection closed"))
             }
@@ -440,10 +423,22 @@ final class ClientConnection: @unchecked Sendable {
                 self.pending.removeValue(forKey: id)
                 return reply
             }
-            self.pending[id]!.waiter = .thread(thread)
+            self.pending[id]!.waiter = waiter
             return nil
         }
-        if let early { return early }
+    }
+
+    /// Suspends until the reply of `id` (from `begin`) is handed over, or fails.
+    func park(_ id: UInt64, isolation: isolated (any Actor)? = #isolation) async -> Reply {
+        await withUnsafeContinuation(isolation: isolation) { (continuation: UnsafeContinuation<Reply, Never>) in
+            if let early = self.wait(id, as: .task(continuation)) { continuation.resume(returning: early) }
+        }
+    }
+
+    /// Blocks the thread until `id`'s reply is handed over (or fails).
+    private func block(_ id: UInt64) -> Reply {
+        let thread = BlockedThread()
+        if let early = self.wait(id, as: .thread(thread)) { return early }
         // The reader fails the request at its deadline; the semaphore is signalled either way.
         thread.semaphore.wait()
         return thread.reply ?? .failure(GatewayError(.connectionClosed, "a blocked request was woken without a reply"))
