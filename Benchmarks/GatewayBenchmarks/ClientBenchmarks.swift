@@ -19,13 +19,21 @@ enum ClientBenchmarks {
             throw BenchmarkFailure("run through scripts/bench.sh, which starts a private redis-server")
         }
         let cpu = environment["BENCH_CPU"].flatMap(Int.init) ?? 1
-        print("== Client: @Cached hits (release build; 1024-byte results; everything pinned to CPU \(cpu)) ==")
+        // BENCH_SERVER_CPU puts redis-server and the gateway on another CPU than
+        // the client (as on a host where workers and the gateway have cores of
+        // their own): every round trip then crosses CPUs, for both sides alike.
+        let serverCPU = environment["BENCH_SERVER_CPU"].flatMap(Int.init) ?? cpu
+        if serverCPU == cpu {
+            print("== Client: @Cached hits (release build; 1024-byte results; everything pinned to CPU \(cpu)) ==")
+        } else {
+            print("== Client: @Cached hits (release build; 1024-byte results; servers on CPU \(serverCPU), client on CPU \(cpu)) ==")
+        }
 
         let gateway = try GatewayUnderTest(arguments: [])
         defer { gateway.stop() }
         pinProcess(toCPU: cpu)
-        try pin(pid: redisPID, cpus: "\(cpu)")
-        try pin(pid: gateway.pid, cpus: "\(cpu)")
+        try pin(pid: redisPID, cpus: "\(serverCPU)")
+        try pin(pid: gateway.pid, cpus: "\(serverCPU)")
 
         let result = [UInt8]((0..<1_024).map { UInt8(truncatingIfNeeded: $0) })
         let hiredis = try BlockingRedisClient(url: try RedisURL("unix://\(redisSocket)"))
@@ -57,12 +65,14 @@ enum ClientBenchmarks {
             var work = try HitWork()
             let end = ContinuousClock.now + .seconds(5)
             var operations = 0
-            let before = (Self.cpuTimes(pid: nil), Self.cpuTimes(pid: gateway.pid))
+            // The server whose CPU time is reported: redis-server for the hiredis baseline.
+            let server = profile == "hiredis" ? redisPID : gateway.pid
+            let before = (Self.cpuTimes(pid: nil), Self.cpuTimes(pid: server))
             defer {
-                let after = (Self.cpuTimes(pid: nil), Self.cpuTimes(pid: gateway.pid))
+                let after = (Self.cpuTimes(pid: nil), Self.cpuTimes(pid: server))
                 let perOperation = { (ticks: Int) in Double(ticks) * 10_000 / Double(max(1, operations)) }  // 100 ticks per second, in µs
                 print(String(
-                    format: "%@: %.1f µs per operation; CPU per operation: client user %.1f µs, system %.1f µs; gateway user %.1f µs, system %.1f µs",
+                    format: "%@: %.1f µs per operation; CPU per operation: client user %.1f µs, system %.1f µs; server user %.1f µs, system %.1f µs",
                     profile as NSString, 5_000_000 / Double(max(1, operations)),
                     perOperation(after.0.user - before.0.user), perOperation(after.0.system - before.0.system),
                     perOperation(after.1.user - before.1.user), perOperation(after.1.system - before.1.system)
@@ -75,6 +85,7 @@ enum ClientBenchmarks {
                     case "hitwork": blackHole(try work.run([UInt8].self, function: "Bench.invoiceLines(for:)", version: "v1", replyFrame: hitFrame, arguments: 42))
                     case "sync": blackHole(cachedLookupSync(42))
                     case "raw": blackHole(try raw.roundTrip(rawLookup))
+                    case "hiredis": blackHole(try hiredis.send(get))
                     // The raw round trip plus the client's in-process work on a hit:
                     // what that work costs when it runs between the gateway's turns.
                     case "rawwork":

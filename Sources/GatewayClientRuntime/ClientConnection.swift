@@ -20,8 +20,9 @@ import Glibc
 ///   background thread flush first, so frames are never reordered or interleaved.
 /// - **Reading (leader).** Only one thread reads the socket at a time: the
 ///   holder of the reader role. A call whose request is written takes the role
-///   when it is free, waits in `poll` (sleeping in the kernel, so the gateway
-///   can run on the same CPU) and reads; it hands the other calls' replies to
+///   when it is free and waits in `recv` (sleeping in the kernel, so the
+///   gateway can run on the same CPU; the socket's receive timeout,
+///   `UnixSocket.receiveSlice`, bounds each wait); it hands the other calls' replies to
 ///   them and returns its own without any hop. An `async` call holds the role
 ///   for at most `inlineWait` (`CacheClient.Configuration.maximumInlineWait`,
 ///   1 ms by default): it then occupies a thread of the cooperative pool for
@@ -361,19 +362,17 @@ final class ClientConnection: @unchecked Sendable {
     /// or its deadline passes; returns nil, with the role released and the
     /// request still awaited, when `windowEnd` comes first.
     private func lead(_ id: UInt64, deadline: NIODeadline, until windowEnd: NIODeadline) -> Reply? {
-        var poller = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
         // Until the window ends, or until another request's deadline, to fail it on time.
         var wakeAt = windowEnd
-        // Waits before reading: reading first would save the poll only when the
-        // reply is already there, which measured rare (about 1 call in 8 with
-        // everything on one CPU, never across CPUs), and costs a failed read otherwise.
+        // Waits inside `recv` (one system call; `poll` then `recv` took two, a
+        // microsecond or two more per hit). Each wait lasts at most
+        // `UnixSocket.receiveSlice`, so `wakeAt` is kept to within that, as
+        // with `poll`'s milliseconds before.
         while true {
             let now = NIODeadline.now()
             var readError: GatewayError?
             if now < wakeAt {
-                poller.revents = 0
-                withUnsafeMutablePointer(to: &poller) { UnixSocket.poll(UnsafeMutableBufferPointer(start: $0, count: 1), milliseconds: Self.milliseconds(wakeAt - now)) }
-                if poller.revents != 0 { readError = self.readAvailable().error }
+                readError = self.readAvailable(waiting: true).error
             }
             // Fails every awaited request, this one too (it is then `.arrived`).
             if let readError { self.close(readError) }
@@ -444,10 +443,11 @@ final class ClientConnection: @unchecked Sendable {
         return thread.reply ?? .failure(GatewayError(.connectionClosed, "a blocked request was woken without a reply"))
     }
 
-    /// Reads what has arrived and decodes the complete frames into `messages`;
-    /// returns whether anything arrived and the error that ends the
-    /// connection, if any. Reader role only.
-    private func readAvailable() -> (received: Bool, error: GatewayError?) {
+    /// Reads what has arrived (with `waiting`, first waiting up to
+    /// `UnixSocket.receiveSlice` for it) and decodes the complete frames into
+    /// `messages`; returns whether anything arrived and the error that ends
+    /// the connection, if any. Reader role only.
+    private func readAvailable(waiting: Bool = false) -> (received: Bool, error: GatewayError?) {
         if self.inbox.readableBytes == 0 {
             // Reuses the storage, unless a reply handed out earlier still
             // refers to it (then it takes a fresh one; nothing is copied).
@@ -456,10 +456,13 @@ final class ClientConnection: @unchecked Sendable {
         var receivedAny = false
         do {
             var more = true
+            // Only the first receive may wait; the rest take what is there.
+            var wait = waiting
             while more {
                 let received = try self.inbox.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readSize) { (buffer) throws(GatewayError) in
-                    try UnixSocket.receive(self.fd, into: buffer) ?? 0
+                    try UnixSocket.receive(self.fd, into: buffer, waiting: wait) ?? 0
                 }
+                wait = false
                 receivedAny = receivedAny || received > 0
                 // A full buffer may mean that more is waiting.
                 more = received > 0 && self.inbox.writableBytes == 0

@@ -1,4 +1,5 @@
 import GatewayProtocol
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,15 +7,27 @@ import Glibc
 /// The few system calls the client makes on its socket, each returning a
 /// `GatewayError` instead of a C status and `errno`.
 ///
-/// The client talks to the gateway with plain non-blocking POSIX calls from its
-/// callers' own threads (see `ClientConnection`), so it needs nothing more
-/// than socket, connect, send, recv and poll.
+/// The client talks to the gateway with plain POSIX calls from its callers'
+/// own threads (see `ClientConnection`), so it needs nothing more than socket,
+/// connect, send, recv and poll.
 enum UnixSocket {
-    /// Connects a non-blocking, close-on-exec Unix stream socket to `path`.
+    /// The longest one waiting `receive` blocks: the socket's receive timeout.
     ///
-    /// Connecting a Unix socket does not wait for the peer: it succeeds or
-    /// fails at once (a full accept backlog fails with EAGAIN, reported as
-    /// `.unavailable` like an absent gateway).
+    /// A reader waits for a reply inside `recv` itself, one system call per
+    /// reply, where waiting in `poll` first would take two (a hit is two
+    /// system calls on each side, like a hiredis GET). The kernel's receive
+    /// timeout bounds each wait, so the reader looks at its deadlines at least
+    /// this often; it is the same granularity as `poll`'s milliseconds.
+    static let receiveSlice = TimeAmount.milliseconds(1)
+
+    /// Connects a close-on-exec Unix stream socket to `path`.
+    ///
+    /// It connects non-blocking, so that it never waits for the peer: it
+    /// succeeds or fails at once (a full accept backlog fails with EAGAIN,
+    /// reported as `.unavailable` like an absent gateway). The connected
+    /// socket is then made blocking with a receive timeout of `receiveSlice`:
+    /// `send` never waits all the same (MSG_DONTWAIT), and `receive` waits only
+    /// when asked to.
     static func connect(path: String) throws(GatewayError) -> Int32 {
         var address = sockaddr_un()
         let bytes = Array(path.utf8)
@@ -29,6 +42,10 @@ enum UnixSocket {
         }
         do {
             _ = try self.check("connect to \(path)", status, code: .unavailable)
+            let flags = try self.check("fcntl(F_GETFL)", fcntl(fd, F_GETFL))
+            _ = try self.check("fcntl(F_SETFL)", fcntl(fd, F_SETFL, flags & ~Int32(O_NONBLOCK)))
+            var timeout = timeval(tv_sec: 0, tv_usec: Int(Self.receiveSlice.nanoseconds / 1_000))
+            _ = try self.check("setsockopt(SO_RCVTIMEO)", setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)))
         } catch {
             Glibc.close(fd)
             throw error
@@ -58,11 +75,13 @@ enum UnixSocket {
         }
     }
 
-    /// Receives what has arrived, without waiting: the number of bytes, nil
-    /// when nothing has arrived; throws `.connectionClosed` at the end of the stream.
-    static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(GatewayError) -> Int? {
+    /// Receives what has arrived: the number of bytes, nil when nothing has
+    /// arrived; throws `.connectionClosed` at the end of the stream. With
+    /// `waiting`, a socket from `connect` waits up to `receiveSlice` for
+    /// something to arrive; otherwise it never waits.
+    static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, waiting: Bool = false) throws(GatewayError) -> Int? {
         while true {
-            let received = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            let received = recv(fd, buffer.baseAddress, buffer.count, waiting ? 0 : Int32(MSG_DONTWAIT))
             if received > 0 { return received }
             if received == 0 { throw GatewayError(.connectionClosed, "the gateway closed the connection") }
             switch errno {

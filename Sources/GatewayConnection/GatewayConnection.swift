@@ -173,7 +173,12 @@ private final class ReplyMatcher: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.failAll(error)
+        // Requests fail with a `GatewayError`, never a transport's own error
+        // type. A read that fails (ECONNRESET when the gateway closes while our
+        // request is still unread in its buffer, as it does when draining) means
+        // the connection is gone: that is `.connectionClosed`, like an orderly EOF.
+        let failure = error as? GatewayError ?? GatewayError(.connectionClosed, "the connection to the gateway failed: \(error)")
+        self.failAll(failure)
         context.close(promise: nil)
     }
 

@@ -55,6 +55,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let connectionID: UInt64
     /// The versions this connection registered (so the registry hears of each once).
     private var registered: Set<FunctionVersion> = []
+    /// The counters of the functions this connection looked up (see `counters(for:)`).
+    private var functionCounters: [String: FunctionCountersHandle] = [:]
     private var logger: Logger
     private var greeted = false
     private var inFlight = 0
@@ -234,24 +236,17 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.reply(GatewayMessage(id: id, .pong), context: context)
         case .lookup(let lookup):
             let key = StorageKey(namespace: namespace, function: lookup.function, key: lookup.key)
-            let function = lookup.function.function
             let started = self.shared.metrics.startTime()
-            let functionMetrics = self.shared.metrics.function(function)
+            let counters = self.counters(for: lookup.function.function)
+            // The hit path: a store that can answer at once (memory) is answered
+            // here, inside this read, with no future and no callback.
+            if let result = self.shared.store.lookupImmediately(key) {
+                self.reply(GatewayMessage(id: id, .lookupReply(counters.count(result, in: self.shared.statistics))), context: context)
+                self.shared.metrics.recordLookup(since: started)
+                return
+            }
             self.track(self.shared.store.lookup(key, on: loop), id: id, context: context, startedAt: started) { result, statistics in
-                switch result {
-                case .hit(let value, let computeMicroseconds):
-                    statistics.recordLookup(namespace: namespace, function: function, hit: true, computeMicroseconds: computeMicroseconds)
-                    functionMetrics.recordHit(computeMicroseconds: computeMicroseconds)
-                    return .lookupReply(.hit(value))
-                case .miss:
-                    statistics.recordLookup(namespace: namespace, function: function, hit: false, computeMicroseconds: 0)
-                    functionMetrics.recordMiss()
-                    return .lookupReply(.miss)
-                case .missDoNotStore:
-                    statistics.recordLookup(namespace: namespace, function: function, hit: false, computeMicroseconds: 0)
-                    functionMetrics.recordMiss()
-                    return .lookupReply(.missDoNotStore)
-                }
+                .lookupReply(counters.count(result, in: statistics))
             }
         case .store(let store):
             guard store.value.readableBytes <= self.shared.configuration.maxValueSize else {
@@ -308,6 +303,22 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.fail(id: id, GatewayError(.unknownMessageType, "message type \(message.body.type) is not served"), context: context)
         }
     }
+
+    /// The counters of `function`, resolved once per connection: a lookup then
+    /// counts itself without a lock or a dictionary keyed by names shared with
+    /// other connections. At most `maximumCachedFunctions` are kept per
+    /// connection; a peer that sends more names resolves the rest each time.
+    private func counters(for function: String) -> FunctionCountersHandle {
+        if let handle = self.functionCounters[function] { return handle }
+        let handle = FunctionCountersHandle(
+            cell: self.shared.statistics.cell(namespace: self.namespace, function: function),
+            metrics: self.shared.metrics.function(function)
+        )
+        if self.functionCounters.count < Self.maximumCachedFunctions { self.functionCounters[function] = handle }
+        return handle
+    }
+
+    static let maximumCachedFunctions = 256
 
     private func register(_ function: FunctionVersion, namespace: String) {
         guard let registry = self.shared.registry, self.registered.insert(function).inserted else { return }
@@ -451,6 +462,31 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             let (handler, context) = loopBound.value
             handler.drainCheck = nil
             handler.closeIfDrained(context: context)
+        }
+    }
+}
+
+/// Where one function's lookups are counted: the gateway's statistics (nil
+/// past the per-function limit) and its metrics.
+struct FunctionCountersHandle: Sendable {
+    let cell: GatewayStatistics.FunctionCell?
+    let metrics: GatewayMetrics.FunctionMetrics
+
+    /// Counts `result` and turns it into the reply.
+    func count(_ result: StoreLookup, in statistics: GatewayStatistics) -> LookupReply {
+        switch result {
+        case .hit(let value, let computeMicroseconds):
+            statistics.recordLookup(self.cell, hit: true, computeMicroseconds: computeMicroseconds)
+            self.metrics.recordHit(computeMicroseconds: computeMicroseconds)
+            return .hit(value)
+        case .miss:
+            statistics.recordLookup(self.cell, hit: false, computeMicroseconds: 0)
+            self.metrics.recordMiss()
+            return .miss
+        case .missDoNotStore:
+            statistics.recordLookup(self.cell, hit: false, computeMicroseconds: 0)
+            self.metrics.recordMiss()
+            return .missDoNotStore
         }
     }
 }

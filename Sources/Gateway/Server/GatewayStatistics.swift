@@ -31,9 +31,28 @@ public final class GatewayStatistics: Sendable {
         var function: String
     }
 
+    /// One function's counters, shared by every connection that looks it up.
+    ///
+    /// A connection resolves a function's cell once (`cell(namespace:function:)`)
+    /// and keeps it, so that counting a lookup is three relaxed atomic adds,
+    /// with no lock and no hashing of names on the hit path.
+    final class FunctionCell: Sendable {
+        let hits = Atomic<UInt64>(0)
+        let misses = Atomic<UInt64>(0)
+        let computeSavedMicroseconds = Atomic<UInt64>(0)
+
+        var counters: FunctionCounters {
+            FunctionCounters(
+                hits: self.hits.load(ordering: .relaxed),
+                misses: self.misses.load(ordering: .relaxed),
+                computeSavedMicroseconds: self.computeSavedMicroseconds.load(ordering: .relaxed)
+            )
+        }
+    }
+
     /// Per-function counters. Bounded: past `maximumFunctions` functions, new
     /// ones are counted only in the totals (a worker cannot grow this without end).
-    private let functions = NIOLockedValueBox<[FunctionID: FunctionCounters]>([:])
+    private let functions = NIOLockedValueBox<[FunctionID: FunctionCell]>([:])
     static let maximumFunctions = 10_000
     let connectionsDenied = Atomic<UInt64>(0)
 
@@ -65,23 +84,30 @@ public final class GatewayStatistics: Sendable {
         }
     }
 
-    /// Counts a lookup of `function`: a hit (saving `computeMicroseconds`) or a miss.
-    func recordLookup(namespace: String, function: String, hit: Bool, computeMicroseconds: UInt64) {
+    /// The cell that counts `function`'s lookups in `namespace`; nil once
+    /// `maximumFunctions` functions have cells (then only the totals count it).
+    func cell(namespace: String, function: String) -> FunctionCell? {
+        let id = FunctionID(namespace: namespace, function: function)
+        return self.functions.withLockedValue { functions in
+            if let cell = functions[id] { return cell }
+            guard functions.count < Self.maximumFunctions else { return nil }
+            let cell = FunctionCell()
+            functions[id] = cell
+            return cell
+        }
+    }
+
+    /// Counts a lookup: a hit (saving `computeMicroseconds`) or a miss, in the
+    /// totals and in the function's `cell`.
+    func recordLookup(_ cell: FunctionCell?, hit: Bool, computeMicroseconds: UInt64) {
         if hit {
             self.hits.wrappingAdd(1, ordering: .relaxed)
             self.computeSavedMicroseconds.wrappingAdd(computeMicroseconds, ordering: .relaxed)
+            cell?.hits.wrappingAdd(1, ordering: .relaxed)
+            cell?.computeSavedMicroseconds.wrappingAdd(computeMicroseconds, ordering: .relaxed)
         } else {
             self.misses.wrappingAdd(1, ordering: .relaxed)
-        }
-        let id = FunctionID(namespace: namespace, function: function)
-        self.functions.withLockedValue { functions in
-            guard functions[id] != nil || functions.count < Self.maximumFunctions else { return }
-            if hit {
-                functions[id, default: FunctionCounters()].hits &+= 1
-                functions[id]!.computeSavedMicroseconds &+= computeMicroseconds
-            } else {
-                functions[id, default: FunctionCounters()].misses &+= 1
-            }
+            cell?.misses.wrappingAdd(1, ordering: .relaxed)
         }
     }
 
@@ -89,7 +115,7 @@ public final class GatewayStatistics: Sendable {
     func functionCounters(namespace: String) -> [String: FunctionCounters] {
         self.functions.withLockedValue { functions in
             var result: [String: FunctionCounters] = [:]
-            for (id, counters) in functions where id.namespace == namespace { result[id.function] = counters }
+            for (id, cell) in functions where id.namespace == namespace { result[id.function] = cell.counters }
             return result
         }
     }

@@ -23,6 +23,15 @@ public protocol CacheStore: Sendable {
     /// succeeds with `.missDoNotStore` rather than failing.
     func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup>
 
+    /// Answers a lookup at once when the store can without waiting (an
+    /// in-memory store), or returns nil: then the server calls `lookup`.
+    ///
+    /// This is the hit path's shortcut: the server answers inside the read
+    /// that brought the request, with no promise, no callback and no
+    /// allocation of its own. A store that wraps another (a near-cache in front
+    /// of Redis) answers here what it holds and returns nil for the rest.
+    func lookupImmediately(_ key: StorageKey) -> StoreLookup?
+
     /// Stores an entry for `ttl`; succeeds with false when the entry was dropped
     /// (backend unavailable).
     func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool>
@@ -48,6 +57,9 @@ public protocol CacheStore: Sendable {
 extension CacheStore {
     /// No counters of its own.
     public var statistics: [String: Stats.Value] { [:] }
+
+    /// Never answers at once: every lookup goes through `lookup`.
+    public func lookupImmediately(_ key: StorageKey) -> StoreLookup? { nil }
 }
 
 /// The full identity of an entry: namespace, function, version and argument key.

@@ -70,13 +70,21 @@ public final class MemoryStore: CacheStore {
     public var usedBytes: Int { self.state.withLockedValue { $0.entries.costBytes } }
 
     public func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup> {
+        eventLoop.makeSucceededFuture(self.lookupNow(key))
+    }
+
+    /// Memory answers every lookup at once.
+    public func lookupImmediately(_ key: StorageKey) -> StoreLookup? {
+        self.lookupNow(key)
+    }
+
+    private func lookupNow(_ key: StorageKey) -> StoreLookup {
         let now = NIODeadline.now()
-        let result: StoreLookup = self.state.withLockedValue { state in
+        return self.state.withLockedValue { state in
             if let entry = state.entries.get(key, now: now) { return .hit(entry.value, computeMicroseconds: entry.computeMicroseconds) }
             state.forget(key)
             return .miss
         }
-        return eventLoop.makeSucceededFuture(result)
     }
 
     public func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
