@@ -35,7 +35,10 @@ struct SocketOption: ParsableArguments {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the gateway (the default subcommand).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway (the default subcommand).",
+        discussion: "Started by a systemd .socket unit (LISTEN_FDS), it serves the socket systemd passed instead of binding --socket."
+    )
 
     @OptionGroup var socket: SocketOption
 
@@ -162,8 +165,18 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "cache-gateway")
+        // Started by a .socket unit: serve the socket systemd bound and passed.
+        let activation: (descriptor: Int32, path: String)?
+        do {
+            activation = try SystemdSocketActivation.inheritedListener()
+        } catch let error as GatewayError {
+            throw ValidationError(error.message)
+        }
+        if let activation, activation.path != self.socket.path {
+            logger.warning("socket-activated: serving the socket systemd passed, not --socket", metadata: ["socket": "\(activation.path)", "ignored": "\(self.socket.path)"])
+        }
         let configuration = GatewayConfiguration(
-            socketPath: self.socket.path,
+            socketPath: activation?.path ?? self.socket.path,
             socketMode: mode,
             socketGroup: self.socketGroup,
             backend: redisURL.map { .redis(url: $0) } ?? .memory(limitBytes: self.memoryLimit),
@@ -172,7 +185,8 @@ struct Serve: AsyncParsableCommand {
             maxValueSize: self.maxValueSize,
             lookupTimeout: .milliseconds(self.lookupTimeoutMs),
             frameTimeout: .milliseconds(self.frameTimeoutMs),
-            accessControl: accessControl
+            accessControl: accessControl,
+            listener: activation.map { .inherited(descriptor: $0.descriptor) } ?? .bind
         )
         do {
             try configuration.validate()

@@ -7,7 +7,12 @@ import NIOCore
 /// config file (flags win over the environment, which wins over the file).
 public struct GatewayConfiguration: Sendable {
     /// Where the gateway listens. Default: `/run/cache-gateway/gateway.sock`.
+    /// With an inherited listener it names that socket (for logs), and the
+    /// gateway neither creates nor removes the file.
     public var socketPath: String
+    /// Whether the gateway binds `socketPath` itself (the default) or serves a
+    /// listening socket it was handed (systemd socket activation).
+    public var listener: Listener
     /// The socket file's permission bits, e.g. 0o660. Default: 0o660.
     public var socketMode: UInt32
     /// The socket file's group (a name or a numeric id); nil keeps the process's group.
@@ -50,9 +55,11 @@ public struct GatewayConfiguration: Sendable {
         maxInFlightPerConnection: Int = 4096,
         lookupTimeout: TimeAmount = .milliseconds(5),
         frameTimeout: TimeAmount = .seconds(10),
-        accessControl: AccessControl = AccessControl()
+        accessControl: AccessControl = AccessControl(),
+        listener: Listener = .bind
     ) {
         self.socketPath = socketPath
+        self.listener = listener
         self.socketMode = socketMode
         self.socketGroup = socketGroup
         self.backend = backend
@@ -90,6 +97,37 @@ public struct GatewayConfiguration: Sendable {
         guard self.lookupTimeout > .zero, self.frameTimeout > .zero else { throw fail("timeouts must be positive") }
         if case .memory(let limit) = self.backend.base, limit < 1024 {
             throw fail("the memory limit must be at least 1 KiB, is \(limit)")
+        }
+    }
+
+    /// How the gateway gets its listening socket. A struct around an internal
+    /// enum, so that choices can be added without breaking code that uses it.
+    public struct Listener: Sendable, Equatable, CustomStringConvertible {
+        enum Base: Sendable, Equatable {
+            case bind
+            case inherited(descriptor: Int32)
+        }
+
+        let base: Base
+
+        /// The gateway binds `socketPath`: it removes a stale socket file
+        /// first, sets the file's mode and group, and removes it on exit.
+        public static let bind = Listener(base: .bind)
+
+        /// The gateway serves `descriptor`, a Unix stream socket that is
+        /// already bound and listening (from systemd, see
+        /// `SystemdSocketActivation`). Whoever made it owns the file, its
+        /// mode and group, and its removal.
+        public static func inherited(descriptor: Int32) -> Listener {
+            Listener(base: .inherited(descriptor: descriptor))
+        }
+
+        /// `bind` or `inherited descriptor N`.
+        public var description: String {
+            switch self.base {
+            case .bind: "bind"
+            case .inherited(let descriptor): "inherited descriptor \(descriptor)"
+            }
         }
     }
 

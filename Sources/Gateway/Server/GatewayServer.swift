@@ -87,7 +87,9 @@ public actor GatewayServer: Service {
         }
         try self.configuration.validate()
         let path = self.configuration.socketPath
-        try UnixSocketPath.prepare(path)
+        // An inherited socket's file belongs to whoever bound it (systemd).
+        let ownsSocketFile = self.configuration.listener == .bind
+        if ownsSocketFile { try UnixSocketPath.prepare(path) }
 
         let shared = ServerContext(
             configuration: self.configuration,
@@ -104,45 +106,59 @@ public actor GatewayServer: Service {
         let nextConnectionID = self.nextConnectionID
         let connections = self.connections
 
-        // Bind with a umask that leaves the socket unreachable until its mode is set.
-        let previousMask = umask(0o177)
-        let serverChannel: NIOAsyncChannel<any Channel, Never>
-        do {
-            serverChannel = try await ServerBootstrap(group: self.eventLoopGroup)
-                .serverChannelOption(.backlog, value: 1024)
-                .childChannelOption(.allowRemoteHalfClosure, value: false)
-                // Above 1 MiB of unsent replies a connection stops reading (see
-                // ConnectionHandler.channelWritabilityChanged).
-                .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
-                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false) { channel in
-                    // Who connected decides, once, whether the connection is served
-                    // and in which namespace (see AccessControl).
-                    PeerCredentialsReader.read(from: channel).flatMapThrowing { peer in
-                        let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
-                        let id = nextConnectionID.withLockedValue { id -> UInt64 in
-                            id += 1
-                            return id
-                        }
-                        // Tracked from the moment of accepting (not when the accept
-                        // loop gets to it), so that draining reaches every connection.
-                        let key = ObjectIdentifier(channel)
-                        connections.withLockedValue { $0[key] = channel }
-                        channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[key] = nil } }
-                        try channel.pipeline.syncOperations.addHandler(FrameDeadlineHandler(timeout: frameTimeout))
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
-                        try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id, access: access))
-                        return channel
-                    }
+        let initializeConnection: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
+            // Who connected decides, once, whether the connection is served
+            // and in which namespace (see AccessControl).
+            PeerCredentialsReader.read(from: channel).flatMapThrowing { peer in
+                let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
+                let id = nextConnectionID.withLockedValue { id -> UInt64 in
+                    id += 1
+                    return id
                 }
-            umask(previousMask)
-        } catch {
-            umask(previousMask)
-            throw GatewayError(.invalidConfiguration, "cannot listen on \(path): \(error)")
+                // Tracked from the moment of accepting (not when the accept
+                // loop gets to it), so that draining reaches every connection.
+                let key = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[key] = channel }
+                channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[key] = nil } }
+                try channel.pipeline.syncOperations.addHandler(FrameDeadlineHandler(timeout: frameTimeout))
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
+                try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id, access: access))
+                return channel
+            }
         }
-        try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
+        let bootstrap = ServerBootstrap(group: self.eventLoopGroup)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.allowRemoteHalfClosure, value: false)
+            // Above 1 MiB of unsent replies a connection stops reading (see
+            // ConnectionHandler.channelWritabilityChanged).
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
+
+        let serverChannel: NIOAsyncChannel<any Channel, Never>
+        switch self.configuration.listener.base {
+        case .bind:
+            // Bind with a umask that leaves the socket unreachable until its mode is set.
+            let previousMask = umask(0o177)
+            do {
+                serverChannel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false, childChannelInitializer: initializeConnection)
+                umask(previousMask)
+            } catch {
+                umask(previousMask)
+                throw GatewayError(.invalidConfiguration, "cannot listen on \(path): \(error)")
+            }
+            try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
+        case .inherited(let descriptor):
+            do {
+                serverChannel = try await bootstrap.bind(descriptor, childChannelInitializer: initializeConnection)
+            } catch {
+                throw GatewayError(.invalidConfiguration, "cannot serve the inherited socket \(path) (descriptor \(descriptor)): \(error)")
+            }
+        }
 
         self.state = .running(serverChannel: serverChannel.channel)
-        self.logger.info("listening", metadata: ["socket": "\(path)", "backend": "\(self.store.kind)", "namespace": "\(self.configuration.namespace)"])
+        self.logger.info("listening", metadata: [
+            "socket": "\(path)", "listener": "\(self.configuration.listener)",
+            "backend": "\(self.store.kind)", "namespace": "\(self.configuration.namespace)",
+        ])
         let access = self.configuration.accessControl
         if access.restrictsPeers || access.namespacePerUID {
             self.logger.info("access control", metadata: [
@@ -167,7 +183,7 @@ public actor GatewayServer: Service {
         }
 
         self.state = .finished
-        if unlink(path) != 0 && errno != ENOENT {
+        if ownsSocketFile && unlink(path) != 0 && errno != ENOENT {
             self.logger.warning("could not remove the socket file", metadata: ["socket": "\(path)"])
         }
         self.logger.info("stopped")

@@ -1,0 +1,53 @@
+import Foundation
+@testable import Gateway
+import GatewayProtocol
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The checks on a socket passed by systemd, on real sockets of this process.
+@Suite struct SystemdSocketActivationTests {
+    /// A Unix stream socket bound to a fresh path; listening when asked.
+    private static func unixSocket(listening: Bool) throws -> (fd: Int32, path: String) {
+        let path = NSTemporaryDirectory() + "cg-sa-\(UUID().uuidString.prefix(8)).sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0)
+        if listening { try #require(listen(fd, 8) == 0) }
+        return (fd, path)
+    }
+
+    @Test func aListeningUnixSocketGivesItsPath() throws {
+        let (fd, path) = try Self.unixSocket(listening: true)
+        defer { close(fd); unlink(path) }
+        #expect(try SystemdSocketActivation.listeningUnixPath(fd) == path)
+    }
+
+    @Test func aSocketThatDoesNotListenIsRefused() throws {
+        let (fd, path) = try Self.unixSocket(listening: false)
+        defer { close(fd); unlink(path) }
+        let error = #expect(throws: GatewayError.self) { try SystemdSocketActivation.listeningUnixPath(fd) }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.message.contains("not listening") == true)
+    }
+
+    @Test func aTCPSocketIsRefused() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        let error = #expect(throws: GatewayError.self) { try SystemdSocketActivation.listeningUnixPath(fd) }
+        #expect(error?.message.contains("not a Unix stream socket") == true)
+    }
+
+    @Test func theGatewayBindsByDefault() {
+        #expect(GatewayConfiguration().listener == .bind)
+        #expect(GatewayConfiguration.Listener.inherited(descriptor: 3).description == "inherited descriptor 3")
+    }
+}
