@@ -93,7 +93,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Serve only peers with this uid (a number or a user name; repeatable or comma-separated; env CACHE_GATEWAY_ALLOW_UID). Root and the gateway's own user are always served. Without --allow-uid and --allow-gid, everyone who can open the socket is.")
     var allowUid: [String] = []
 
-    @Option(help: "Serve only peers with this primary gid (a number or a group name; repeatable or comma-separated; env CACHE_GATEWAY_ALLOW_GID).")
+    @Option(help: "Serve only peers in this group, effective or supplementary (a number or a group name; repeatable or comma-separated; env CACHE_GATEWAY_ALLOW_GID).")
     var allowGid: [String] = []
 
     @Flag(inversion: .prefixedNo, help: "Give each peer uid a namespace of its own, so that applications running as different users never see each other's entries (env CACHE_GATEWAY_NAMESPACE_PER_UID=1).")

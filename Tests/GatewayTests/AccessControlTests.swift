@@ -43,6 +43,26 @@ import Testing
         #expect(both.decide(peer: PeerCredentials(uid: 1002, gid: 1002, pid: 13), namespace: "ns", gatewayUID: Self.gatewayUID).refusal != nil)
     }
 
+    @Test func aSupplementaryGroupOnTheListAdmitsAPeer() {
+        let policy = AccessControl(allowedGIDs: [3000])
+        let member = PeerCredentials(uid: 1002, gid: 1002, pid: 13, groups: [27, 3000])
+        #expect(policy.decide(peer: member, namespace: "ns", gatewayUID: Self.gatewayUID).refusal == nil)
+        let outsider = PeerCredentials(uid: 1003, gid: 1003, pid: 14, groups: [27, 100])
+        #expect(policy.decide(peer: outsider, namespace: "ns", gatewayUID: Self.gatewayUID).refusal?.contains("(groups 27,100)") == true)
+        // A uid list alone ignores groups.
+        #expect(AccessControl(allowedUIDs: [1000]).decide(peer: member, namespace: "ns", gatewayUID: Self.gatewayUID).refusal != nil)
+    }
+
+    @Test func theKernelsGroupListEndsWhereItStopsAscending() {
+        // The kernel writes the groups sorted; the rest of the zeroed buffer stays 0.
+        #expect(PeerCredentialsReader.groups(fromKernelList: [5, 27, 100, 0, 0, 0]) == [5, 27, 100])
+        #expect(PeerCredentialsReader.groups(fromKernelList: [0, 4, 0, 0]) == [0, 4])
+        #expect(PeerCredentialsReader.groups(fromKernelList: [7, 7, 9, 0]) == [7, 9])
+        // Zeros alone: no groups (group 0 then counts only as the effective gid).
+        #expect(PeerCredentialsReader.groups(fromKernelList: [0, 0, 0]) == [])
+        #expect(PeerCredentialsReader.groups(fromKernelList: []) == [])
+    }
+
     @Test func rootAndTheGatewaysOwnUserAreAlwaysServed() {
         let policy = AccessControl(allowedUIDs: [1000])
         #expect(policy.decide(peer: Self.root, namespace: "ns", gatewayUID: Self.gatewayUID).refusal == nil)

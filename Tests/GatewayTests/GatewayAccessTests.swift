@@ -6,10 +6,12 @@ import Testing
 
 /// Runs `executable` as another user and group (setpriv(1); the tests run as
 /// root), and returns its exit status and everything it printed.
-func runAsUser(uid: UInt32, gid: UInt32, _ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+/// `groups` are its supplementary groups (none by default).
+func runAsUser(uid: UInt32, gid: UInt32, groups: [UInt32] = [], _ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-    process.arguments = ["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--", executable] + arguments
+    let groupArguments = groups.isEmpty ? ["--clear-groups"] : ["--groups=\(groups.map(String.init).joined(separator: ","))"]
+    process.arguments = ["--reuid=\(uid)", "--regid=\(gid)"] + groupArguments + ["--", executable] + arguments
     let output = Pipe()
     process.standardOutput = output
     process.standardError = output
@@ -28,8 +30,8 @@ extension IntegrationTests {
         static let allowed: UInt32 = 65534
         static let refused: UInt32 = 65533
 
-        static func ping(_ gateway: GatewayProcess, uid: UInt32, gid: UInt32) throws -> (status: Int32, output: String) {
-            try runAsUser(uid: uid, gid: gid, try GatewayProcess.executable.path, ["ping", "--socket", gateway.socketPath])
+        static func ping(_ gateway: GatewayProcess, uid: UInt32, gid: UInt32, groups: [UInt32] = []) throws -> (status: Int32, output: String) {
+            try runAsUser(uid: uid, gid: gid, groups: groups, try GatewayProcess.executable.path, ["ping", "--socket", gateway.socketPath])
         }
 
         static func stats(_ gateway: GatewayProcess) async throws -> Stats {
@@ -73,6 +75,22 @@ extension IntegrationTests {
             #expect(served.status == 0, "\(served.output)")
             let refused = try Self.ping(gateway, uid: Self.allowed, gid: Self.refused)
             #expect(refused.status == 1, "\(refused.output)")
+            #expect(try await Self.stats(gateway)[count: "connectionsDenied"] == 1)
+            #expect(gateway.stop() == 0)
+        }
+
+        /// A worker's user added to an allowed group is served through it, as
+        /// the group admits it to the socket file (SO_PEERGROUPS).
+        @Test func aPeerIsServedByASupplementaryGroup() async throws {
+            let gateway = try GatewayProcess(arguments: ["--socket-mode", "666", "--allow-gid", "\(Self.allowed)"])
+            // Effective uid and gid both refused; the allowed group among others.
+            let served = try Self.ping(gateway, uid: Self.refused, gid: Self.refused, groups: [4, Self.allowed, 100])
+            #expect(served.status == 0, "\(served.output)")
+            #expect(served.output.contains("pong"))
+            // Other supplementary groups do not help.
+            let refused = try Self.ping(gateway, uid: Self.refused, gid: Self.refused, groups: [4, 100])
+            #expect(refused.status == 1, "\(refused.output)")
+            #expect(refused.output.contains("(groups 4,100) are not allowed"), "\(refused.output)")
             #expect(try await Self.stats(gateway)[count: "connectionsDenied"] == 1)
             #expect(gateway.stop() == 0)
         }

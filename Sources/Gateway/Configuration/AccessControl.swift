@@ -14,10 +14,10 @@ import GatewayProtocol
 ///
 /// - With both allow-lists empty (the default), everyone who can open the
 ///   socket is served: the socket's permissions are the access control.
-/// - Otherwise a peer is served when its uid is in `allowedUIDs` or its gid
-///   is in `allowedGIDs`. The gid is the peer's effective group when it
-///   connected; supplementary groups are not consulted (the kernel already
-///   did, when it let the peer open a socket of mode 660).
+/// - Otherwise a peer is served when its uid is in `allowedUIDs`, or when its
+///   effective gid or one of its supplementary groups (`SO_PEERGROUPS`, as
+///   they were when it connected) is in `allowedGIDs`: adding a worker's user
+///   to an allowed group admits it, as the group does for the socket file.
 /// - uid 0 and the gateway's own uid are always served. Either can read the
 ///   gateway's memory, its HMAC key and its Redis password anyway, so refusing
 ///   them would protect nothing, and would lock the operator's
@@ -35,7 +35,7 @@ import GatewayProtocol
 public struct AccessControl: Sendable, Hashable {
     /// The uids served; empty with `allowedGIDs` empty means everyone.
     public var allowedUIDs: Set<UInt32>
-    /// The (effective, primary) gids served; empty with `allowedUIDs` empty means everyone.
+    /// The gids served (a peer's effective or supplementary groups); empty with `allowedUIDs` empty means everyone.
     public var allowedGIDs: Set<UInt32>
     /// Whether each peer uid gets a namespace of its own.
     public var namespacePerUID: Bool
@@ -67,10 +67,12 @@ public struct AccessControl: Sendable, Hashable {
         let allowed = !self.restrictsPeers
             || peer.uid == 0 || peer.uid == gatewayUID
             || self.allowedUIDs.contains(peer.uid) || self.allowedGIDs.contains(peer.gid)
+            || !self.allowedGIDs.isDisjoint(with: peer.groups)
+        let groups = peer.groups.isEmpty ? "" : " (groups \(peer.groups.sorted().map(String.init).joined(separator: ",")))"
         return ConnectionAccess(
             peer: peer,
             namespace: self.namespacePerUID ? Self.namespace(namespace, uid: peer.uid) : namespace,
-            refusal: allowed ? nil : "uid \(peer.uid) and gid \(peer.gid) are not allowed to use this gateway"
+            refusal: allowed ? nil : "uid \(peer.uid) and gid \(peer.gid)\(groups) are not allowed to use this gateway"
         )
     }
 
@@ -136,12 +138,16 @@ public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
     public var gid: UInt32
     /// The peer's process id (in the gateway's pid namespace; 0 when unknown).
     public var pid: Int32
+    /// The peer's supplementary groups (`SO_PEERGROUPS`); empty when it has
+    /// none or they could not be read.
+    public var groups: Set<UInt32>
 
     /// Credentials from their parts.
-    public init(uid: UInt32, gid: UInt32, pid: Int32) {
+    public init(uid: UInt32, gid: UInt32, pid: Int32, groups: Set<UInt32> = []) {
         self.uid = uid
         self.gid = gid
         self.pid = pid
+        self.groups = groups
     }
 
     /// `uid=… gid=… pid=…`.

@@ -3,19 +3,57 @@ import Glibc
 #endif
 import NIOCore
 
-/// Reads `SO_PEERCRED` from an accepted Unix socket.
+/// Reads `SO_PEERCRED` and `SO_PEERGROUPS` from an accepted Unix socket.
 ///
-/// NIO has no channel option for it, but its socket channels implement
+/// NIO has no channel option for them, but its socket channels implement
 /// `SocketOptionProvider`, whose generic `unsafeGetSocketOption` calls
-/// getsockopt(2) on the channel's own descriptor with a buffer of the value's
-/// size. Glibc's `struct ucred` is hidden from Swift (it needs _GNU_SOURCE),
-/// so `KernelCredentials` mirrors the kernel's layout: three 32-bit fields,
-/// pid, uid, gid, in that order (include/linux/socket.h).
+/// getsockopt(2) on the channel's own descriptor with a zeroed buffer of the
+/// value's size. Glibc's `struct ucred` is hidden from Swift (it needs
+/// _GNU_SOURCE), so `KernelCredentials` mirrors the kernel's layout: three
+/// 32-bit fields, pid, uid, gid, in that order (include/linux/socket.h).
 enum PeerCredentialsReader {
     private struct KernelCredentials: Sendable {
         var pid: Int32 = 0
         var uid: UInt32 = 0
         var gid: UInt32 = 0
+    }
+
+    /// Linux's SO_PEERGROUPS (asm-generic/socket.h; Glibc does not export it).
+    private static let peerGroupsOption: Int32 = 59
+
+    /// The most supplementary groups read; a peer in more groups is judged by
+    /// its uid and effective gid only (getsockopt fails with ERANGE).
+    static let maximumGroups = 64
+
+    /// A buffer for `SO_PEERGROUPS`: `maximumGroups` gids.
+    private struct KernelGroups: Sendable {
+        var gids: (
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64
+        ) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    }
+
+    /// The groups in a `SO_PEERGROUPS` buffer.
+    ///
+    /// NIO does not return how many bytes getsockopt wrote, and the buffer
+    /// starts zeroed, so the end of the list has to be found in the values:
+    /// the kernel keeps a process's groups sorted in ascending order, so the
+    /// list ends where the values stop ascending. A 0 can only be a real
+    /// group first in the list; a list of zeros alone is read as no groups
+    /// (erring towards refusing: group 0 is then only matched as the peer's
+    /// effective gid).
+    static func groups(fromKernelList gids: [UInt32]) -> Set<UInt32> {
+        var groups: Set<UInt32> = []
+        var previous: UInt32?
+        for gid in gids {
+            if let previous, gid < previous { break }
+            groups.insert(gid)
+            previous = gid
+        }
+        if groups == [0] { return [] }
+        return groups
     }
 
     /// The peer's credentials, or nil when they cannot be read (not Linux,
@@ -30,8 +68,18 @@ enum PeerCredentialsReader {
             level: SocketOptionLevel(SOL_SOCKET),
             name: SocketOptionName(SO_PEERCRED)
         )
-        return future.map { credentials -> PeerCredentials? in
-            PeerCredentials(uid: credentials.uid, gid: credentials.gid, pid: credentials.pid)
+        let groups: EventLoopFuture<KernelGroups> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET),
+            name: SocketOptionName(Self.peerGroupsOption)
+        )
+        // Groups that cannot be read (more than `maximumGroups`, an old
+        // kernel) leave the uid and the effective gid to decide.
+        let supplementary = groups.map { buffer -> Set<UInt32> in
+            let gids = withUnsafeBytes(of: buffer.gids) { Array($0.bindMemory(to: UInt32.self)) }
+            return Self.groups(fromKernelList: gids)
+        }.recover { _ in [] }
+        return future.and(supplementary).map { credentials, groups -> PeerCredentials? in
+            PeerCredentials(uid: credentials.uid, gid: credentials.gid, pid: credentials.pid, groups: groups)
         }.recover { _ in nil }
         #else
         return channel.eventLoop.makeSucceededFuture(nil)
