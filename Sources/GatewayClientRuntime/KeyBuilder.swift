@@ -26,9 +26,9 @@ enum KeyBuilder {
         for _ in repeat each arguments { count += 1 }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(128 + 64 * count)
-        Self.appendArrayHeader(2 + count, to: &bytes)
+        MessagePackBytes.appendArrayHeader(2 + count, to: &bytes)
         Self.appendTypeName(Result.self, to: &bytes)
-        Self.appendArrayHeader(count, to: &bytes)
+        MessagePackBytes.appendArrayHeader(count, to: &bytes)
         for argument in repeat each arguments {
             Self.appendTypeName(type(of: argument), to: &bytes)
         }
@@ -79,7 +79,7 @@ enum KeyBuilder {
             return
         }
         var name: [UInt8] = []
-        Self.appendString(String(reflecting: type), to: &name)
+        MessagePackBytes.appendString(String(reflecting: type), to: &name)
         self.typeNames.withLockedValue { $0[id] = name }
         bytes += name
     }
@@ -88,62 +88,13 @@ enum KeyBuilder {
     /// scalars (exactly as the canonical encoder writes them), else encoded.
     private static func append<Argument: Encodable>(_ argument: Argument, to bytes: inout [UInt8]) throws {
         if let value = argument as? Int {
-            Self.appendInteger(Int64(value), to: &bytes)
+            MessagePackBytes.appendInteger(Int64(value), to: &bytes)
         } else if let value = argument as? String {
-            Self.appendString(value, to: &bytes)
+            MessagePackBytes.appendString(value, to: &bytes)
         } else if let value = argument as? Bool {
             bytes.append(value ? 0xc3 : 0xc2)
         } else {
             try MessagePackEncoder(canonical: true).withEncoded(argument) { bytes.append(contentsOf: $0) }
         }
-    }
-
-    /// An array header: fixarray, array 16 or array 32.
-    static func appendArrayHeader(_ count: Int, to bytes: inout [UInt8]) {
-        switch count {
-        case 0...15: bytes.append(0x90 | UInt8(count))
-        case 16...0xffff: bytes.append(0xdc); Self.appendBigEndian(UInt16(count), to: &bytes)
-        default: bytes.append(0xdd); Self.appendBigEndian(UInt32(count), to: &bytes)
-        }
-    }
-
-    /// A string with the shortest header: fixstr, str 8, str 16 or str 32.
-    static func appendString(_ string: String, to bytes: inout [UInt8]) {
-        var string = string
-        string.withUTF8 { utf8 in
-            switch utf8.count {
-            case 0...31: bytes.append(0xa0 | UInt8(utf8.count))
-            case 32...0xff: bytes.append(0xd9); bytes.append(UInt8(utf8.count))
-            case 0x100...0xffff: bytes.append(0xda); Self.appendBigEndian(UInt16(utf8.count), to: &bytes)
-            default: bytes.append(0xdb); Self.appendBigEndian(UInt32(utf8.count), to: &bytes)
-            }
-            bytes.append(contentsOf: utf8)
-        }
-    }
-
-    /// An integer in the shortest form: non-negative ones in the unsigned
-    /// family, negative ones in the signed family.
-    static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
-        if value >= 0 {
-            switch value {
-            case 0...0x7f: bytes.append(UInt8(value))
-            case 0x80...0xff: bytes.append(0xcc); bytes.append(UInt8(value))
-            case 0x100...0xffff: bytes.append(0xcd); Self.appendBigEndian(UInt16(value), to: &bytes)
-            case 0x1_0000...0xffff_ffff: bytes.append(0xce); Self.appendBigEndian(UInt32(value), to: &bytes)
-            default: bytes.append(0xcf); Self.appendBigEndian(UInt64(value), to: &bytes)
-            }
-        } else {
-            switch value {
-            case -32 ... -1: bytes.append(UInt8(bitPattern: Int8(value)))
-            case -0x80 ... -33: bytes.append(0xd0); bytes.append(UInt8(bitPattern: Int8(value)))
-            case -0x8000 ... -0x81: bytes.append(0xd1); Self.appendBigEndian(UInt16(bitPattern: Int16(value)), to: &bytes)
-            case -0x8000_0000 ... -0x8001: bytes.append(0xd2); Self.appendBigEndian(UInt32(bitPattern: Int32(value)), to: &bytes)
-            default: bytes.append(0xd3); Self.appendBigEndian(UInt64(bitPattern: value), to: &bytes)
-            }
-        }
-    }
-
-    private static func appendBigEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
     }
 }

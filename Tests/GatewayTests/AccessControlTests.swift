@@ -120,7 +120,7 @@ import Testing
                 deniedLog: RateLimitedLog(logger: logger, interval: .seconds(10))
             )
             self.channel = EmbeddedChannel()
-            try self.channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+            try self.channel.pipeline.syncOperations.addHandler(FrameReader(maxFrameSize: FrameLimits.defaultMaxFrameSize, timeout: frameTimeout))
             try self.channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: context, connectionID: 1, access: access))
             try self.channel.connect(to: .init(unixDomainSocketPath: "/tmp/access-control-test")).wait()
         }

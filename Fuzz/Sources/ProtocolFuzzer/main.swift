@@ -19,7 +19,8 @@
 // Besides crashes, memory errors and leaks, which the sanitizers catch, every
 // target checks properties that must hold for any input, and stops with a
 // message when one does not: a decoded message encodes and decodes back to
-// itself; the request-only decoder agrees with the general one; the frame
+// itself; the request-only decoder agrees with the general one, and so do the
+// hit path's hand-written readers (LookupFrames) where they read; the frame
 // decoder accounts for every byte; a decoded Codable value round-trips, and
 // canonical encoding is idempotent.
 //
@@ -170,6 +171,21 @@ enum MessageTargets {
     /// clients do, and checks that they agree and that a message round-trips.
     static func check(_ payload: ByteBuffer) {
         let id = GatewayMessage.requestID(inPayload: payload)
+        // The hit path's hand-written readers: whatever they read, the codec
+        // reads the same way (they leave everything else to it).
+        let fastRequest = LookupFrames.lookupRequest(payload)
+        let fastReply = LookupFrames.lookupReply(payload)
+        if let fast = fastRequest ?? fastReply, (try? self.codec.decode(payload: payload)) != fast {
+            violated("LookupFrames read \(fast), the codec \(String(describing: try? self.codec.decode(payload: payload)))")
+        }
+        if let fastReply, case .lookupReply(.hit(let value)) = fastReply.body {
+            // And the hit frame writer writes what the codec writes.
+            var fast = ByteBuffer()
+            var expected = ByteBuffer()
+            guard LookupFrames.appendHit(id: fastReply.id, value: value, to: &fast), (try? fastReply.encodeFrame(into: &expected)) != nil, fast == expected else {
+                violated("appendHit and the codec wrote different frames for \(fastReply)")
+            }
+        }
         let message: GatewayMessage
         do {
             message = try self.codec.decode(payload: payload)

@@ -125,6 +125,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func process(_ payload: ByteBuffer, context: ChannelHandlerContext) {
         self.shared.statistics.increment(.requests)
+        // A lookup in the usual shape is read by hand (the hit path); anything
+        // else, or anything unusual about a lookup, goes to the codec.
+        if let lookup = LookupFrames.lookupRequest(payload) {
+            self.handle(lookup, context: context)
+            return
+        }
         let message: GatewayMessage
         do {
             message = try self.codec.decodeRequest(payload: payload)
@@ -392,7 +398,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         if case .lookupReply(.hit(let value)) = message.body { capacity += value.readableBytes }
         var buffer = context.channel.allocator.buffer(capacity: capacity)
         do {
-            try self.codec.encodeFrame(message, into: &buffer)
+            // A hit, the hot path's reply, is written by hand.
+            if case .lookupReply(.hit(let value)) = message.body, LookupFrames.appendHit(id: message.id, value: value, to: &buffer) {
+                // Written.
+            } else {
+                try self.codec.encodeFrame(message, into: &buffer)
+            }
         } catch {
             // Only a reply larger than 4 GiB could fail to encode; say so instead.
             let fallback = GatewayMessage(id: message.id, .error(ErrorReply(code: .internal, message: "the reply could not be encoded")))

@@ -120,8 +120,7 @@ public actor GatewayServer: Service {
                 let key = ObjectIdentifier(channel)
                 connections.withLockedValue { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[key] = nil } }
-                try channel.pipeline.syncOperations.addHandler(FrameDeadlineHandler(timeout: frameTimeout))
-                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
+                try channel.pipeline.syncOperations.addHandler(FrameReader(maxFrameSize: maxFrameSize, timeout: frameTimeout))
                 try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id, access: access))
                 return channel
             }

@@ -1,0 +1,56 @@
+/// Single MessagePack values written straight into a byte array, in the
+/// shortest form (the canonical one, see `MessagePackEncoder(canonical:)`).
+///
+/// For the few hot paths that assemble MessagePack from known parts without
+/// an encoder: the client's key derivation (`KeyBuilder`) and the hit path's
+/// frames (`LookupFrames`). Tests hold them to the canonical encoder.
+public enum MessagePackBytes {
+    /// An array header: fixarray, array 16 or array 32.
+    public static func appendArrayHeader(_ count: Int, to bytes: inout [UInt8]) {
+        switch count {
+        case 0...15: bytes.append(0x90 | UInt8(count))
+        case 16...0xffff: bytes.append(0xdc); Self.appendBigEndian(UInt16(count), to: &bytes)
+        default: bytes.append(0xdd); Self.appendBigEndian(UInt32(count), to: &bytes)
+        }
+    }
+
+    /// A string with the shortest header: fixstr, str 8, str 16 or str 32.
+    public static func appendString(_ string: String, to bytes: inout [UInt8]) {
+        var string = string
+        string.withUTF8 { utf8 in
+            switch utf8.count {
+            case 0...31: bytes.append(0xa0 | UInt8(utf8.count))
+            case 32...0xff: bytes.append(0xd9); bytes.append(UInt8(utf8.count))
+            case 0x100...0xffff: bytes.append(0xda); Self.appendBigEndian(UInt16(utf8.count), to: &bytes)
+            default: bytes.append(0xdb); Self.appendBigEndian(UInt32(utf8.count), to: &bytes)
+            }
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    /// An integer in the shortest form: non-negative ones in the unsigned
+    /// family, negative ones in the signed family.
+    public static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
+        if value >= 0 {
+            switch value {
+            case 0...0x7f: bytes.append(UInt8(value))
+            case 0x80...0xff: bytes.append(0xcc); bytes.append(UInt8(value))
+            case 0x100...0xffff: bytes.append(0xcd); Self.appendBigEndian(UInt16(value), to: &bytes)
+            case 0x1_0000...0xffff_ffff: bytes.append(0xce); Self.appendBigEndian(UInt32(value), to: &bytes)
+            default: bytes.append(0xcf); Self.appendBigEndian(UInt64(value), to: &bytes)
+            }
+        } else {
+            switch value {
+            case -32 ... -1: bytes.append(UInt8(bitPattern: Int8(value)))
+            case -0x80 ... -33: bytes.append(0xd0); bytes.append(UInt8(bitPattern: Int8(value)))
+            case -0x8000 ... -0x81: bytes.append(0xd1); Self.appendBigEndian(UInt16(bitPattern: Int16(value)), to: &bytes)
+            case -0x8000_0000 ... -0x8001: bytes.append(0xd2); Self.appendBigEndian(UInt32(bitPattern: Int32(value)), to: &bytes)
+            default: bytes.append(0xd3); Self.appendBigEndian(UInt64(bitPattern: value), to: &bytes)
+            }
+        }
+    }
+
+    static func appendBigEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+}
