@@ -24,8 +24,10 @@ public struct MessagePackDecoder: Sendable {
     /// Decodes a `T` from bytes that hold exactly one MessagePack value.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
         do {
-            return try MessagePackObject.withUnpacked(bytes) { root in
-                try DecodingContext(userInfo: self.userInfo).unbox(type, from: root, codingPath: [])
+            return try MessagePackZone.borrow { zone in
+                try MessagePackObject.withUnpacked(bytes, zone: zone) { root in
+                    try DecodingContext(userInfo: self.userInfo).unbox(type, from: root, codingPath: [])
+                }
             }
         } catch let error as GatewayError {
             throw error
