@@ -36,10 +36,12 @@ enum PurgeBenchmarks {
         let redis = try BlockingRedisClient(url: redisURL, timeout: .seconds(120))
         _ = try redis.send(RedisCommand("FLUSHALL"))
 
+        // BENCH_PURGE_BATCH tries another --purge-batch-size than the default.
+        let batchSize = environment["BENCH_PURGE_BATCH"].map { ["--purge-batch-size", $0] } ?? []
         let gateway = try GatewayUnderTest(arguments: [
             "--redis", "unix://\(redisSocket)", "--namespace", Self.namespace, "--purge", "eager",
             "--lookup-timeout-ms", "1000", "--write-timeout-ms", "30000",
-        ])
+        ] + batchSize)
         defer { gateway.stop() }
         try pin(pid: redisPID, cpus: "\(redisCPU)")
         try pin(pid: gateway.pid, cpus: "\(clientCPU)")

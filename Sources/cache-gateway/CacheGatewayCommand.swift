@@ -63,6 +63,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How long a store or an invalidation may wait for Redis before it is dropped, in milliseconds.")
     var writeTimeoutMs: Int64 = 500
 
+    @Option(help: "How many entries one step of a purge deletes inside Redis (Redis backend). Smaller keeps other clients' latency lower while a version's entries go; larger purges faster.")
+    var purgeBatchSize: Int = RedisStore.Configuration().deleteBatchSize
+
     @Option(help: "How long a frame may take to arrive once it has started, in milliseconds; a stalled peer is disconnected.")
     var frameTimeoutMs: Int64 = 10_000
 
@@ -132,6 +135,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--socket-mode takes octal permission bits such as 660")
         }
         guard self.lookupTimeoutMs > 0, self.writeTimeoutMs > 0, self.frameTimeoutMs > 0 else { throw ValidationError("timeouts must be positive") }
+        guard (1...5_000).contains(self.purgeBatchSize) else { throw ValidationError("--purge-batch-size must be 1 to 5000 (a Lua script unpacks the keys of one step)") }
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
         }
@@ -221,7 +225,11 @@ struct Serve: AsyncParsableCommand {
             } catch let error as GatewayError {
                 throw ValidationError(error.message)
             }
-            var redisConfiguration = RedisStore.Configuration(lookupTimeout: configuration.lookupTimeout, writeTimeout: .milliseconds(self.writeTimeoutMs))
+            var redisConfiguration = RedisStore.Configuration(
+                lookupTimeout: configuration.lookupTimeout,
+                writeTimeout: .milliseconds(self.writeTimeoutMs),
+                deleteBatchSize: self.purgeBatchSize
+            )
             // A reply may be as large as the largest value plus the entry header.
             redisConfiguration.pool.connection.maximumReplySize = max(redisConfiguration.pool.connection.maximumReplySize, configuration.maxValueSize + 1024)
             redisConfiguration.pool.connection.maximumCommandSize = max(redisConfiguration.pool.connection.maximumCommandSize, configuration.maxValueSize + 4096)
