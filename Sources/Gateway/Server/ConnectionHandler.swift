@@ -399,11 +399,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         var buffer = context.channel.allocator.buffer(capacity: capacity)
         do {
             // A hit, the hot path's reply, is written by hand.
-            if case .lookupReply(.hit(let value)) = message.body, LookupFrames.appendHit(id: message.id, value: value, to: &buffer) {
-                // Written.
-            } else {
-                try self.codec.encodeFrame(message, into: &buffer)
+            var written = false
+            if case .lookupReply(.hit(let value)) = message.body {
+                written = LookupFrames.appendHit(id: message.id, value: value, to: &buffer)
             }
+            if !written { try self.codec.encodeFrame(message, into: &buffer) }
         } catch {
             // Only a reply larger than 4 GiB could fail to encode; say so instead.
             let fallback = GatewayMessage(id: message.id, .error(ErrorReply(code: .internal, message: "the reply could not be encoded")))
