@@ -62,7 +62,8 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
             context.fireErrorCaught(error)
             return
         }
-        guard bytes.readableBytes > 0 else {
+        // Closed meanwhile (a request the connection refused, say): nothing to wait for.
+        guard bytes.readableBytes > 0, context.channel.isActive else {
             self.cancelDeadline()
             return
         }
