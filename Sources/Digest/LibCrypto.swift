@@ -2,7 +2,6 @@
 // OpenSSL stays here; the rest of the package sees `SHA256Digest`, `HMACSHA256`
 // and `DigestError`.
 internal import CLibCrypto
-import Synchronization
 
 /// Runs one libcrypto call and turns its status into a `DigestError`.
 ///
@@ -46,23 +45,10 @@ nonisolated(unsafe) private let fetchedSHA256: OpaquePointer? = EVP_MD_fetch(nil
 /// `@unchecked Sendable`: a context is used by one thread at a time, either
 /// the hasher's owner or the borrower that took it out of the pool.
 final class DigestContext: @unchecked Sendable {
-    /// Idle contexts, ready to be reset. A few are enough: a context is held
-    /// only for the length of one hash.
-    private static let pool = Mutex<[DigestContext]>([])
-    private static let poolLimit = 16
-
-    /// Runs `body` with a context from the pool (a new one when the pool is
-    /// empty) and puts it back afterwards. `body` must start its computation
-    /// with `resetSHA256`, since the context holds the previous one's state.
-    static func borrow<Result>(_ body: (DigestContext) throws -> Result) throws -> Result {
-        let context = try Self.pool.withLock { $0.popLast() } ?? DigestContext()
-        defer {
-            Self.pool.withLock { idle in
-                if idle.count < Self.poolLimit { idle.append(context) }
-            }
-        }
-        return try body(context)
-    }
+    /// Idle contexts for one-shot hashes (`SHA256.hash`); a borrower must
+    /// start its computation with `resetSHA256`, since a context keeps the
+    /// previous one's state.
+    static let pool = ReusePool { try DigestContext() }
 
     private let context: OpaquePointer
 

@@ -24,7 +24,7 @@ public struct MessagePackDecoder: Sendable {
     /// Decodes a `T` from bytes that hold exactly one MessagePack value.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
         do {
-            return try MessagePackZone.borrow { zone in
+            return try MessagePackZone.pool.borrow { zone in
                 try MessagePackObject.withUnpacked(bytes, zone: zone) { root in
                     try DecodingContext(userInfo: self.userInfo).unbox(type, from: root, codingPath: [])
                 }

@@ -2,7 +2,7 @@
 // stay here; the rest of the package sees `MessagePackWriter` and
 // `MessagePackObject`.
 internal import CMsgPack
-import Synchronization
+import GatewayDigest
 
 /// Runs one msgpack-c packer call and turns its status into a `GatewayError`.
 ///
@@ -246,28 +246,15 @@ struct MessagePackObject {
 
 /// A msgpack-c zone kept for many unpacks, so that decoding a message does
 /// not allocate and free a zone each time. Not thread-safe: one per
-/// connection, or one borrowed from `borrow` for one decode.
+/// connection, or one borrowed from `pool` for one decode.
 ///
 /// `@unchecked Sendable` so that idle zones can sit in the shared pool; a
 /// zone is only ever used by the one thread that holds it.
 final class MessagePackZone: @unchecked Sendable {
     /// Idle zones for one-off decodes (`MessagePackDecoder`): a cached call's
     /// result is decoded on every hit, and a fresh zone is an 8 KiB allocation
-    /// written and freed each time.
-    private static let pool = Mutex<[MessagePackZone]>([])
-    private static let poolLimit = 16
-
-    /// Runs `body` with a zone from the pool (a new one when it is empty) and
-    /// puts it back afterwards; `withUnpacked` leaves a zone cleared.
-    static func borrow<R>(_ body: (MessagePackZone) throws -> R) throws -> R {
-        let zone = try Self.pool.withLock { $0.popLast() } ?? MessagePackZone()
-        defer {
-            Self.pool.withLock { idle in
-                if idle.count < Self.poolLimit { idle.append(zone) }
-            }
-        }
-        return try body(zone)
-    }
+    /// written and freed each time. `withUnpacked` leaves a zone cleared.
+    static let pool = ReusePool { try MessagePackZone() }
 
     private let zone: UnsafeMutablePointer<msgpack_zone>
 

@@ -1,0 +1,36 @@
+import Synchronization
+
+/// A few idle objects that are expensive to make and cheap to reuse (a
+/// libcrypto digest context, a msgpack-c zone), lent out one at a time.
+///
+/// A cached call hashes its key and decodes its result on every hit; making
+/// and freeing such an object each time costs more than the work done with
+/// it. `borrow` takes an idle one (or makes one), lends it to its closure and
+/// puts it back, keeping at most `limit`. An object is used by the one thread
+/// that borrowed it, so `Object` must only be safe to hand between threads
+/// (`Sendable`), not to share.
+package final class ReusePool<Object: AnyObject & Sendable>: Sendable {
+    private let idle = Mutex<[Object]>([])
+    private let limit: Int
+    private let make: @Sendable () throws -> Object
+
+    /// A pool that keeps at most `limit` idle objects and makes new ones with `make`.
+    package init(limit: Int = 16, make: @escaping @Sendable () throws -> Object) {
+        self.limit = limit
+        self.make = make
+    }
+
+    /// Runs `body` with an object from the pool (a new one when it is empty)
+    /// and puts it back afterwards. The object keeps whatever state its last
+    /// borrower left: `body` starts by resetting it, or its owner's type
+    /// leaves it reset.
+    package func borrow<Result>(_ body: (Object) throws -> Result) throws -> Result {
+        let object = try self.idle.withLock { $0.popLast() } ?? self.make()
+        defer {
+            self.idle.withLock { idle in
+                if idle.count < self.limit { idle.append(object) }
+            }
+        }
+        return try body(object)
+    }
+}
