@@ -41,6 +41,35 @@ extension IntegrationTests {
             #expect(!text.contains(socketCopy.lastPathComponent), "systemd-analyze complained: \(text)")
         }
 
+        /// A malformed hand-over is refused with a clear message, before
+        /// anything listens: more sockets than one, a count that is not a
+        /// number, a descriptor 3 that is no listening socket.
+        @Test(arguments: [
+            ("LISTEN_FDS=2", "systemd passed 2 sockets"),
+            ("LISTEN_FDS=two", "LISTEN_FDS is two"),
+            ("LISTEN_FDS=1", "is not a Unix stream socket"),
+        ])
+        func aBadSocketHandOverIsRefusedClearly(environment: String, message: String) throws {
+            let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cg-badfds-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let socketPath = directory.appendingPathComponent("gateway.sock").path
+            // LISTEN_PID must be the gateway's own pid: the shell sets it to its
+            // pid, then becomes the gateway with exec. Descriptor 3 is not open.
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "LISTEN_PID=$$ \(environment) exec \"$0\" serve --socket \"$1\"", try GatewayProcess.executable.path, socketPath]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus != 0)
+            #expect(text.contains(message), "\(text)")
+            #expect(!FileManager.default.fileExists(atPath: socketPath))
+        }
+
         /// Socket activation as the .socket unit does it, through
         /// systemd-socket-activate (systemd's own tool for it): systemd binds
         /// the socket, the first connection starts the gateway with the socket
