@@ -8,7 +8,10 @@
 # .build-fuzz/corpus between runs; the seeds are written afresh each time by
 # the fuzzer itself, from the real encoders. An input that fails is saved in
 # .build-fuzz/artifacts/; put it in Fuzz/Regressions/ once fixed (every file
-# there is run before fuzzing starts).
+# there is run before fuzzing starts). After a source file is added to the root
+# package, delete .build-fuzz/build.db once: SwiftPM keeps the path
+# dependency's old file list in it ("cannot find ... in scope"); a fresh clone
+# is not affected.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
