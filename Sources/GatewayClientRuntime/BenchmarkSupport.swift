@@ -6,10 +6,10 @@ import NIOCore
 /// besides the two system calls of its round trip.
 @_spi(Benchmarks)
 public struct HitWork {
-    private let decoder: MessageCodec
-    private var scratch = ByteBuffer()
-    private let frames = FrameDecoder()
-    private var registered: [FunctionVersion: [UInt8]] = [:]
+    @usableFromInline let decoder: MessageCodec
+    @usableFromInline var scratch = ByteBuffer()
+    @usableFromInline let frames = FrameDecoder()
+    @usableFromInline var registered: [ObjectIdentifier: CachedFunction] = [:]
 
     /// Creates what a connection would own.
     public init() throws {
@@ -20,7 +20,8 @@ public struct HitWork {
     /// Derives the key as `cache` does, finds the version's lookup fields and
     /// frames the lookup as the connection does, reads `replyFrame` (a lookup
     /// reply) as the reader does and decodes the hit's value; nil when it is
-    /// not a hit.
+    /// not a hit. Inlinable like `cache`, so that it is specialized the same way.
+    @inlinable
     public mutating func run<Result: Codable, each Argument: Encodable>(
         _ result: Result.Type,
         function: String,
@@ -33,14 +34,10 @@ public struct HitWork {
             return nil
         }
         self.scratch.clear()
-        let fields: [UInt8]
-        if let known = self.registered[call.function] {
-            fields = known
-        } else {
-            fields = LookupFrames.fields(of: call.function)
-            self.registered[call.function] = fields
+        if self.registered[ObjectIdentifier(call.site)] == nil {
+            self.registered[ObjectIdentifier(call.site)] = call.site
         }
-        LookupFrames.appendLookup(id: 1, fields: fields, key: call.key, to: &self.scratch)
+        LookupFrames.appendLookup(id: 1, fields: call.site.fields, key: call.key, to: &self.scratch)
         var input = replyFrame
         guard let payload = try self.frames.readPayload(from: &input) else { return nil }
         let reply = try LookupFrames.lookupReply(payload) ?? self.decoder.decode(payload: payload)

@@ -26,6 +26,14 @@ import NIOPosix
 ///   get its result.
 /// - It runs on the caller's isolation throughout; waiting for a hit usually
 ///   suspends nothing (see `CacheClient.Configuration.maximumInlineWait`).
+///
+/// It is inlinable, so that it is specialized where it is called, for the
+/// call's result and argument types: deriving the key and decoding a hit then
+/// run as concrete code, without the run-time metadata lookups and dynamic
+/// casts that a generic function reached across a module boundary makes on
+/// every call. What does not depend on the types (the connection, single
+/// flight, storing) is out of line.
+@inlinable
 public func cache<Result: Codable, each Argument: Encodable, Failure: Error>(
     ttl: Duration,
     function: String,
@@ -44,29 +52,18 @@ public func cache<Result: Codable, each Argument: Encodable, Failure: Error>(
     let lookup: CacheClient.Lookup
     switch client.beginLookup(call) {
     case .done(let done): lookup = done
-    case .parked(let connection, let id): lookup = CacheClient.lookup(await connection.park(id), on: connection)
-    case .connect: lookup = await client.connectAndLookup(call)
+    case .unfinished(let unfinished): lookup = await client.finishLookup(unfinished, call)
     }
     if let value: Result = call.hitValue(lookup) { return value }
-    switch await client.singleFlight.join(call.flightKey) {
-    case .follower(let encoded):
-        if let value: Result = call.decoded(encoded) { return value }
-        return try await body()
-    case .leader:
-        var encoded: [UInt8]?
-        defer { client.singleFlight.finish(call.flightKey, encoded: encoded) }
-        let started = ContinuousClock.now
-        let value = try await body()
-        encoded = call.publish(value, computeTime: ContinuousClock.now - started, ttl: ttl, after: lookup, client: client)
-        return value
-    }
+    return try await computeAndStore(call, after: lookup, ttl: ttl, client: client, body: body)
 }
 
 /// The synchronous form of `cache(ttl:function:version:fileID:arguments:isolation:body:)`,
 /// for functions that are not `async`. It blocks the calling thread while it
 /// waits for the gateway (at most the lookup timeout), doing the whole round
 /// trip on that thread. Called on a SwiftNIO event loop thread, where blocking
-/// is not allowed, it runs `body` uncached.
+/// is not allowed, it runs `body` uncached. Inlinable for the same reason.
+@inlinable
 public func cacheSync<Result: Codable, each Argument: Encodable, Failure: Error>(
     ttl: Duration,
     function: String,
@@ -82,6 +79,43 @@ public func cacheSync<Result: Codable, each Argument: Encodable, Failure: Error>
     }
     let lookup = client.lookupBlocking(call)
     if let value: Result = call.hitValue(lookup) { return value }
+    return try computeAndStoreBlocking(call, after: lookup, ttl: ttl, client: client, body: body)
+}
+
+/// The rest of `cache` after anything but a usable hit: single flight, then
+/// `body`, then storing its result.
+@usableFromInline
+func computeAndStore<Result: Codable, Failure: Error>(
+    _ call: CachedCall,
+    after lookup: CacheClient.Lookup,
+    ttl: Duration,
+    client: CacheClient,
+    isolation: isolated (any Actor)? = #isolation,
+    body: () async throws(Failure) -> Result
+) async throws(Failure) -> Result {
+    switch await client.singleFlight.join(call.flightKey) {
+    case .follower(let encoded):
+        if let value: Result = call.decoded(encoded) { return value }
+        return try await body()
+    case .leader:
+        var encoded: [UInt8]?
+        defer { client.singleFlight.finish(call.flightKey, encoded: encoded) }
+        let started = ContinuousClock.now
+        let value = try await body()
+        encoded = call.publish(value, computeTime: ContinuousClock.now - started, ttl: ttl, after: lookup, client: client)
+        return value
+    }
+}
+
+/// `computeAndStore` for `cacheSync`.
+@usableFromInline
+func computeAndStoreBlocking<Result: Codable, Failure: Error>(
+    _ call: CachedCall,
+    after lookup: CacheClient.Lookup,
+    ttl: Duration,
+    client: CacheClient,
+    body: () throws(Failure) -> Result
+) throws(Failure) -> Result {
     switch client.singleFlight.joinBlocking(call.flightKey) {
     case .follower(let encoded):
         if let value: Result = call.decoded(encoded) { return value }
@@ -96,19 +130,26 @@ public func cacheSync<Result: Codable, each Argument: Encodable, Failure: Error>
     }
 }
 
-/// One call's identity: the qualified function, its version and the key.
+/// One call's identity: the function version and the key.
+@usableFromInline
 struct CachedCall {
-    let function: FunctionVersion
-    let key: CacheKey
+    /// The function version, resolved once per call site (`CachedFunction`).
+    @usableFromInline let site: CachedFunction
+    @usableFromInline let key: CacheKey
+
+    /// The qualified function and version.
+    var function: FunctionVersion { self.site.function }
 
     /// The value of a hit, if the lookup was one and its bytes decode (a value
     /// that does not decode is recomputed, as on a miss).
+    @inlinable
     func hitValue<Result: Decodable>(_ lookup: CacheClient.Lookup) -> Result? {
         guard case .hit(let bytes, _) = lookup else { return nil }
         return self.value(from: bytes)
     }
 
     /// A hit's bytes, decoded.
+    @inlinable
     func value<Result: Decodable>(from bytes: ByteBuffer) -> Result? {
         try? MessagePackDecoder().decode(Result.self, from: bytes)
     }
@@ -126,7 +167,7 @@ struct CachedCall {
         guard let encoded = try? MessagePackEncoder().encode(value) else { return nil }
         switch lookup {
         case .miss(let connection), .hit(_, let connection):
-            client.store(encoded, function: self.function, key: self.key, ttl: ttl, computeTime: computeTime, on: connection)
+            client.store(encoded, site: self.site, key: self.key, ttl: ttl, computeTime: computeTime, on: connection)
         case .bypass:
             break
         }
@@ -138,9 +179,10 @@ struct CachedCall {
     }
 
     /// nil when the arguments cannot be encoded (then the call is not cached).
+    @inlinable
     init?<Result, each Argument: Encodable>(function: String, version: String, fileID: String, result: Result.Type, arguments: repeat each Argument) {
         guard let key = KeyBuilder.key(result: Result.self, arguments: repeat each arguments) else { return nil }
-        self.function = FunctionVersion(function: KeyBuilder.qualified(function, fileID: fileID), version: version)
+        self.site = CachedFunction.resolve(function: function, version: version, fileID: fileID)
         self.key = key
     }
 }

@@ -105,6 +105,7 @@ public final class CacheClient: Sendable {
     }
 
     /// What a lookup found.
+    @usableFromInline
     enum Lookup {
         /// The entry's bytes, and where to store a replacement should they not decode.
         case hit(ByteBuffer, ClientConnection)
@@ -190,6 +191,7 @@ public final class CacheClient: Sendable {
     /// Whether an `async` call may read the socket on its own thread: not on
     /// a SwiftNIO event loop (a task may run on one as its executor), which
     /// must never block.
+    @usableFromInline
     static var mayBlock: Bool { MultiThreadedEventLoopGroup.currentEventLoop == nil }
 
     // MARK: Lookup and store
@@ -200,28 +202,22 @@ public final class CacheClient: Sendable {
         switch self.beginLookup(call) {
         case .done(let lookup):
             return lookup
-        case .parked(let connection, let id):
-            return Self.lookup(await connection.park(id), on: connection)
-        case .connect:
-            return await self.connectAndLookup(call)
+        case .unfinished(let unfinished):
+            return await self.finishLookup(unfinished, call)
         }
     }
 
-    /// Connects (the caller got `.connect`), then looks `call` up.
-    func connectAndLookup(_ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
-        guard let connection = await self.connect() else { return .bypass }
-        let reply = await connection.request(
-            .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
-            registering: call.function,
-            timeout: self.configuration.lookupTimeout,
-            mayLead: Self.mayBlock
-        )
-        return Self.lookup(reply, on: connection)
-    }
-
     /// How `beginLookup` left a lookup.
+    @usableFromInline
     enum LookupStart {
         case done(Lookup)
+        /// `finishLookup` completes it.
+        case unfinished(Unfinished)
+    }
+
+    /// What is left of a lookup after `beginLookup`.
+    @usableFromInline
+    enum Unfinished {
         /// Awaited on `connection`: `ClientConnection.park` gets the reply.
         case parked(ClientConnection, UInt64)
         /// This call is to connect first.
@@ -231,27 +227,47 @@ public final class CacheClient: Sendable {
     /// The synchronous part of an `async` lookup: with the connection open
     /// and the reply back within the inline window, the whole lookup, with no
     /// `async` call (see `ClientConnection.begin`). `cache` calls it directly.
+    @usableFromInline
     func beginLookup(_ call: CachedCall) -> LookupStart {
         switch self.access() {
         case .bypass:
             return .done(.bypass)
         case .connect:
-            return .connect
+            return .unfinished(.connect)
         case .use(let connection):
             let attempt = connection.begin(
                 .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
-                registering: call.function,
+                registering: call.site,
                 timeout: self.configuration.lookupTimeout,
                 mayLead: Self.mayBlock
             )
             switch attempt {
             case .done(let reply): return .done(Self.lookup(reply, on: connection))
-            case .parked(let id): return .parked(connection, id)
+            case .parked(let id): return .unfinished(.parked(connection, id))
             }
         }
     }
 
+    /// The `async` part of a lookup that `beginLookup` left unfinished.
+    @usableFromInline
+    func finishLookup(_ unfinished: Unfinished, _ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
+        switch unfinished {
+        case .parked(let connection, let id):
+            return Self.lookup(await connection.park(id), on: connection)
+        case .connect:
+            guard let connection = await self.connect() else { return .bypass }
+            let reply = await connection.request(
+                .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
+                registering: call.site,
+                timeout: self.configuration.lookupTimeout,
+                mayLead: Self.mayBlock
+            )
+            return Self.lookup(reply, on: connection)
+        }
+    }
+
     /// `lookup`, blocking the calling thread (at most the connect and lookup timeouts).
+    @usableFromInline
     func lookupBlocking(_ call: CachedCall) -> Lookup {
         let connection: ClientConnection
         switch self.access() {
@@ -265,7 +281,7 @@ public final class CacheClient: Sendable {
         }
         let reply = connection.requestBlocking(
             .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
-            registering: call.function,
+            registering: call.site,
             timeout: self.configuration.lookupTimeout
         )
         return Self.lookup(reply, on: connection)
@@ -282,18 +298,18 @@ public final class CacheClient: Sendable {
 
     /// Stores `value` without waiting for the reply; a value above the
     /// gateway's limit is not sent.
-    func store(_ value: [UInt8], function: FunctionVersion, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: ClientConnection) {
+    func store(_ value: [UInt8], site: CachedFunction, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: ClientConnection) {
         guard value.count <= Int(clamping: connection.hello.maxValueSize) else { return }
         let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
         let microseconds = max(0, computeTime.components.seconds * 1_000_000 + computeTime.components.attoseconds / 1_000_000_000_000)
         let store = Store(
-            function: function,
+            function: site.function,
             key: key,
             ttlMilliseconds: UInt64(min(milliseconds, Int64(Store.maximumTTLMilliseconds))),
             computeMicroseconds: UInt64(microseconds),
             value: ByteBuffer(bytes: value)
         )
-        connection.send(.store(store), registering: function)
+        connection.send(.store(store), registering: site)
     }
 
     // MARK: Any request

@@ -51,6 +51,7 @@ import Glibc
 ///   uncached); the call after it connects again at once.
 /// - **Frames.** Lookups and their replies, the hit path, are written and
 ///   read by `LookupFrames`; everything else goes through `MessageCodec`.
+@usableFromInline
 final class ClientConnection: @unchecked Sendable {
     // @unchecked: every mutable field is guarded by `lock`, except those marked
     // as belonging to the reader role, which only the role's holder touches
@@ -105,9 +106,12 @@ final class ClientConnection: @unchecked Sendable {
     // Guarded by `lock`:
     private var nextID: UInt64 = 0
     private var pending: [UInt64: Pending] = [:]
-    /// The function versions registered on this connection, with their
-    /// fields as a lookup frame carries them (`LookupFrames.fields(of:)`).
-    private var registered: [FunctionVersion: [UInt8]] = [:]
+    /// The function versions registered on this connection, by identity
+    /// (held, so that an identity is not reused while it is here).
+    private var registered: [ObjectIdentifier: CachedFunction] = [:]
+    /// Past this many, `registered` starts afresh (registering again is
+    /// harmless: the gateway counts a version once per connection).
+    private static let registeredLimit = 4_096
     private var outbox = ByteBuffer()
     private var scratch = ByteBuffer()
     private let encoder: MessageCodec
@@ -182,7 +186,7 @@ final class ClientConnection: @unchecked Sendable {
     /// thread: an event loop, or `inlineWait` is zero).
     func request(
         _ body: GatewayMessage.Body,
-        registering function: FunctionVersion? = nil,
+        registering function: CachedFunction? = nil,
         timeout: TimeAmount,
         mayLead: Bool = true,
         isolation: isolated (any Actor)? = #isolation
@@ -206,7 +210,7 @@ final class ClientConnection: @unchecked Sendable {
     /// not `async`, so that an `async` caller whose reply comes within the
     /// window makes no `async` call on the way (each one costs a frame and an
     /// executor check, measurable on a hit).
-    func begin(_ body: GatewayMessage.Body, registering function: FunctionVersion? = nil, timeout: TimeAmount, mayLead: Bool) -> Attempt {
+    func begin(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil, timeout: TimeAmount, mayLead: Bool) -> Attempt {
         let deadline = NIODeadline.now() + timeout
         switch self.start(body, registering: function, deadline: deadline, mayLead: mayLead && self.inlineWait > .zero) {
         case .failed(let error):
@@ -222,7 +226,7 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// `request`, blocking the calling thread until the reply or the deadline.
-    func requestBlocking(_ body: GatewayMessage.Body, registering function: FunctionVersion? = nil, timeout: TimeAmount) -> Reply {
+    func requestBlocking(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil, timeout: TimeAmount) -> Reply {
         let deadline = NIODeadline.now() + timeout
         switch self.start(body, registering: function, deadline: deadline, mayLead: true) {
         case .failed(let error):
@@ -236,7 +240,7 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// Sends `body` without awaiting its reply (the reader drops it).
-    func send(_ body: GatewayMessage.Body, registering function: FunctionVersion? = nil) {
+    func send(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil) {
         _ = self.start(body, registering: function, deadline: nil, mayLead: false)
     }
 
@@ -272,31 +276,23 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Writes the request (and the register before it) and records the waiter,
     /// all under the lock: ids, the registered set and the byte stream change together.
-    private func start(_ body: GatewayMessage.Body, registering function: FunctionVersion?, deadline: NIODeadline?, mayLead: Bool) -> Start {
+    private func start(_ body: GatewayMessage.Body, registering function: CachedFunction?, deadline: NIODeadline?, mayLead: Bool) -> Start {
         var wakeBackground = false
         let start = self.lock.withLock { () -> Start in
             if let failure = self.failure { return .failed(failure) }
             self.scratch.clear()
-            var needsRegister = false
-            var fields: [UInt8]?
-            if let function {
-                fields = self.registered[function]
-                if fields == nil {
-                    needsRegister = true
-                    fields = LookupFrames.fields(of: function)
-                }
-            }
+            let needsRegister = function.map { self.registered[ObjectIdentifier($0)] == nil } ?? false
             self.nextID &+= 1
             if self.nextID == 0 { self.nextID = 1 }  // id 0 is reserved
             var id = self.nextID
             do {
                 if needsRegister, let function {
-                    try self.encoder.encodeFrame(GatewayMessage(id: id, .register(function)), into: &self.scratch)
+                    try self.encoder.encodeFrame(GatewayMessage(id: id, .register(function.function)), into: &self.scratch)
                     self.nextID &+= 1
                     id = self.nextID
                 }
-                if case .lookup(let lookup) = body, let fields, lookup.function == function {
-                    LookupFrames.appendLookup(id: id, fields: fields, key: lookup.key, to: &self.scratch)
+                if case .lookup(let lookup) = body, let function, lookup.function == function.function {
+                    LookupFrames.appendLookup(id: id, fields: function.fields, key: lookup.key, to: &self.scratch)
                 } else {
                     try self.encoder.encodeFrame(GatewayMessage(id: id, body), into: &self.scratch)
                 }
@@ -309,7 +305,10 @@ final class ClientConnection: @unchecked Sendable {
                 // Closed below, outside the lock.
                 return .failed(error)
             }
-            if needsRegister, let function { self.registered[function] = fields }
+            if needsRegister, let function {
+                if self.registered.count >= Self.registeredLimit { self.registered.removeAll() }
+                self.registered[ObjectIdentifier(function)] = function
+            }
             // A large store leaves the scratch buffer large: let it go.
             if self.scratch.capacity > 64 * 1024 { self.scratch = ByteBuffer() }
             guard let deadline else { return .wait(0) }
@@ -380,6 +379,14 @@ final class ClientConnection: @unchecked Sendable {
             var wakeBackground = false
             var completions: [Completion] = []
             let outcome = self.lock.withLock { () -> Reply?? in
+                if readError == nil, self.pending.count == 1, self.messages.count == 1, self.messages[0].id == id {
+                    // The usual case, a caller alone on the connection: its
+                    // reply is all that came and nobody else awaits one, so
+                    // there is nothing to hand over and no other deadline.
+                    self.pending.removeValue(forKey: id)
+                    self.isReading = false
+                    return .some(.success(self.messages.removeLast()))
+                }
                 if readError == nil {
                     completions = self.dispatchLocked(now: after)
                 }

@@ -15,12 +15,18 @@ import NIOConcurrencyHelpers
 /// `String`, `Bool`) written directly, every other argument encoded by the
 /// canonical encoder. The tests compare the result with `KeyMaterial`'s for
 /// many shapes of arguments.
+///
+/// `key` is inlinable (it is part of `cache`, which is): specialized for the
+/// argument types, the checks for the common scalars are decided at compile
+/// time.
+@usableFromInline
 enum KeyBuilder {
     /// The canonical encoding of each type's name, by type.
     private static let typeNames = NIOLockedValueBox<[ObjectIdentifier: [UInt8]]>([:])
 
     /// The key of a call returning `Result` with `arguments`; nil when an
     /// argument cannot be encoded.
+    @inlinable
     static func key<Result, each Argument: Encodable>(result: Result.Type, arguments: repeat each Argument) -> CacheKey? {
         var count = 0
         for _ in repeat each arguments { count += 1 }
@@ -36,11 +42,17 @@ enum KeyBuilder {
             for argument in repeat each arguments {
                 try Self.append(argument, to: &bytes)
             }
-            let digest = try bytes.withUnsafeBytes { (raw) in try SHA256.hash(raw) }
-            return CacheKey(digest: digest)
         } catch {
             return nil
         }
+        return Self.hash(bytes)
+    }
+
+    /// The key whose material is `bytes`; nil if libcrypto fails.
+    @usableFromInline
+    static func hash(_ bytes: [UInt8]) -> CacheKey? {
+        guard let digest = try? bytes.withUnsafeBytes({ (raw) in try SHA256.hash(raw) }) else { return nil }
+        return CacheKey(digest: digest)
     }
 
     /// `function` qualified with the module of `fileID` (the text before its first "/").
@@ -72,7 +84,8 @@ enum KeyBuilder {
         }
     }
 
-    private static func appendTypeName(_ type: Any.Type, to bytes: inout [UInt8]) {
+    @usableFromInline
+    static func appendTypeName(_ type: Any.Type, to bytes: inout [UInt8]) {
         let id = ObjectIdentifier(type)
         if let known = self.typeNames.withLockedValue({ $0[id] }) {
             bytes += known
@@ -86,7 +99,8 @@ enum KeyBuilder {
 
     /// One argument's canonical encoding: written directly for the commonest
     /// scalars (exactly as the canonical encoder writes them), else encoded.
-    private static func append<Argument: Encodable>(_ argument: Argument, to bytes: inout [UInt8]) throws {
+    @inlinable
+    static func append<Argument: Encodable>(_ argument: Argument, to bytes: inout [UInt8]) throws {
         if let value = argument as? Int {
             MessagePackBytes.appendInteger(Int64(value), to: &bytes)
         } else if let value = argument as? String {
@@ -94,7 +108,14 @@ enum KeyBuilder {
         } else if let value = argument as? Bool {
             bytes.append(value ? 0xc3 : 0xc2)
         } else {
-            try MessagePackEncoder(canonical: true).withEncoded(argument) { bytes.append(contentsOf: $0) }
+            try Self.appendEncoded(argument, to: &bytes)
         }
+    }
+
+    /// An argument's canonical encoding through the encoder: out of line, so
+    /// that the encoder's generic code is not copied into every caller.
+    @usableFromInline
+    static func appendEncoded(_ argument: some Encodable, to bytes: inout [UInt8]) throws {
+        try MessagePackEncoder(canonical: true).withEncoded(argument) { bytes.append(contentsOf: $0) }
     }
 }

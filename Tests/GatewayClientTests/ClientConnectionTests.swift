@@ -67,7 +67,7 @@ import Glibc
         let keys = try (0..<64).map { try CacheKey(hashing: $0) }
         for (index, key) in keys.enumerated() {
             let store = Store(function: Self.function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1, value: ByteBuffer(string: "value \(index)"))
-            let reply = try await connection.request(.store(store), registering: Self.function, timeout: .seconds(10)).get()
+            let reply = try await connection.request(.store(store), registering: CachedFunction.named(Self.function), timeout: .seconds(10)).get()
             #expect(reply.body == .storeReply(stored: true))
         }
         let wrong = NIOLockedValueBox(0)
@@ -84,7 +84,7 @@ import Glibc
                 group.addTask {
                     for round in 0..<25 {
                         let index = (task * 7 + round) % keys.count
-                        check(index, await connection.request(Self.lookup(keys[index]), registering: Self.function, timeout: .seconds(10)))
+                        check(index, await connection.request(Self.lookup(keys[index]), registering: CachedFunction.named(Self.function), timeout: .seconds(10)))
                     }
                 }
             }
@@ -93,7 +93,7 @@ import Glibc
                     await Self.onThread {
                         for round in 0..<100 {
                             let index = (thread * 13 + round) % keys.count
-                            check(index, connection.requestBlocking(Self.lookup(keys[index]), registering: Self.function, timeout: .seconds(10)))
+                            check(index, connection.requestBlocking(Self.lookup(keys[index]), registering: CachedFunction.named(Self.function), timeout: .seconds(10)))
                         }
                     }
                 }
@@ -139,8 +139,8 @@ import Glibc
         for threads in [false, true] {
             try gateway.suspend()
             async let lookupReply = threads
-                ? Self.onThread { connection.requestBlocking(Self.lookup(key), registering: Self.function, timeout: .seconds(20)) }
-                : connection.request(Self.lookup(key), registering: Self.function, timeout: .seconds(20))
+                ? Self.onThread { connection.requestBlocking(Self.lookup(key), registering: CachedFunction.named(Self.function), timeout: .seconds(20)) }
+                : connection.request(Self.lookup(key), registering: CachedFunction.named(Self.function), timeout: .seconds(20))
             async let pingReply = threads
                 ? Self.onThread { connection.requestBlocking(.ping, timeout: .seconds(20)) }
                 : connection.request(.ping, timeout: .seconds(20))
@@ -271,13 +271,13 @@ import Glibc
         let functions = (0..<40).map { FunctionVersion(function: "Ordering.f\($0)()", version: "v\($0)") }
         let key = try CacheKey(hashing: 1)
         @Sendable func store(_ function: FunctionVersion) {
-            connection.send(.store(Store(function: function, key: key, ttlMilliseconds: 1_000, computeMicroseconds: 1, value: ByteBuffer(string: "x"))), registering: function)
+            connection.send(.store(Store(function: function, key: key, ttlMilliseconds: 1_000, computeMicroseconds: 1, value: ByteBuffer(string: "x"))), registering: CachedFunction.named(function))
         }
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<16 {
                 group.addTask {
                     for function in functions.shuffled() {
-                        _ = await connection.request(.lookup(Lookup(function: function, key: key)), registering: function, timeout: .seconds(10))
+                        _ = await connection.request(.lookup(Lookup(function: function, key: key)), registering: CachedFunction.named(function), timeout: .seconds(10))
                         store(function)
                     }
                 }
@@ -287,7 +287,7 @@ import Glibc
                     await Self.onThread {
                         for function in functions.shuffled() {
                             store(function)
-                            _ = connection.requestBlocking(.lookup(Lookup(function: function, key: key)), registering: function, timeout: .seconds(10))
+                            _ = connection.requestBlocking(.lookup(Lookup(function: function, key: key)), registering: CachedFunction.named(function), timeout: .seconds(10))
                         }
                     }
                 }

@@ -24,10 +24,13 @@ public struct MessagePackDecoder: Sendable {
     /// Decodes a `T` from bytes that hold exactly one MessagePack value.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
         do {
-            return try MessagePackZone.pool.borrow { zone in
-                try MessagePackObject.withUnpacked(bytes, zone: zone) { root in
-                    try DecodingContext(userInfo: self.userInfo).unbox(type, from: root, codingPath: [])
-                }
+            // `take` and `giveBack` rather than `borrow`: inside this generic
+            // function, `borrow` (generic over its result) is not specialized,
+            // and looked up `[MessagePackZone]`'s metadata on every decode.
+            let zone = try MessagePackZone.pool.take()
+            defer { MessagePackZone.pool.giveBack(zone) }
+            return try MessagePackObject.withUnpacked(bytes, zone: zone) { root in
+                try DecodingContext(userInfo: self.userInfo).unbox(type, from: root, codingPath: [])
             }
         } catch let error as GatewayError {
             throw error

@@ -1,0 +1,103 @@
+import GatewayProtocol
+import Synchronization
+
+/// One cached function version as the runtime uses it: its qualified name and
+/// version, and the two fields of its lookup frames, worked out once and then
+/// shared by every call of that function.
+///
+/// A call names its function with three strings (`function`, `version`,
+/// `fileID`). Qualifying the name with the module, hashing the strings to
+/// find the connection's registration, and writing them as MessagePack took
+/// a few hundred nanoseconds per hit, so `resolve` does all of it once per
+/// version: an interned `CachedFunction` is identified by its object
+/// identity from then on (a connection remembers which ones it registered by
+/// that identity, keeping them alive while it does).
+@usableFromInline
+final class CachedFunction: Sendable {
+    /// The qualified name and the version, as the gateway sees them.
+    let function: FunctionVersion
+    /// `LookupFrames.fields(of: function)`.
+    @usableFromInline let fields: [UInt8]
+    /// The three strings the call gave, compared by the front cache.
+    private let given: Site
+
+    private init(given: Site) {
+        self.given = given
+        self.function = FunctionVersion(function: KeyBuilder.qualified(given.function, fileID: given.fileID), version: given.version)
+        self.fields = LookupFrames.fields(of: self.function)
+    }
+
+    /// The three strings that name a function version at a call site.
+    private struct Site: Hashable, Sendable {
+        var function: String
+        var version: String
+        var fileID: String
+    }
+
+    /// The interned functions, by their call sites' strings. Bounded: a
+    /// program that makes up function names at run time (`cache(...)` is
+    /// public for closures) gets fresh, uninterned objects past the bound,
+    /// which are correct, only slower.
+    private static let interned = Mutex<[Site: CachedFunction]>([:])
+    private static let internedLimit = 4_096
+
+    /// A direct-mapped cache in front of `interned`, indexed by the strings'
+    /// in-memory representation (below).
+    private static let recent = Mutex<[CachedFunction?]>(Array(repeating: nil, count: recentSlots))
+    private static let recentSlots = 64
+
+    /// The function version that `function`, `version` and `fileID` name.
+    ///
+    /// The usual caller passes string literals, and a literal is the same
+    /// 16 bytes (a pointer into the binary, its length and flags) on every
+    /// call. Those bytes pick a slot of `recent`; the entry there is taken
+    /// only if its strings are equal to these, which `String ==` sees at once
+    /// when the representations are identical. So the bytes only choose
+    /// where to look, never decide equality: equal strings with different
+    /// representations (built at run time) simply land in other slots or go
+    /// to `interned`, which hashes the characters as usual.
+    @usableFromInline
+    static func resolve(function: String, version: String, fileID: String) -> CachedFunction {
+        let slot = Self.slot(function, version, fileID)
+        if let entry = Self.recent.withLock({ $0[slot] }),
+           entry.given.function == function, entry.given.version == version, entry.given.fileID == fileID {
+            return entry
+        }
+        let site = Site(function: function, version: version, fileID: fileID)
+        let entry = Self.interned.withLock { interned -> CachedFunction in
+            if let known = interned[site] { return known }
+            let made = CachedFunction(given: site)
+            if interned.count < Self.internedLimit { interned[site] = made }
+            return made
+        }
+        Self.recent.withLock { $0[slot] = entry }
+        return entry
+    }
+
+    /// The slot of `recent` for these strings: a mix of their representations' bytes.
+    private static func slot(_ function: String, _ version: String, _ fileID: String) -> Int {
+        var mixed: UInt64 = 0
+        Self.mix(function, into: &mixed)
+        Self.mix(version, into: &mixed)
+        Self.mix(fileID, into: &mixed)
+        // The top 6 bits: `recentSlots` is 64.
+        return Int(truncatingIfNeeded: mixed >> 58)
+    }
+
+    private static func mix(_ string: String, into mixed: inout UInt64) {
+        withUnsafeBytes(of: string) { raw in
+            var offset = 0
+            while offset + 8 <= raw.count {
+                mixed = (mixed ^ raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* 0x9E37_79B9_7F4A_7C15
+                offset += 8
+            }
+        }
+    }
+}
+
+extension CachedFunction {
+    /// The function version `function`, already qualified (for tests and tools).
+    static func named(_ function: FunctionVersion) -> CachedFunction {
+        Self.resolve(function: function.function, version: function.version, fileID: "")
+    }
+}
