@@ -181,8 +181,9 @@ struct CachedCall {
     /// nil when the arguments cannot be encoded (then the call is not cached).
     @inlinable
     init?<Result, each Argument: Encodable>(function: String, version: String, fileID: String, result: Result.Type, arguments: repeat each Argument) {
-        guard let key = KeyBuilder.key(result: Result.self, arguments: repeat each arguments) else { return nil }
-        self.site = CachedFunction.resolve(function: function, version: version, fileID: fileID)
+        let site = CachedFunction.resolve(function: function, version: version, fileID: fileID)
+        guard let key = KeyBuilder.key(site: site, result: Result.self, arguments: repeat each arguments) else { return nil }
+        self.site = site
         self.key = key
     }
 }

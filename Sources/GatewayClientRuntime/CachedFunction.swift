@@ -21,6 +21,47 @@ final class CachedFunction: Sendable {
     /// The three strings the call gave, compared by the front cache.
     private let given: Site
 
+    /// The start of a key's material for the types of the first call that
+    /// derived a key here (see `KeyBuilder.key`).
+    @usableFromInline
+    final class TypeNames: Sendable {
+        /// The result type.
+        @usableFromInline let result: ObjectIdentifier
+        /// The arguments' types, in order.
+        @usableFromInline let arguments: [ObjectIdentifier]
+        /// The array header, the result type's name, the argument types' array.
+        @usableFromInline let bytes: [UInt8]
+
+        @usableFromInline
+        init(result: ObjectIdentifier, arguments: [ObjectIdentifier], bytes: [UInt8]) {
+            self.result = result
+            self.arguments = arguments
+            self.bytes = bytes
+        }
+    }
+
+    /// Set once, by the first call (`remember`); read without a lock.
+    private let rememberedTypeNames = Atomic<Unmanaged<TypeNames>?>(nil)
+
+    /// The type names remembered for this site, if any.
+    @usableFromInline
+    var typeNames: TypeNames? {
+        self.rememberedTypeNames.load(ordering: .acquiring)?.takeUnretainedValue()
+    }
+
+    /// Remembers `names`, unless another call did first.
+    @usableFromInline
+    func remember(_ names: TypeNames) {
+        let retained = Unmanaged.passRetained(names)
+        if !self.rememberedTypeNames.compareExchange(expected: nil, desired: retained, ordering: .acquiringAndReleasing).exchanged {
+            retained.release()
+        }
+    }
+
+    deinit {
+        self.rememberedTypeNames.load(ordering: .acquiring)?.release()
+    }
+
     private init(given: Site) {
         self.given = given
         self.function = FunctionVersion(function: KeyBuilder.qualified(given.function, fileID: given.fileID), version: given.version)

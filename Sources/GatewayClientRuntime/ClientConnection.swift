@@ -375,7 +375,6 @@ final class ClientConnection: @unchecked Sendable {
             }
             // Fails every awaited request, this one too (it is then `.arrived`).
             if let readError { self.close(readError) }
-            let after = NIODeadline.now()
             var wakeBackground = false
             var completions: [Completion] = []
             let outcome = self.lock.withLock { () -> Reply?? in
@@ -387,6 +386,7 @@ final class ClientConnection: @unchecked Sendable {
                     self.isReading = false
                     return .some(.success(self.messages.removeLast()))
                 }
+                let after = NIODeadline.now()
                 if readError == nil {
                     completions = self.dispatchLocked(now: after)
                 }

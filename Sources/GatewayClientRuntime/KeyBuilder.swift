@@ -26,17 +26,39 @@ enum KeyBuilder {
 
     /// The key of a call returning `Result` with `arguments`; nil when an
     /// argument cannot be encoded.
+    ///
+    /// With `site`, the header and type names are taken from what the site
+    /// remembers of its first call (`CachedFunction.TypeNames`) when this
+    /// call's types are the same, as they always are but for a generic
+    /// function called with other types: that saves looking each name up.
     @inlinable
-    static func key<Result, each Argument: Encodable>(result: Result.Type, arguments: repeat each Argument) -> CacheKey? {
+    static func key<Result, each Argument: Encodable>(site: CachedFunction? = nil, result: Result.Type, arguments: repeat each Argument) -> CacheKey? {
         var count = 0
         for _ in repeat each arguments { count += 1 }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(128 + 64 * count)
-        MessagePackBytes.appendArrayHeader(2 + count, to: &bytes)
-        Self.appendTypeName(Result.self, to: &bytes)
-        MessagePackBytes.appendArrayHeader(count, to: &bytes)
-        for argument in repeat each arguments {
-            Self.appendTypeName(type(of: argument), to: &bytes)
+        var known = false
+        if let names = site?.typeNames, names.result == ObjectIdentifier(Result.self), names.arguments.count == count {
+            known = true
+            var index = 0
+            for argument in repeat each arguments {
+                if known && names.arguments[index] != ObjectIdentifier(type(of: argument)) { known = false }
+                index += 1
+            }
+            if known { bytes.append(contentsOf: names.bytes) }
+        }
+        if !known {
+            MessagePackBytes.appendArrayHeader(2 + count, to: &bytes)
+            Self.appendTypeName(Result.self, to: &bytes)
+            MessagePackBytes.appendArrayHeader(count, to: &bytes)
+            for argument in repeat each arguments {
+                Self.appendTypeName(type(of: argument), to: &bytes)
+            }
+            if let site, site.typeNames == nil {
+                var types: [ObjectIdentifier] = []
+                for argument in repeat each arguments { types.append(ObjectIdentifier(type(of: argument))) }
+                site.remember(CachedFunction.TypeNames(result: ObjectIdentifier(Result.self), arguments: types, bytes: bytes))
+            }
         }
         do {
             for argument in repeat each arguments {

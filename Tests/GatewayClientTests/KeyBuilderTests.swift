@@ -64,6 +64,29 @@ import Testing
         try self.expectSameKey(Customer.self, Customer(), [[1], [2, 3]], Set(["z", "y"]))
     }
 
+    /// One call site of a generic function called with other types in turn:
+    /// the site remembers the type names of its first call, and must use them
+    /// only when a call's types are the same.
+    @Test func aSiteRemembersItsTypeNamesOnlyForTheSameTypes() throws {
+        class Animal: Encodable { var name = "a" }
+        final class Dog: Animal {}
+        let site = CachedFunction.resolve(function: "generic(_:_:)", version: "t", fileID: "Keys/Generic.swift")
+        func check<Result, each Argument: Encodable>(_ result: Result.Type, _ arguments: repeat each Argument, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let expected = try self.reference(Result.self, repeat each arguments)
+            #expect(KeyBuilder.key(site: site, result: Result.self, arguments: repeat each arguments) == expected, sourceLocation: sourceLocation)
+        }
+        try check(Int.self, 1, "x")
+        #expect(site.typeNames != nil)
+        try check(Int.self, 1, "x")
+        try check(String.self, 1, "x")  // another result type
+        try check(Int.self, "x", 1)  // the same types in another order
+        try check(Int.self, 1)  // fewer arguments
+        try check(Int.self, 1, "x", true)  // more
+        try check(Int.self, 1, Int?.some(2))
+        try check(Int.self, Animal(), Dog() as Animal)  // the dynamic type of a class argument counts
+        try check(Int.self, 1, "x")
+    }
+
     @Test func sixteenArgumentsTakeTheLongerArrayHeader() throws {
         try self.expectSameKey(Int.self, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
         try self.expectSameKey(Int.self, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
