@@ -59,6 +59,7 @@ enum ClientBenchmarks {
         try raw.roundTrip(Array(try GatewayMessage(id: 2, .store(Store(function: function, key: key, ttlMilliseconds: 3_600_000, computeMicroseconds: 1, value: ByteBuffer(bytes: try MessagePackEncoder().encode(result))))).encodedFrame().readableBytesView))
         let rawLookup = Array(try GatewayMessage(id: 3, .lookup(Lookup(function: function, key: key))).encodedFrame().readableBytesView)
 
+        let parts = HitParts(function: "Bench.invoiceLinesSync(for:)", version: "v1", result: [UInt8].self, argument: 42)
         if let profile = environment["BENCH_PROFILE"] {
             // For perf: one operation in a loop for a few seconds.
             let hitFrame = try GatewayMessage(id: 1, .lookupReply(.hit(ByteBuffer(bytes: try MessagePackEncoder().encode(result))))).encodedFrame()
@@ -84,6 +85,7 @@ enum ClientBenchmarks {
                     switch profile {
                     case "hitwork": blackHole(try work.run([UInt8].self, function: "Bench.invoiceLines(for:)", version: "v1", replyFrame: hitFrame, arguments: 42))
                     case "sync": blackHole(cachedLookupSync(42))
+                    case "lookup": blackHole(parts.lookup())
                     case "raw": blackHole(try raw.roundTrip(rawLookup))
                     case "hiredis": blackHole(try hiredis.send(get))
                     // The raw round trip plus the client's in-process work on a hit:
@@ -97,12 +99,21 @@ enum ClientBenchmarks {
             }
             return
         }
-        let latency = try await Self.measureInterleaved([
+        // The sync hit taken apart (BENCH_PARTS=1): the lookup through the
+        // client's connection with a key derived beforehand, then with the key
+        // derived each time; the full hit adds decoding the value.
+        var operations: [(name: String, operation: () async throws -> Void)] = [
             ("baseline: hiredis GET (direct)", { blackHole(try hiredis.send(get)) }),
             ("@Cached hit, async (cache), in-memory", { blackHole(await cachedLookup(42)) }),
             ("@Cached hit, sync (cacheSync), in-memory", { blackHole(cachedLookupSync(42)) }),
             ("raw blocking lookup (gateway floor)", { blackHole(try raw.roundTrip(rawLookup)) }),
-        ])
+        ]
+        if environment["BENCH_PARTS"] == "1" {
+            guard parts.lookup(), parts.lookupDerivingKey(42) else { throw BenchmarkFailure("the parts' lookups are not hits") }
+            operations.append(("sync hit's lookup alone (key derived once)", { blackHole(parts.lookup()) }))
+            operations.append(("sync hit's lookup, deriving the key", { blackHole(parts.lookupDerivingKey(42)) }))
+        }
+        let latency = try await Self.measureInterleaved(operations)
         Bench.report(latency[0])
         for measurement in latency.dropFirst() { Bench.report(measurement, against: latency[0]) }
 

@@ -45,3 +45,38 @@ public struct HitWork {
         return call.value(from: value)
     }
 }
+
+/// A `cacheSync` hit taken apart, for the release-build benchmarks: the same
+/// lookup through the shared client and its connection, with the key derived
+/// once beforehand (`lookup`), or with the key derived each time but the
+/// value not decoded (`lookupDerivingKey`). Beside the whole hit, they show
+/// what the connection, the key and the decoding each add to a round trip.
+@_spi(Benchmarks)
+public struct HitParts<Result: Codable> {
+    @usableFromInline let call: CachedCall
+    @usableFromInline let function: String
+    @usableFromInline let version: String
+
+    /// Prepares the lookups of `function`'s entry for `argument`.
+    public init(function: String, version: String, fileID: String = #fileID, result: Result.Type, argument: Int) {
+        self.call = CachedCall(function: function, version: version, fileID: fileID, result: Result.self, arguments: argument)!
+        self.function = function
+        self.version = version
+    }
+
+    /// The lookup alone; true on a hit.
+    @inlinable
+    public func lookup() -> Bool {
+        if case .hit = CacheClient.shared.lookupBlocking(self.call) { return true }
+        return false
+    }
+
+    /// The key derived, then the lookup; true on a hit. Inlinable like
+    /// `cache`, so that the key is derived by code specialized the same way.
+    @inlinable
+    public func lookupDerivingKey(_ argument: Int, fileID: String = #fileID) -> Bool {
+        guard let call = CachedCall(function: self.function, version: self.version, fileID: fileID, result: Result.self, arguments: argument) else { return false }
+        if case .hit = CacheClient.shared.lookupBlocking(call) { return true }
+        return false
+    }
+}
