@@ -99,6 +99,72 @@ import Testing
         #expect(try codec.decodeRequest(payload: unusual[8].1).id == 7)
     }
 
+    /// A connection's memo of its last function: a lookup naming it again
+    /// reuses it, another function replaces it, and whatever is not read
+    /// leaves it alone. What is read is always what the codec reads.
+    @Test func theMemoFollowsTheFunctionsLookedUp() throws {
+        let codec = try MessageCodec()
+        var memo = LookupFunctionMemo()
+        #expect(memo.function == nil)
+        func read(_ message: GatewayMessage) throws -> (id: UInt64, key: CacheKey)? {
+            let payload = try Self.payload(of: message)
+            let read = LookupFrames.lookupRequest(payload, memo: &memo)
+            if let read, let function = memo.function {
+                #expect(GatewayMessage(id: read.id, .lookup(Lookup(function: function, key: read.key))) == (try codec.decodeRequest(payload: payload)))
+            }
+            return read
+        }
+        let first = Self.functions[1]
+        let second = FunctionVersion(function: first.function, version: String(repeating: "cd", count: 32))
+        var generations: [UInt64] = []
+        for (index, function) in [first, first, second, second, first].enumerated() {
+            let key = try CacheKey(hashing: index)
+            let read = try #require(try read(GatewayMessage(id: UInt64(index), .lookup(Lookup(function: function, key: key)))))
+            #expect(read.id == UInt64(index))
+            #expect(read.key == key)
+            #expect(memo.function == function)
+            generations.append(memo.generation)
+        }
+        // Changed on each change of function, and only then.
+        #expect(generations[0] == generations[1])
+        #expect(generations[2] == generations[3])
+        #expect(Set([generations[0], generations[2], generations[4]]).count == 3)
+        // A frame the reader leaves to the codec, even one naming the memo's
+        // function (here with its key cut short), changes nothing.
+        let before = memo.generation
+        var short = try Self.payload(of: GatewayMessage(id: 9, .lookup(Lookup(function: first, key: try CacheKey(hashing: 9)))))
+        short.moveWriterIndex(to: short.writerIndex - 1)
+        #expect(LookupFrames.lookupRequest(short, memo: &memo) == nil)
+        let notUTF8 = ByteBuffer(bytes: [0x95, 0x03, 0x07, 0xa2, 0xc3, 0x28, 0xa1, 0x76, 0xc4, 0x20] + [UInt8](repeating: 9, count: 32))
+        #expect(LookupFrames.lookupRequest(notUTF8, memo: &memo) == nil)
+        #expect(memo.generation == before)
+        #expect(memo.function == first)
+    }
+
+    /// Names are read as UTF-8 exactly when they are UTF-8: well-formed text
+    /// of one to four bytes per character is read, and each kind of
+    /// ill-formed sequence is left to the codec, which refuses it.
+    @Test func namesAreReadExactlyWhenTheyAreUTF8() throws {
+        let codec = try MessageCodec()
+        let wellFormed: [[UInt8]] = [Array("f".utf8), Array("é".utf8), Array("€".utf8), Array("𝄞".utf8), Array("a\u{FFFD}b".utf8), [0xef, 0xbf, 0xbd]]
+        let illFormed: [[UInt8]] = [
+            [0xc3], [0xc3, 0x28], [0xe2, 0x82], [0xef, 0xbf], [0xf0, 0x9d, 0x84], [0x80], [0xbf],
+            [0xc0, 0xaf], [0xe0, 0x80, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xff], [0x61, 0xfe, 0x62],
+        ]
+        for (name, valid) in wellFormed.map({ ($0, true) }) + illFormed.map({ ($0, false) }) {
+            let payload = ByteBuffer(bytes: [0x95, 0x03, 0x07, 0xa0 | UInt8(name.count)] + name + [0xa1, 0x76, 0xc4, 0x20] + [UInt8](repeating: 9, count: 32))
+            let fast = LookupFrames.lookupRequest(payload)
+            #expect((fast != nil) == valid, "\(name)")
+            #expect(fast.map { Array($0.lookupFunction.utf8) } == (valid ? name : nil), "\(name)")
+            #expect((try? codec.decodeRequest(payload: payload)) == fast, "\(name)")
+        }
+    }
+
+    static func payload(of message: GatewayMessage) throws -> ByteBuffer {
+        var frame = try message.encodedFrame()
+        return try #require(try FrameDecoder().readPayload(from: &frame))
+    }
+
     @Test func otherMessagesAreLeftToTheCodec() throws {
         let decoder = FrameDecoder()
         for message in [GatewayMessage(id: 3, .pong), GatewayMessage(id: 4, .storeReply(stored: true)), GatewayMessage(id: 5, .error(ErrorReply(code: .timeout, message: "slow")))] {
@@ -112,5 +178,13 @@ import Testing
         #expect(try GatewayMessage(payload: appended) == GatewayMessage(id: 7, .lookupReply(.miss)))
         // Truncated: nil, not a crash.
         #expect(LookupFrames.lookupReply(ByteBuffer(bytes: [0x94, 0xcc, 0x83, 0x07, 0x00, 0xc4, 0x05, 0x01])) == nil)
+    }
+}
+
+extension GatewayMessage {
+    /// The function named by a lookup, "" for anything else.
+    fileprivate var lookupFunction: String {
+        if case .lookup(let lookup) = self.body { return lookup.function.function }
+        return ""
     }
 }

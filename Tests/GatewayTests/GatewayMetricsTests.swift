@@ -144,30 +144,37 @@ extension IntegrationTests {
             for _ in 0..<2 {
                 #expect(try await connection.request(.lookup(Lookup(function: function, key: key))) == .lookupReply(.hit(value)))
             }
+            // Another function between two lookups of this one: each is
+            // counted as its own (a connection remembers its last function).
+            let other = FunctionVersion(function: "Tests.other(y:)", version: "v1")
+            #expect(try await connection.request(.lookup(Lookup(function: other, key: key))) == .lookupReply(.miss))
+            #expect(try await connection.request(.lookup(Lookup(function: function, key: key))) == .lookupReply(.hit(value)))
             #expect(try await connection.request(.invalidate(Invalidate(function: name, version: "v1", key: key))) == .invalidateReply(deleted: 1))
             _ = try? await connection.request(.lookup(Lookup(function: FunctionVersion(function: "", version: "v1"), key: key)))
 
             let after = try Scrape.tcp(address)
             #expect(after.status == 200)
             func delta(_ series: String) -> Double { after.value(series) - before.value(series) }
-            #expect(delta(#"cache_gateway_requests_total{type="lookup"}"#) == 3)
+            #expect(delta(#"cache_gateway_requests_total{type="lookup"}"#) == 5)
             #expect(delta(#"cache_gateway_requests_total{type="store"}"#) == 1)
             #expect(delta(#"cache_gateway_requests_total{type="invalidate"}"#) == 1)
             #expect(delta(#"cache_gateway_requests_total{type="hello"}"#) == 1)
             // The lookup with an empty function name does not decode.
             #expect(delta(#"cache_gateway_requests_total{type="invalid"}"#) == 1)
             #expect(delta(#"cache_gateway_errors_total{code="invalidField"}"#) == 1)
-            #expect(delta("cache_gateway_hits_total{\(label)}") == 2)
+            #expect(delta("cache_gateway_hits_total{\(label)}") == 3)
             #expect(delta("cache_gateway_misses_total{\(label)}") == 1)
+            #expect(delta(#"cache_gateway_hits_total{function="Tests.other(y:)"}"#) == 0)
+            #expect(delta(#"cache_gateway_misses_total{function="Tests.other(y:)"}"#) == 1)
             #expect(delta("cache_gateway_stores_total{\(label)}") == 1)
-            #expect(delta("cache_gateway_compute_saved_microseconds_total{\(label)}") == 2 * 12_345)
+            #expect(delta("cache_gateway_compute_saved_microseconds_total{\(label)}") == 3 * 12_345)
             #expect(delta("cache_gateway_purges_total{\(label)}") == 1)
             #expect(delta("cache_gateway_purged_entries_total{\(label)}") == 1)
             #expect(after.value("cache_gateway_connections") == 1)
             #expect(delta("cache_gateway_connections_accepted_total") == 1)
             // Every lookup is in the latency histogram, and took more than nothing.
-            #expect(delta("cache_gateway_lookup_duration_seconds_count") == 3)
-            #expect(delta(#"cache_gateway_lookup_duration_seconds_bucket{le="+Inf"}"#) == 3)
+            #expect(delta("cache_gateway_lookup_duration_seconds_count") == 5)
+            #expect(delta(#"cache_gateway_lookup_duration_seconds_bucket{le="+Inf"}"#) == 5)
             #expect(delta("cache_gateway_lookup_duration_seconds_sum") > 0)
             if backend == .redis {
                 #expect(after.value(#"cache_gateway_backend_connects_total{result="success"}"#) >= 1)

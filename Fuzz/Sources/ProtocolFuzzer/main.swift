@@ -166,6 +166,8 @@ enum MessageTargets {
     /// One codec for the whole run, as a connection keeps one (its unpacking
     /// zone is reused, which is what production does).
     nonisolated(unsafe) static let codec = try! MessageCodec()
+    /// The lookup reader's memo, carried across inputs.
+    nonisolated(unsafe) static var memo = LookupFunctionMemo()
 
     /// Decodes `payload` as a message in every way the gateway and its
     /// clients do, and checks that they agree and that a message round-trips.
@@ -177,6 +179,17 @@ enum MessageTargets {
         let fastReply = LookupFrames.lookupReply(payload)
         if let fast = fastRequest ?? fastReply, (try? self.codec.decode(payload: payload)) != fast {
             violated("LookupFrames read \(fast), the codec \(String(describing: try? self.codec.decode(payload: payload)))")
+        }
+        // The gateway reads with a memo of the last function, carried from
+        // frame to frame as a connection carries it: it reads the same, and
+        // what it does not read leaves the memo as it was.
+        let memoBefore = self.memo
+        if let (id, key) = LookupFrames.lookupRequest(payload, memo: &self.memo) {
+            guard let function = self.memo.function, fastRequest == GatewayMessage(id: id, .lookup(Lookup(function: function, key: key))) else {
+                violated("with a memo, lookupRequest read \(id), \(String(describing: self.memo.function)), \(key); without, \(String(describing: fastRequest))")
+            }
+        } else if fastRequest != nil || self.memo.generation != memoBefore.generation || self.memo.function != memoBefore.function {
+            violated("with a memo, lookupRequest refused what it reads without one, or changed the memo")
         }
         if let fastReply, case .lookupReply(.hit(let value)) = fastReply.body {
             // And the hit frame writer writes what the codec writes.

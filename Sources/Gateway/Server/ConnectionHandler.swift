@@ -57,6 +57,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var registered: Set<FunctionVersion> = []
     /// The counters of the functions this connection looked up (see `counters(for:)`).
     private var functionCounters: [String: FunctionCountersHandle] = [:]
+    /// The function this connection's last lookup named, kept so that the
+    /// next lookup of it builds no strings (see `LookupFrames.lookupRequest(_:memo:)`).
+    private var lookupMemo = LookupFunctionMemo()
+    /// The counters of `lookupMemo`'s function, and the memo generation they are for.
+    private var memoCounters: (generation: UInt64, handle: FunctionCountersHandle)?
     private var logger: Logger
     private var greeted = false
     private var inFlight = 0
@@ -127,8 +132,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.shared.statistics.increment(.requests)
         // A lookup in the usual shape is read by hand (the hit path); anything
         // else, or anything unusual about a lookup, goes to the codec.
-        if let lookup = LookupFrames.lookupRequest(payload) {
-            self.handle(lookup, context: context)
+        if let (id, key) = LookupFrames.lookupRequest(payload, memo: &self.lookupMemo), let function = self.lookupMemo.function {
+            self.shared.metrics.recordRequest(.lookup)
+            guard self.admit(id: id, context: context) else { return }
+            self.lookup(id: id, function: function, key: key, counters: self.memoCounters(for: function.function), context: context)
             return
         }
         let message: GatewayMessage
@@ -221,39 +228,14 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.hello(id: id, hello, context: context)
             return
         }
-        if let started = self.drainStarted, NIODeadline.now() - started >= Self.drainGrace {
-            self.fail(id: id, GatewayError(.shuttingDown, "the gateway is shutting down"), context: context)
-            return
-        }
-        guard self.greeted else {
-            self.reply(GatewayMessage(id: id, .error(ErrorReply(code: .helloRequired, message: "send hello first"))), context: context)
-            self.shared.statistics.increment(.errors)
-            self.shared.metrics.recordError(.helloRequired)
-            return
-        }
-        guard self.inFlight < self.shared.configuration.maxInFlightPerConnection else {
-            self.fail(id: id, GatewayError(.tooManyRequests, "more than \(self.shared.configuration.maxInFlightPerConnection) requests in flight"), context: context)
-            return
-        }
+        guard self.admit(id: id, context: context) else { return }
         let namespace = self.namespace
         let loop = context.eventLoop
         switch message.body {
         case .ping:
             self.reply(GatewayMessage(id: id, .pong), context: context)
         case .lookup(let lookup):
-            let key = StorageKey(namespace: namespace, function: lookup.function, key: lookup.key)
-            let started = self.shared.metrics.startTime()
-            let counters = self.counters(for: lookup.function.function)
-            // The hit path: a store that can answer at once (memory) is answered
-            // here, inside this read, with no future and no callback.
-            if let result = self.shared.store.lookupImmediately(key) {
-                self.reply(GatewayMessage(id: id, .lookupReply(counters.count(result, in: self.shared.statistics))), context: context)
-                self.shared.metrics.recordLookup(since: started)
-                return
-            }
-            self.track(self.shared.store.lookup(key, on: loop), id: id, context: context, startedAt: started) { result, statistics in
-                .lookupReply(counters.count(result, in: statistics))
-            }
+            self.lookup(id: id, function: lookup.function, key: lookup.key, counters: self.counters(for: lookup.function.function), context: context)
         case .store(let store):
             guard store.value.readableBytes <= self.shared.configuration.maxValueSize else {
                 self.fail(id: id, GatewayError(.valueTooLarge, "the value has \(store.value.readableBytes) bytes; the limit is \(self.shared.configuration.maxValueSize)"), context: context)
@@ -308,6 +290,51 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         default:
             self.fail(id: id, GatewayError(.unknownMessageType, "message type \(message.body.type) is not served"), context: context)
         }
+    }
+
+    /// Whether a request (other than hello) may be served now; if not, it
+    /// has been answered with the reason.
+    private func admit(id: UInt64, context: ChannelHandlerContext) -> Bool {
+        if let started = self.drainStarted, NIODeadline.now() - started >= Self.drainGrace {
+            self.fail(id: id, GatewayError(.shuttingDown, "the gateway is shutting down"), context: context)
+            return false
+        }
+        guard self.greeted else {
+            self.reply(GatewayMessage(id: id, .error(ErrorReply(code: .helloRequired, message: "send hello first"))), context: context)
+            self.shared.statistics.increment(.errors)
+            self.shared.metrics.recordError(.helloRequired)
+            return false
+        }
+        guard self.inFlight < self.shared.configuration.maxInFlightPerConnection else {
+            self.fail(id: id, GatewayError(.tooManyRequests, "more than \(self.shared.configuration.maxInFlightPerConnection) requests in flight"), context: context)
+            return false
+        }
+        return true
+    }
+
+    /// Looks `key` up in the store and answers; `counters` are `function`'s.
+    private func lookup(id: UInt64, function: FunctionVersion, key: CacheKey, counters: FunctionCountersHandle, context: ChannelHandlerContext) {
+        let key = StorageKey(namespace: self.namespace, function: function, key: key)
+        let started = self.shared.metrics.startTime()
+        // The hit path: a store that can answer at once (memory) is answered
+        // here, inside this read, with no future and no callback.
+        if let result = self.shared.store.lookupImmediately(key) {
+            self.reply(GatewayMessage(id: id, .lookupReply(counters.count(result, in: self.shared.statistics))), context: context)
+            self.shared.metrics.recordLookup(since: started)
+            return
+        }
+        self.track(self.shared.store.lookup(key, on: context.eventLoop), id: id, context: context, startedAt: started) { result, statistics in
+            .lookupReply(counters.count(result, in: statistics))
+        }
+    }
+
+    /// The counters of `lookupMemo`'s function (named `function`): found
+    /// once each time the memo's function changes, not on every lookup.
+    private func memoCounters(for function: String) -> FunctionCountersHandle {
+        if let memo = self.memoCounters, memo.generation == self.lookupMemo.generation { return memo.handle }
+        let handle = self.counters(for: function)
+        self.memoCounters = (self.lookupMemo.generation, handle)
+        return handle
     }
 
     /// The counters of `function`, resolved once per connection: a lookup then
