@@ -29,63 +29,68 @@ func libcryptoCall(
     }
 }
 
-/// SHA-256, fetched from OpenSSL's default provider once for the process.
+/// Owns one `SHA256_CTX` (libcrypto's low-level SHA-256 state, a plain
+/// struct) and frees it when the last reference goes; for streaming hashes.
 ///
-/// OpenSSL 3 resolves the legacy `EVP_sha256()` to a provider implementation
-/// on every `EVP_DigestInit_ex` (an "implicit fetch", with locking and a
-/// property query); fetching once and reusing the result skips that on every hash.
-/// The object is immutable and shared by design, hence `nonisolated(unsafe)`.
-nonisolated(unsafe) private let fetchedSHA256: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
-
-/// Owns one `EVP_MD_CTX` and frees it when the last reference goes.
-///
-/// A context is cheap to reset and expensive to allocate, so a hasher keeps one
-/// for its whole life, and one-shot hashes borrow one from a pool.
-///
-/// `@unchecked Sendable`: a context is used by one thread at a time, either
-/// the hasher's owner or the borrower that took it out of the pool.
-final class DigestContext: @unchecked Sendable {
-    /// Idle contexts for one-shot hashes (`SHA256.hash`); a borrower must
-    /// start its computation with `resetSHA256`, since a context keeps the
-    /// previous one's state.
-    static let pool = ReusePool { try DigestContext() }
-
-    private let context: OpaquePointer
+/// Why not EVP: in OpenSSL 3.0, `EVP_DigestInit_ex` frees and allocates its
+/// provider's context on every computation (and `EVP_DigestFinal_ex` wipes it),
+/// even on a reused `EVP_MD_CTX` with a fetched digest. A cached call hashes
+/// its key on every hit: 160 bytes took 260 ns through EVP against 162 ns
+/// through `SHA256_Init`/`Update`/`Final` (a loop in C, OpenSSL 3.0.19), and
+/// more when the code and heap are cold. The low-level interface computes the
+/// same digest with the same implementation; it is deprecated in 3.0 in favour
+/// of EVP, so it is reached through the shim's wrappers (Sources/CLibCrypto/shim.h).
+final class SHA256Context {
+    private let state: UnsafeMutablePointer<SHA256_CTX>
 
     init() throws {
-        guard let context = EVP_MD_CTX_new() else {
-            throw DigestError(code: .libcryptoFailure, message: "EVP_MD_CTX_new returned NULL")
+        self.state = .allocate(capacity: 1)
+        do {
+            try sha256Start(self.state)
+        } catch {
+            self.state.deallocate()
+            throw error
         }
-        self.context = context
     }
 
     deinit {
-        EVP_MD_CTX_free(self.context)
-    }
-
-    /// Starts a SHA-256 computation, discarding any earlier state.
-    func resetSHA256() throws {
-        try libcryptoCall("EVP_DigestInit_ex") { EVP_DigestInit_ex(self.context, fetchedSHA256 ?? EVP_sha256(), nil) }
+        self.state.deallocate()
     }
 
     func update(_ bytes: UnsafeRawBufferPointer) throws {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        try libcryptoCall("EVP_DigestUpdate") { EVP_DigestUpdate(self.context, base, bytes.count) }
+        try sha256Update(self.state, bytes)
     }
 
-    /// Finishes the computation and returns the 32 digest bytes.
-    func finishSHA256() throws -> SHA256Digest {
-        var digest = SHA256Digest.zero
-        try withUnsafeMutableBytes(of: &digest.storage) { (raw) in
-            var length: UInt32 = 0
-            let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            try libcryptoCall("EVP_DigestFinal_ex") { EVP_DigestFinal_ex(self.context, out, &length) }
-            guard length == 32 else {
-                throw DigestError(code: .libcryptoFailure, message: "SHA-256 produced \(length) bytes")
-            }
-        }
-        return digest
+    /// Finishes the computation and returns the digest.
+    func finish() throws -> SHA256Digest {
+        try sha256Finish(self.state)
     }
+
+    /// The SHA-256 of `bytes`, on a state kept on the stack: no allocation.
+    static func hash(_ bytes: UnsafeRawBufferPointer) throws -> SHA256Digest {
+        var state = SHA256_CTX()
+        try sha256Start(&state)
+        try sha256Update(&state, bytes)
+        return try sha256Finish(&state)
+    }
+}
+
+private func sha256Start(_ state: UnsafeMutablePointer<SHA256_CTX>) throws {
+    try libcryptoCall("SHA256_Init") { cache_gateway_sha256_init(state) }
+}
+
+private func sha256Update(_ state: UnsafeMutablePointer<SHA256_CTX>, _ bytes: UnsafeRawBufferPointer) throws {
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+    try libcryptoCall("SHA256_Update") { cache_gateway_sha256_update(state, base, bytes.count) }
+}
+
+private func sha256Finish(_ state: UnsafeMutablePointer<SHA256_CTX>) throws -> SHA256Digest {
+    var digest = SHA256Digest.zero
+    try withUnsafeMutableBytes(of: &digest.storage) { raw in
+        let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        try libcryptoCall("SHA256_Final") { cache_gateway_sha256_final(out, state) }
+    }
+    return digest
 }
 
 // MARK: HMAC

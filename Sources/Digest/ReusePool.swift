@@ -1,10 +1,10 @@
 import Synchronization
 
 /// A few idle objects that are expensive to make and cheap to reuse (a
-/// libcrypto digest context, a msgpack-c zone), lent out one at a time.
+/// msgpack-c zone), lent out one at a time.
 ///
-/// A cached call hashes its key and decodes its result on every hit; making
-/// and freeing such an object each time costs more than the work done with
+/// A cached call decodes its result on every hit; making and freeing such an
+/// object each time costs more than the work done with
 /// it. `borrow` takes an idle one (or makes one), lends it to its closure and
 /// puts it back, keeping at most `limit`. An object is used by the one thread
 /// that borrowed it, so `Object` must only be safe to hand between threads
