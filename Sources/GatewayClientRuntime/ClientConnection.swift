@@ -105,7 +105,7 @@ final class ClientConnection: @unchecked Sendable {
     private let lock = NIOLock()
     // Guarded by `lock`:
     private var nextID: UInt64 = 0
-    private var pending: [UInt64: Pending] = [:]
+    private let pending = AwaitedRequests<Pending>()
     /// The function versions registered on this connection, by identity
     /// (held, so that an identity is not reused while it is here).
     private var registered: [ObjectIdentifier: CachedFunction] = [:]
@@ -312,7 +312,7 @@ final class ClientConnection: @unchecked Sendable {
             // A large store leaves the scratch buffer large: let it go.
             if self.scratch.capacity > 64 * 1024 { self.scratch = ByteBuffer() }
             guard let deadline else { return .wait(0) }
-            self.pending[id] = Pending(waiter: .caller, deadline: deadline)
+            self.pending.insert(id, Pending(waiter: .caller, deadline: deadline))
             if mayLead && !self.isReading {
                 self.isReading = true
                 return .lead(id)
@@ -408,7 +408,9 @@ final class ClientConnection: @unchecked Sendable {
                     return .some(nil)
                 }
                 wakeAt = windowEnd
-                for entry in self.pending.values where entry.deadline < wakeAt { wakeAt = entry.deadline }
+                self.pending.forEach { _, entry in
+                    if entry.deadline < wakeAt { wakeAt = entry.deadline }
+                }
                 return nil
             }
             if wakeBackground { self.wake() }
@@ -429,7 +431,7 @@ final class ClientConnection: @unchecked Sendable {
                 self.pending.removeValue(forKey: id)
                 return reply
             }
-            self.pending[id]!.waiter = waiter
+            self.pending.update(id) { $0.waiter = waiter }
             return nil
         }
     }
@@ -504,8 +506,12 @@ final class ClientConnection: @unchecked Sendable {
             }
         }
         self.messages.removeAll(keepingCapacity: true)
-        for (id, entry) in self.pending where entry.deadline <= now {
-            if case .arrived = entry.waiter { continue }
+        let expired = self.pending.ids { entry in
+            if case .arrived = entry.waiter { return false }
+            return entry.deadline <= now
+        }
+        for id in expired {
+            guard let entry = self.pending[id] else { continue }
             if let completion = self.completeLocked(id, entry, .failure(GatewayError(.timeout, "no reply to request \(id) in time"))) {
                 completions.append(completion)
             }
@@ -517,7 +523,7 @@ final class ClientConnection: @unchecked Sendable {
     private func completeLocked(_ id: UInt64, _ entry: Pending, _ reply: Reply) -> Completion? {
         switch entry.waiter {
         case .caller:
-            self.pending[id]!.waiter = .arrived(reply)
+            self.pending.update(id) { $0.waiter = .arrived(reply) }
             return nil
         case .arrived:
             return nil
@@ -533,7 +539,8 @@ final class ClientConnection: @unchecked Sendable {
 
     private func completeAllLocked(_ reply: Reply) -> [Completion] {
         var completions: [Completion] = []
-        for (id, entry) in self.pending {
+        for id in self.pending.ids(where: { _ in true }) {
+            guard let entry = self.pending[id] else { continue }
             if let completion = self.completeLocked(id, entry, reply) { completions.append(completion) }
         }
         return completions
@@ -569,8 +576,8 @@ final class ClientConnection: @unchecked Sendable {
                 var earliest: NIODeadline?
                 if !self.isReading {
                     // Replies that arrived and wait for their caller need no reading.
-                    for entry in self.pending.values {
-                        if case .arrived = entry.waiter { continue }
+                    self.pending.forEach { _, entry in
+                        if case .arrived = entry.waiter { return }
                         earliest = min(earliest ?? entry.deadline, entry.deadline)
                     }
                 }
