@@ -273,12 +273,8 @@ import Glibc
         let process = Process()
         process.executableURL = try GatewayProcess.executable
         process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("cache-gateway \(arguments) exited with \(process.terminationStatus)") }
-        return String(decoding: data, as: UTF8.self)
+        let (status, output) = try process.runToEnd(includingErrors: false)
+        guard status == 0 else { throw TestFailure("cache-gateway \(arguments) exited with \(status)") }
+        return output
     }
 }

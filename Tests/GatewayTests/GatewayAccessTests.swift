@@ -12,13 +12,7 @@ func runAsUser(uid: UInt32, gid: UInt32, groups: [UInt32] = [], _ executable: St
     process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
     let groupArguments = groups.isEmpty ? ["--clear-groups"] : ["--groups=\(groups.map(String.init).joined(separator: ","))"]
     process.arguments = ["--reuid=\(uid)", "--regid=\(gid)"] + groupArguments + ["--", executable] + arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
+    return try process.runToEnd()
 }
 
 extension IntegrationTests {

@@ -14,13 +14,8 @@ func redisCLI(_ arguments: [String]) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = ["redis-cli", "-s", try TestRedis.socketPath, "--raw"] + arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw TestFailure("redis-cli \(arguments) exited \(process.terminationStatus): \(text)") }
+    let (status, text) = try process.runToEnd()
+    guard status == 0 else { throw TestFailure("redis-cli \(arguments) exited \(status): \(text)") }
     return text.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
@@ -121,13 +116,8 @@ extension IntegrationTests {
             process.executableURL = try GatewayProcess.executable
             process.arguments = ["serve", "--socket", directory.appendingPathComponent("g.sock").path]
             process.environment = ProcessInfo.processInfo.environment.merging(["CACHE_GATEWAY_HMAC_KEY_FILE": keyPath]) { _, new in new }
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus != 0)
+            let (status, text) = try process.runToEnd()
+            #expect(status != 0)
             #expect(text.contains("holds 18 bytes; a key needs at least 32"), "\(text)")
             #expect(!text.contains("too-short-a-secret"))
         }

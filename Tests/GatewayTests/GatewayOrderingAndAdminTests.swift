@@ -68,13 +68,7 @@ extension IntegrationTests {
             let process = Process()
             process.executableURL = try GatewayProcess.executable
             process.arguments = arguments
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+            return try process.runToEnd()
         }
     }
 }

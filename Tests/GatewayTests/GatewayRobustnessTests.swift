@@ -228,13 +228,8 @@ extension IntegrationTests {
             let second = Process()
             second.executableURL = try GatewayProcess.executable
             second.arguments = ["serve", "--socket", gateway.socketPath]
-            let output = Pipe()
-            second.standardError = output
-            second.standardOutput = output
-            try second.run()
-            second.waitUntilExit()
-            #expect(second.terminationStatus != 0)
-            let message = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let (status, message) = try second.runToEnd()
+            #expect(status != 0)
             #expect(message.contains("already serving"))
             try await self.expectServing(try await gateway.connect(), 3)
 

@@ -30,13 +30,8 @@ extension IntegrationTests {
             let verify = Process()
             verify.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
             verify.arguments = ["verify", copy.path, socketCopy.path]
-            let output = Pipe()
-            verify.standardOutput = output
-            verify.standardError = output
-            try verify.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            verify.waitUntilExit()
-            #expect(verify.terminationStatus == 0, "\(text)")
+            let (status, text) = try verify.runToEnd()
+            #expect(status == 0, "\(text)")
             #expect(!text.contains(copy.lastPathComponent), "systemd-analyze complained: \(text)")
             #expect(!text.contains(socketCopy.lastPathComponent), "systemd-analyze complained: \(text)")
         }
@@ -59,13 +54,8 @@ extension IntegrationTests {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
             process.arguments = ["-c", "LISTEN_PID=$$ \(environment) exec \"$0\" serve --socket \"$1\"", try GatewayProcess.executable.path, socketPath]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus != 0)
+            let (status, text) = try process.runToEnd()
+            #expect(status != 0)
             #expect(text.contains(message), "\(text)")
             #expect(!FileManager.default.fileExists(atPath: socketPath))
         }
