@@ -45,14 +45,16 @@ final class AwaitedRequests<Value> {
         }
     }
 
-    /// Changes the value of request `id` in place, if it is awaited.
+    /// Changes the value of request `id`, if it is awaited.
+    ///
+    /// Here and in `forEach`, the closure runs while no access to a stored
+    /// property is in progress: an access spanning a call to unknown code
+    /// would make the compiler check every access to that property at run time.
     @inline(__always)
     func update(_ id: UInt64, _ change: (inout Value) -> Void) {
-        if self.solo?.id == id {
-            change(&self.solo!.value)
-        } else if !self.others.isEmpty, self.others[id] != nil {
-            change(&self.others[id]!)
-        }
+        guard var value = self[id] else { return }
+        change(&value)
+        self.insert(id, value)
     }
 
     /// Awaits request `id` (or replaces its value).
@@ -84,8 +86,10 @@ final class AwaitedRequests<Value> {
     /// Calls `body` with each awaited request and its value, in no
     /// particular order.
     func forEach(_ body: (UInt64, Value) throws -> Void) rethrows {
-        if let solo = self.solo { try body(solo.id, solo.value) }
-        for (id, value) in self.others { try body(id, value) }
+        let solo = self.solo
+        let others = self.others
+        if let solo { try body(solo.id, solo.value) }
+        for (id, value) in others { try body(id, value) }
     }
 
     /// The ids of the awaited requests whose value satisfies `isIncluded`

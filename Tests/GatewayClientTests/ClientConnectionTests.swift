@@ -230,6 +230,31 @@ import Glibc
         #expect(gateway.stop() == 0)
     }
 
+    /// Frames larger than the socket takes at once: what a write leaves
+    /// waits in the connection's outbox, later frames queue behind it, and
+    /// the background thread writes it all out, in order and intact, once
+    /// the gateway reads again.
+    @Test func framesTheSocketCannotTakeAtOnceGoOutInOrderLater() async throws {
+        let gateway = try GatewayProcess()
+        let connection = try Self.open(gateway.socketPath)
+        try gateway.suspend()
+        // A megabyte each, far beyond a Unix socket's buffer; each value
+        // differs, so a frame cut or reordered would show in what is read back.
+        let values = (0..<3).map { index in ByteBuffer(repeating: UInt8(index + 1), count: 1 << 20) }
+        let key = try CacheKey(hashing: "outbox")
+        for value in values {
+            connection.send(.store(Store(function: Self.function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1, value: value)))
+        }
+        // Queued behind the stores: it is answered after the last of them.
+        async let lookup = Self.onThread { connection.requestBlocking(Self.lookup(key), timeout: .seconds(30)) }
+        gateway.resume()
+        let reply = try await lookup.get()
+        #expect(reply.body == .lookupReply(.hit(values[2])))
+        #expect(!connection.isClosed)
+        connection.close()
+        #expect(gateway.stop() == 0)
+    }
+
     /// A gateway killed while requests wait: every waiter (reading, parked,
     /// blocked) fails with `.connectionClosed` at once, not at its deadline,
     /// the close handler runs once, and later requests fail without waiting.
