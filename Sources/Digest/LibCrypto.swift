@@ -5,8 +5,8 @@ internal import CLibCrypto
 
 /// Runs one libcrypto call and turns its status into a `DigestError`.
 ///
-/// The EVP functions return 1 on success and 0 (or, for a few, a negative
-/// number) on failure, with details on OpenSSL's thread-local error queue.
+/// The EVP and SHA256_* functions return 1 on success and 0 (or, for a few, a
+/// negative number) on failure, with details on OpenSSL's thread-local error queue.
 /// Every call in this file goes through here, so no status is ignored.
 @inline(__always)
 func libcryptoCall(
@@ -95,8 +95,12 @@ private func sha256Finish(_ state: UnsafeMutablePointer<SHA256_CTX>) throws -> S
 
 // MARK: HMAC
 
-/// HMAC, fetched from OpenSSL's default provider once for the process (see
-/// `fetchedSHA256` for why); immutable and shared, hence `nonisolated(unsafe)`.
+/// HMAC, fetched from OpenSSL's default provider once for the process.
+///
+/// OpenSSL 3 resolves an algorithm named at each use to a provider
+/// implementation every time (an "implicit fetch", with locking and a
+/// property query); fetching once skips that on every computation. The
+/// object is immutable and shared by design, hence `nonisolated(unsafe)`.
 nonisolated(unsafe) private let fetchedHMAC: OpaquePointer? = EVP_MAC_fetch(nil, "HMAC", nil)
 
 /// The names of the HMAC's one parameter, "digest" = "SHA256". OSSL_PARAM keeps
