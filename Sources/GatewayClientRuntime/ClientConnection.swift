@@ -144,8 +144,9 @@ final class ClientConnection: @unchecked Sendable {
             throw error
         }
         self.inlineWait = inlineWait
-        self.inbox.reserveCapacity(Self.readSize)
-        self.scratch.reserveCapacity(256)
+        // Assigned whole, not reserved in place (see `readAvailable` for why).
+        self.inbox = ByteBufferAllocator().buffer(capacity: Self.readSize)
+        self.scratch = ByteBufferAllocator().buffer(capacity: 256)
         // The background reader holds the connection until it closes.
         let thread = Thread { self.background() }
         thread.name = "cache-gateway-client"
@@ -310,8 +311,12 @@ final class ClientConnection: @unchecked Sendable {
                 return .failed(error)
             }
             if needsRegister, let function {
-                if self.registered.count >= Self.registeredLimit { self.registered.removeAll() }
-                self.registered[ObjectIdentifier(function)] = function
+                // Changed as a local and put back (see `readAvailable` for why).
+                var registered = self.registered
+                self.registered = [:]
+                if registered.count >= Self.registeredLimit { registered.removeAll() }
+                registered[ObjectIdentifier(function)] = function
+                self.registered = registered
             }
             // A large store leaves the scratch buffer large: let it go.
             if scratch.capacity > 64 * 1024 { scratch = ByteBuffer() }
@@ -323,7 +328,8 @@ final class ClientConnection: @unchecked Sendable {
             }
             // Someone must read for it: the background thread, unless a reader
             // is at work and will look at the deadlines before this one.
-            wakeBackground = wakeBackground || !self.isReading || self.backgroundReadsUntil.map { deadline < $0 } ?? false
+            let backgroundReadsUntil = self.backgroundReadsUntil  // read before `map` runs its closure
+            wakeBackground = wakeBackground || !self.isReading || backgroundReadsUntil.map { deadline < $0 } ?? false
             return .wait(id)
         }
         if case .failed(let error) = start, error.code == .connectionClosed {
@@ -491,7 +497,9 @@ final class ClientConnection: @unchecked Sendable {
                 // A full buffer may mean that more is waiting.
                 more = received > 0 && inbox.writableBytes == 0
                 while let payload = try self.frames.readPayload(from: &inbox) {
-                    self.messages.append(try LookupFrames.lookupReply(payload) ?? self.decoder.decode(payload: payload))
+                    // Decoded before `messages` is touched (see above for why).
+                    let message = try LookupFrames.lookupReply(payload) ?? self.decoder.decode(payload: payload)
+                    self.messages.append(message)
                 }
             }
             if inbox.readableBytes > 0 && inbox.readerIndex > Self.readSize {
