@@ -101,7 +101,7 @@ public enum LookupFrames {
     /// (EF BF BD), so its bytes equal the input exactly when the input was
     /// valid. `String(validating:as:)` says the same directly, but in this
     /// toolchain it validates through unspecialized generic code (metadata
-    /// lookups on every call), which cost the gateway about 0.8 µs per lookup.
+    /// lookups on every call): 5.5% of the gateway's samples on the hit path.
     static func validString(_ bytes: UnsafeRawBufferPointer) -> String? {
         let string = String(decoding: bytes, as: UTF8.self)
         let same = string.utf8.withContiguousStorageIfAvailable { utf8 in
