@@ -1,4 +1,5 @@
 @testable import GatewayClientRuntime
+import GatewayTestSupport
 import Testing
 
 /// The table of awaited requests behaves as a dictionary by id, whichever of
@@ -25,7 +26,7 @@ import Testing
     /// requests in flight.
     @Test(arguments: [1, 2, 3, 4, 5])
     func manyRequestsMatchADictionary(seed: UInt64) {
-        var generator = SplitMix(seed: seed)
+        var generator = SeededRandom(seed: seed)
         let table = AwaitedRequests<Int>()
         var reference: [UInt64: Int] = [:]
         var nextID: UInt64 = 0
@@ -69,18 +70,5 @@ import Testing
             for id in existing { #expect(table[id] == reference[id]) }
             #expect(Set(table.ids { $0 % 2 == 0 }) == Set(reference.filter { $0.value % 2 == 0 }.keys))
         }
-    }
-}
-
-/// A small deterministic generator, so that a failure can be replayed.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

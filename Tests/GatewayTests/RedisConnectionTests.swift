@@ -17,7 +17,7 @@ extension IntegrationTests {
         @Test func binaryValuesRoundTrip() async throws {
             let connection = try await Support.connect(try Support.sharedURL())
             let prefix = Support.uniquePrefix()
-            var generator = RedisTestRandom(seed: 42)
+            var generator = SeededRandom(seed: 42)
             let values: [ByteBuffer] = [
                 ByteBuffer(),
                 ByteBuffer(bytes: (0...255).map { UInt8($0) }),

@@ -1,4 +1,5 @@
 import GatewayProtocol
+import GatewayTestSupport
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils
@@ -206,7 +207,7 @@ struct RedisRESPDecodingTests {
     }
 
     @Test func randomGarbageNeverCrashes() throws {
-        var generator = RedisTestRandom(seed: 0x5EED)
+        var generator = SeededRandom(seed: 0x5EED)
         let tokens = ["+", "-", ":", "$", "*", "-1", "0", "1", "2", "3", "7", "999", "\r\n", "\r", "\n", "ab", "\0", "%", "_"]
         for _ in 0..<2000 {
             let reader = try HiredisReader(maximumReplySize: 4096)
@@ -221,18 +222,5 @@ struct RedisRESPDecodingTests {
                 #expect(error.code == .backendError)
             }
         }
-    }
-}
-
-/// A small deterministic generator, so a failing garbage input can be reproduced.
-struct RedisTestRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
