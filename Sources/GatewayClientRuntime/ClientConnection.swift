@@ -286,7 +286,7 @@ final class ClientConnection: @unchecked Sendable {
             self.scratch = ByteBuffer()
             defer { self.scratch = scratch }
             scratch.clear()
-            let needsRegister = function.map { self.registered[ObjectIdentifier($0)] == nil } ?? false
+            let needsRegister = function.map { !self.isRegistered($0) } ?? false
             self.nextID &+= 1
             if self.nextID == 0 { self.nextID = 1 }  // id 0 is reserved
             var id = self.nextID
@@ -337,6 +337,15 @@ final class ClientConnection: @unchecked Sendable {
         }
         if wakeBackground { self.wake() }
         return start
+    }
+
+    /// Whether `function` was registered on this connection. Under the lock.
+    private func isRegistered(_ function: CachedFunction) -> Bool {
+        // Loaded, then looked up: the lookup's hashing is a call, and an
+        // access spanning it would be checked at run time (see `readAvailable`).
+        // The copy ends here, so a later change of the set does not copy it.
+        let registered = self.registered
+        return registered[ObjectIdentifier(function)] != nil
     }
 
     /// Writes `frames` after whatever `outbox` holds; what the socket does not
@@ -478,6 +487,9 @@ final class ClientConnection: @unchecked Sendable {
         var inbox = self.inbox
         self.inbox = ByteBuffer()
         defer { self.inbox = inbox }
+        var messages = self.messages
+        self.messages = []
+        defer { self.messages = messages }
         if inbox.readableBytes == 0 {
             // Reuses the storage, unless a reply handed out earlier still
             // refers to it (then it takes a fresh one; nothing is copied).
@@ -497,9 +509,7 @@ final class ClientConnection: @unchecked Sendable {
                 // A full buffer may mean that more is waiting.
                 more = received > 0 && inbox.writableBytes == 0
                 while let payload = try self.frames.readPayload(from: &inbox) {
-                    // Decoded before `messages` is touched (see above for why).
-                    let message = try LookupFrames.lookupReply(payload) ?? self.decoder.decode(payload: payload)
-                    self.messages.append(message)
+                    messages.append(try LookupFrames.lookupReply(payload) ?? self.decoder.decode(payload: payload))
                 }
             }
             if inbox.readableBytes > 0 && inbox.readerIndex > Self.readSize {
