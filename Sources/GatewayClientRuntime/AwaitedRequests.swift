@@ -49,18 +49,11 @@ final class AwaitedRequests<Value> {
         @inline(__always) get { self.state.pointee.solo == nil && self.state.pointee.others.isEmpty }
     }
 
-    /// The value of request `id`; setting nil removes it.
+    /// The value of request `id`, if it is awaited.
     subscript(id: UInt64) -> Value? {
         @inline(__always) get {
             if self.state.pointee.solo?.id == id { return self.state.pointee.solo?.value }
             return self.state.pointee.others.isEmpty ? nil : self.state.pointee.others[id]
-        }
-        set {
-            if let newValue {
-                self.insert(id, newValue)
-            } else {
-                self.removeValue(forKey: id)
-            }
         }
     }
 

@@ -52,7 +52,7 @@ import Testing
                 if reference[id] != nil { reference[id] = -step }
             case 4:
                 guard let id = existing.randomElement(using: &generator) else { continue }
-                table[id] = step
+                table.insert(id, step)
                 reference[id] = step
             default:
                 // A reply nobody awaits (given up, or for a store).
