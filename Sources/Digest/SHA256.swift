@@ -120,10 +120,11 @@ public struct SHA256 {
         try SHA256Context.hash(bytes)
     }
 
-    /// The SHA-256 of `bytes` in one call.
+    /// The SHA-256 of `bytes` in one call (on the stack, like the raw-buffer form).
     public static func hash(_ bytes: some Sequence<UInt8>) throws -> SHA256Digest {
-        var hasher = try SHA256()
-        try hasher.update(bytes)
-        return try hasher.finalize()
+        if let digest = try bytes.withContiguousStorageIfAvailable({ try SHA256Context.hash(UnsafeRawBufferPointer($0)) }) {
+            return digest
+        }
+        return try Array(bytes).withUnsafeBytes { try SHA256Context.hash($0) }
     }
 }
