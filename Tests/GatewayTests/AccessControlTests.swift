@@ -99,48 +99,10 @@ import Testing
 
     // MARK: A connection
 
-    struct Harness {
-        let channel: EmbeddedChannel
-        let statistics: GatewayStatistics
-        let store: MemoryStore
-
-        init(access: ConnectionAccess, frameTimeout: TimeAmount = .seconds(10)) throws {
-            var logger = Logger(label: "cache-gateway.tests.access")
-            logger.logLevel = .critical
-            self.statistics = GatewayStatistics()
-            self.store = MemoryStore(limitBytes: 1 << 20)
-            let context = ServerContext(
-                configuration: GatewayConfiguration(namespace: "ns", frameTimeout: frameTimeout),
-                store: self.store,
-                statistics: self.statistics,
-                metrics: GatewayMetrics(factory: NOOPMetricsHandler.instance),
-                logger: logger,
-                drain: DrainSignal(),
-                registry: nil,
-                deniedLog: RateLimitedLog(logger: logger, interval: .seconds(10))
-            )
-            self.channel = EmbeddedChannel()
-            try self.channel.pipeline.syncOperations.addHandler(FrameReader(maxFrameSize: FrameLimits.defaultMaxFrameSize, timeout: frameTimeout))
-            try self.channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: context, connectionID: 1, access: access))
-            try self.channel.connect(to: .init(unixDomainSocketPath: "/tmp/access-control-test")).wait()
-        }
-
-        func send(_ message: GatewayMessage) throws {
-            try self.channel.writeInbound(try message.encodedFrame())
-        }
-
-        /// The next reply written, if any.
-        func reply() throws -> GatewayMessage? {
-            guard var frame = try self.channel.readOutbound(as: ByteBuffer.self) else { return nil }
-            let payload = try #require(try FrameDecoder().readPayload(from: &frame))
-            return try GatewayMessage(payload: payload)
-        }
-    }
-
     static let refused = ConnectionAccess(peer: bob, namespace: "ns", refusal: "uid 1001 and gid 2000 are not allowed to use this gateway")
 
     @Test func aRefusedPeersFirstRequestIsAnsweredNotAllowedWithItsIDAndTheConnectionCloses() throws {
-        let harness = try Harness(access: Self.refused)
+        let harness = try ConnectionHarness(access: Self.refused)
         #expect(harness.channel.isActive)
         try harness.send(GatewayMessage(id: 7, .hello(Hello(clientName: "bob", pid: 12))))
         let reply = try #require(try harness.reply())
@@ -157,7 +119,7 @@ import Testing
     }
 
     @Test func aRefusedPeerIsRefusedWhateverItSendsFirst() throws {
-        let harness = try Harness(access: Self.refused)
+        let harness = try ConnectionHarness(access: Self.refused)
         // A lookup before hello gets notAllowed, not helloRequired.
         try harness.send(GatewayMessage(id: 3, .lookup(Lookup(function: FunctionVersion(function: "f", version: "v"), key: try CacheKey(hashing: 1)))))
         let reply = try #require(try harness.reply())
@@ -167,7 +129,7 @@ import Testing
     }
 
     @Test func aSilentRefusedPeerIsToldWithIDZeroAtTheFrameTimeout() throws {
-        let harness = try Harness(access: Self.refused, frameTimeout: .seconds(2))
+        let harness = try ConnectionHarness(access: Self.refused, frameTimeout: .seconds(2))
         harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1999))
         #expect(harness.channel.isActive)
         #expect(try harness.reply() == nil)
@@ -179,7 +141,7 @@ import Testing
     }
 
     @Test func aServedPeersEntriesGoToItsConnectionsNamespace() throws {
-        let harness = try Harness(access: AccessControl(namespacePerUID: true).decide(peer: Self.alice, namespace: "ns", gatewayUID: Self.gatewayUID))
+        let harness = try ConnectionHarness(access: AccessControl(namespacePerUID: true).decide(peer: Self.alice, namespace: "ns", gatewayUID: Self.gatewayUID))
         try harness.send(GatewayMessage(id: 1, .hello(Hello(clientName: "alice", pid: 11))))
         guard case .helloReply = try #require(try harness.reply()).body else { throw TestFailure("no hello reply") }
         let function = FunctionVersion(function: "f", version: "v")

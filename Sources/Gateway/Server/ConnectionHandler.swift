@@ -67,6 +67,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var inFlight = 0
     private var inReadBurst = false
     private var needsFlush = false
+    /// The storage of the last reply, reused by the next (`takeReplyBuffer`).
+    private var replyBuffer: ByteBuffer?
+    /// Replies larger than this do not keep their storage for the next.
+    static let keptReplyCapacity = 16 * 1024
     private var drainCheck: Scheduled<Void>?
     /// Requests read while the channel was not writable, waiting their turn
     /// (at most what one read delivered: reading stops meanwhile).
@@ -319,7 +323,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         // The hit path: a store that can answer at once (memory) is answered
         // here, inside this read, with no future and no callback.
         if let result = self.shared.store.lookupImmediately(key) {
-            self.reply(GatewayMessage(id: id, .lookupReply(counters.count(result, in: self.shared.statistics))), context: context)
+            switch counters.count(result, in: self.shared.statistics) {
+            case .hit(let value): self.replyHit(id: id, value: value, context: context)
+            case let other: self.reply(GatewayMessage(id: id, .lookupReply(other)), context: context)
+            }
             self.shared.metrics.recordLookup(since: started)
             return
         }
@@ -419,24 +426,51 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.reply(GatewayMessage(id: id, .error(ErrorReply(error))), context: context)
     }
 
+    /// Answers a lookup with a hit, the hot path's reply, written by hand.
+    private func replyHit(id: UInt64, value: ByteBuffer, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        var buffer = self.takeReplyBuffer(capacity: 16 + value.readableBytes, context: context)
+        guard LookupFrames.appendHit(id: id, value: value, to: &buffer) else {
+            // Above 4 GiB: too large for one frame; the codec says so.
+            self.reply(GatewayMessage(id: id, .lookupReply(.hit(value))), context: context)
+            return
+        }
+        self.send(buffer, context: context)
+    }
+
     private func reply(_ message: GatewayMessage, context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
-        var capacity = 64
-        if case .lookupReply(.hit(let value)) = message.body { capacity += value.readableBytes }
-        var buffer = context.channel.allocator.buffer(capacity: capacity)
+        var buffer = self.takeReplyBuffer(capacity: 64, context: context)
         do {
-            // A hit, the hot path's reply, is written by hand.
-            var written = false
-            if case .lookupReply(.hit(let value)) = message.body {
-                written = LookupFrames.appendHit(id: message.id, value: value, to: &buffer)
-            }
-            if !written { try self.codec.encodeFrame(message, into: &buffer) }
+            try self.codec.encodeFrame(message, into: &buffer)
         } catch {
             // Only a reply larger than 4 GiB could fail to encode; say so instead.
             let fallback = GatewayMessage(id: message.id, .error(ErrorReply(code: .internal, message: "the reply could not be encoded")))
             buffer.clear()
             try? fallback.encodeFrame(into: &buffer)
         }
+        self.send(buffer, context: context)
+    }
+
+    /// An empty buffer for a reply of about `capacity` bytes: `replyBuffer`'s
+    /// storage when nothing else holds it any more (the channel lets go of a
+    /// reply once it is written, which is at once while the socket takes
+    /// everything), else a new one. One allocation and one free fewer per reply.
+    private func takeReplyBuffer(capacity: Int, context: ChannelHandlerContext) -> ByteBuffer {
+        // A ByteBuffer holds at most 4 GiB; a larger reply fails to encode later.
+        let capacity = min(capacity, Int(UInt32.max))
+        guard var buffer = self.replyBuffer.take() else { return context.channel.allocator.buffer(capacity: capacity) }
+        // Storage that the channel still holds is not written to: `clear`
+        // gives this buffer new storage instead (copy on write).
+        buffer.clear(minimumCapacity: capacity)
+        return buffer
+    }
+
+    /// Writes a reply frame, and flushes it unless more requests of this read
+    /// are being served (then `channelReadComplete` flushes them together).
+    private func send(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        // Kept for the next reply if it is small enough to keep.
+        if buffer.capacity <= Self.keptReplyCapacity { self.replyBuffer = buffer }
         if self.inReadBurst {
             context.write(Self.wrapOutboundOut(buffer), promise: nil)
             self.needsFlush = true

@@ -38,14 +38,18 @@ struct LRUCache<Key: Hashable, Value> {
 
     /// The value for `key` if it has not expired at `now`; marks it most recently used.
     /// An expired entry is removed.
+    ///
+    /// The node is read and relinked in place, never copied out whole: a copy
+    /// retains and releases every reference its key and value hold, which on
+    /// the gateway's hit path was about 2.5% of its time.
     mutating func get(_ key: Key, now: NIODeadline) -> Value? {
-        guard let slot = self.index[key], let node = self.nodes[slot] else { return nil }
-        guard node.expires > now else {
+        guard let slot = self.index[key], self.nodes[slot] != nil else { return nil }
+        guard self.nodes[slot]!.expires > now else {
             self.remove(slot: slot)
             return nil
         }
         self.moveToNewest(slot)
-        return node.value
+        return self.nodes[slot]!.value
     }
 
     /// Inserts or replaces `key`. Returns the keys evicted to make room (not
@@ -87,24 +91,24 @@ struct LRUCache<Key: Hashable, Value> {
 
     private mutating func remove(slot: Int) {
         guard let node = self.nodes[slot] else { return }
-        self.unlink(slot, node)
+        self.unlink(newer: node.newer, older: node.older)
         self.index[node.key] = nil
         self.costBytes -= node.cost
         self.nodes[slot] = nil
         self.freeSlots.append(slot)
     }
 
-    private mutating func unlink(_ slot: Int, _ node: Node) {
-        if node.newer >= 0 { self.nodes[node.newer]!.older = node.older } else { self.newest = node.older }
-        if node.older >= 0 { self.nodes[node.older]!.newer = node.newer } else { self.oldest = node.newer }
+    /// Joins a node's neighbours (`newer` and `older`, or -1) to each other.
+    private mutating func unlink(newer: Int, older: Int) {
+        if newer >= 0 { self.nodes[newer]!.older = older } else { self.newest = older }
+        if older >= 0 { self.nodes[older]!.newer = newer } else { self.oldest = newer }
     }
 
     private mutating func moveToNewest(_ slot: Int) {
-        guard slot != self.newest, var node = self.nodes[slot] else { return }
-        self.unlink(slot, node)
-        node.newer = -1
-        node.older = self.newest
-        self.nodes[slot] = node
+        guard slot != self.newest, self.nodes[slot] != nil else { return }
+        self.unlink(newer: self.nodes[slot]!.newer, older: self.nodes[slot]!.older)
+        self.nodes[slot]!.newer = -1
+        self.nodes[slot]!.older = self.newest
         if self.newest >= 0 { self.nodes[self.newest]!.newer = slot }
         self.newest = slot
         if self.oldest < 0 { self.oldest = slot }
