@@ -1,5 +1,6 @@
 @testable import Gateway
 import GatewayProtocol
+import GatewayTestSupport
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -73,6 +74,72 @@ import Testing
         }
         #expect(cache.count == 0)
         #expect(cache.costBytes == 0)
+    }
+
+    /// The cache as the plainest list: entries from least to most recently used.
+    struct Model {
+        var entries: [(key: Int, value: Int, cost: Int, expires: NIODeadline)] = []
+        let capacity: Int
+
+        var cost: Int { self.entries.reduce(0) { $0 + $1.cost } }
+
+        mutating func set(_ key: Int, _ value: Int, cost: Int, expires: NIODeadline) -> [Int] {
+            self.entries.removeAll { $0.key == key }
+            guard cost <= self.capacity else { return [] }
+            var evicted: [Int] = []
+            while self.cost + cost > self.capacity, !self.entries.isEmpty { evicted.append(self.entries.removeFirst().key) }
+            self.entries.append((key, value, cost, expires))
+            return evicted
+        }
+
+        mutating func get(_ key: Int, now: NIODeadline) -> Int? {
+            guard let index = self.entries.firstIndex(where: { $0.key == key }) else { return nil }
+            let entry = self.entries.remove(at: index)
+            guard entry.expires > now else { return nil }
+            self.entries.append(entry)
+            return entry.value
+        }
+
+        mutating func remove(_ key: Int) -> Bool {
+            guard let index = self.entries.firstIndex(where: { $0.key == key }) else { return false }
+            self.entries.remove(at: index)
+            return true
+        }
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func behavesLikeAPlainRecencyListUnderRandomOperations(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        var cache = LRUCache<Int, Int>(capacityBytes: 200)
+        var model = Model(capacity: 200)
+        var now = self.start
+        for step in 0..<5_000 {
+            let key = Int.random(in: 0..<40, using: &random)
+            var agrees = true
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0..<4:
+                // Costs up to above the capacity; lifetimes from already expired to long.
+                let cost = Int.random(in: 1...220, using: &random)
+                let expires = now + .milliseconds(Int64.random(in: -5...200, using: &random))
+                let value = Int.random(in: 0..<1_000, using: &random)
+                let (evicted, expected) = (cache.set(key, value, cost: cost, expires: expires), model.set(key, value, cost: cost, expires: expires))
+                agrees = evicted == expected
+                #expect(evicted == expected, "step \(step): set \(key)")
+            case 4..<8:
+                let (value, expected) = (cache.get(key, now: now), model.get(key, now: now))
+                agrees = value == expected
+                #expect(value == expected, "step \(step): get \(key)")
+            case 8:
+                let (removed, expected) = (cache.remove(key), model.remove(key))
+                agrees = removed == expected
+                #expect(removed == expected, "step \(step): remove \(key)")
+            default:
+                now = now + .milliseconds(Int64.random(in: 0...20, using: &random))
+            }
+            #expect(cache.count == model.entries.count && cache.costBytes == model.cost, "step \(step)")
+            // After the first difference the two part ways for good: one report is enough.
+            guard agrees, cache.count == model.entries.count, cache.costBytes == model.cost else { return }
+        }
     }
 }
 

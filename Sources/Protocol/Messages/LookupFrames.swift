@@ -293,7 +293,12 @@ public struct LookupFunctionMemo: Sendable {
     public init() {}
 
     /// Whether `bytes` are the remembered fields.
-    fileprivate func holds(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    ///
+    /// `mutating` although it changes nothing: it is called on the memo that
+    /// `lookupRequest(_:memo:)`'s closure captures `inout`, and a non-mutating
+    /// method there was called on a copy of the whole memo (its array and
+    /// both strings retained, then released) on every lookup.
+    fileprivate mutating func holds(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard self.function != nil, self.fields.count == bytes.count else { return false }
         return self.fields.withUnsafeBytes { memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }
     }
