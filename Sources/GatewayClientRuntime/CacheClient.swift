@@ -126,9 +126,8 @@ public final class CacheClient: Sendable {
     }
 
     func access() -> Access {
-        let now = NIODeadline.now()
-        return self.state.withLockedValue { state in
-            switch state.machine.decide(now: now) {
+        self.state.withLockedValue { state in
+            switch state.machine.decide(now: NIODeadline.now()) {
             case .useConnection:
                 if let connection = state.connection { return .use(connection) }
                 // Connected, but the connection just went away: try again next time.

@@ -212,12 +212,17 @@ final class ClientConnection: @unchecked Sendable {
     /// window makes no `async` call on the way (each one costs a frame and an
     /// executor check, measurable on a hit).
     func begin(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil, timeout: TimeAmount, mayLead: Bool) -> Attempt {
-        let deadline = NIODeadline.now() + timeout
+        // One reading of the clock for the deadline, the window and the first
+        // look at them: the write in between takes microseconds, and each
+        // reading costs tens of nanoseconds on a hit (more when its code is
+        // cold, as after the gateway ran on the same CPU).
+        let now = NIODeadline.now()
+        let deadline = now + timeout
         switch self.start(body, registering: function, deadline: deadline, mayLead: mayLead && self.inlineWait > .zero) {
         case .failed(let error):
             return .done(.failure(error))
         case .lead(let id):
-            if let reply = self.lead(id, deadline: deadline, until: min(deadline, NIODeadline.now() + self.inlineWait)) {
+            if let reply = self.lead(id, deadline: deadline, until: min(deadline, now + self.inlineWait), startedAt: now) {
                 return .done(reply)
             }
             return .parked(id)
@@ -228,13 +233,14 @@ final class ClientConnection: @unchecked Sendable {
 
     /// `request`, blocking the calling thread until the reply or the deadline.
     func requestBlocking(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil, timeout: TimeAmount) -> Reply {
-        let deadline = NIODeadline.now() + timeout
+        let now = NIODeadline.now()  // once, as in `begin`
+        let deadline = now + timeout
         switch self.start(body, registering: function, deadline: deadline, mayLead: true) {
         case .failed(let error):
             return .failure(error)
         case .lead(let id):
             // Until the deadline, so `lead` returns a reply.
-            return self.lead(id, deadline: deadline, until: deadline) ?? .failure(GatewayError(.timeout, "no reply within \(timeout)"))
+            return self.lead(id, deadline: deadline, until: deadline, startedAt: now) ?? .failure(GatewayError(.timeout, "no reply within \(timeout)"))
         case .wait(let id):
             return self.block(id)
         }
@@ -380,16 +386,18 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Reads the socket (holding the reader role) until `id`'s reply arrives
     /// or its deadline passes; returns nil, with the role released and the
-    /// request still awaited, when `windowEnd` comes first.
-    private func lead(_ id: UInt64, deadline: NIODeadline, until windowEnd: NIODeadline) -> Reply? {
+    /// request still awaited, when `windowEnd` comes first. `startedAt` is
+    /// the caller's reading of the clock, taken as the time of the first look.
+    private func lead(_ id: UInt64, deadline: NIODeadline, until windowEnd: NIODeadline, startedAt: NIODeadline) -> Reply? {
         // Until the window ends, or until another request's deadline, to fail it on time.
         var wakeAt = windowEnd
         // Waits inside `recv` (one system call; `poll` then `recv` took two, a
         // microsecond or two more per hit). Each wait lasts at most
         // `UnixSocket.receiveSlice`, so `wakeAt` is kept to within that, as
         // with `poll`'s milliseconds before.
+        var startedAt = Optional(startedAt)
         while true {
-            let now = NIODeadline.now()
+            let now = startedAt.take() ?? NIODeadline.now()
             var readError: GatewayError?
             if now < wakeAt {
                 readError = self.readAvailable(waiting: true).error

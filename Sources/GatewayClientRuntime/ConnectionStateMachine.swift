@@ -48,7 +48,9 @@ struct ConnectionStateMachine: Sendable {
         return delay.overflow ? self.maximumDelay : min(.nanoseconds(delay.partialValue), self.maximumDelay)
     }
 
-    mutating func decide(now: NIODeadline) -> Decision {
+    /// `now` is read only while backing off: with a connection open (every
+    /// call but the first, usually) a hit does not read the clock for this.
+    mutating func decide(now: @autoclosure () -> NIODeadline) -> Decision {
         switch self.state {
         case .connected:
             return .useConnection
@@ -58,7 +60,7 @@ struct ConnectionStateMachine: Sendable {
             self.state = .connecting
             return .connect
         case .backingOff(let retryAt):
-            guard now >= retryAt else { return .bypass }
+            guard now() >= retryAt else { return .bypass }
             self.state = .connecting
             return .connect
         }

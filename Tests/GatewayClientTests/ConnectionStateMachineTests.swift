@@ -49,4 +49,22 @@ import Testing
         // Counting starts again from one failure.
         #expect(machine.state == .backingOff(retryAt: self.start + .seconds(1) + .milliseconds(100)))
     }
+
+    @Test func theTimeIsReadOnlyWhileBackingOff() {
+        var machine = ConnectionStateMachine()
+        var reads = 0
+        func now(_ time: NIODeadline) -> NIODeadline {
+            reads += 1
+            return time
+        }
+        #expect(machine.decide(now: now(self.start)) == .connect)
+        machine.connectSucceeded()
+        #expect(machine.decide(now: now(self.start)) == .useConnection)
+        #expect(reads == 0, "a call with the connection open reads no clock")
+        machine.connectionLost()
+        #expect(machine.decide(now: now(self.start)) == .connect)
+        machine.connectFailed(now: self.start)
+        #expect(machine.decide(now: now(self.start)) == .bypass)
+        #expect(reads == 1, "backing off needs the time")
+    }
 }
