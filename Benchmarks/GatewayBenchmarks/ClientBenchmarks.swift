@@ -47,9 +47,17 @@ enum ClientBenchmarks {
         @Sendable func cachedLookupSync(_ customer: Int) -> [UInt8] {
             cacheSync(ttl: .seconds(3600), function: "Bench.invoiceLinesSync(for:)", version: "v1", arguments: customer) { result }
         }
+        // A result that is a struct (as most cached results are) takes the
+        // decoder's general way: msgpack-c's unpacker and `init(from:)`.
+        let invoice = BenchInvoice.sample
+        @Sendable func cachedInvoice(_ customer: Int) async -> BenchInvoice {
+            await cache(ttl: .seconds(3600), function: "Bench.invoice(for:)", version: "v1", arguments: customer) { invoice }
+        }
         // The first calls compute and store; the ones measured are hits.
         _ = await cachedLookup(42)
         _ = cachedLookupSync(42)
+        _ = await cachedInvoice(42)
+        let invoiceBytes = try MessagePackEncoder().encode(invoice).count
 
         // The gateway's own floor: a lookup from a blocking client as lean as
         // hiredis's (plain system calls), on the same gateway.
@@ -85,6 +93,7 @@ enum ClientBenchmarks {
                     switch profile {
                     case "hitwork": blackHole(try work.run([UInt8].self, function: "Bench.invoiceLines(for:)", version: "v1", replyFrame: hitFrame, arguments: 42))
                     case "sync": blackHole(cachedLookupSync(42))
+                    case "invoice": blackHole(await cachedInvoice(42))
                     case "lookup": blackHole(parts.lookup())
                     case "raw": blackHole(try raw.roundTrip(rawLookup))
                     case "hiredis": blackHole(try hiredis.send(get))
@@ -107,6 +116,7 @@ enum ClientBenchmarks {
             ("@Cached hit, async (cache), in-memory", { blackHole(await cachedLookup(42)) }),
             ("@Cached hit, sync (cacheSync), in-memory", { blackHole(cachedLookupSync(42)) }),
             ("raw blocking lookup (gateway floor)", { blackHole(try raw.roundTrip(rawLookup)) }),
+            ("struct result: @Cached hit, async, \(invoiceBytes)-byte invoice", { blackHole(await cachedInvoice(42)) }),
         ]
         if environment["BENCH_PARTS"] == "1" {
             guard parts.lookup(), parts.lookupDerivingKey(42) else { throw BenchmarkFailure("the parts' lookups are not hits") }
@@ -188,4 +198,33 @@ enum ClientBenchmarks {
     static func nanoseconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) * 1e9 + Double(duration.components.attoseconds) / 1e9
     }
+}
+
+/// A cached result shaped like most: a struct of strings, numbers and an
+/// array of smaller structs (decoded through `init(from:)`, field by field).
+struct BenchInvoice: Codable, Sendable {
+    struct Line: Codable, Sendable {
+        var sku: String
+        var description: String
+        var quantity: Int
+        var unitCents: Int
+    }
+
+    var id: Int
+    var customer: String
+    var currency: String
+    var issuedAt: Double
+    var paid: Bool
+    var lines: [Line]
+    var totalCents: Int
+
+    static let sample = BenchInvoice(
+        id: 1_042,
+        customer: "ACME Corporation",
+        currency: "EUR",
+        issuedAt: 1_795_000_000,
+        paid: false,
+        lines: (1...8).map { Line(sku: "SKU-\($0)", description: "item number \($0)", quantity: $0, unitCents: 1_999 * $0) },
+        totalCents: (1...8).reduce(0) { $0 + 1_999 * $1 * $1 }
+    )
 }

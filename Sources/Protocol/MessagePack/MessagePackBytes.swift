@@ -53,4 +53,46 @@ public enum MessagePackBytes {
     static func appendBigEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
     }
+
+    /// The payload of `bytes` when they are exactly one binary value (bin 8,
+    /// bin 16 or bin 32, nothing after it); nil for anything else.
+    @inlinable
+    public static func binaryPayload(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        guard let first = bytes.first else { return nil }
+        switch first {
+        case 0xc4: return Self.payload(bytes, lengthBytes: 1)
+        case 0xc5: return Self.payload(bytes, lengthBytes: 2)
+        case 0xc6: return Self.payload(bytes, lengthBytes: 4)
+        default: return nil
+        }
+    }
+
+    /// The payload of `bytes` when they are exactly one string value (fixstr,
+    /// str 8, str 16 or str 32, nothing after it), not yet checked to be
+    /// UTF-8; nil for anything else.
+    @inlinable
+    public static func stringPayload(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        guard let first = bytes.first else { return nil }
+        switch first {
+        case 0xa0...0xbf:
+            guard bytes.count == 1 + Int(first & 0x1f) else { return nil }
+            return UnsafeRawBufferPointer(rebasing: bytes[1...])
+        case 0xd9: return Self.payload(bytes, lengthBytes: 1)
+        case 0xda: return Self.payload(bytes, lengthBytes: 2)
+        case 0xdb: return Self.payload(bytes, lengthBytes: 4)
+        default: return nil
+        }
+    }
+
+    /// The bytes after a one-byte type and a big-endian length of
+    /// `lengthBytes`, when that length is exactly what remains.
+    @inlinable
+    static func payload(_ bytes: UnsafeRawBufferPointer, lengthBytes: Int) -> UnsafeRawBufferPointer? {
+        let headerLength = 1 + lengthBytes
+        guard bytes.count >= headerLength else { return nil }
+        var length = 0
+        for index in 1..<headerLength { length = length << 8 | Int(bytes[index]) }
+        guard bytes.count - headerLength == length else { return nil }
+        return UnsafeRawBufferPointer(rebasing: bytes[headerLength...])
+    }
 }

@@ -102,6 +102,7 @@ public enum LookupFrames {
     /// valid. `String(validating:as:)` says the same directly, but in this
     /// toolchain it validates through unspecialized generic code (metadata
     /// lookups on every call): 5.5% of the gateway's samples on the hit path.
+    @usableFromInline
     static func validString(_ bytes: UnsafeRawBufferPointer) -> String? {
         let string = String(decoding: bytes, as: UTF8.self)
         let same = string.utf8.withContiguousStorageIfAvailable { utf8 in
