@@ -2,11 +2,12 @@ import Foundation
 import GatewayProtocol
 import Testing
 
-/// The decoder names where a value does not fit: the error's code, and its
+/// The decoder names where a value does not fit (and the encoder where a
+/// value nests too deeply): the error's code, and its
 /// message with the coding path (dotted keys, "Index n" for array elements).
 /// The path is put together only when an error is thrown, so these hold it
 /// to the path of every kind of nesting.
-@Suite("Decoding errors name the path")
+@Suite("Decoding and encoding errors name the path")
 struct DecodingErrorPathTests {
     // Encoded shapes that resemble `Person` (CodableRoundTripTests) but differ somewhere.
     struct Named: Encodable { var name = "Ada" }
@@ -78,5 +79,50 @@ struct DecodingErrorPathTests {
             #expect(error?.code == code, "case \(index)")
             #expect(error?.message == message, "case \(index)")
         }
+    }
+
+    /// A value `depth` levels deep: arrays in a keyed wrapper, then a dictionary.
+    indirect enum Deep: Encodable {
+        case leaf
+        case array(Deep)
+        case keyed(Deep)
+        case dictionary(Deep)
+
+        static func nested(_ depth: Int) -> Deep {
+            (0..<depth).reduce(Deep.leaf) { inner, level in
+                switch level % 3 {
+                case 0: .array(inner)
+                case 1: .keyed(inner)
+                default: .dictionary(inner)
+                }
+            }
+        }
+
+        enum CodingKeys: String, CodingKey { case inner }
+
+        func encode(to encoder: any Encoder) throws {
+            switch self {
+            case .leaf:
+                var container = encoder.singleValueContainer()
+                try container.encode(1)
+            case .array(let inner):
+                var container = encoder.unkeyedContainer()
+                try container.encode(inner)
+            case .keyed(let inner):
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(inner, forKey: .inner)
+            case .dictionary(let inner):
+                var container = encoder.singleValueContainer()
+                try container.encode([7: inner])
+            }
+        }
+    }
+
+    @Test func theEncoderNamesThePathOfAValueNestedTooDeeply() throws {
+        let error = #expect(throws: GatewayError.self) { try MessagePackEncoder().encode(Deep.nested(40)) }
+        #expect(error?.code == .nestingTooDeep)
+        // From the outside in: an array (level 39), a dictionary (key 7), a keyed wrapper, and so on.
+        let path = "Index 0" + String(repeating: ".7.inner.Index 0", count: 10) + ".7.inner"
+        #expect(error?.message == "value at \(path) nests deeper than 32 containers")
     }
 }

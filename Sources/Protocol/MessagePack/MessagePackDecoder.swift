@@ -93,57 +93,15 @@ extension Dictionary: _MessagePackDecodableDictionary where Key: Decodable, Valu
     static func _decode(from map: MessagePackObject, context: DecodingContext, at path: CodingPathNode) throws -> Self {
         var result: [Key: Value] = [:]
         result.reserveCapacity(map.count)
-        // The entries' common prefix, made once per dictionary.
-        let prefix = FixedCodingPath(path.codingPath)
+        let dictionary = CodingPathLink(path)
         for index in 0..<map.count {
-            let entry = CodingPathNode(parent: prefix, key: IndexKey(index))
+            let entry = CodingPathNode(parent: dictionary, key: IndexKey(index))
             let key = try context.unbox(Key.self, from: map.key(index), at: entry)
             // A repeated key keeps its last value, as MessagePack decoders commonly do.
             result[key] = try context.unbox(Value.self, from: map.value(index), at: entry)
         }
         return result
     }
-}
-
-/// What can stand for the coding path above a value.
-protocol CodingPathParent: AnyObject {
-    var codingPath: [any CodingKey] { get }
-}
-
-/// A coding path made in advance.
-final class FixedCodingPath: CodingPathParent {
-    let codingPath: [any CodingKey]
-    init(_ codingPath: [any CodingKey]) { self.codingPath = codingPath }
-}
-
-/// Where a value sits: what is above it (usually the decoder of the value
-/// around it) and the key (or index) it has there; both nil at the root.
-///
-/// The coding path (`[any CodingKey]`) is put together from these only when it
-/// is asked for: by an error's message, or by an `init(from:)` that reads
-/// `codingPath`. Built eagerly, it cost two arrays for every value decoded
-/// and a string for every array element's key ("Index 3"): on a client's hit
-/// with a struct result, that was about a fifth of the decoding.
-struct CodingPathNode {
-    let parent: (any CodingPathParent)?
-    let key: (any CodingKey)?
-
-    var codingPath: [any CodingKey] {
-        var path = self.parent?.codingPath ?? []
-        if let key = self.key { path.append(key) }
-        return path
-    }
-}
-
-/// An array element's coding key, "Index n" (as `MessagePackCodingKey(index:)`),
-/// whose string is made only when asked for.
-struct IndexKey: CodingKey {
-    let index: Int
-    init(_ index: Int) { self.index = index }
-    init?(stringValue: String) { nil }
-    init?(intValue: Int) { self.index = intValue }
-    var stringValue: String { "Index \(self.index)" }
-    var intValue: Int? { self.index }
 }
 
 /// State shared by every `Decoder` of one `decode` call.

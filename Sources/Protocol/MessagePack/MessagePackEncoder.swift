@@ -56,7 +56,7 @@ public struct MessagePackEncoder: Sendable {
         let context = EncodingContext(canonical: self.isCanonical, userInfo: self.userInfo)
         let node: EncodedNode
         do {
-            node = try context.box(value, codingPath: [], depth: 0)
+            node = try context.box(value, at: CodingPathNode(parent: nil, key: nil), depth: 0)
         } catch let error as GatewayError {
             throw error
         } catch {
@@ -191,7 +191,7 @@ enum EncodedNode {
 protocol _MessagePackEncodableDictionary {
     func _encodedEntries(
         _ context: EncodingContext,
-        codingPath: [any CodingKey],
+        at path: CodingPathNode,
         depth: Int
     ) throws -> [(key: EncodedNode, value: EncodedNode)]
 }
@@ -199,14 +199,15 @@ protocol _MessagePackEncodableDictionary {
 extension Dictionary: _MessagePackEncodableDictionary where Key: Encodable, Value: Encodable {
     func _encodedEntries(
         _ context: EncodingContext,
-        codingPath: [any CodingKey],
+        at path: CodingPathNode,
         depth: Int
     ) throws -> [(key: EncodedNode, value: EncodedNode)] {
         var entries: [(key: EncodedNode, value: EncodedNode)] = []
         entries.reserveCapacity(self.count)
+        let dictionary = CodingPathLink(path)
         for (key, value) in self {
-            let path = codingPath + [MessagePackCodingKey(describing: key)]
-            entries.append((try context.box(key, codingPath: path, depth: depth), try context.box(value, codingPath: path, depth: depth)))
+            let entry = CodingPathNode(parent: dictionary, key: DescribedKey(key))
+            entries.append((try context.box(key, at: entry, depth: depth), try context.box(value, at: entry, depth: depth)))
         }
         return entries
     }
@@ -224,25 +225,25 @@ struct EncodingContext {
     let userInfo: [CodingUserInfoKey: any Sendable]
 
     /// Encodes one value at `depth` (the number of containers around it).
-    func box<T: Encodable>(_ value: T, codingPath: [any CodingKey], depth: Int) throws -> EncodedNode {
-        switch value {
-        case let value as String: return .string(value)
-        case let value as Int: return .signed(Int64(value))
-        case let value as Bool: return .bool(value)
-        case let value as Double: return .double(value)
-        case let value as Data: return .binary(Array(value))
-        default: break
-        }
+    func box<T: Encodable>(_ value: T, at path: CodingPathNode, depth: Int) throws -> EncodedNode {
+        // Metatypes compared, not `value as? String` and so on: in this
+        // generic code each such cast is a call into the runtime, and a
+        // struct went through five failing ones before being encoded.
+        if T.self == String.self { return .string(value as! String) }
+        if T.self == Int.self { return .signed(Int64(value as! Int)) }
+        if T.self == Bool.self { return .bool(value as! Bool) }
+        if T.self == Double.self { return .double(value as! Double) }
+        if T.self == Data.self { return .binary(Array(value as! Data)) }
         // Not `value as? [UInt8]`: an empty `[T]` of any element type casts
         // to `[UInt8]`, and would then be written as an empty binary.
         if T.self == [UInt8].self, let bytes = value as? [UInt8] { return .binary(bytes) }
         if let dictionary = value as? any _MessagePackEncodableDictionary {
-            try self.checkDepth(depth, codingPath)
+            try self.checkDepth(depth, path.codingPath)
             let box = EncodedNode.MapBox()
-            box.entries = try dictionary._encodedEntries(self, codingPath: codingPath, depth: depth + 1)
+            box.entries = try dictionary._encodedEntries(self, at: path, depth: depth + 1)
             return .map(box)
         }
-        let encoder = _MessagePackEncoder(context: self, codingPath: codingPath, depth: depth)
+        let encoder = _MessagePackEncoder(context: self, at: path, depth: depth)
         try value.encode(to: encoder)
         let node = encoder.result
         if value is any _MessagePackEncodableSet, case .array(let box) = node {
@@ -254,28 +255,31 @@ struct EncodingContext {
     /// Stops the recursion of `encode(to:)` early for values that nest too deeply.
     /// (The exact limit is enforced when packing, which sees every container,
     /// including those opened with `nestedContainer`.)
-    func checkDepth(_ depth: Int, _ codingPath: [any CodingKey]) throws {
+    func checkDepth(_ depth: Int, _ codingPath: @autoclosure () -> [any CodingKey]) throws {
         guard depth <= MessagePack.maximumDepth else {
             throw GatewayError(
                 .nestingTooDeep,
-                "value at \(codingPath.pathDescription) nests deeper than \(MessagePack.maximumDepth) containers"
+                "value at \(codingPath().pathDescription) nests deeper than \(MessagePack.maximumDepth) containers"
             )
         }
     }
 }
 
-final class _MessagePackEncoder: Encoder {
+final class _MessagePackEncoder: Encoder, CodingPathParent {
     let context: EncodingContext
-    let codingPath: [any CodingKey]
+    /// Where the value sits; its coding path is made only when asked for
+    /// (see `CodingPathNode`).
+    let path: CodingPathNode
+    var codingPath: [any CodingKey] { self.path.codingPath }
     /// The number of containers around the value this encoder writes.
     let depth: Int
     private(set) var storage: EncodedNode?
 
     var userInfo: [CodingUserInfoKey: Any] { self.context.userInfo }
 
-    init(context: EncodingContext, codingPath: [any CodingKey], depth: Int) {
+    init(context: EncodingContext, at path: CodingPathNode, depth: Int) {
         self.context = context
-        self.codingPath = codingPath
+        self.path = path
         self.depth = depth
     }
 
@@ -317,23 +321,23 @@ final class _MessagePackEncoder: Encoder {
     /// Encodes a value one container deeper than this encoder.
     fileprivate func child<T: Encodable>(_ value: T, key: any CodingKey) throws -> EncodedNode {
         try self.context.checkDepth(self.depth, self.codingPath)
-        return try self.context.box(value, codingPath: self.codingPath + [key], depth: self.depth + 1)
+        return try self.context.box(value, at: CodingPathNode(parent: self, key: key), depth: self.depth + 1)
     }
 
     fileprivate func superEncoder(key: any CodingKey) -> (_MessagePackEncoder, EncodedNode) {
-        let encoder = _MessagePackEncoder(context: self.context, codingPath: self.codingPath + [key], depth: self.depth + 1)
+        let encoder = _MessagePackEncoder(context: self.context, at: CodingPathNode(parent: self, key: key), depth: self.depth + 1)
         return (encoder, .deferred(encoder))
     }
 
     fileprivate func nested<Key: CodingKey>(keyedBy type: Key.Type, key: any CodingKey) -> (KeyedEncodingContainer<Key>, EncodedNode) {
         let box = EncodedNode.MapBox()
-        let encoder = _MessagePackEncoder(context: self.context, codingPath: self.codingPath + [key], depth: self.depth + 1)
+        let encoder = _MessagePackEncoder(context: self.context, at: CodingPathNode(parent: self, key: key), depth: self.depth + 1)
         return (KeyedEncodingContainer(KeyedContainer<Key>(encoder: encoder, box: box)), .map(box))
     }
 
     fileprivate func nestedUnkeyed(key: any CodingKey) -> (any UnkeyedEncodingContainer, EncodedNode) {
         let box = EncodedNode.ArrayBox()
-        let encoder = _MessagePackEncoder(context: self.context, codingPath: self.codingPath + [key], depth: self.depth + 1)
+        let encoder = _MessagePackEncoder(context: self.context, at: CodingPathNode(parent: self, key: key), depth: self.depth + 1)
         return (UnkeyedContainer(encoder: encoder, box: box), .array(box))
     }
 }
@@ -392,7 +396,7 @@ private struct UnkeyedContainer: UnkeyedEncodingContainer {
     var codingPath: [any CodingKey] { self.encoder.codingPath }
     var count: Int { self.box.elements.count }
 
-    private var nextKey: MessagePackCodingKey { MessagePackCodingKey(index: self.box.elements.count) }
+    private var nextKey: IndexKey { IndexKey(self.box.elements.count) }
 
     mutating func encodeNil() throws { self.box.elements.append(.nil) }
     mutating func encode(_ value: Bool) throws { self.box.elements.append(.bool(value)) }
@@ -455,7 +459,7 @@ private struct SingleValueContainer: SingleValueEncodingContainer {
 
     mutating func encode<T: Encodable>(_ value: T) throws {
         // A single-value container wraps its value without adding a level.
-        self.encoder.set(try self.encoder.context.box(value, codingPath: self.codingPath, depth: self.encoder.depth))
+        self.encoder.set(try self.encoder.context.box(value, at: self.encoder.path, depth: self.encoder.depth))
     }
 }
 
@@ -466,8 +470,6 @@ struct MessagePackCodingKey: CodingKey {
 
     init(stringValue: String) { self.stringValue = stringValue; self.intValue = nil }
     init(intValue: Int) { self.stringValue = "\(intValue)"; self.intValue = intValue }
-    init(index: Int) { self.stringValue = "Index \(index)"; self.intValue = index }
-    init(describing key: some Any) { self.stringValue = "\(key)"; self.intValue = nil }
 
     static let `super` = MessagePackCodingKey(stringValue: "super")
 }
