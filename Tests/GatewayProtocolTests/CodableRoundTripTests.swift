@@ -311,6 +311,35 @@ struct CodableRoundTripTests {
         }
     }
 
+    /// Remembers, weakly, the encoder that `superEncoder()` handed out.
+    final class SuperEncoderWitness: Encodable, @unchecked Sendable {
+        weak var handedOut: AnyObject?
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: MessagePackTestKey.self)
+            let superEncoder = container.superEncoder()
+            self.handedOut = superEncoder as AnyObject
+            var single = superEncoder.singleValueContainer()
+            try single.encode(1)
+        }
+    }
+
+    struct MessagePackTestKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    @Test("the encoder superEncoder() hands out is freed with the rest (no reference cycle)")
+    func superEncoderIsFreed() throws {
+        let witness = SuperEncoderWitness()
+        let bytes = try MessagePackEncoder().encode(witness)
+        #expect(try MessagePackDecoder().decode([String: Int].self, from: bytes) == ["super": 1])
+        // The deferred node held it in its parent's tree; a path linked back to
+        // the parent made a cycle that outlived the encoding.
+        #expect(witness.handedOut == nil)
+    }
+
     @Test("userInfo reaches encode(to:) and init(from:)")
     func userInfo() throws {
         let key = try #require(CodingUserInfoKey(rawValue: "scale"))

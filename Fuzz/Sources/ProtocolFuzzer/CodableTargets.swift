@@ -1,5 +1,6 @@
 import Foundation
 import GatewayProtocol
+import NIOCore
 
 // Types that cover what the Codable decoder does: keyed, unkeyed and single
 // value containers, optionals, nested and recursive values, dictionaries with
@@ -93,8 +94,28 @@ enum CodableTargets {
         case 2: self.roundTrip([String: [UInt8]].self, input)
         case 3: self.roundTrip(FuzzDerived.self, input)
         case 4: self.floats(input)
-        default: self.canonical(input)
+        case 5: self.canonical(input)
+        default: self.direct(input)
         }
+    }
+
+    /// The decoder's `ByteBuffer` entry point reads a `[UInt8]`, `Data` or
+    /// `String` that is one binary or string value straight from the bytes;
+    /// for any input it decides as the general path (the raw-bytes entry
+    /// point) does: the same value, or a GatewayError with the same code.
+    static func direct(_ input: UnsafeRawBufferPointer) {
+        func agree<T: Decodable & Equatable>(_ type: T.Type) {
+            let general = Result { try MessagePackDecoder().decode(T.self, from: input) }
+            let direct = Result { try MessagePackDecoder().decode(T.self, from: ByteBuffer(bytes: input)) }
+            switch (general, direct) {
+            case (.success(let expected), .success(let value)) where value == expected: return
+            case (.failure(let expected as GatewayError), .failure(let error as GatewayError)) where error.code == expected.code: return
+            default: violated("\(T.self): the general path gives \(general), the direct path \(direct)")
+            }
+        }
+        agree([UInt8].self)
+        agree(Data.self)
+        agree(String.self)
     }
 
     /// If `input` decodes as a `T`, the value encodes (in both modes) and decodes back to itself.

@@ -26,11 +26,23 @@ protocol CodingPathParent: AnyObject {
 
 /// A node made into a parent: the entries of a dictionary hang from the
 /// dictionary's own node (one object per dictionary, its path still made
-/// only when asked for).
+/// only when asked for). Or a path made in advance, where a link to the
+/// encoder above would be a reference cycle (`superEncoder`).
 final class CodingPathLink: CodingPathParent {
-    let node: CodingPathNode
-    init(_ node: CodingPathNode) { self.node = node }
-    var codingPath: [any CodingKey] { self.node.codingPath }
+    private let node: CodingPathNode?
+    private let fixed: [any CodingKey]
+
+    init(_ node: CodingPathNode) {
+        self.node = node
+        self.fixed = []
+    }
+
+    init(fixed codingPath: [any CodingKey]) {
+        self.node = nil
+        self.fixed = codingPath
+    }
+
+    var codingPath: [any CodingKey] { self.node?.codingPath ?? self.fixed }
 }
 
 /// An array element's coding key, "Index n", whose string is made only when asked for.

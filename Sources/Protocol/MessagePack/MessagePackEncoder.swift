@@ -325,7 +325,11 @@ final class _MessagePackEncoder: Encoder, CodingPathParent {
     }
 
     fileprivate func superEncoder(key: any CodingKey) -> (_MessagePackEncoder, EncodedNode) {
-        let encoder = _MessagePackEncoder(context: self.context, at: CodingPathNode(parent: self, key: key), depth: self.depth + 1)
+        // Its path is made now, not linked to this encoder: the deferred node
+        // holds the new encoder in this one's tree, and a link back would be
+        // a reference cycle (a leak, found by the fuzzer's LeakSanitizer).
+        let path = CodingPathNode(parent: CodingPathLink(fixed: self.codingPath), key: key)
+        let encoder = _MessagePackEncoder(context: self.context, at: path, depth: self.depth + 1)
         return (encoder, .deferred(encoder))
     }
 
