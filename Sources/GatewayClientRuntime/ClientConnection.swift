@@ -213,9 +213,11 @@ final class ClientConnection: @unchecked Sendable {
     /// executor check, measurable on a hit).
     func begin(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil, timeout: TimeAmount, mayLead: Bool) -> Attempt {
         // One reading of the clock for the deadline, the window and the first
-        // look at them: the write in between takes microseconds, and each
-        // reading costs tens of nanoseconds on a hit (more when its code is
-        // cold, as after the gateway ran on the same CPU).
+        // look at them: the write in between usually takes microseconds, and
+        // each reading costs tens of nanoseconds on a hit (more when its code
+        // is cold, as after the gateway ran on the same CPU). Should the write
+        // wait long for the lock, the stale first look delays noticing the
+        // window's end by one receive slice at most.
         let now = NIODeadline.now()
         let deadline = now + timeout
         switch self.start(body, registering: function, deadline: deadline, mayLead: mayLead && self.inlineWait > .zero) {
