@@ -48,9 +48,10 @@ enum ClientBenchmarks {
             cacheSync(ttl: .seconds(3600), function: "Bench.invoiceLinesSync(for:)", version: "v1", arguments: customer) { result }
         }
         // A result that is a struct (as most cached results are) takes the
-        // decoder's general way: msgpack-c's unpacker and `init(from:)`.
-        let invoice = BenchInvoice.sample
-        @Sendable func cachedInvoice(_ customer: Int) async -> BenchInvoice {
+        // decoder's general way: msgpack-c's unpacker and `init(from:)`. The
+        // protocol group's invoice, about 1 KiB encoded.
+        let invoice = Invoice.sample
+        @Sendable func cachedInvoice(_ customer: Int) async -> Invoice {
             await cache(ttl: .seconds(3600), function: "Bench.invoice(for:)", version: "v1", arguments: customer) { invoice }
         }
         // The first calls compute and store; the ones measured are hits.
@@ -198,33 +199,4 @@ enum ClientBenchmarks {
     static func nanoseconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) * 1e9 + Double(duration.components.attoseconds) / 1e9
     }
-}
-
-/// A cached result shaped like most: a struct of strings, numbers and an
-/// array of smaller structs (decoded through `init(from:)`, field by field).
-struct BenchInvoice: Codable, Sendable {
-    struct Line: Codable, Sendable {
-        var sku: String
-        var description: String
-        var quantity: Int
-        var unitCents: Int
-    }
-
-    var id: Int
-    var customer: String
-    var currency: String
-    var issuedAt: Double
-    var paid: Bool
-    var lines: [Line]
-    var totalCents: Int
-
-    static let sample = BenchInvoice(
-        id: 1_042,
-        customer: "ACME Corporation",
-        currency: "EUR",
-        issuedAt: 1_795_000_000,
-        paid: false,
-        lines: (1...8).map { Line(sku: "SKU-\($0)", description: "item number \($0)", quantity: $0, unitCents: 1_999 * $0) },
-        totalCents: (1...8).reduce(0) { $0 + 1_999 * $1 * $1 }
-    )
 }

@@ -3,8 +3,8 @@ import GatewayProtocol
 import NIOCore
 
 /// A representative cached result: an invoice of about 1 KiB once encoded.
-struct Invoice: Codable, Equatable {
-    struct Line: Codable, Equatable {
+struct Invoice: Codable, Equatable, Sendable {
+    struct Line: Codable, Equatable, Sendable {
         var sku: String
         var description: String
         var quantity: Int
