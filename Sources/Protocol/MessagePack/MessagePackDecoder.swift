@@ -287,7 +287,9 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol, S
     }
 
     /// Looks from where the last lookup ended (see `nextKeyIndex`), around
-    /// the whole map once at most.
+    /// the whole map once at most. Should a key appear twice in the map
+    /// (which the encoder never writes), the occurrence found depends on the
+    /// lookups before it; either is a value the map holds.
     private func find(named name: String) -> MessagePackObject? {
         var name = name
         return name.withUTF8 { wanted in
