@@ -33,12 +33,7 @@ public struct HMACSHA256 {
     /// Adds bytes to the computation.
     public mutating func update(_ bytes: some Sequence<UInt8>) throws {
         let context = self.context
-        let done: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
-            try context.update(UnsafeRawBufferPointer(buffer))
-        }
-        if done == nil {
-            try Array(bytes).withUnsafeBytes { raw in try context.update(raw) }
-        }
+        try bytes.withRawBytes { try context.update($0) }
     }
 
     /// Finishes the computation and returns the code; the value must not be used afterwards.

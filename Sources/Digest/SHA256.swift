@@ -101,12 +101,7 @@ public struct SHA256 {
     /// Adds bytes to the computation.
     public mutating func update(_ bytes: some Sequence<UInt8>) throws {
         let context = self.context
-        let done: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
-            try context.update(UnsafeRawBufferPointer(buffer))
-        }
-        if done == nil {
-            try Array(bytes).withUnsafeBytes { raw in try context.update(raw) }
-        }
+        try bytes.withRawBytes { try context.update($0) }
     }
 
     /// Finishes the computation and returns the digest; the hasher must not be used afterwards.
@@ -122,9 +117,17 @@ public struct SHA256 {
 
     /// The SHA-256 of `bytes` in one call (on the stack, like the raw-buffer form).
     public static func hash(_ bytes: some Sequence<UInt8>) throws -> SHA256Digest {
-        if let digest = try bytes.withContiguousStorageIfAvailable({ try SHA256Context.hash(UnsafeRawBufferPointer($0)) }) {
-            return digest
+        try bytes.withRawBytes { try SHA256Context.hash($0) }
+    }
+}
+
+extension Sequence<UInt8> {
+    /// Calls `body` with the bytes in one buffer: their own storage when they
+    /// have contiguous storage (arrays, `Data`, buffers), else a copy.
+    func withRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let result = try self.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) {
+            return result
         }
-        return try Array(bytes).withUnsafeBytes { try SHA256Context.hash($0) }
+        return try Array(self).withUnsafeBytes(body)
     }
 }
