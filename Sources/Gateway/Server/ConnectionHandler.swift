@@ -323,10 +323,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         // The hit path: a store that can answer at once (memory) is answered
         // here, inside this read, with no future and no callback.
         if let result = self.shared.store.lookupImmediately(key) {
-            switch counters.count(result, in: self.shared.statistics) {
-            case .hit(let value): self.replyHit(id: id, value: value, context: context)
-            case let other: self.reply(GatewayMessage(id: id, .lookupReply(other)), context: context)
-            }
+            self.answer(id: id, .lookupReply(counters.count(result, in: self.shared.statistics)), context: context)
             self.shared.metrics.recordLookup(since: started)
             return
         }
@@ -409,7 +406,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             handler.inFlight -= 1
             switch result {
             case .success(let value):
-                handler.reply(GatewayMessage(id: id, makeReply(value, statistics)), context: context)
+                handler.answer(id: id, makeReply(value, statistics), context: context)
                 handler.shared.metrics.recordLookup(since: startedAt)
             case .failure(let error):
                 let gatewayError = (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)")
@@ -424,6 +421,16 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.shared.metrics.recordError(error.wireCode)
         self.logger.debug("request failed: \(error.message)", metadata: ["id": "\(id)", "code": "\(error.wireCode)"])
         self.reply(GatewayMessage(id: id, .error(ErrorReply(error))), context: context)
+    }
+
+    /// Answers request `id` with `body`: a hit (from either store, at once or
+    /// after a future) is framed by hand, anything else by the codec.
+    private func answer(id: UInt64, _ body: GatewayMessage.Body, context: ChannelHandlerContext) {
+        if case .lookupReply(.hit(let value)) = body {
+            self.replyHit(id: id, value: value, context: context)
+        } else {
+            self.reply(GatewayMessage(id: id, body), context: context)
+        }
     }
 
     /// Answers a lookup with a hit, the hot path's reply, written by hand.
