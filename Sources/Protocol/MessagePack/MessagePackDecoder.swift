@@ -72,7 +72,7 @@ public struct MessagePackDecoder: Sendable {
         if T.self == [UInt8].self || T.self == Data.self || T.self == String.self {
             let direct = buffer.withUnsafeReadableBytes { (raw) -> T? in
                 if T.self == String.self {
-                    return MessagePackBytes.stringPayload(raw).flatMap(LookupFrames.validString) as? T
+                    return MessagePackBytes.stringPayload(raw).flatMap(MessagePackBytes.utf8String) as? T
                 }
                 guard let payload = MessagePackBytes.binaryPayload(raw) else { return nil }
                 return T.self == Data.self ? Data(payload) as? T : Array(payload) as? T
@@ -147,8 +147,8 @@ enum Scalars {
 
     static func string(_ object: MessagePackObject, _ codingPath: @autoclosure () -> [any CodingKey]) throws -> String {
         try self.expect(.string, object, codingPath())
-        // Not `String(validating:as:)`: see `LookupFrames.validString`.
-        guard let string = LookupFrames.validString(object.bytes) else {
+        // Not `String(validating:as:)`: see `MessagePackBytes.utf8String`.
+        guard let string = MessagePackBytes.utf8String(object.bytes) else {
             throw GatewayError(.invalidUTF8, "the string at \(codingPath().pathDescription) is not valid UTF-8")
         }
         return string
@@ -273,7 +273,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol, S
         (0..<self.map.count).compactMap { index in
             let key = self.map.key(index)
             switch key.kind {
-            case .string: return LookupFrames.validString(key.bytes).flatMap(Key.init(stringValue:))
+            case .string: return MessagePackBytes.utf8String(key.bytes).flatMap(Key.init(stringValue:))
             case .unsigned: return Int(exactly: key.unsigned).flatMap(Key.init(intValue:))
             case .negative: return Int(exactly: key.negative).flatMap(Key.init(intValue:))
             default: return nil

@@ -88,28 +88,13 @@ public enum LookupFrames {
                   reader.offset == raw.count
             else { return nil }
             if !memo.holds(fields) {
-                guard let function = Self.validString(functionBytes), let version = Self.validString(versionBytes) else { return nil }
+                guard let function = MessagePackBytes.utf8String(functionBytes), let version = MessagePackBytes.utf8String(versionBytes) else { return nil }
                 memo.remember(fields, FunctionVersion(function: function, version: version))
             }
             return (id, key)
         }
     }
 
-    /// `bytes` as a string if they are valid UTF-8, else nil.
-    ///
-    /// `String(decoding:as:)` replaces ill-formed sequences with U+FFFD
-    /// (EF BF BD), so its bytes equal the input exactly when the input was
-    /// valid. `String(validating:as:)` says the same directly, but in this
-    /// toolchain it validates through unspecialized generic code (metadata
-    /// lookups on every call): 5.5% of the gateway's samples on the hit path.
-    @usableFromInline
-    static func validString(_ bytes: UnsafeRawBufferPointer) -> String? {
-        let string = String(decoding: bytes, as: UTF8.self)
-        let same = string.utf8.withContiguousStorageIfAvailable { utf8 in
-            utf8.count == bytes.count && (utf8.isEmpty || memcmp(utf8.baseAddress!, bytes.baseAddress!, bytes.count) == 0)
-        } ?? string.utf8.elementsEqual(bytes)
-        return same ? string : nil
-    }
 
     // MARK: The reply: [131, id, status, value]
 
