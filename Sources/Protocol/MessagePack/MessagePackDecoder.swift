@@ -108,11 +108,26 @@ extension Dictionary: _MessagePackDecodableDictionary where Key: Decodable, Valu
 struct DecodingContext {
     let userInfo: [CodingUserInfoKey: any Sendable]
 
+    /// Decodes any `Decodable`: the scalars and binaries directly (metatypes
+    /// compared, which is cheaper than the dynamic casts of a `switch` over
+    /// `is T.Type` patterns), dictionaries as maps, the rest through `init(from:)`.
+    /// The containers' scalar overloads (what synthesized `Codable` calls)
+    /// skip this; their generic `decode` comes here.
     func unbox<T: Decodable>(_ type: T.Type, from object: MessagePackObject, at path: CodingPathNode) throws -> T {
         if T.self == String.self { return try Scalars.string(object, path.codingPath) as! T }
         if T.self == Int.self { return try Scalars.integer(Int.self, object, path.codingPath) as! T }
         if T.self == Bool.self { return try Scalars.bool(object, path.codingPath) as! T }
         if T.self == Double.self { return try Scalars.double(object, path.codingPath) as! T }
+        if T.self == Float.self { return try Scalars.float(object, path.codingPath) as! T }
+        if T.self == Int8.self { return try Scalars.integer(Int8.self, object, path.codingPath) as! T }
+        if T.self == Int16.self { return try Scalars.integer(Int16.self, object, path.codingPath) as! T }
+        if T.self == Int32.self { return try Scalars.integer(Int32.self, object, path.codingPath) as! T }
+        if T.self == Int64.self { return try Scalars.integer(Int64.self, object, path.codingPath) as! T }
+        if T.self == UInt.self { return try Scalars.integer(UInt.self, object, path.codingPath) as! T }
+        if T.self == UInt8.self { return try Scalars.integer(UInt8.self, object, path.codingPath) as! T }
+        if T.self == UInt16.self { return try Scalars.integer(UInt16.self, object, path.codingPath) as! T }
+        if T.self == UInt32.self { return try Scalars.integer(UInt32.self, object, path.codingPath) as! T }
+        if T.self == UInt64.self { return try Scalars.integer(UInt64.self, object, path.codingPath) as! T }
         if T.self == Data.self { return Data(try Scalars.binary(object, path.codingPath)) as! T }
         if T.self == [UInt8].self, object.kind == .binary { return Array(object.bytes) as! T }
         // The conformance lookup (a dynamic cast) is skipped for scalars and
@@ -235,36 +250,7 @@ final class _MessagePackDecoder: Decoder, CodingPathParent {
     }
 }
 
-/// Decodes any `Decodable` from one `MessagePackObject`; shared by the three
-/// container kinds. The scalar types each have their own `decode` overload in
-/// the containers (what synthesized `Codable` calls), so this generic path
-/// mostly sees other types: it compares metatypes, which is cheaper than the
-/// dynamic casts of a `switch` over `is T.Type` patterns.
-private protocol ScalarDecoding {
-    var decoder: _MessagePackDecoder { get }
-}
-
-extension ScalarDecoding {
-    func scalar<T: Decodable>(_ type: T.Type, _ object: MessagePackObject, _ path: CodingPathNode) throws -> T {
-        if T.self == String.self { return try Scalars.string(object, path.codingPath) as! T }
-        if T.self == Int.self { return try Scalars.integer(Int.self, object, path.codingPath) as! T }
-        if T.self == Bool.self { return try Scalars.bool(object, path.codingPath) as! T }
-        if T.self == Double.self { return try Scalars.double(object, path.codingPath) as! T }
-        if T.self == Float.self { return try Scalars.float(object, path.codingPath) as! T }
-        if T.self == Int8.self { return try Scalars.integer(Int8.self, object, path.codingPath) as! T }
-        if T.self == Int16.self { return try Scalars.integer(Int16.self, object, path.codingPath) as! T }
-        if T.self == Int32.self { return try Scalars.integer(Int32.self, object, path.codingPath) as! T }
-        if T.self == Int64.self { return try Scalars.integer(Int64.self, object, path.codingPath) as! T }
-        if T.self == UInt.self { return try Scalars.integer(UInt.self, object, path.codingPath) as! T }
-        if T.self == UInt8.self { return try Scalars.integer(UInt8.self, object, path.codingPath) as! T }
-        if T.self == UInt16.self { return try Scalars.integer(UInt16.self, object, path.codingPath) as! T }
-        if T.self == UInt32.self { return try Scalars.integer(UInt32.self, object, path.codingPath) as! T }
-        if T.self == UInt64.self { return try Scalars.integer(UInt64.self, object, path.codingPath) as! T }
-        return try self.decoder.context.unbox(type, from: object, at: path)
-    }
-}
-
-private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol, ScalarDecoding {
+private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let decoder: _MessagePackDecoder
     let map: MessagePackObject
     var codingPath: [any CodingKey] { self.decoder.codingPath }
@@ -331,12 +317,12 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol, S
     func decodeNil(forKey key: Key) throws -> Bool { try self.require(key).kind == .nil }
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-        try self.scalar(type, try self.require(key), self.decoder.child(key))
+        try self.decoder.context.unbox(type, from: try self.require(key), at: self.decoder.child(key))
     }
 
     func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
         guard let value = self.present(key) else { return nil }
-        return try self.scalar(type, value, self.decoder.child(key))
+        return try self.decoder.context.unbox(type, from: value, at: self.decoder.child(key))
     }
 
     // The scalar overloads that synthesized `Codable` calls, each straight to
@@ -398,7 +384,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol, S
     }
 }
 
-private struct UnkeyedContainer: UnkeyedDecodingContainer, ScalarDecoding {
+private struct UnkeyedContainer: UnkeyedDecodingContainer {
     let decoder: _MessagePackDecoder
     let array: MessagePackObject
     private(set) var currentIndex = 0
@@ -429,7 +415,7 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer, ScalarDecoding {
 
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
         let (value, node) = try self.next()
-        return try self.scalar(type, value, node)
+        return try self.decoder.context.unbox(type, from: value, at: node)
     }
 
     // The scalar overloads, as in `KeyedContainer`.
@@ -464,13 +450,13 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer, ScalarDecoding {
     }
 }
 
-private struct SingleValueContainer: SingleValueDecodingContainer, ScalarDecoding {
+private struct SingleValueContainer: SingleValueDecodingContainer {
     let decoder: _MessagePackDecoder
     var codingPath: [any CodingKey] { self.decoder.codingPath }
 
     func decodeNil() -> Bool { self.decoder.object.kind == .nil }
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try self.scalar(type, self.decoder.object, self.decoder.path)
+        try self.decoder.context.unbox(type, from: self.decoder.object, at: self.decoder.path)
     }
 }
