@@ -16,7 +16,7 @@ struct ConnectionHarness {
     let store: MemoryStore
 
     init(access: ConnectionAccess, frameTimeout: TimeAmount = .seconds(10)) throws {
-        var logger = Logger(label: "cache-gateway.tests.access")
+        var logger = Logger(label: "cache-gateway.tests.connection")
         logger.logLevel = .critical
         self.statistics = GatewayStatistics()
         self.store = MemoryStore(limitBytes: 1 << 20)
