@@ -52,9 +52,14 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
         }
         var completed = false
         do {
-            while context.channel.isActive, let payload = try self.decoder.readPayload(from: &bytes) {
+            while let payload = try self.decoder.readPayload(from: &bytes) {
                 completed = true
                 context.fireChannelRead(Self.wrapInboundOut(payload))
+                // A frame may have closed the connection (a refused peer's):
+                // then nothing more is read. Asked only when more bytes wait,
+                // not after the usual read of one frame, because each look at
+                // the channel's state retains and releases it.
+                guard bytes.readableBytes > 0, context.channel.isActive else { break }
             }
         } catch {
             self.failed = true
