@@ -16,6 +16,8 @@ extension IntegrationTests {
             var missesDoNotStore = 0
             var unavailable = 0
             var unexpected: [String] = []
+            /// The slowest lookup, and the slowest lookup-then-store round.
+            var slowestLookup: Duration = .zero
             var slowest: Duration = .zero
             var lastHit: ContinuousClock.Instant?
         }
@@ -41,6 +43,7 @@ extension IntegrationTests {
                         let started = ContinuousClock.now
                         do {
                             let reply = try await connection.request(.lookup(Lookup(function: function, key: key)), timeout: clientTimeout)
+                            tally.slowestLookup = max(tally.slowestLookup, ContinuousClock.now - started)
                             switch reply {
                             case .lookupReply(.hit(let bytes)):
                                 if bytes != value { tally.unexpected.append("a hit with other bytes") }
@@ -104,12 +107,21 @@ extension IntegrationTests {
                 total.unavailable += tally.unavailable
                 total.unexpected += tally.unexpected
                 total.slowest = max(total.slowest, tally.slowest)
+                total.slowestLookup = max(total.slowestLookup, tally.slowestLookup)
             }
             #expect(resumed)
             #expect(recovery < .seconds(1), "hits resumed \(recovery) after Redis came back")
             #expect(total.unexpected.isEmpty, "unexpected answers: \(total.unexpected.prefix(5))")
-            // No request waited anywhere near the client's timeout.
-            #expect(total.slowest < .milliseconds(500), "the slowest request took \(total.slowest)")
+            // Lookups fail open: none waited anywhere near the client's timeout.
+            #expect(total.slowestLookup < .milliseconds(500), "the slowest lookup took \(total.slowestLookup)")
+            // A store is acknowledged after Redis took it or the gateway's write
+            // timeout (500 ms) passed, and one sent while the connection to a
+            // returning Redis is being made waits for that too: it is bounded
+            // by the client's timeout, not by the lookups' bound. (A real
+            // worker never waits for a store's reply: `CacheClient.store`
+            // sends without awaiting it.) Seen in the full suite on a fast
+            // machine: rounds of up to 0.82 s.
+            #expect(total.slowest < .nanoseconds(clientTimeout.nanoseconds), "the slowest lookup-and-store round took \(total.slowest)")
             #expect(total.missesDoNotStore > 0, "no lookup was answered 'miss, do not store' during the outage")
             #expect(total.hits > 0)
             #expect(gateway.stop() == 0)
