@@ -306,17 +306,25 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let stats: Stats
-        let functions: [FunctionInfo]
+        // The per-function part comes from the registry, which lives in Redis
+        // with the Redis store: during an outage (when an operator most wants
+        // this) it is shown as unavailable, and the rest, which the gateway
+        // answers itself, is shown as usual.
+        let functions: Result<[FunctionInfo], GatewayError>
         do {
             let connection = try await GatewayConnection.connect(socketPath: self.socket.path, clientName: "cache-gateway stats")
             guard case .statsReply(let reply) = try await connection.request(.stats) else {
                 throw GatewayError(.malformedMessage, "the gateway did not answer with stats")
             }
             stats = reply
-            guard case .functionsReply(let list) = try await connection.request(.functions) else {
-                throw GatewayError(.malformedMessage, "the gateway did not answer with functions")
+            do {
+                guard case .functionsReply(let list) = try await connection.request(.functions) else {
+                    throw GatewayError(.malformedMessage, "the gateway did not answer with functions")
+                }
+                functions = .success(list.filter { $0.hits > 0 || $0.misses > 0 })
+            } catch let error as GatewayError {
+                functions = .failure(error)
             }
-            functions = list.filter { $0.hits > 0 || $0.misses > 0 }
             await connection.close()
         } catch let error as GatewayError {
             FileHandle.standardError.write(Data("cache-gateway stats: \(error.message)\n".utf8))
@@ -331,15 +339,21 @@ struct StatsCommand: AsyncParsableCommand {
                 case .text(let text): object[name] = text
                 }
             }
-            var perFunction: [String: Any] = [:]
-            for function in functions {
-                perFunction[function.function] = [
-                    "hits": function.hits,
-                    "misses": function.misses,
-                    "computeSavedMicroseconds": function.computeSavedMicroseconds,
-                ]
+            switch functions {
+            case .success(let functions):
+                var perFunction: [String: Any] = [:]
+                for function in functions {
+                    perFunction[function.function] = [
+                        "hits": function.hits,
+                        "misses": function.misses,
+                        "computeSavedMicroseconds": function.computeSavedMicroseconds,
+                    ]
+                }
+                object["functions"] = perFunction
+            case .failure(let error):
+                object["functions"] = NSNull()
+                object["functionsUnavailable"] = error.message
             }
-            object["functions"] = perFunction
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
         } else {
@@ -349,11 +363,16 @@ struct StatsCommand: AsyncParsableCommand {
                 case .text(let text): print("\(name): \(text)")
                 }
             }
-            if !functions.isEmpty {
+            switch functions {
+            case .success(let functions) where !functions.isEmpty:
                 print("\nper function (this gateway): hits, misses, compute time saved")
                 for function in functions {
                     print("  \(function.function): \(function.hits) hits, \(function.misses) misses, \(formatMicroseconds(function.computeSavedMicroseconds)) saved")
                 }
+            case .success:
+                break
+            case .failure(let error):
+                print("\nper function: unavailable (\(error.message))")
             }
         }
     }

@@ -37,15 +37,23 @@ public final class GatewayProcess: @unchecked Sendable {
 
     /// Starts a gateway with `arguments` added to `serve --socket …`, and waits for READY=1.
     /// `reuseSocketOf` starts the gateway on another gateway's socket path (for stale-socket tests).
-    public init(arguments: [String] = [], environment: [String: String] = [:], reuseSocketOf other: GatewayProcess? = nil, readyTimeout: Duration = .seconds(20)) throws {
+    /// `launcher` runs the gateway through another program (its path and
+    /// arguments, which end with the gateway's path), `prlimit` for example.
+    public init(arguments: [String] = [], environment: [String: String] = [:], reuseSocketOf other: GatewayProcess? = nil, launcher: [String] = [], readyTimeout: Duration = .seconds(20)) throws {
         self.directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cg-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         self.socketPath = other?.socketPath ?? self.directory.appendingPathComponent("gateway.sock").path
         self.notify = try NotifySocket(path: self.directory.appendingPathComponent("notify.sock").path)
 
         self.process = Process()
-        self.process.executableURL = try Self.executable
-        self.process.arguments = ["serve", "--socket", self.socketPath] + arguments
+        let gatewayArguments = ["serve", "--socket", self.socketPath] + arguments
+        if let program = launcher.first {
+            self.process.executableURL = URL(fileURLWithPath: program)
+            self.process.arguments = Array(launcher.dropFirst()) + [try Self.executable.path] + gatewayArguments
+        } else {
+            self.process.executableURL = try Self.executable
+            self.process.arguments = gatewayArguments
+        }
         var env = ProcessInfo.processInfo.environment
         env["NOTIFY_SOCKET"] = self.notify.path
         for (key, value) in environment { env[key] = value }

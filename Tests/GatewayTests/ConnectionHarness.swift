@@ -31,8 +31,9 @@ struct ConnectionHarness {
             deniedLog: RateLimitedLog(logger: logger, interval: .seconds(10))
         )
         self.channel = EmbeddedChannel()
-        try self.channel.pipeline.syncOperations.addHandler(FrameReader(maxFrameSize: FrameLimits.defaultMaxFrameSize, timeout: frameTimeout))
-        try self.channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: context, connectionID: 1, access: access))
+        let reading = ReadingState()
+        try self.channel.pipeline.syncOperations.addHandler(FrameReader(maxFrameSize: FrameLimits.defaultMaxFrameSize, timeout: frameTimeout, reading: reading))
+        try self.channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: context, connectionID: 1, access: access, reading: reading))
         try self.channel.connect(to: .init(unixDomainSocketPath: "/tmp/access-control-test")).wait()
     }
 

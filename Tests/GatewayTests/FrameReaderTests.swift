@@ -8,7 +8,7 @@ import Testing
 /// with a virtual clock.
 @Suite struct FrameReaderTests {
     func channel(maxFrameSize: Int = 1024) throws -> EmbeddedChannel {
-        let channel = EmbeddedChannel(handler: FrameReader(maxFrameSize: maxFrameSize, timeout: .seconds(1)))
+        let channel = EmbeddedChannel(handler: FrameReader(maxFrameSize: maxFrameSize, timeout: .seconds(1), reading: ReadingState()))
         try channel.connect(to: .init(unixDomainSocketPath: "/tmp/frame-reader-test")).wait()
         return channel
     }
@@ -61,23 +61,18 @@ import Testing
         #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
     }
 
-    @Test func aStalledFrameIsAnsweredAndClosedAtItsDeadline() throws {
+    @Test func aStalledFrameIsAFramingErrorAtItsDeadline() throws {
         let channel = try self.channel()
         try channel.writeInbound(ByteBuffer(bytes: self.frame(2)))  // one complete frame
         try channel.writeInbound(ByteBuffer(bytes: Array(self.frame(100).prefix(30))))  // and the start of another
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(900))
-        #expect(channel.isActive)
+        try channel.throwIfErrorCaught()
         try channel.writeInbound(ByteBuffer(bytes: [0x90]))  // more bytes do not extend the deadline
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(100))
-        #expect(!channel.isActive)
+        // Passed on as a framing error: the connection answers, counts and closes (see ConnectionHandlerTests).
+        let error = #expect(throws: GatewayError.self) { try channel.throwIfErrorCaught() }
+        #expect(error?.code == .malformedMessage)
         #expect(try self.payloads(channel) == [[0x90, 0x90]])
-        var reply = try #require(try channel.readOutbound(as: ByteBuffer.self))
-        let payload = try #require(try FrameDecoder().readPayload(from: &reply))
-        guard case .error(let error) = try GatewayMessage(payload: payload).body else {
-            Issue.record("expected an error reply")
-            return
-        }
-        #expect(error.code == .malformedFrame)
     }
 
     @Test func aFrameThatStartsAsAnotherEndsGetsADeadlineOfItsOwn() throws {
@@ -88,9 +83,25 @@ import Testing
         // The first frame completes and a second starts in the same read.
         try channel.writeInbound(ByteBuffer(bytes: Array(first.dropFirst(5)) + Array(self.frame(10).prefix(6))))
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(900))
-        #expect(channel.isActive, "the second frame was timed from the first one's start")
+        #expect(throws: Never.self, "the second frame was timed from the first one's start") { try channel.throwIfErrorCaught() }
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(100))
-        #expect(!channel.isActive)
+        #expect(throws: GatewayError.self) { try channel.throwIfErrorCaught() }
+    }
+
+    @Test func theDeadlineDoesNotRunWhileTheGatewayHasStoppedReading() throws {
+        let reading = ReadingState()
+        let channel = EmbeddedChannel(handler: FrameReader(maxFrameSize: 1024, timeout: .seconds(1), reading: reading))
+        try channel.connect(to: .init(unixDomainSocketPath: "/tmp/frame-reader-test")).wait()
+        try channel.writeInbound(ByteBuffer(bytes: Array(self.frame(10).prefix(6))))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(500))
+        reading.pause()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(30))
+        #expect(throws: Never.self, "paused by the gateway, not by the peer") { try channel.throwIfErrorCaught() }
+        reading.resume(at: channel.embeddedEventLoop.now)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(900))
+        #expect(throws: Never.self, "a whole timeout from the resumption") { try channel.throwIfErrorCaught() }
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+        #expect(throws: GatewayError.self) { try channel.throwIfErrorCaught() }
     }
 
     @Test func anIdleConnectionBetweenFramesIsLeftAlone() throws {

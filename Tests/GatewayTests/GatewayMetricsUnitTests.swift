@@ -35,6 +35,7 @@ struct GatewayMetricsUnitTests {
         metrics.recordRequest(.lookup)
         metrics.recordRequest(.lookup)
         metrics.recordRequest(.stats)
+        metrics.recordRequest(.functions)
         metrics.recordRequest(nil)
         // A reply type is not a request: it counts as invalid.
         metrics.recordRequest(.pong)
@@ -50,6 +51,11 @@ struct GatewayMetricsUnitTests {
 
         #expect(try factory.expectCounter(Names.requests, [("type", "lookup")]).totalValue == 2)
         #expect(try factory.expectCounter(Names.requests, [("type", "stats")]).totalValue == 1)
+        // Every request type has its series: `functions` (8) once trapped out of range.
+        for type in (0...255).map({ MessageType(rawValue: UInt64($0)) }) where type.isRequest {
+            metrics.recordRequest(type)
+        }
+        #expect(try factory.expectCounter(Names.requests, [("type", "functions")]).totalValue == 2)
         #expect(try factory.expectCounter(Names.requests, [("type", "invalid")]).totalValue == 2)
         #expect(try factory.expectCounter(Names.errors, [("code", "timeout")]).totalValue == 1)
         #expect(try factory.expectCounter(Names.errors, [("code", "other")]).totalValue == 1)

@@ -64,6 +64,35 @@ extension IntegrationTests {
             #expect(absent.output.contains("cannot connect"))
         }
 
+        @Test func statsShowsWhatTheGatewayKnowsWhileRedisIsDown() async throws {
+            let redis = try PrivateRedisServer()
+            try await redis.start()
+            defer { redis.stop() }
+            let gateway = try GatewayProcess(arguments: ["--redis", "unix://\(redis.socketPath)", "--namespace", "outage-stats"])
+            redis.kill()
+            // The gateway notices the outage itself (its health turns "down").
+            let down = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                let stats = try Self.run(["stats", "--socket", gateway.socketPath, "--json"])
+                let object = try? JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any]
+                return object?["backendHealth"] as? String == "down"
+            }
+            #expect(down, "the gateway never reported Redis down")
+            let stats = try Self.run(["stats", "--socket", gateway.socketPath, "--json"])
+            #expect(stats.status == 0, "\(stats.output)")
+            let object = try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any]
+            #expect(object?["backend"] as? String == "redis")
+            #expect(object?["backendHealth"] as? String == "down")
+            #expect(object?["hits"] is Int)
+            #expect(object?["functions"] is NSNull)
+            #expect(object?["functionsUnavailable"] is String)
+
+            let text = try Self.run(["stats", "--socket", gateway.socketPath])
+            #expect(text.status == 0, "\(text.output)")
+            #expect(text.output.contains("backendHealth: down"))
+            #expect(text.output.contains("per function: unavailable"))
+            #expect(gateway.stop() == 0)
+        }
+
         static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
             let process = Process()
             process.executableURL = try GatewayProcess.executable

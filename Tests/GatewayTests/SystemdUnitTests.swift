@@ -15,6 +15,8 @@ extension IntegrationTests {
             let unit = try String(contentsOf: Self.repository.appendingPathComponent("systemd/cache-gateway.service"), encoding: .utf8)
             let socketUnit = try String(contentsOf: Self.repository.appendingPathComponent("systemd/cache-gateway.socket"), encoding: .utf8)
             #expect(unit.contains("Type=notify"))
+            // More workers than the default 1,024 descriptors can connect.
+            #expect(unit.contains("\nLimitNOFILE=65536\n"))
             #expect(socketUnit.contains("ListenStream=/run/cache-gateway/gateway.sock"))
             // verify checks that ExecStart's binary exists: point it at the one just built.
             let built = try GatewayProcess.executable.path

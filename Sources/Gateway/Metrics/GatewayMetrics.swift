@@ -174,7 +174,8 @@ public final class GatewayMetrics: Sendable {
         self.factory = factory
         self.isEnabled = !(factory is NOOPMetricsHandler)
         self.maximumFunctions = max(0, maximumFunctions)
-        let requestTypes = ["invalid", "hello", "ping", "lookup", "store", "register", "invalidate", "stats"]
+        // Indexed by the request's type number (0 counts invalid requests).
+        let requestTypes = ["invalid", "hello", "ping", "lookup", "store", "register", "invalidate", "stats", "functions"]
         self.requestsByType = requestTypes.map { Counter(label: Names.requests, dimensions: [("type", $0)], factory: factory) }
         self.errorsByCode = (0...13).map { code in
             let name = code == 0 ? "other" : "\(ErrorCode(rawValue: UInt64(code)))"
@@ -202,7 +203,9 @@ public final class GatewayMetrics: Sendable {
     /// Counts a request by type; nil for a request that could not be decoded.
     func recordRequest(_ type: MessageType?) {
         guard self.isEnabled else { return }
-        let index = type.map { $0.isRequest ? Int($0.rawValue) : 0 } ?? 0
+        var index = type.map { $0.isRequest ? Int($0.rawValue) : 0 } ?? 0
+        // A request type without a series of its own counts as invalid.
+        if index >= self.requestsByType.count { index = 0 }
         self.requestsByType[index].increment()
     }
 

@@ -90,15 +90,34 @@ enum RedisOutbound: Sendable {
 /// promise at once, so a failed write promise means that the request never
 /// reached the handler (the channel was already torn down).
 ///
-/// **Timeouts.** One timer per channel, armed for the earliest deadline, not
-/// one per command: when it fires, every expired entry fails with `.timeout`,
-/// and the timer is re-armed for the earliest remaining deadline. A timed-out
+/// **Timeouts measure Redis, not the queue.** A command's timeout is the
+/// longest Redis may stay silent while the command waits: it fails with
+/// `.timeout` once no byte has come from Redis for `timeout`, counted from
+/// when it was queued or from the last byte that arrived, whichever is later.
+/// So a deep pipeline, whose last command waits while Redis answers the ones
+/// before it, does not time out for as long as Redis keeps answering, and a
+/// large reply does not time out while its bytes keep coming; a Redis that
+/// stops answering fails every waiting command one timeout after its last
+/// byte (and a turn of the event loop, which tells Redis's silence from the
+/// gateway's own: see `timerFired`). How long a command can wait in all is
+/// bounded by `maximumInFlight`
+/// instead: past it, a command fails at once with `.tooManyRequests` and is
+/// not sent.
+///
+/// One timer per channel, armed for the earliest deadline, not one per
+/// command: when it fires, every expired entry fails with `.timeout`, and the
+/// timer is re-armed for the earliest remaining deadline (bytes arriving only
+/// move deadlines later, so the timer is not re-armed for them). A timed-out
 /// entry keeps its place in the FIFO (its reply will still arrive and must be
 /// consumed to keep the pairing right) and its reply is dropped. If the oldest
 /// entry stays unanswered for `unresponsiveTimeout` beyond its deadline, the
 /// server is considered dead (for example, a network partition that TCP will
 /// not notice for minutes) and the channel is closed, so that the pool can
 /// reconnect.
+///
+/// **Flushes.** Commands written during one turn of the event loop (every
+/// lookup of a worker's read, say) go out with one flush at the end of the
+/// turn: a burst is pipelined into one write instead of a system call each.
 ///
 /// **Errors.** A decoding error or a reply nobody asked for means the stream
 /// is out of step; the channel is closed. When the channel goes inactive,
@@ -112,7 +131,8 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private struct InFlight {
         /// nil once the entry has timed out: its reply is then dropped.
         var promise: EventLoopPromise<RESPValue>?
-        let deadline: NIODeadline
+        /// When the command was queued.
+        let queued: NIODeadline
         let timeout: TimeAmount?
         /// When the command was queued (uptime nanoseconds), for the round-trip
         /// metric; 0 when no metrics are recorded.
@@ -127,17 +147,37 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private var closeReason: String?
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
+    /// When the last bytes came from Redis.
+    private var lastProgress = NIODeadline.uptimeNanoseconds(0)
+    /// Whether a flush is due at the end of this turn of the event loop.
+    private var flushScheduled = false
+    /// When the timer found deadlines passed and started confirming them
+    /// (see `timerFired`); nil when it is not confirming.
+    private var expiryConfirmationStarted: NIODeadline?
+    /// How long after a deadline passes it is confirmed: long enough that the
+    /// event loop polls its sockets in between, unless it stays busy with
+    /// tasks all that time.
+    static let expiryConfirmationDelay = TimeAmount.milliseconds(1)
 
     private let unresponsiveTimeout: TimeAmount?
     private let maximumCommandSize: Int
+    private let maximumInFlight: Int
     private let logger: Logger
     private let metrics: GatewayMetrics?
 
-    init(unresponsiveTimeout: TimeAmount?, maximumCommandSize: Int, logger: Logger, metrics: GatewayMetrics? = nil) {
+    init(unresponsiveTimeout: TimeAmount?, maximumCommandSize: Int, maximumInFlight: Int = .max, logger: Logger, metrics: GatewayMetrics? = nil) {
         self.unresponsiveTimeout = unresponsiveTimeout
         self.maximumCommandSize = maximumCommandSize
+        self.maximumInFlight = maximumInFlight
         self.logger = logger
         self.metrics = metrics
+    }
+
+    /// The deadline of an entry: its timeout after it was queued or after
+    /// Redis last sent something, whichever is later.
+    private func deadline(of entry: InFlight) -> NIODeadline {
+        guard let timeout = entry.timeout else { return .distantFuture }
+        return max(entry.queued, self.lastProgress) + timeout
     }
 
     // MARK: Outbound
@@ -145,6 +185,14 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         // The handler takes ownership of the requests' promises here; see the type's documentation.
         promise?.succeed(())
+        guard self.inFlight.count < self.maximumInFlight else {
+            let error = GatewayError(.tooManyRequests, "\(self.inFlight.count) Redis commands are waiting on this connection; the limit is \(self.maximumInFlight)")
+            switch Self.unwrapOutboundIn(data) {
+            case .one(let request): request.promise.fail(error)
+            case .many(let requests): for request in requests { request.promise.fail(error) }
+            }
+            return
+        }
         switch Self.unwrapOutboundIn(data) {
         case .one(let request):
             self.enqueue(request, context: context)
@@ -172,15 +220,26 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             )
             return
         }
-        let deadline = request.timeout.map { NIODeadline.now() + $0 } ?? .distantFuture
+        let now = context.eventLoop.now
         let queuedAt = self.metrics?.startTime() ?? 0
         self.inFlight.append(
-            InFlight(promise: request.promise, deadline: deadline, timeout: request.timeout, queuedAt: queuedAt, name: request.command.argv[0])
+            InFlight(promise: request.promise, queued: now, timeout: request.timeout, queuedAt: queuedAt, name: request.command.argv[0])
         )
-        if request.timeout != nil {
-            self.armTimer(for: deadline, context: context)
+        if let timeout = request.timeout {
+            self.armTimer(for: now + timeout, context: context)
         }
         context.write(Self.wrapOutboundOut(request.command), promise: nil)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        guard !self.flushScheduled else { return }
+        self.flushScheduled = true
+        // Run after what this turn of the loop is doing (serving a worker's
+        // read, say), so that every command it writes shares the flush.
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            context.flush()
+        }
     }
 
     // MARK: Inbound
@@ -197,6 +256,13 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         }
         // nil when the command timed out: the reply is consumed and dropped.
         entry.promise?.succeed(reply)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Bytes came from Redis (a reply, or part of a large one): it is
+        // answering, so no waiting command's silence starts before now.
+        self.lastProgress = context.eventLoop.now
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -265,11 +331,31 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         self.timer = nil
         self.timerDeadline = nil
         guard self.isOpen else { return }
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
+        // A deadline that has passed is confirmed a turn of the event loop
+        // later: the loop may have been busy (serving a worker's burst) while
+        // Redis's replies waited unread in the socket, and that silence is the
+        // gateway's own, not Redis's. The confirmation runs after the loop has
+        // polled its sockets again; if Redis's bytes came meanwhile, Redis is
+        // answering and nothing expires (deadlines count from those bytes).
+        if let started = self.expiryConfirmationStarted {
+            self.expiryConfirmationStarted = nil
+            if self.lastProgress >= started {
+                let earliest = self.inFlight.lazy.filter { $0.promise != nil }.map { self.deadline(of: $0) }.min()
+                if let earliest, earliest != .distantFuture {
+                    self.armTimer(for: max(earliest, now + Self.expiryConfirmationDelay), context: context)
+                }
+                return
+            }
+        } else if self.inFlight.contains(where: { $0.promise != nil && self.deadline(of: $0) <= now }) {
+            self.expiryConfirmationStarted = now
+            self.armTimer(for: now + Self.expiryConfirmationDelay, context: context)
+            return
+        }
         var expired: [InFlight] = []
         var next: NIODeadline? = nil
         for index in self.inFlight.indices where self.inFlight[index].promise != nil {
-            let deadline = self.inFlight[index].deadline
+            let deadline = self.deadline(of: self.inFlight[index])
             if deadline <= now {
                 expired.append(self.inFlight[index])
                 self.inFlight[index].promise = nil
@@ -279,7 +365,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         }
         var unresponsive = false
         if let unresponsiveTimeout = self.unresponsiveTimeout, let oldest = self.inFlight.first, oldest.promise == nil {
-            let giveUp = oldest.deadline + unresponsiveTimeout
+            let giveUp = self.deadline(of: oldest) + unresponsiveTimeout
             if giveUp <= now {
                 unresponsive = true
             } else {

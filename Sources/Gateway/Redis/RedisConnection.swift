@@ -22,7 +22,9 @@ import NIOPosix
 ///   open, and the late reply is dropped when it arrives);
 /// - `.connectionClosed`: the connection closed before the reply arrived, or
 ///   was closed already;
-/// - `.valueTooLarge`: the command is larger than `maximumCommandSize`.
+/// - `.valueTooLarge`: the command is larger than `maximumCommandSize`;
+/// - `.tooManyRequests`: `maximumInFlight` commands were waiting already (the
+///   command was not sent).
 ///
 /// Cancelling the task that awaits a reply does not un-send the command.
 public final class RedisConnection: Sendable {
@@ -30,8 +32,9 @@ public final class RedisConnection: Sendable {
     public struct Configuration: Sendable, Hashable {
         /// How long to wait for the socket to connect.
         public var connectTimeout: TimeAmount
-        /// The default time to wait for each reply, counted from when the
-        /// command is queued; nil waits until the connection closes.
+        /// The default time each command waits for Redis to answer: the
+        /// longest Redis may stay silent while the command waits (see
+        /// `RedisCommandHandler`); nil waits until the connection closes.
         public var commandTimeout: TimeAmount?
         /// How long the oldest command may stay unanswered past its timeout
         /// before the server is taken for dead and the connection is closed;
@@ -48,6 +51,12 @@ public final class RedisConnection: Sendable {
         /// A name set with `CLIENT SETNAME` on connect (shown by `CLIENT
         /// LIST`), or nil. Must not contain spaces.
         public var clientName: String?
+        /// The most commands that may wait for their replies at once; more
+        /// fail at once with `.tooManyRequests`, unsent. This bounds how long
+        /// a command can wait behind others, since timeouts count only
+        /// Redis's silence (see `RedisCommandHandler`). nil (the default) is
+        /// no bound; the gateway's store sets one (`RedisStore.Configuration`).
+        public var maximumInFlight: Int?
 
         /// The defaults: 1 s to connect, 1 s per command, closed after 5 s
         /// more without an answer, replies and commands up to 64 MiB.
@@ -57,8 +66,10 @@ public final class RedisConnection: Sendable {
             unresponsiveTimeout: TimeAmount? = .seconds(5),
             maximumReplySize: Int = 64 * 1024 * 1024,
             maximumCommandSize: Int = 64 * 1024 * 1024,
-            clientName: String? = nil
+            clientName: String? = nil,
+            maximumInFlight: Int? = nil
         ) {
+            self.maximumInFlight = maximumInFlight
             self.connectTimeout = connectTimeout
             self.commandTimeout = commandTimeout
             self.unresponsiveTimeout = unresponsiveTimeout
@@ -125,6 +136,7 @@ public final class RedisConnection: Sendable {
                         RedisCommandHandler(
                             unresponsiveTimeout: configuration.unresponsiveTimeout,
                             maximumCommandSize: configuration.maximumCommandSize,
+                            maximumInFlight: configuration.maximumInFlight ?? .max,
                             logger: logger,
                             metrics: metrics
                         )

@@ -72,14 +72,19 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Replies larger than this do not keep their storage for the next.
     static let keptReplyCapacity = 16 * 1024
     private var drainCheck: Scheduled<Void>?
-    /// Requests read while the channel was not writable, waiting their turn
-    /// (at most what one read delivered: reading stops meanwhile).
+    /// Requests read while they could not be served (the peer was not taking
+    /// its replies, or the in-flight limit was reached), waiting their turn:
+    /// at most what one read delivered, since reading stops meanwhile.
     private var backlog = CircularBuffer<ByteBuffer>()
     /// When draining started; requests read within `drainGrace` of it are served.
     private var drainStarted: NIODeadline?
+    /// Whether this handler has stopped reading; shared with the `FrameReader`
+    /// in front of it, whose frame deadline does not run meanwhile.
+    private let reading: ReadingState
 
-    init(context: ServerContext, connectionID: UInt64, access: ConnectionAccess) throws {
+    init(context: ServerContext, connectionID: UInt64, access: ConnectionAccess, reading: ReadingState) throws {
         self.shared = context
+        self.reading = reading
         self.namespace = access.namespace
         self.peer = access.peer
         self.refusal = access.refusal
@@ -125,11 +130,52 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         self.inReadBurst = true
-        guard self.backlog.isEmpty, context.channel.isWritable else {
-            self.backlog.append(payload)
+        guard self.backlog.isEmpty, self.mayServe(context: context) else {
+            self.holdBack(payload, context: context)
             return
         }
         self.process(payload, context: context)
+    }
+
+    /// Whether a request read now may be served at once: the peer takes its
+    /// replies (the channel is writable) and fewer than the in-flight limit
+    /// wait on the store.
+    private func mayServe(context: ChannelHandlerContext) -> Bool {
+        context.channel.isWritable && self.inFlight < self.shared.configuration.maxInFlightPerConnection
+    }
+
+    /// Keeps a request that cannot be served yet, and stops reading until the
+    /// held requests have been served (see `serveHeldBack`). Nothing is
+    /// dropped: a peer that pipelines faster than it reads, or faster than the
+    /// store answers, is slowed down instead of refused.
+    private func holdBack(_ payload: ByteBuffer, context: ChannelHandlerContext) {
+        self.backlog.append(payload)
+        guard !self.reading.isPaused else { return }
+        self.reading.pause()
+        // On the channel's own event loop the option is set synchronously.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+    }
+
+    /// Serves held-back requests as one burst with one flush while they may
+    /// be served, then reads again once none is left.
+    private func serveHeldBack(context: ChannelHandlerContext) {
+        guard !self.backlog.isEmpty || self.reading.isPaused else { return }
+        let wasInBurst = self.inReadBurst
+        self.inReadBurst = true
+        while self.mayServe(context: context), let payload = self.backlog.popFirst() {
+            self.process(payload, context: context)
+        }
+        self.inReadBurst = wasInBurst
+        if !wasInBurst, self.needsFlush {
+            self.needsFlush = false
+            context.flush()
+        }
+        if self.backlog.isEmpty, self.reading.isPaused, self.mayServe(context: context), context.channel.isActive {
+            self.reading.resume(at: context.eventLoop.now)
+            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+            context.read()
+            self.closeIfDrained(context: context)
+        }
     }
 
     private func process(_ payload: ByteBuffer, context: ChannelHandlerContext) {
@@ -168,9 +214,18 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Errors that reach here come from the frame decoder: the stream cannot
-        // be trusted any more, so say why and close.
-        let gatewayError = (error as? GatewayError) ?? GatewayError(.malformedMessage, "\(error)")
+        // Anything but our own framing errors comes from the socket: the peer
+        // reset or closed the connection (a worker that exits with replies
+        // unread does). That is a disconnect, not a protocol error: counted
+        // and logged as one, with nobody left to answer.
+        guard let gatewayError = error as? GatewayError else {
+            self.logger.debug("peer disconnected: \(error)")
+            self.shared.statistics.increment(.disconnects)
+            context.close(promise: nil)
+            return
+        }
+        // A framing error (from `FrameReader`): the stream cannot be trusted
+        // any more, so say why and close.
         self.logger.notice("closing connection: \(gatewayError.message)", metadata: ["code": "\(gatewayError.wireCode)"])
         self.shared.statistics.increment(.errors)
         self.shared.metrics.recordError(gatewayError.wireCode)
@@ -185,28 +240,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// would make NIO queue replies without bound (a 4 MiB hit per 50-byte
     /// lookup). While the outbound buffer is above its high-water mark the
     /// connection stops reading and holds back the requests it has already
-    /// read (see `channelRead`); it goes on once the peer has caught up.
+    /// read (see `holdBack`); it goes on once the peer has caught up.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            // Serve what was held back, as one burst with one flush, while the
-            // peer keeps up; then read again.
-            self.inReadBurst = true
-            while context.channel.isWritable, let payload = self.backlog.popFirst() {
-                self.process(payload, context: context)
-            }
-            self.inReadBurst = false
-            if self.needsFlush {
-                self.needsFlush = false
-                context.flush()
-            }
-            if self.backlog.isEmpty {
-                try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
-                context.read()
-                self.closeIfDrained(context: context)
-            }
-        } else {
-            // On the channel's own event loop the option is set synchronously.
-            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+            self.serveHeldBack(context: context)
         }
         context.fireChannelWritabilityChanged()
     }
@@ -309,10 +346,6 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.shared.metrics.recordError(.helloRequired)
             return false
         }
-        guard self.inFlight < self.shared.configuration.maxInFlightPerConnection else {
-            self.fail(id: id, GatewayError(.tooManyRequests, "more than \(self.shared.configuration.maxInFlightPerConnection) requests in flight"), context: context)
-            return false
-        }
         return true
     }
 
@@ -404,6 +437,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         future.hop(to: context.eventLoop).whenComplete { result in
             let (handler, context) = loopBound.value
             handler.inFlight -= 1
+            defer { handler.serveHeldBack(context: context) }
             switch result {
             case .success(let value):
                 handler.answer(id: id, makeReply(value, statistics), context: context)

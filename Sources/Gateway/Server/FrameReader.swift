@@ -16,8 +16,12 @@ import NIOCore
 /// bytes) for as long as it stays connected. A timer is armed when a read
 /// leaves a frame incomplete; more bytes of the same frame do not extend it,
 /// and a new frame that starts gets its own. At the deadline the connection is
-/// answered `malformedFrame` (id 0) and closed. Idle connections between
-/// frames are not affected.
+/// answered `malformedFrame` (id 0) and closed (the error goes down the
+/// pipeline, so the connection counts and logs it like any framing error).
+/// Idle connections between frames are not affected, and neither is a frame
+/// left incomplete because the gateway itself stopped reading (backpressure,
+/// see `ReadingState`): the deadline does not run while reading is paused,
+/// and starts afresh when reading resumes.
 ///
 /// This is one handler where there were two (NIO's `ByteToMessageHandler`
 /// around `FrameDecoder`, and a deadline handler that followed the frame
@@ -31,15 +35,17 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
 
     private let decoder: FrameDecoder
     private let timeout: TimeAmount
+    private let reading: ReadingState
     /// The bytes of an incomplete frame (empty between frames).
     private var pending = ByteBuffer()
     private var deadline: Scheduled<Void>?
     /// Set after `.frameTooLarge`: the stream cannot be followed any more.
     private var failed = false
 
-    init(maxFrameSize: Int, timeout: TimeAmount) {
+    init(maxFrameSize: Int, timeout: TimeAmount, reading: ReadingState) {
         self.decoder = FrameDecoder(maxFrameSize: maxFrameSize)
         self.timeout = timeout
+        self.reading = reading
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -76,7 +82,7 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
         // read (a frame that goes on from an earlier read keeps its deadline).
         self.pending = bytes
         if completed { self.cancelDeadline() }
-        if self.deadline == nil { self.arm(context: context) }
+        if self.deadline == nil { self.arm(in: self.timeout, context: context) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -95,18 +101,62 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
         self.deadline = nil
     }
 
-    private func arm(context: ChannelHandlerContext) {
+    private func arm(in delay: TimeAmount, context: ChannelHandlerContext) {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let timeout = self.timeout
-        self.deadline = context.eventLoop.scheduleTask(in: timeout) {
+        let armedAt = context.eventLoop.now
+        self.deadline = context.eventLoop.scheduleTask(in: delay) {
             let (handler, context) = bound.value
-            handler.deadline = nil
-            guard handler.pending.readableBytes > 0 else { return }
-            let error = GatewayError(.malformedMessage, "a frame was not completed within \(timeout.nanoseconds / 1_000_000) ms")
-            if let frame = try? GatewayMessage(id: 0, .error(ErrorReply(error))).encodedFrame(allocator: context.channel.allocator) {
-                context.writeAndFlush(NIOAny(frame), promise: nil)
-            }
-            context.close(promise: nil)
+            handler.deadlinePassed(armedAt: armedAt, context: context)
         }
     }
+
+    private func deadlinePassed(armedAt: NIODeadline, context: ChannelHandlerContext) {
+        self.deadline = nil
+        guard self.pending.readableBytes > 0 else { return }
+        // The gateway stopped reading: the peer's bytes may be waiting in the
+        // socket, unread by us, so the frame is not the peer's fault.
+        if self.reading.isPaused {
+            self.arm(in: self.timeout, context: context)
+            return
+        }
+        // Reading was paused and has resumed since: a whole timeout from then.
+        if let resumedAt = self.reading.resumedAt, resumedAt > armedAt {
+            let remaining = resumedAt + self.timeout - context.eventLoop.now
+            if remaining > .zero {
+                self.arm(in: remaining, context: context)
+                return
+            }
+        }
+        self.failed = true
+        self.pending = ByteBuffer()
+        let milliseconds = self.timeout.nanoseconds / 1_000_000
+        context.fireErrorCaught(GatewayError(.malformedMessage, "a frame was not completed within \(milliseconds) ms"))
+    }
 }
+
+/// Whether a connection's handler has stopped reading from its peer (the
+/// peer does not take its replies, or the in-flight limit is reached), shared
+/// by the connection's `ConnectionHandler`, which decides, and its
+/// `FrameReader`, whose frame deadline must not count the time when the
+/// gateway, not the peer, held the frame back. Used on the connection's event
+/// loop only.
+final class ReadingState {
+    /// Whether reading is paused now.
+    private(set) var isPaused = false
+    /// When reading last resumed, if it ever paused.
+    private(set) var resumedAt: NIODeadline?
+
+    init() {}
+
+    /// Reading stops.
+    func pause() { self.isPaused = true }
+
+    /// Reading goes on, as of `now` (the event loop's clock).
+    func resume(at now: NIODeadline) {
+        self.isPaused = false
+        self.resumedAt = now
+    }
+}
+
+@available(*, unavailable)
+extension ReadingState: Sendable {}

@@ -120,13 +120,31 @@ public actor GatewayServer: Service {
                 let key = ObjectIdentifier(channel)
                 connections.withLockedValue { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[key] = nil } }
-                try channel.pipeline.syncOperations.addHandler(FrameReader(maxFrameSize: maxFrameSize, timeout: frameTimeout))
-                try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id, access: access))
+                let reading = ReadingState()
+                try channel.pipeline.syncOperations.addHandler(FrameReader(maxFrameSize: maxFrameSize, timeout: frameTimeout, reading: reading))
+                try channel.pipeline.syncOperations.addHandler(try ConnectionHandler(context: shared, connectionID: id, access: access, reading: reading))
                 return channel
             }
         }
+        // Each worker holds one descriptor for as long as it is connected.
+        do {
+            let (soft, hard) = try DescriptorLimit.current()
+            let raised = try DescriptorLimit.raiseToHard()
+            self.logger.info("file descriptor limit", metadata: ["soft": "\(raised)", "was": "\(soft)", "hard": "\(hard)"])
+        } catch {
+            self.logger.warning("could not raise the file descriptor limit", metadata: ["error": "\(error.message)"])
+        }
+        let statistics = self.statistics
+        let acceptLog = RateLimitedLog(logger: self.logger, interval: .seconds(10))
         let bootstrap = ServerBootstrap(group: self.eventLoopGroup)
-            .serverChannelOption(.backlog, value: 1024)
+            // Connects beyond the backlog fail with EAGAIN at once; Linux caps
+            // it at net.core.somaxconn (4,096 by default since Linux 5.4).
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptLimiter(statistics: statistics, log: acceptLog))
+                }
+            }
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             // Above 1 MiB of unsent replies a connection stops reading (see
             // ConnectionHandler.channelWritabilityChanged).

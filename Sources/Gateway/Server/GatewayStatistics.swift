@@ -17,6 +17,11 @@ public final class GatewayStatistics: Sendable {
     let stores = Atomic<UInt64>(0)
     let droppedStores = Atomic<UInt64>(0)
     let errors = Atomic<UInt64>(0)
+    /// Connections that the peer reset or broke off (not counted as errors).
+    let disconnects = Atomic<UInt64>(0)
+    /// Times accepting paused because the process had no file descriptor
+    /// left (EMFILE, ENFILE); see `AcceptGate`.
+    let acceptBackoffs = Atomic<UInt64>(0)
     let connections = Atomic<UInt64>(0)
     let connectionsAccepted = Atomic<UInt64>(0)
     let requests = Atomic<UInt64>(0)
@@ -63,7 +68,7 @@ public final class GatewayStatistics: Sendable {
     enum Counter {
         case hits, misses, stores, droppedStores, errors, connections, connectionsAccepted, requests
         case purges, purgedEntries, registryFaults, registrySweeps
-        case connectionsDenied
+        case connectionsDenied, disconnects, acceptBackoffs
     }
 
     func add(_ counter: Counter, _ amount: UInt64 = 1) {
@@ -77,6 +82,8 @@ public final class GatewayStatistics: Sendable {
         case .connectionsAccepted: self.connectionsAccepted.wrappingAdd(amount, ordering: .relaxed)
         case .requests: self.requests.wrappingAdd(amount, ordering: .relaxed)
         case .connectionsDenied: self.connectionsDenied.wrappingAdd(amount, ordering: .relaxed)
+        case .disconnects: self.disconnects.wrappingAdd(amount, ordering: .relaxed)
+        case .acceptBackoffs: self.acceptBackoffs.wrappingAdd(amount, ordering: .relaxed)
         case .purges: self.purges.wrappingAdd(amount, ordering: .relaxed)
         case .purgedEntries: self.purgedEntries.wrappingAdd(amount, ordering: .relaxed)
         case .registryFaults: self.registryFaults.wrappingAdd(amount, ordering: .relaxed)
@@ -132,6 +139,8 @@ public final class GatewayStatistics: Sendable {
             "stores": .count(self.stores.load(ordering: .relaxed)),
             "droppedStores": .count(self.droppedStores.load(ordering: .relaxed)),
             "errors": .count(self.errors.load(ordering: .relaxed)),
+            "disconnects": .count(self.disconnects.load(ordering: .relaxed)),
+            "acceptBackoffs": .count(self.acceptBackoffs.load(ordering: .relaxed)),
             "connections": .count(self.connections.load(ordering: .relaxed)),
             "connectionsAccepted": .count(self.connectionsAccepted.load(ordering: .relaxed)),
             "requests": .count(self.requests.load(ordering: .relaxed)),

@@ -44,7 +44,11 @@ public final class RedisStore: CacheStore {
     public struct Configuration: Sendable {
         /// The pool's size, connection settings and backoff.
         public var pool: RedisConnectionPool.Configuration
-        /// How long a lookup may wait for Redis before the worker is told to compute.
+        /// How long Redis may stay silent while a lookup waits before the
+        /// worker is told to compute: counted from when the lookup was sent
+        /// or from Redis's last byte, whichever is later, so that neither a
+        /// queue of lookups that Redis is working through nor a large value
+        /// still arriving runs out of time (see `RedisCommandHandler`).
         public var lookupTimeout: TimeAmount
         /// How long a store, an invalidation batch or an index command may take.
         public var writeTimeout: TimeAmount
@@ -91,6 +95,12 @@ public final class RedisStore: CacheStore {
         public static var defaultPool: RedisConnectionPool.Configuration {
             var connection = RedisConnection.Configuration()
             connection.clientName = "cache-gateway"
+            // A lookup waits at most behind this many commands: at the
+            // hundreds of thousands of pipelined GETs a second that one
+            // connection carries, tens of milliseconds. Past it a lookup is
+            // answered "compute, do not store" at once (and counted as a
+            // lookup fault) rather than queued.
+            connection.maximumInFlight = 8192
             return RedisConnectionPool.Configuration(
                 size: max(2, System.coreCount),
                 connection: connection,

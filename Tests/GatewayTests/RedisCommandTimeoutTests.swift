@@ -1,0 +1,98 @@
+@testable import Gateway
+import GatewayProtocol
+import Logging
+import NIOCore
+import NIOEmbedded
+import Testing
+
+/// A Redis command's timeout measures Redis's silence, not the queue: driven
+/// on an embedded channel with a virtual clock, replies written in by hand.
+@Suite struct RedisCommandTimeoutTests {
+    static func channel(maximumInFlight: Int = .max) throws -> EmbeddedChannel {
+        var logger = Logger(label: "cache-gateway.tests.redis-timeouts")
+        logger.logLevel = .critical
+        let channel = EmbeddedChannel(handler: RedisCommandHandler(
+            unresponsiveTimeout: .seconds(5),
+            maximumCommandSize: 1 << 20,
+            maximumInFlight: maximumInFlight,
+            logger: logger
+        ))
+        try channel.connect(to: .init(unixDomainSocketPath: "/tmp/redis-timeout-test")).wait()
+        return channel
+    }
+
+    /// Sends `count` GETs with a 5 ms timeout, as one pipeline.
+    static func send(_ count: Int, on channel: EmbeddedChannel) -> [EventLoopFuture<RESPValue>] {
+        let requests = (0..<count).map { index in
+            RedisRequest(command: .get(ByteBuffer(string: "k\(index)")), promise: channel.eventLoop.makePromise(), timeout: .milliseconds(5))
+        }
+        channel.writeAndFlush(RedisOutbound.many(requests), promise: nil)
+        return requests.map(\.promise.futureResult)
+    }
+
+    /// Redis answers one reply (its bytes) now.
+    static func answer(on channel: EmbeddedChannel) throws {
+        try channel.writeInbound(RESPValue.bulkString(ByteBuffer(string: "v")))
+        channel.pipeline.fireChannelReadComplete()
+    }
+
+    @Test func aDeepPipelineDoesNotTimeOutWhileRedisKeepsAnswering() throws {
+        let channel = try Self.channel()
+        let futures = Self.send(100, on: channel)
+        // Each reply comes 3 ms after the one before: the last waits 300 ms in
+        // all, sixty times its timeout, behind a Redis that never went silent.
+        for _ in futures {
+            channel.embeddedEventLoop.advanceTime(by: .milliseconds(3))
+            try Self.answer(on: channel)
+        }
+        for future in futures {
+            #expect(try future.wait() == .bulkString(ByteBuffer(string: "v")))
+        }
+    }
+
+    @Test func aSilentRedisFailsEveryWaitingCommandOneTimeoutAfterItsLastByte() throws {
+        let channel = try Self.channel()
+        let futures = Self.send(3, on: channel)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(4))
+        try Self.answer(on: channel)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(4))
+        // 8 ms after they were queued, 4 ms after the last byte: still waiting.
+        var settled = 0
+        for future in futures.dropFirst() { future.whenComplete { _ in settled += 1 } }
+        #expect(settled == 0)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+        // The deadline has passed; it is confirmed a turn of the loop later
+        // (the loop may have left Redis's bytes unread meanwhile).
+        #expect(settled == 0)
+        channel.embeddedEventLoop.advanceTime(by: RedisCommandHandler.expiryConfirmationDelay)
+        #expect(settled == 2)
+        for future in futures.dropFirst() {
+            #expect(throws: GatewayError(.timeout, "")) { try future.wait() }
+        }
+    }
+
+    @Test func bytesReadWhileTheDeadlineIsConfirmedSaveTheCommand() throws {
+        let channel = try Self.channel()
+        let futures = Self.send(2, on: channel)
+        // The deadline passes with nothing read (as when the loop was busy
+        // while Redis's replies waited in the socket); the loop then reads them.
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(5))
+        try Self.answer(on: channel)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(2))
+        #expect(try futures[0].wait() == .bulkString(ByteBuffer(string: "v")))
+        try Self.answer(on: channel)
+        #expect(try futures[1].wait() == .bulkString(ByteBuffer(string: "v")))
+    }
+
+    @Test func pastTheInFlightBoundACommandFailsAtOnceUnsent() throws {
+        let channel = try Self.channel(maximumInFlight: 2)
+        let futures = Self.send(2, on: channel)
+        let refused = Self.send(1, on: channel)
+        #expect(throws: GatewayError(.tooManyRequests, "")) { try refused[0].wait() }
+        _ = futures
+        channel.embeddedEventLoop.run()  // the flush at the end of the loop's turn
+        var written = 0
+        while try channel.readOutbound(as: RedisCommand.self) != nil { written += 1 }
+        #expect(written == 2)
+    }
+}
