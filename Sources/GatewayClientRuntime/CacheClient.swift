@@ -302,19 +302,48 @@ public final class CacheClient: Sendable {
     }
 
     /// Stores `value` without waiting for the reply; a value above the
-    /// gateway's limit is not sent.
+    /// gateway's limit is not sent, and neither is one with a TTL of zero or
+    /// less (`cache` does not look such a call up in the first place).
     func store(_ value: [UInt8], site: CachedFunction, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: ClientConnection) {
-        guard value.count <= Int(clamping: connection.hello.maxValueSize) else { return }
-        let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
-        let microseconds = max(0, computeTime.components.seconds * 1_000_000 + computeTime.components.attoseconds / 1_000_000_000_000)
+        guard value.count <= Int(clamping: connection.hello.maxValueSize),
+              let ttlMilliseconds = Self.ttlMilliseconds(ttl)
+        else { return }
         let store = Store(
             function: site.function,
             key: key,
-            ttlMilliseconds: UInt64(min(milliseconds, Int64(Store.maximumTTLMilliseconds))),
-            computeMicroseconds: UInt64(microseconds),
+            ttlMilliseconds: ttlMilliseconds,
+            computeMicroseconds: Self.microseconds(computeTime),
             value: ByteBuffer(bytes: value)
         )
         connection.send(.store(store), registering: site)
+    }
+
+    /// A TTL in a store's milliseconds: nil for zero or less (not stored),
+    /// at least 1 ms (a shorter positive TTL rounds up) and at most
+    /// `Store.maximumTTLMilliseconds` (a longer one is clamped). Below the
+    /// maximum, whole milliseconds are kept and a fraction is dropped. It
+    /// never overflows, whatever the `Duration`.
+    static func ttlMilliseconds(_ ttl: Duration) -> UInt64? {
+        guard ttl > .zero else { return nil }
+        let maximum = Store.maximumTTLMilliseconds
+        // Compared as a `Duration` first: its components are `Int64`
+        // seconds, which not every `Duration` fits in.
+        guard ttl < .milliseconds(maximum) else { return maximum }
+        // Positive and below a year, so both components are small and not negative.
+        let (seconds, attoseconds) = ttl.components
+        return max(1, UInt64(seconds) * 1000 + UInt64(attoseconds / 1_000_000_000_000_000))
+    }
+
+    /// A duration in whole microseconds, zero for a negative one and
+    /// `UInt64.max` for one too long to count: a store's compute time.
+    static func microseconds(_ duration: Duration) -> UInt64 {
+        guard duration > .zero else { return 0 }
+        // Past this many seconds the microseconds would not fit in an `Int64`
+        // (nor would every `Duration`'s seconds: see `ttlMilliseconds`).
+        let limit = Int64.max / 1_000_000
+        guard duration < .seconds(limit) else { return .max }
+        let (seconds, attoseconds) = duration.components
+        return UInt64(seconds) * 1_000_000 + UInt64(attoseconds / 1_000_000_000_000)
     }
 
     // MARK: Any request
