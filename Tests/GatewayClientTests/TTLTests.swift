@@ -120,7 +120,8 @@ extension CacheRuntimeTests {
             socketPath: gateway.socketPath, clientName: "TTLTests",
             lookupTimeout: .nanoseconds(Int64.max), connectTimeout: .nanoseconds(Int64.max),
             reconnectInitialDelay: .nanoseconds(Int64.max), reconnectMaximumDelay: .nanoseconds(Int64.max),
-            maximumInlineWait: .zero
+            maximumInlineWait: .zero,
+            circuitBreakerInitialOpenTime: .nanoseconds(Int64.max), circuitBreakerMaximumOpenTime: .nanoseconds(Int64.max)
         ))
         #expect(await value() == 7)
         #expect(await value() == 7)
@@ -129,7 +130,9 @@ extension CacheRuntimeTests {
             socketPath: gateway.socketPath, clientName: "TTLTests",
             lookupTimeout: .nanoseconds(Int64.min), connectTimeout: .seconds(10),
             reconnectInitialDelay: .nanoseconds(Int64.min), reconnectMaximumDelay: .nanoseconds(Int64.min),
-            maximumInlineWait: .nanoseconds(Int64.min)
+            maximumInlineWait: .nanoseconds(Int64.min),
+            circuitBreakerThreshold: Int.min,
+            circuitBreakerInitialOpenTime: .nanoseconds(Int64.min), circuitBreakerMaximumOpenTime: .nanoseconds(Int64.min)
         ))
         for _ in 0..<5 {
             #expect(await value() == 7)
