@@ -102,41 +102,4 @@ extension CacheRuntimeTests {
         let huge = ConnectionStateMachine(initialDelay: .nanoseconds(Int64.max), maximumDelay: .nanoseconds(Int64.max))
         #expect(huge.backoff(afterFailures: Int.max) == .nanoseconds(Int64.max))
     }
-
-    /// A client whose every timeout is the largest or a negative `TimeAmount`
-    /// still serves calls: with the largest, lookups wait as long as needed;
-    /// with negative ones, each lookup is out of time at once (whether its
-    /// reply is read before that is noticed is a race) and calls return.
-    @Test func extremeTimeoutsInTheConfigurationStillServeCalls() async throws {
-        let gateway = try GatewayProcess()
-        let counter = Counter()
-        func value() async -> Int {
-            await cache(ttl: .seconds(60), function: "extremeTimeouts()", version: "v1") {
-                counter.increment()
-                return 7
-            }
-        }
-        CacheClient.configure(CacheClient.Configuration(
-            socketPath: gateway.socketPath, clientName: "TTLTests",
-            lookupTimeout: .nanoseconds(Int64.max), connectTimeout: .nanoseconds(Int64.max),
-            reconnectInitialDelay: .nanoseconds(Int64.max), reconnectMaximumDelay: .nanoseconds(Int64.max),
-            maximumInlineWait: .zero,
-            circuitBreakerInitialOpenTime: .nanoseconds(Int64.max), circuitBreakerMaximumOpenTime: .nanoseconds(Int64.max)
-        ))
-        #expect(await value() == 7)
-        #expect(await value() == 7)
-        #expect(counter.count == 1, "the second call is a hit")
-        CacheClient.configure(CacheClient.Configuration(
-            socketPath: gateway.socketPath, clientName: "TTLTests",
-            lookupTimeout: .nanoseconds(Int64.min), connectTimeout: .seconds(10),
-            reconnectInitialDelay: .nanoseconds(Int64.min), reconnectMaximumDelay: .nanoseconds(Int64.min),
-            maximumInlineWait: .nanoseconds(Int64.min),
-            circuitBreakerThreshold: Int.min,
-            circuitBreakerInitialOpenTime: .nanoseconds(Int64.min), circuitBreakerMaximumOpenTime: .nanoseconds(Int64.min)
-        ))
-        for _ in 0..<5 {
-            #expect(await value() == 7)
-        }
-        #expect(gateway.stop() == 0)
-    }
 }
