@@ -319,9 +319,11 @@ private struct Expander<Context: MacroExpansionContext> {
     /// Reports a key path without a root type (`\.id`), which the compiler
     /// cannot type-check as an attribute argument, with a fix-it naming `Self`.
     ///
-    /// The compiler may stop at its own error about the argument (its root
-    /// cannot be inferred) before it runs the macro; this is the message for
-    /// when it does run it, saying what to write instead.
+    /// Swift 6.3 stops at its own error about the argument ("cannot infer key
+    /// path type from context; consider explicitly specifying a root type")
+    /// and does not run the macro; this is the message for a compiler that
+    /// does run it. It cannot be made to work: nothing in the attribute's
+    /// arguments, which are type-checked on their own, names the root.
     private mutating func checkKeyPathRoot(_ expression: ExprSyntax) {
         guard let keyPath = expression.as(KeyPathExprSyntax.self), keyPath.root == nil else { return }
         let rooted = keyPath.with(\.root, TypeSyntax(IdentifierTypeSyntax(name: .keyword(.Self))))
