@@ -3,10 +3,13 @@ import Gateway
 @_spi(Benchmarks) import GatewayClientRuntime
 import GatewayProtocol
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The client's side (issue 4): a `@Cached` hit through the gateway beside a
 /// direct hiredis GET, the client's in-process work on a hit, and the cost of a
-/// call while the gateway is absent.
+/// call while the gateway is absent or stopped.
 ///
 /// A `@Cached` function's body is exactly a call to `cache(ttl:function:…)`
 /// (or `cacheSync` for a synchronous function), so calling those here
@@ -160,6 +163,67 @@ enum ClientBenchmarks {
         Bench.report(absent[1], against: absent[0])
         Bench.report(absent[2], against: absent[0])
         print(String(format: "gateway absent adds %.2f µs (async) and %.2f µs (sync) per call (medians)", (absent[1].median - absent[0].median) / 1_000, (absent[2].median - absent[0].median) / 1_000))
+
+        try await Self.stalledGateway(gateway)
+    }
+
+    /// Calls while the gateway is connected but stopped (SIGSTOP) for 3 s,
+    /// with the default configuration (10 ms lookup timeout, the circuit
+    /// breaker opening after 3 timeouts), beside calling the function uncached
+    /// for as long: the mean added cost per call over the stall, which the
+    /// lookups that wait for their timeout (the 3 that open the breaker, then
+    /// its probes) dominate. Goal: at most 50 µs per call on average. Each
+    /// call is timed, to count those that waited; the baseline is timed alike.
+    static func stalledGateway(_ gateway: GatewayUnderTest) async throws {
+        print("== Client: a stalled gateway (SIGSTOP for 3 s; default timeouts and circuit breaker) ==")
+        let configuration = CacheClient.Configuration(socketPath: gateway.socketPath, clientName: "bench")
+        let lookupTimeout = Duration.nanoseconds(configuration.lookupTimeout.nanoseconds)
+        let stall = Duration.seconds(3)
+        @Sendable func stalledLookup(_ customer: Int) async -> Int {
+            await cache(ttl: .seconds(3600), function: "Bench.stalled(for:)", version: "v1", arguments: customer) { customer &* 3 }
+        }
+        @Sendable func stalledLookupSync(_ customer: Int) -> Int {
+            cacheSync(ttl: .seconds(3600), function: "Bench.stalledSync(for:)", version: "v1", arguments: customer) { customer &* 3 }
+        }
+        @Sendable @inline(never) func uncached(_ customer: Int) async -> Int { customer &* 3 }
+
+        /// Calls `operation` for `stall`; the calls made, and how many took at least the lookup timeout.
+        func run(_ operation: (Int) async -> Int) async -> (calls: Int, waited: Int, elapsed: Duration) {
+            let clock = ContinuousClock()
+            let start = clock.now
+            var calls = 0
+            var waited = 0
+            while clock.now - start < stall {
+                for _ in 0..<100 {
+                    let before = clock.now
+                    calls &+= 1
+                    blackHole(await operation(calls))
+                    if clock.now - before >= lookupTimeout { waited += 1 }
+                }
+            }
+            return (calls, waited, clock.now - start)
+        }
+        func mean(_ run: (calls: Int, waited: Int, elapsed: Duration)) -> Double {
+            Self.nanoseconds(run.elapsed) / Double(run.calls)
+        }
+
+        let baseline = await run { await uncached($0) }
+        print(String(format: "%-44@ mean %9.1f ns/call  (%d calls)", "baseline: the function called uncached" as NSString, mean(baseline), baseline.calls))
+        for (name, operation) in [
+            ("@Cached call, async, gateway stopped", { (customer: Int) async -> Int in await stalledLookup(customer) }),
+            ("@Cached call, sync, gateway stopped", { (customer: Int) async -> Int in stalledLookupSync(customer) }),
+        ] {
+            CacheClient.configure(configuration)
+            // Connected, and the connection's first lookups done.
+            for customer in 0..<10 { blackHole(await operation(-1 - customer)) }
+            guard kill(gateway.pid, SIGSTOP) == 0 else { throw BenchmarkFailure("SIGSTOP: errno \(errno)") }
+            let stalled = await run(operation)
+            kill(gateway.pid, SIGCONT)
+            print(String(
+                format: "%-44@ mean %9.1f ns/call  (%d calls, %d waited for the lookup timeout)  adds %.2f µs per call",
+                name as NSString, mean(stalled), stalled.calls, stalled.waited, (mean(stalled) - mean(baseline)) / 1_000
+            ))
+        }
     }
 
     /// `Bench.measureInterleaved` for async operations: alternating batches

@@ -32,24 +32,33 @@
 ///   and their types; the result must be `Codable`. An instance method also
 ///   passes `self` first, so its type must be `Encodable` too (the compiler
 ///   says so at the method if it is not); use the `key:` form to pass a part of
-///   `self` instead.
+///   `self` instead. An actor is never `Encodable`, so an actor's method needs
+///   `key:` (the macro says so at the attribute).
 /// - The **version** is the SHA-256 of the function's tokens (signature and
 ///   body, without comments, whitespace or this attribute), so every edit to the
 ///   function's code gives it new entries, and redeployed code never reads
 ///   results of the old code. Pass `version:` to set it by hand instead, for
 ///   example to keep entries across a refactoring that changes nothing.
 /// - The **name** is the function's full name with its enclosing types, such as
-///   `InvoiceService.total(for:currency:)`; the runtime prepends the module.
-///   Pass `name:` to set it by hand, for example to keep entries across a
-///   rename.
+///   `InvoiceService.total(for:currency:)`; the runtime prepends the module
+///   the function is declared in, giving its full name
+///   (`Billing.InvoiceService.total(for:currency:)`): the name that the
+///   gateway's `stats`, `functions` and `purge` and the runtime's
+///   `invalidate(function:…)` and `invalidateAll(function:…)` use. Pass
+///   `name:` to set it by hand, for example to keep entries across a rename.
+/// - The **TTL** is how long an entry stays valid: at least 1 ms and at most a
+///   year (longer is clamped). A TTL of zero or less caches nothing (every
+///   call runs the body, with no lookup and no store); the macro rejects one
+///   that it can read as a literal (`.zero`, `.seconds(0)`, `.milliseconds(-5)`).
 ///
 /// The macro rejects, with an error at the attribute, what cannot be cached:
 /// anything but a function with a body (an initializer, a deinitializer, a
 /// function without a body; the compiler itself rejects it on a variable, a
 /// subscript or a type), `inout` and closure parameters, parameters without a
 /// name (`_`), functions that return nothing (`Void`, `()`) or never return
-/// (`Never`), and `version:` or `name:` given as anything but a plain,
-/// non-empty string literal. It warns on a `mutating` method, whose changes to
+/// (`Never`), a literal TTL of zero or less, an actor's method without `key:`,
+/// a `key:` path that does not name its root type (`\.id`), and `version:` or
+/// `name:` given as anything but a plain, non-empty string literal. It warns on a `mutating` method, whose changes to
 /// `self` a cache hit skips, and on a local function, whose captured values are
 /// not part of the key. An error leaves the body as it was.
 ///
@@ -84,6 +93,7 @@ public macro Cached(
 /// (`\InvoiceService.id`, or `\Self.id` inside the type): the attribute's
 /// arguments are type-checked before the macro runs, and nothing there tells
 /// the compiler what the root of `\.id` is. The value must be `Encodable`.
+/// An actor's method needs this form: an actor is not `Encodable`.
 ///
 /// Everything else is as for ``Cached(ttl:version:name:)``. `key:` on a static
 /// method or a free function is an error.

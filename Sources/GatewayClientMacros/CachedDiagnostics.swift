@@ -86,6 +86,38 @@ struct CachedDiagnostic: DiagnosticMessage {
         "@Cached 'key:' selects the part of 'self' that identifies it, so it applies only to instance methods; remove it"
     )
 
+    /// `ttl` is the TTL as written (`.seconds(0)`).
+    ///
+    /// An error, not a warning: a TTL of zero or less caches nothing (the
+    /// runtime runs every such call uncached, with no lookup and no store), so
+    /// a literal one makes the attribute do nothing while it reads as if the
+    /// function were cached. That is a mistake to fix before it ships, not a
+    /// style question; a TTL that is zero or less on purpose, to switch
+    /// caching off at run time, comes from an expression the macro cannot
+    /// read, and that still works.
+    static func nonPositiveTTL(_ ttl: String) -> Self {
+        Self(
+            "nonPositiveTTL",
+            "@Cached needs a positive 'ttl:'; with '\(ttl)' nothing is ever cached (every call runs the function, with no lookup and no store), so give a positive TTL or remove '@Cached'"
+        )
+    }
+
+    /// `example` is a key path to suggest, like `\Self.id`.
+    static func actorNeedsKey(_ example: String) -> Self {
+        Self(
+            "actorNeedsKey",
+            "@Cached on an actor's method needs 'key:', because an actor is not Encodable and so cannot be part of the cache key; name the property that identifies the instance, for example 'key: \(example)'"
+        )
+    }
+
+    /// `written` is the key path as written (`\.id`), `suggested` the same with its root (`\Self.id`).
+    static func keyPathWithoutRoot(_ written: String, _ suggested: String) -> Self {
+        Self(
+            "keyPathWithoutRoot",
+            "@Cached needs 'key:' as a key path that names its root type: write '\(suggested)' instead of '\(written)'; the attribute's arguments are type-checked on their own, where nothing tells the compiler what the root of '\(written)' is"
+        )
+    }
+
     // MARK: Warnings
 
     static let mutatingMethod = Self(
@@ -110,6 +142,9 @@ struct CachedFixIt: FixItMessage {
 
     static let removeAttribute = Self(message: "Remove '@Cached'", id: "removeAttribute")
     static let removeKey = Self(message: "Remove 'key:'", id: "removeKey")
+    static func nameRoot(_ keyPath: String) -> Self {
+        Self(message: "Write '\(keyPath)'", id: "nameRoot")
+    }
     static func nameParameter(_ name: String) -> Self {
         Self(message: "Name the parameter '\(name)'", id: "nameParameter")
     }

@@ -174,12 +174,28 @@ private struct Expander<Context: MacroExpansionContext> {
             throw CachedMacroError(description: "@Cached needs a 'ttl:' argument")
         }
 
+        if ttl.durationLiteralSign.map({ $0 <= 0 }) ?? false {
+            self.report(
+                .nonPositiveTTL(ttl.trimmedDescription),
+                highlighting: ttl,
+                fixIt: CachedMacro.removeAttribute(self.attribute, in: self.function.attributes)
+            )
+        }
         let arguments = self.parameterNames()
         self.checkResult()
         let placement = CachedName.placement(of: self.function, in: self.context.lexicalContext)
         let isInstanceMethod = placement.isMember && !self.function.isStatic
         if let key = options.key, !isInstanceMethod {
             self.report(.keyOnNonInstanceMethod, highlighting: key, fixIt: self.removeArgument(key))
+        }
+        if let key = options.key, isInstanceMethod {
+            self.checkKeyPathRoot(key.expression)
+        }
+        if isInstanceMethod, placement.isActorMember, options.key == nil {
+            // `self` would be passed as an argument, which must be Encodable:
+            // without this, the compiler's error is about a generic
+            // constraint inside the expansion.
+            self.report(.actorNeedsKey("\\Self.id"))
         }
         if isInstanceMethod, self.function.modifiers.contains(where: { $0.name.tokenKind == .keyword(.mutating) }) {
             self.report(.mutatingMethod)
@@ -300,6 +316,25 @@ private struct Expander<Context: MacroExpansionContext> {
         )
     }
 
+    /// Reports a key path without a root type (`\.id`), which the compiler
+    /// cannot type-check as an attribute argument, with a fix-it naming `Self`.
+    ///
+    /// Swift 6.3 stops at its own error about the argument ("cannot infer key
+    /// path type from context; consider explicitly specifying a root type")
+    /// and does not run the macro; this is the message for a compiler that
+    /// does run it. It cannot be made to work: nothing in the attribute's
+    /// arguments, which are type-checked on their own, names the root.
+    private mutating func checkKeyPathRoot(_ expression: ExprSyntax) {
+        guard let keyPath = expression.as(KeyPathExprSyntax.self), keyPath.root == nil else { return }
+        let rooted = keyPath.with(\.root, TypeSyntax(IdentifierTypeSyntax(name: .keyword(.Self))))
+        let suggested = rooted.trimmedDescription
+        self.report(
+            .keyPathWithoutRoot(keyPath.trimmedDescription, suggested),
+            highlighting: keyPath,
+            fixIt: FixIt.replace(message: CachedFixIt.nameRoot(suggested), oldNode: keyPath, newNode: rooted)
+        )
+    }
+
     // MARK: Signature
 
     /// The names by which the body refers to the parameters, in order; reports
@@ -374,6 +409,75 @@ private struct Expander<Context: MacroExpansionContext> {
 }
 
 // MARK: - Syntax queries
+
+extension ExprSyntax {
+    /// The sign (-1, 0 or 1) of a `Duration` written as a literal the macro
+    /// can read: `.zero`, or `.seconds(n)`, `.milliseconds(n)`,
+    /// `.microseconds(n)` or `.nanoseconds(n)` with a number literal `n`
+    /// (possibly negated), optionally as `Duration.` or `Swift.Duration.`;
+    /// nil for any other expression.
+    var durationLiteralSign: Int? {
+        if let member = self.as(MemberAccessExprSyntax.self) {
+            guard member.declName.baseName.text == "zero", member.declName.argumentNames == nil,
+                member.base.map(\.isDurationType) ?? true
+            else { return nil }
+            return 0
+        }
+        guard let call = self.as(FunctionCallExprSyntax.self),
+            let callee = call.calledExpression.as(MemberAccessExprSyntax.self),
+            ["seconds", "milliseconds", "microseconds", "nanoseconds"].contains(callee.declName.baseName.text),
+            callee.base.map(\.isDurationType) ?? true,
+            call.trailingClosure == nil, call.arguments.count == 1,
+            let argument = call.arguments.first, argument.label == nil
+        else { return nil }
+        return argument.expression.numberLiteralSign
+    }
+
+    /// `Duration` or `Swift.Duration`.
+    private var isDurationType: Bool {
+        let text = self.trimmedDescription
+        return text == "Duration" || text == "Swift.Duration"
+    }
+
+    /// The sign of an integer or floating-point literal, possibly negated or
+    /// parenthesised; nil for anything else.
+    private var numberLiteralSign: Int? {
+        if let prefix = self.as(PrefixOperatorExprSyntax.self) {
+            switch prefix.operator.text {
+            case "-": return prefix.expression.numberLiteralSign.map { -$0 }
+            case "+": return prefix.expression.numberLiteralSign
+            default: return nil
+            }
+        }
+        if let tuple = self.as(TupleExprSyntax.self), tuple.elements.count == 1,
+            let only = tuple.elements.first, only.label == nil
+        {
+            return only.expression.numberLiteralSign
+        }
+        var text: Substring
+        if let integer = self.as(IntegerLiteralExprSyntax.self) {
+            text = Substring(integer.literal.text)
+        } else if let float = self.as(FloatLiteralExprSyntax.self) {
+            text = Substring(float.literal.text)
+        } else {
+            return nil
+        }
+        var sign = 1
+        if text.hasPrefix("-") {
+            sign = -1
+            text = text.dropFirst()
+        }
+        let isHex = text.hasPrefix("0x")
+        if isHex || text.hasPrefix("0o") || text.hasPrefix("0b") {
+            text = text.dropFirst(2)
+        }
+        // Zero when every digit of the significand is: the exponent
+        // (after `e`, or `p` in hexadecimal) does not matter.
+        let significand = text.prefix { isHex ? $0 != "p" && $0 != "P" : $0 != "e" && $0 != "E" }
+        let isZero = significand.allSatisfy { $0 == "0" || $0 == "_" || $0 == "." }
+        return isZero ? 0 : sign
+    }
+}
 
 extension FunctionDeclSyntax {
     /// Whether the function is `static` or `class`.

@@ -8,7 +8,9 @@ import SwiftSyntax
 /// nested in an extension is named through the extended type
 /// (`extension Outer { struct Inner { ... } }` gives `Outer.Inner`), and a
 /// local function through the functions around it (`Service.load(id:).parse(_:)`).
-/// The module is not known to a macro; the runtime prepends it.
+/// The module is not known to a macro; the runtime prepends it, which makes
+/// the function's full name (`Billing.InvoiceService.total(for:currency:)`)
+/// under which the gateway lists it and `invalidate` finds it.
 enum CachedName {
     /// Where the function is declared, and its name.
     struct Placement: Equatable {
@@ -18,6 +20,10 @@ enum CachedName {
         var isMember: Bool
         /// Whether the function is declared inside a function, closure or accessor.
         var isLocal: Bool
+        /// Whether the function is a member of an actor declaration (a member
+        /// of an extension is not known to be one: the macro sees only the
+        /// extension's syntax).
+        var isActorMember: Bool = false
 
         /// The components joined by dots.
         var qualifiedName: String { self.components.joined(separator: ".") }
@@ -38,13 +44,22 @@ enum CachedName {
 
         var outerFirst: [String] = []
         var innermost: Kind?
+        var innermostIsActor = false
         for context in contexts {
             guard let (kind, component) = self.describe(context) else { continue }
-            if innermost == nil { innermost = kind }
+            if innermost == nil {
+                innermost = kind
+                innermostIsActor = context.is(ActorDeclSyntax.self)
+            }
             if let component { outerFirst.insert(component, at: 0) }
         }
         outerFirst.append(self.fullName(of: function))
-        return Placement(components: outerFirst, isMember: innermost == .type, isLocal: innermost == .local)
+        return Placement(
+            components: outerFirst,
+            isMember: innermost == .type,
+            isLocal: innermost == .local,
+            isActorMember: innermostIsActor
+        )
     }
 
     /// `name(label:label:)`, `_` for an unlabelled argument.

@@ -16,7 +16,14 @@ import NIOPosix
 ///   name, the arguments' type names and the arguments, so the concrete types of
 ///   a generic function are part of it.
 /// - `function` is qualified with the module from `fileID` (the text before the
-///   first "/"); `version` keeps results of different code apart.
+///   first "/"), giving the full name that `invalidate(function:…)` and the
+///   gateway's `stats`, `functions` and `purge` use; `version` keeps results
+///   of different code apart.
+/// - `ttl` is how long the stored result stays valid: at least 1 ms (a
+///   shorter positive TTL rounds up) and at most a year
+///   (`Store.maximumTTLMilliseconds`; a longer one is clamped). A TTL of zero
+///   or less caches nothing: `body` runs and its result is returned, with no
+///   lookup and no store.
 /// - Fail-open: when the gateway is absent, slow (over
 ///   `CacheClient.Configuration.lookupTimeout`) or answers an error, `body` runs
 ///   and its result is returned (and not stored). Errors thrown by `body`
@@ -43,6 +50,7 @@ public func cache<Result: Codable, each Argument: Encodable, Failure: Error>(
     isolation: isolated (any Actor)? = #isolation,
     body: () async throws(Failure) -> Result
 ) async throws(Failure) -> Result {
+    guard ttl > .zero else { return try await body() }
     let client = CacheClient.shared
     guard let call = CachedCall(function: function, version: version, fileID: fileID, result: Result.self, arguments: repeat each arguments) else {
         // The arguments cannot be encoded: there is no key, so nothing is cached.
@@ -62,7 +70,8 @@ public func cache<Result: Codable, each Argument: Encodable, Failure: Error>(
 /// for functions that are not `async`. It blocks the calling thread while it
 /// waits for the gateway (at most the lookup timeout), doing the whole round
 /// trip on that thread. Called on a SwiftNIO event loop thread, where blocking
-/// is not allowed, it runs `body` uncached. Inlinable for the same reason.
+/// is not allowed, it runs `body` uncached. The TTL is treated as in `cache`.
+/// Inlinable for the same reason.
 @inlinable
 public func cacheSync<Result: Codable, each Argument: Encodable, Failure: Error>(
     ttl: Duration,
@@ -72,7 +81,7 @@ public func cacheSync<Result: Codable, each Argument: Encodable, Failure: Error>
     arguments: repeat each Argument,
     body: () throws(Failure) -> Result
 ) throws(Failure) -> Result {
-    guard CacheClient.mayBlock else { return try body() }
+    guard CacheClient.mayBlock, ttl > .zero else { return try body() }
     let client = CacheClient.shared
     guard let call = CachedCall(function: function, version: version, fileID: fileID, result: Result.self, arguments: repeat each arguments) else {
         return try body()

@@ -15,6 +15,9 @@ import NIOPosix
 ///
 /// Everything here fails open: when the gateway is absent, slow or answers an
 /// error, a lookup reports `.bypass` and the caller simply runs its function.
+/// While the gateway stays absent, `ConnectionStateMachine` keeps calls from
+/// trying to connect; while it is connected but does not answer (stopped or
+/// hung), `CircuitBreaker` keeps them from waiting for the lookup timeout.
 public final class CacheClient: Sendable {
     /// Settings for the client; every field has a default.
     public struct Configuration: Sendable {
@@ -42,6 +45,17 @@ public final class CacheClient: Sendable {
         /// `async` call suspend at once. Synchronous calls (`cacheSync`) block
         /// anyway and read until `lookupTimeout`.
         public var maximumInlineWait: TimeAmount
+        /// How many lookups in a row may time out before the client stops
+        /// asking the gateway (the circuit breaker opens): calls then run
+        /// uncached at once, without any I/O. Default: 3.
+        public var circuitBreakerThreshold: Int
+        /// How long the client stops asking after the breaker opens; then one
+        /// call looks up as a probe. An answer resumes lookups; another timeout
+        /// stops them again for twice as long, up to
+        /// `circuitBreakerMaximumOpenTime`. Default: 100 ms.
+        public var circuitBreakerInitialOpenTime: TimeAmount
+        /// The longest the client stops asking at a time. Default: 2 s.
+        public var circuitBreakerMaximumOpenTime: TimeAmount
 
         /// The default socket path, from the environment or the standard location.
         public static var defaultSocketPath: String {
@@ -57,7 +71,10 @@ public final class CacheClient: Sendable {
             connectTimeout: TimeAmount = .milliseconds(100),
             reconnectInitialDelay: TimeAmount = .milliseconds(100),
             reconnectMaximumDelay: TimeAmount = .seconds(5),
-            maximumInlineWait: TimeAmount = .milliseconds(1)
+            maximumInlineWait: TimeAmount = .milliseconds(1),
+            circuitBreakerThreshold: Int = 3,
+            circuitBreakerInitialOpenTime: TimeAmount = .milliseconds(100),
+            circuitBreakerMaximumOpenTime: TimeAmount = .seconds(2)
         ) {
             self.socketPath = socketPath
             self.clientName = clientName
@@ -66,6 +83,9 @@ public final class CacheClient: Sendable {
             self.reconnectInitialDelay = reconnectInitialDelay
             self.reconnectMaximumDelay = reconnectMaximumDelay
             self.maximumInlineWait = maximumInlineWait
+            self.circuitBreakerThreshold = circuitBreakerThreshold
+            self.circuitBreakerInitialOpenTime = circuitBreakerInitialOpenTime
+            self.circuitBreakerMaximumOpenTime = circuitBreakerMaximumOpenTime
         }
     }
 
@@ -87,6 +107,7 @@ public final class CacheClient: Sendable {
 
     private struct State: Sendable {
         var machine: ConnectionStateMachine
+        var breaker: CircuitBreaker
         var connection: ClientConnection?
     }
 
@@ -101,6 +122,10 @@ public final class CacheClient: Sendable {
         self.state = NIOLockedValueBox(State(machine: ConnectionStateMachine(
             initialDelay: configuration.reconnectInitialDelay,
             maximumDelay: configuration.reconnectMaximumDelay
+        ), breaker: CircuitBreaker(
+            threshold: configuration.circuitBreakerThreshold,
+            initialOpenDuration: configuration.circuitBreakerInitialOpenTime,
+            maximumOpenDuration: configuration.circuitBreakerMaximumOpenTime
         )))
     }
 
@@ -118,18 +143,30 @@ public final class CacheClient: Sendable {
     // MARK: Connection
 
     /// What a call does about the connection, decided under the lock without
-    /// any I/O, so that a call with the gateway absent costs no more than a lock.
+    /// any I/O, so that a call with the gateway absent or not answering costs
+    /// no more than a lock.
     enum Access {
-        case use(ClientConnection)
+        /// Send on this connection; `reports` says whether the breaker wants
+        /// to hear that the gateway answered (`CircuitBreaker.Decision`).
+        case use(ClientConnection, reports: Bool)
         case connect
         case bypass
     }
 
-    func access() -> Access {
+    /// `forLookup`: whether the call is a lookup, which the circuit breaker
+    /// may turn into a bypass (other requests, which do not fail open, are
+    /// always sent).
+    func access(forLookup: Bool = true) -> Access {
         self.state.withLockedValue { state in
             switch state.machine.decide(now: NIODeadline.now()) {
             case .useConnection:
-                if let connection = state.connection { return .use(connection) }
+                if let connection = state.connection {
+                    guard forLookup else { return .use(connection, reports: false) }
+                    switch state.breaker.decide(now: NIODeadline.now()) {
+                    case .allow(let reports): return .use(connection, reports: reports)
+                    case .bypass: return .bypass
+                    }
+                }
                 // Connected, but the connection just went away: try again next time.
                 state.machine.connectionLost()
                 return .bypass
@@ -175,6 +212,7 @@ public final class CacheClient: Sendable {
         connection.hello = hello
         self.state.withLockedValue { state in
             state.machine.connectSucceeded()
+            state.breaker.reset()
             state.connection = connection
         }
         // The state box is captured, not `self`: a weak reference to the
@@ -223,8 +261,9 @@ public final class CacheClient: Sendable {
     /// What is left of a lookup after `beginLookup`.
     @usableFromInline
     enum Unfinished {
-        /// Awaited on `connection`: `ClientConnection.park` gets the reply.
-        case parked(ClientConnection, UInt64)
+        /// Awaited on `connection`: `ClientConnection.park` gets the reply;
+        /// `reports` as in `Access.use`.
+        case parked(ClientConnection, UInt64, reports: Bool)
         /// This call is to connect first.
         case connect
     }
@@ -239,7 +278,7 @@ public final class CacheClient: Sendable {
             return .done(.bypass)
         case .connect:
             return .unfinished(.connect)
-        case .use(let connection):
+        case .use(let connection, let reports):
             let attempt = connection.begin(
                 .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
                 registering: call.site,
@@ -247,8 +286,8 @@ public final class CacheClient: Sendable {
                 mayLead: Self.mayBlock
             )
             switch attempt {
-            case .done(let reply): return .done(Self.lookup(reply, on: connection))
-            case .parked(let id): return .unfinished(.parked(connection, id))
+            case .done(let reply): return .done(self.lookup(reply, on: connection, reports: reports))
+            case .parked(let id): return .unfinished(.parked(connection, id, reports: reports))
             }
         }
     }
@@ -257,8 +296,8 @@ public final class CacheClient: Sendable {
     @usableFromInline
     func finishLookup(_ unfinished: Unfinished, _ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
         switch unfinished {
-        case .parked(let connection, let id):
-            return Self.lookup(await connection.park(id), on: connection)
+        case .parked(let connection, let id, let reports):
+            return self.lookup(await connection.park(id), on: connection, reports: reports)
         case .connect:
             guard let connection = await self.connect() else { return .bypass }
             let reply = await connection.request(
@@ -267,7 +306,7 @@ public final class CacheClient: Sendable {
                 timeout: self.configuration.lookupTimeout,
                 mayLead: Self.mayBlock
             )
-            return Self.lookup(reply, on: connection)
+            return self.lookup(reply, on: connection, reports: false)
         }
     }
 
@@ -275,20 +314,36 @@ public final class CacheClient: Sendable {
     @usableFromInline
     func lookupBlocking(_ call: CachedCall) -> Lookup {
         let connection: ClientConnection
+        let reports: Bool
         switch self.access() {
         case .bypass:
             return .bypass
-        case .use(let open):
+        case .use(let open, let report):
             connection = open
+            reports = report
         case .connect:
             guard let open = self.connectBlocking() else { return .bypass }
             connection = open
+            reports = false
         }
         let reply = connection.requestBlocking(
             .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
             registering: call.site,
             timeout: self.configuration.lookupTimeout
         )
+        return self.lookup(reply, on: connection, reports: reports)
+    }
+
+    /// What a lookup's reply means; tells the circuit breaker about a
+    /// timeout always, and about an answer when `reports` (see `Access.use`).
+    func lookup(_ reply: ClientConnection.Reply, on connection: ClientConnection, reports: Bool) -> Lookup {
+        if case .failure(let error) = reply, error.code == .timeout {
+            self.state.withLockedValue { $0.breaker.timedOut(now: .now()) }
+            return .bypass
+        }
+        if reports {
+            self.state.withLockedValue { $0.breaker.answered() }
+        }
         return Self.lookup(reply, on: connection)
     }
 
@@ -302,19 +357,48 @@ public final class CacheClient: Sendable {
     }
 
     /// Stores `value` without waiting for the reply; a value above the
-    /// gateway's limit is not sent.
+    /// gateway's limit is not sent, and neither is one with a TTL of zero or
+    /// less (`cache` does not look such a call up in the first place).
     func store(_ value: [UInt8], site: CachedFunction, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: ClientConnection) {
-        guard value.count <= Int(clamping: connection.hello.maxValueSize) else { return }
-        let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
-        let microseconds = max(0, computeTime.components.seconds * 1_000_000 + computeTime.components.attoseconds / 1_000_000_000_000)
+        guard value.count <= Int(clamping: connection.hello.maxValueSize),
+              let ttlMilliseconds = Self.ttlMilliseconds(ttl)
+        else { return }
         let store = Store(
             function: site.function,
             key: key,
-            ttlMilliseconds: UInt64(min(milliseconds, Int64(Store.maximumTTLMilliseconds))),
-            computeMicroseconds: UInt64(microseconds),
+            ttlMilliseconds: ttlMilliseconds,
+            computeMicroseconds: Self.microseconds(computeTime),
             value: ByteBuffer(bytes: value)
         )
         connection.send(.store(store), registering: site)
+    }
+
+    /// A TTL in a store's milliseconds: nil for zero or less (not stored),
+    /// at least 1 ms (a shorter positive TTL rounds up) and at most
+    /// `Store.maximumTTLMilliseconds` (a longer one is clamped). Below the
+    /// maximum, whole milliseconds are kept and a fraction is dropped. It
+    /// never overflows, whatever the `Duration`.
+    static func ttlMilliseconds(_ ttl: Duration) -> UInt64? {
+        guard ttl > .zero else { return nil }
+        let maximum = Store.maximumTTLMilliseconds
+        // Compared as a `Duration` first: its components are `Int64`
+        // seconds, which not every `Duration` fits in.
+        guard ttl < .milliseconds(maximum) else { return maximum }
+        // Positive and below a year, so both components are small and not negative.
+        let (seconds, attoseconds) = ttl.components
+        return max(1, UInt64(seconds) * 1000 + UInt64(attoseconds / 1_000_000_000_000_000))
+    }
+
+    /// A duration in whole microseconds, zero for a negative one and
+    /// `UInt64.max` for one too long to count: a store's compute time.
+    static func microseconds(_ duration: Duration) -> UInt64 {
+        guard duration > .zero else { return 0 }
+        // Past this many seconds the microseconds would not fit in an `Int64`
+        // (nor would every `Duration`'s seconds: see `ttlMilliseconds`).
+        let limit = Int64.max / 1_000_000
+        guard duration < .seconds(limit) else { return .max }
+        let (seconds, attoseconds) = duration.components
+        return UInt64(seconds) * 1_000_000 + UInt64(attoseconds / 1_000_000_000_000)
     }
 
     // MARK: Any request
@@ -329,10 +413,10 @@ public final class CacheClient: Sendable {
     /// lookups it registers nothing.
     func request(_ body: GatewayMessage.Body, timeout: TimeAmount, isolation: isolated (any Actor)? = #isolation) async throws(GatewayError) -> GatewayMessage {
         let connection: ClientConnection
-        switch self.access() {
+        switch self.access(forLookup: false) {
         case .bypass:
             throw GatewayError(.unavailable, "the gateway at \(self.configuration.socketPath) is not reachable now")
-        case .use(let open):
+        case .use(let open, _):
             connection = open
         case .connect:
             guard let open = await self.connect() else {
@@ -346,6 +430,11 @@ public final class CacheClient: Sendable {
     /// Where the client stands with its gateway (for tests and diagnostics).
     var connectionState: ConnectionStateMachine.State {
         self.state.withLockedValue { $0.machine.state }
+    }
+
+    /// Where the circuit breaker stands (for tests and diagnostics).
+    var circuitState: CircuitBreaker.State {
+        self.state.withLockedValue { $0.breaker.state }
     }
 
     /// The open connection, if any (for tests).

@@ -666,10 +666,13 @@ final class ClientConnection: @unchecked Sendable {
         }
     }
 
-    /// `amount` as a poll timeout, rounded up so that a wait never ends early.
-    private static func milliseconds(_ amount: TimeAmount) -> Int32 {
+    /// `amount` as a poll timeout, rounded up so that a wait never ends early;
+    /// zero for a negative amount, `Int32.max` (about 25 days, after which the
+    /// background thread looks again) for a longer one.
+    static func milliseconds(_ amount: TimeAmount) -> Int32 {
         let nanoseconds = max(0, amount.nanoseconds)
-        return Int32(clamping: (nanoseconds + 999_999) / 1_000_000)
+        let (whole, fraction) = nanoseconds.quotientAndRemainder(dividingBy: 1_000_000)
+        return Int32(clamping: whole + (fraction > 0 ? 1 : 0))
     }
 }
 

@@ -35,9 +35,10 @@ struct ConnectionStateMachine: Sendable {
     let initialDelay: TimeAmount
     let maximumDelay: TimeAmount
 
+    /// Negative delays count as zero (every call may try again at once).
     init(initialDelay: TimeAmount = .milliseconds(100), maximumDelay: TimeAmount = .seconds(5)) {
-        self.initialDelay = initialDelay
-        self.maximumDelay = maximumDelay
+        self.initialDelay = max(.zero, initialDelay)
+        self.maximumDelay = max(.zero, maximumDelay)
     }
 
     /// The wait after `failures` consecutive failed attempts: doubling from the

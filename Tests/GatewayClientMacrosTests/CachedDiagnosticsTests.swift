@@ -474,6 +474,146 @@ struct CachedDiagnosticsTests {
         )
     }
 
+    /// An actor is not `Encodable`, so `self` cannot be an argument: the
+    /// plain form is an error at the attribute (not a generic-constraint error
+    /// inside the expansion), saying to name the property that identifies it.
+    @Test func actorMethodWithoutKey() {
+        assertCached(
+            """
+            actor Recommender {
+                let id: String
+                @Cached(ttl: .seconds(120))
+                func recommendations(for user: UserID) async throws -> [ItemID] {
+                    try await model.rank(user)
+                }
+            }
+            """,
+            expandedSource: """
+                actor Recommender {
+                    let id: String
+                    func recommendations(for user: UserID) async throws -> [ItemID] {
+                        try await model.rank(user)
+                    }
+                }
+                """,
+            diagnostics: [
+                DiagnosticSpec(
+                    message: "@Cached on an actor's method needs 'key:', because an actor is not Encodable and so cannot be part of the cache key; name the property that identifies the instance, for example 'key: \\Self.id'",
+                    line: 3,
+                    column: 5
+                )
+            ]
+        )
+    }
+
+    /// A static method of an actor passes no `self`, and a method with `key:`
+    /// passes the key's value: neither needs more.
+    @Test func actorStaticMethodOrMethodWithKeyIsFine() {
+        let (expanded, diagnostics) = expand(
+            """
+            actor Recommender {
+                let id: String
+                @Cached(ttl: .seconds(120))
+                static func popular(limit: Int) async -> [ItemID] { [] }
+                @Cached(ttl: .seconds(120), key: \\Self.id)
+                func recommendations(for user: UserID) async -> [ItemID] { [] }
+            }
+            """
+        )
+        #expect(diagnostics.isEmpty, "\(diagnostics.map(\.message))")
+        #expect(expanded.contains("arguments: limit)"))
+        #expect(expanded.contains("arguments: self[keyPath: \\Self.id], user)"))
+    }
+
+    /// The attribute's arguments are type-checked on their own, so `\.id` has
+    /// no root type to infer; the macro says what to write instead.
+    @Test func keyPathWithoutRootType() {
+        assertCached(
+            """
+            struct Repository {
+                let id: Int
+                @Cached(ttl: .seconds(60), key: \\.id)
+                func stars() async throws -> Int { try await fetch(id) }
+            }
+            """,
+            expandedSource: """
+                struct Repository {
+                    let id: Int
+                    func stars() async throws -> Int { try await fetch(id) }
+                }
+                """,
+            diagnostics: [
+                DiagnosticSpec(
+                    message: "@Cached needs 'key:' as a key path that names its root type: write '\\Self.id' instead of '\\.id'; the attribute's arguments are type-checked on their own, where nothing tells the compiler what the root of '\\.id' is",
+                    line: 3,
+                    column: 5,
+                    highlights: ["\\.id"],
+                    fixIts: [FixItSpec(message: "Write '\\Self.id'")]
+                )
+            ],
+            fixedSource: """
+                struct Repository {
+                    let id: Int
+                    @Cached(ttl: .seconds(60), key: \\Self.id)
+                    func stars() async throws -> Int { try await fetch(id) }
+                }
+                """
+        )
+    }
+
+    /// A TTL of zero or less caches nothing (the runtime runs every such call
+    /// uncached), so one the macro can read is an error: every spelling of a
+    /// zero or negative literal, with `Duration.` or without.
+    @Test(arguments: [
+        ".zero", "Duration.zero", "Swift.Duration.zero", ".seconds(0)", ".seconds(-1)", ".milliseconds(-5)",
+        ".microseconds(0x0)", ".nanoseconds(-1_000)", ".seconds(0.0)", ".seconds(-0.5)", "Duration.seconds(-(2))", ".seconds(0e3)",
+    ])
+    func zeroOrNegativeTTL(ttl: String) {
+        assertCached(
+            """
+            enum Rates {
+                @Cached(ttl: \(ttl))
+                static func current(currency: String) -> Decimal { 1 }
+            }
+            """,
+            expandedSource: """
+                enum Rates {
+                    static func current(currency: String) -> Decimal { 1 }
+                }
+                """,
+            diagnostics: [
+                DiagnosticSpec(
+                    message: "@Cached needs a positive 'ttl:'; with '\(ttl)' nothing is ever cached (every call runs the function, with no lookup and no store), so give a positive TTL or remove '@Cached'",
+                    line: 2,
+                    column: 5,
+                    highlights: [ttl],
+                    fixIts: [FixItSpec(message: "Remove '@Cached'")]
+                )
+            ],
+            fixedSource: """
+                enum Rates {
+                    static func current(currency: String) -> Decimal { 1 }
+                }
+                """
+        )
+    }
+
+    /// Positive literals, and expressions the macro cannot evaluate, are
+    /// left to the runtime (which runs a call with a TTL of zero or less uncached).
+    @Test(arguments: [".seconds(1)", ".milliseconds(0.5)", ".nanoseconds(1)", ".seconds(0x10)", ".seconds(+3)", "ttl", ".seconds(-ttl)", ".seconds(Int64.max)"])
+    func positiveOrUnknownTTL(ttl: String) {
+        let (expanded, diagnostics) = expand(
+            """
+            enum Rates {
+                @Cached(ttl: \(ttl))
+                static func current(currency: String) -> Decimal { 1 }
+            }
+            """
+        )
+        #expect(diagnostics.isEmpty, "\(diagnostics.map(\.message))")
+        #expect(expanded.contains("GatewayClient.cacheSync(ttl: \(ttl), "))
+    }
+
     @Test func errorsAreAllReported() {
         assertCached(
             """

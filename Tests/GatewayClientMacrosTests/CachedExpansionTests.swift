@@ -187,28 +187,6 @@ struct CachedExpansionTests {
         )
     }
 
-    @Test func instanceMethodOfActor() {
-        assertCached(
-            """
-            actor Recommender {
-                @Cached(ttl: .seconds(120))
-                func recommendations(for user: UserID, limit: Int) async throws -> [ItemID] {
-                    try await model.rank(user, limit)
-                }
-            }
-            """,
-            expandedSource: """
-                actor Recommender {
-                    func recommendations(for user: UserID, limit: Int) async throws -> [ItemID] {
-                        try await GatewayClient.cache(ttl: .seconds(120), function: "Recommender.recommendations(for:limit:)", version: "79bbabf80ebc1c76cdd2c668fae72d0075b4c3b85bc31e72db38e0a322f718f5", arguments: self, user, limit) { () throws in
-                            try await model.rank(user, limit)
-                        }
-                    }
-                }
-                """
-        )
-    }
-
     @Test func keyPathReplacesSelf() {
         assertCached(
             """
