@@ -25,11 +25,12 @@ public struct GatewayConfiguration: Sendable {
     public var maxFrameSize: Int
     /// The largest value stored, in bytes.
     public var maxValueSize: Int
-    /// The most requests one connection may have in flight before it gets
-    /// `tooManyRequests`.
+    /// The most requests one connection may have waiting on the store; at
+    /// the limit the connection stops reading until one is answered.
     public var maxInFlightPerConnection: Int
-    /// How long the backend may take to answer a lookup before the gateway
-    /// answers "miss, do not store". Default: 5 ms.
+    /// How long Redis may stay silent while a lookup waits before the
+    /// gateway answers "miss, do not store" (see `RedisStore.Configuration`).
+    /// Default: 5 ms.
     public var lookupTimeout: TimeAmount
     /// How long a frame may take to arrive once its first byte has: a peer that
     /// starts a frame and stalls is answered `malformedFrame` and disconnected.
