@@ -238,6 +238,8 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         // read, say), so that every command it writes shares the flush.
         context.eventLoop.assumeIsolated().execute {
             self.flushScheduled = false
+            // Closed meanwhile: nothing left to send.
+            guard self.isOpen else { return }
             context.flush()
         }
     }

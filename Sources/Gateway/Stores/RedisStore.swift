@@ -95,12 +95,14 @@ public final class RedisStore: CacheStore {
         public static var defaultPool: RedisConnectionPool.Configuration {
             var connection = RedisConnection.Configuration()
             connection.clientName = "cache-gateway"
-            // A lookup waits at most behind this many commands: at the
-            // hundreds of thousands of pipelined GETs a second that one
-            // connection carries, tens of milliseconds. Past it a lookup is
-            // answered "compute, do not store" at once (and counted as a
-            // lookup fault) rather than queued.
-            connection.maximumInFlight = 8192
+            // A command waits at most behind this many others: at the
+            // hundreds of thousands of pipelined commands a second that one
+            // connection carries, about a tenth of a second. A store is eight
+            // commands, so this is thousands of stores or tens of thousands of
+            // lookups in flight per connection. Past it a lookup is answered
+            // "compute, do not store" at once and a store is dropped (each
+            // counted as a fault) rather than queued.
+            connection.maximumInFlight = 65_536
             return RedisConnectionPool.Configuration(
                 size: max(2, System.coreCount),
                 connection: connection,
