@@ -46,18 +46,19 @@ struct CircuitBreaker: Sendable {
     /// The cap of the doubling open time.
     let maximumOpenDuration: TimeAmount
 
+    private let openTime: DoublingDelay
+
     init(threshold: Int = 3, initialOpenDuration: TimeAmount = .milliseconds(100), maximumOpenDuration: TimeAmount = .seconds(5)) {
         self.threshold = max(1, threshold)
-        self.initialOpenDuration = max(.zero, initialOpenDuration)
-        self.maximumOpenDuration = max(.zero, maximumOpenDuration)
+        self.openTime = DoublingDelay(initial: initialOpenDuration, maximum: maximumOpenDuration)
+        self.initialOpenDuration = self.openTime.initial
+        self.maximumOpenDuration = self.openTime.maximum
     }
 
     /// How long the circuit stays open after its `trips`-th opening since it
     /// last closed: doubling from the initial duration, capped at the maximum.
     func openDuration(afterTrips trips: Int) -> TimeAmount {
-        let exponent = min(max(trips - 1, 0), 62)
-        let duration = self.initialOpenDuration.nanoseconds.multipliedReportingOverflow(by: 1 << exponent)
-        return duration.overflow ? self.maximumOpenDuration : min(.nanoseconds(duration.partialValue), self.maximumOpenDuration)
+        self.openTime.after(trips)
     }
 
     /// `now` is read only while the circuit is open or half-open.

@@ -35,18 +35,19 @@ struct ConnectionStateMachine: Sendable {
     let initialDelay: TimeAmount
     let maximumDelay: TimeAmount
 
+    private let delay: DoublingDelay
+
     /// Negative delays count as zero (every call may try again at once).
     init(initialDelay: TimeAmount = .milliseconds(100), maximumDelay: TimeAmount = .seconds(5)) {
-        self.initialDelay = max(.zero, initialDelay)
-        self.maximumDelay = max(.zero, maximumDelay)
+        self.delay = DoublingDelay(initial: initialDelay, maximum: maximumDelay)
+        self.initialDelay = self.delay.initial
+        self.maximumDelay = self.delay.maximum
     }
 
     /// The wait after `failures` consecutive failed attempts: doubling from the
     /// initial delay, capped at the maximum.
     func backoff(afterFailures failures: Int) -> TimeAmount {
-        let exponent = min(max(failures - 1, 0), 30)
-        let delay = self.initialDelay.nanoseconds.multipliedReportingOverflow(by: 1 << exponent)
-        return delay.overflow ? self.maximumDelay : min(.nanoseconds(delay.partialValue), self.maximumDelay)
+        self.delay.after(failures)
     }
 
     /// `now` is read only while backing off: with a connection open (every

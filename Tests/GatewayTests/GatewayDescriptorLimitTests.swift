@@ -13,23 +13,6 @@ extension IntegrationTests {
     /// limit to the hard one, pauses accepting (without spinning) when even
     /// that runs out, counts it, and serves again once connections close.
     @Suite(.serialized) struct GatewayDescriptorLimitTests {
-        /// Connects a raw Unix socket to `path` (no hello): one descriptor on each side.
-        static func rawConnect(_ path: String) -> Int32? {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { return nil }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-            let status = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            guard status == 0 else {
-                close(fd)
-                return nil
-            }
-            return fd
-        }
-
         /// The gateway's CPU time (user + system) in clock ticks, from /proc.
         static func cpuTicks(_ pid: Int32) throws -> Int {
             let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
@@ -48,14 +31,11 @@ extension IntegrationTests {
         @Test func theSoftLimitIsRaisedToTheHardOne() async throws {
             // prlimit starts the gateway with a soft limit of 64 and a hard one of 512.
             let gateway = try GatewayProcess(arguments: [], launcher: ["/usr/bin/prlimit", "--nofile=64:512", "--"])
-            var open: [Int32] = []
-            defer { open.forEach { close($0) } }
-            for _ in 0..<200 {
-                guard let fd = Self.rawConnect(gateway.socketPath) else { break }
-                open.append(fd)
-            }
+            // Connected, not greeted: one descriptor each on the gateway's side.
+            let open = try (0..<200).map { _ in try RawSocket(path: gateway.socketPath) }
             // Every one of them accepted: a fresh connection is still served.
             let connection = try await gateway.connect(name: "after-200")
+            defer { withExtendedLifetime(open) {} }
             #expect(try await connection.request(.ping) == .pong)
             await connection.close()
             #expect(try await Self.stats(gateway).values["acceptBackoffs"] == .count(0))
@@ -63,14 +43,9 @@ extension IntegrationTests {
 
         @Test func pastTheLimitAcceptingPausesWithoutSpinningAndResumes() async throws {
             let gateway = try GatewayProcess(arguments: [], launcher: ["/usr/bin/prlimit", "--nofile=64:64", "--"])
-            var open: [Int32] = []
-            defer { open.forEach { close($0) } }
             // Far more than 64: the rest wait in the listen backlog.
-            for _ in 0..<150 {
-                guard let fd = Self.rawConnect(gateway.socketPath) else { break }
-                open.append(fd)
-            }
-            #expect(open.count > 64)
+            var open = try (0..<150).map { _ in try RawSocket(path: gateway.socketPath) }
+            #expect(open.count == 150)
             // Out of descriptors for two seconds: accepting pauses, it does not spin.
             let before = try Self.cpuTicks(gateway.pid)
             try await Task.sleep(for: .seconds(2))
@@ -78,7 +53,6 @@ extension IntegrationTests {
             let ticksPerSecond = sysconf(Int32(_SC_CLK_TCK))
             #expect(used < ticksPerSecond / 2, "the gateway used \(used) ticks of CPU in 2 s while out of descriptors")
             // Once connections close, it accepts again and counts the pauses.
-            open.forEach { close($0) }
             open = []
             let connection = try await gateway.connect(name: "after", timeout: .seconds(30))
             #expect(try await connection.request(.ping) == .pong)
