@@ -1,6 +1,7 @@
 import Foundation
 import GatewayConnection
 import GatewayProtocol
+import GatewaySystem
 import NIOCore
 import GatewayTestSupport
 import Testing
@@ -17,12 +18,11 @@ extension IntegrationTests {
         static func rawConnect(_ path: String) -> Int32? {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { return nil }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-            let status = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            guard let address = try? UnixSocketAddress(path: path) else {
+                close(fd)
+                return nil
             }
+            let status = address.withSocketAddress { connect(fd, $0, $1) }
             guard status == 0 else {
                 close(fd)
                 return nil
