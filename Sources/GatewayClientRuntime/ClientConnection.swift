@@ -52,7 +52,7 @@ import Glibc
 /// - **Frames.** Lookups and their replies, the hit path, are written and
 ///   read by `LookupFrames`; everything else goes through `MessageCodec`.
 @usableFromInline
-final class ClientConnection: @unchecked Sendable {
+package final class ClientConnection: @unchecked Sendable {
     // @unchecked: every mutable field is guarded by `lock`, except those marked
     // as belonging to the reader role, which only the role's holder touches
     // (the role changes hands under `lock`, which orders those accesses).
