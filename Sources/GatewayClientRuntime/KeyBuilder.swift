@@ -84,7 +84,7 @@ enum KeyBuilder {
             return fileID.isEmpty ? function : "\(fileID).\(function)"
         }
         guard slash != utf8.startIndex else {
-            // Not a #fileID; kept as the earlier rule had it (the first non-empty part).
+            // Not a #fileID (it starts with "/"): the module is its first non-empty part.
             let module = fileID.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
             return module.isEmpty ? function : "\(module).\(function)"
         }
