@@ -9,9 +9,10 @@ import GatewayProtocol
 // `syscall` (Sources/NIOPosix/System.swift): a call that reports failure as -1
 // with `errno` is made again while a signal interrupts it (EINTR), and any
 // other failure becomes a `GatewayError` naming the call, what it was called
-// on, and the error. The functions are inlinable and take their body and the
-// error's subject as non-escaping closures, so that a call that succeeds costs
-// exactly the system call: nothing is allocated and no message is formatted.
+// on, and the error. The functions are inlinable and take their body, the
+// error's subject and its code as non-escaping closures, so that a call that
+// succeeds costs exactly the system call: nothing is allocated, no message is
+// formatted, and not even the error code (a static of another module) is read.
 
 /// Makes the system call `body` (again while EINTR interrupts it); returns its
 /// result, or throws a `GatewayError` with `code` when it fails.
@@ -26,7 +27,7 @@ import GatewayProtocol
 public func systemCall<Result: FixedWidthInteger>(
     _ name: StaticString,
     on subject: @autoclosure () -> String = "",
-    code: GatewayError.Code = .libraryFailure,
+    code: @autoclosure () -> GatewayError.Code = .libraryFailure,
     fileID: StaticString = #fileID,
     line: Int = #line,
     _ body: () -> Result
@@ -36,7 +37,7 @@ public func systemCall<Result: FixedWidthInteger>(
         if result != -1 { return result }
         let number = errno
         if number == EINTR { continue }
-        throw systemCallError(name, on: subject(), errno: number, code: code, fileID: fileID, line: line)
+        throw systemCallError(name, on: subject(), errno: number, code: code(), fileID: fileID, line: line)
     }
 }
 
@@ -48,7 +49,7 @@ public func systemCall<Result: FixedWidthInteger>(
 public func systemCall<Result: FixedWidthInteger>(
     _ name: StaticString,
     on subject: @autoclosure () -> String = "",
-    code: GatewayError.Code = .libraryFailure,
+    code: @autoclosure () -> GatewayError.Code = .libraryFailure,
     unless expected: Int32,
     fileID: StaticString = #fileID,
     line: Int = #line,
@@ -60,7 +61,7 @@ public func systemCall<Result: FixedWidthInteger>(
         let number = errno
         if number == EINTR { continue }
         if number == expected { return nil }
-        throw systemCallError(name, on: subject(), errno: number, code: code, fileID: fileID, line: line)
+        throw systemCallError(name, on: subject(), errno: number, code: code(), fileID: fileID, line: line)
     }
 }
 
@@ -72,7 +73,7 @@ public func systemCall<Result: FixedWidthInteger>(
 public func nonBlockingSystemCall<Result: FixedWidthInteger>(
     _ name: StaticString,
     on subject: @autoclosure () -> String = "",
-    code: GatewayError.Code = .libraryFailure,
+    code: @autoclosure () -> GatewayError.Code = .libraryFailure,
     fileID: StaticString = #fileID,
     line: Int = #line,
     _ body: () -> Result
@@ -83,7 +84,7 @@ public func nonBlockingSystemCall<Result: FixedWidthInteger>(
         let number = errno
         if number == EINTR { continue }
         if number == EAGAIN || number == EWOULDBLOCK { return nil }
-        throw systemCallError(name, on: subject(), errno: number, code: code, fileID: fileID, line: line)
+        throw systemCallError(name, on: subject(), errno: number, code: code(), fileID: fileID, line: line)
     }
 }
 
