@@ -3,14 +3,19 @@
 // cache-gateway: a code-versioned distributed cache for Swift services.
 //
 // The folder tree is the architecture:
-//   Sources/C*                  C libraries as [system] module maps with shims
-//   Sources/Digest              libcrypto wrapper (SHA-256, HMAC-SHA-256), shared by the protocol, the gateway and the macro
-//   Sources/Protocol            wire protocol: frames, messages, MessagePack Codable, cache keys
-//   Sources/Gateway             the daemon's engine: server, stores, registry, Redis connection
-//   Sources/cache-gateway       thin executable (argument parsing only)
-//   Sources/GatewayClient       the worker-side runtime: `cache(ttl:)` and the gateway client
-//   Sources/GatewayClientMacros the `@Cached` macro plugin
-//   Benchmarks/                 release-build benchmarks
+//   Sources/C*                   C libraries as [system] module maps with shims
+//   Sources/Digest               libcrypto wrapper (SHA-256, HMAC-SHA-256), shared by the protocol, the gateway, the client and the macro
+//   Sources/Protocol             wire protocol: frames, messages, MessagePack Codable, cache keys, GatewayError
+//   Sources/System               system calls (EINTR retried, errno as GatewayError) and Unix socket addresses, shared by the gateway and the client
+//   Sources/Gateway              the daemon's engine: server, stores, registry, Redis connection, metrics, systemd
+//   Sources/GatewayConnection    an async (SwiftNIO) connection to a gateway, for the admin commands, the tests and the benchmarks
+//   Sources/cache-gateway        the executable: arguments, the admin commands (ping, stats, ...) and starting the daemon
+//   Sources/GatewayClientRuntime the worker-side runtime: `cache(ttl:)` and the gateway client
+//   Sources/GatewayClient        what workers import: the runtime and the `@Cached` macro
+//   Sources/GatewayClientMacros  the `@Cached` macro plugin
+//   Examples/DemoWorker          a worker that uses `@Cached`
+//   Benchmarks/                  release-build benchmarks
+//   Tests/                       unit and integration tests, their shared support and the canonical-encoding fixture
 import CompilerPluginSupport
 import PackageDescription
 
@@ -76,9 +81,15 @@ let package = Package(
             path: "Sources/Protocol"
         ),
         .target(
+            name: "GatewaySystem",
+            dependencies: ["GatewayProtocol"],
+            path: "Sources/System"
+        ),
+        .target(
             name: "Gateway",
             dependencies: [
                 "GatewayProtocol",
+                "GatewaySystem",
                 "CHiredis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -133,6 +144,7 @@ let package = Package(
             dependencies: [
                 "GatewayDigest",
                 "GatewayProtocol",
+                "GatewaySystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -165,7 +177,7 @@ let package = Package(
             // compile swift-syntax with optimisations (about 11 minutes) for
             // nothing, since a @Cached body is exactly a call to `cache(...)`.
             dependencies: [
-                "GatewayProtocol", "Gateway", "GatewayConnection", "GatewayClientRuntime",
+                "GatewayProtocol", "GatewaySystem", "Gateway", "GatewayConnection", "GatewayClientRuntime",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -198,6 +210,7 @@ let package = Package(
             dependencies: [
                 "GatewayConnection",
                 "GatewayProtocol",
+                "GatewaySystem",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/GatewayTestSupport"
@@ -209,6 +222,7 @@ let package = Package(
                 "GatewayConnection",
                 "GatewayTestSupport",
                 "GatewayProtocol",
+                "GatewaySystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -236,6 +250,7 @@ let package = Package(
                 "GatewayClient",
                 "GatewayClientRuntime",
                 "GatewayConnection",
+                "GatewaySystem",
                 "GatewayTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

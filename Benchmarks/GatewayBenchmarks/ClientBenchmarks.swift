@@ -1,6 +1,6 @@
 import Foundation
 import Gateway
-@_spi(Benchmarks) import GatewayClientRuntime
+import GatewayClientRuntime
 import GatewayProtocol
 import NIOCore
 #if canImport(Glibc)

@@ -17,7 +17,7 @@
 // `redisReaderGetReply` hands back the parsed reply as `void **`. The object is
 // a `redisReply` because the reader is created with the default function table
 // (`redisReaderCreate`); this wrapper keeps that cast in C.
-static inline int cg_redis_reader_get_reply(redisReader *reader, redisReply **reply) {
+static inline int cache_gateway_redis_reader_get_reply(redisReader *reader, redisReply **reply) {
     return redisReaderGetReply(reader, (void **)reply);
 }
 

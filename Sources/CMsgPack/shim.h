@@ -12,7 +12,7 @@
 // Pairs a packer with an sbuffer in C, so that Swift never has to form a
 // C function pointer to `msgpack_sbuffer_write` (a `static inline` function,
 // which has no stable address outside this header).
-static inline void cg_msgpack_packer_init_sbuffer(msgpack_packer *pk, msgpack_sbuffer *sbuf) {
+static inline void cache_gateway_msgpack_packer_init_sbuffer(msgpack_packer *pk, msgpack_sbuffer *sbuf) {
     msgpack_packer_init(pk, sbuf, msgpack_sbuffer_write);
 }
 

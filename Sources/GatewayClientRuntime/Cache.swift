@@ -140,11 +140,13 @@ func computeAndStoreBlocking<Result: Codable, Failure: Error>(
 }
 
 /// One call's identity: the function version and the key.
+// `package`, not internal: the benchmarks (Benchmarks/GatewayBenchmarks) take
+// a hit apart with it.
 @usableFromInline
-struct CachedCall {
+package struct CachedCall {
     /// The function version, resolved once per call site (`CachedFunction`).
-    @usableFromInline let site: CachedFunction
-    @usableFromInline let key: CacheKey
+    @usableFromInline package let site: CachedFunction
+    @usableFromInline package let key: CacheKey
 
     /// The qualified function and version.
     var function: FunctionVersion { self.site.function }
@@ -159,7 +161,7 @@ struct CachedCall {
 
     /// A hit's bytes, decoded.
     @inlinable
-    func value<Result: Decodable>(from bytes: ByteBuffer) -> Result? {
+    package func value<Result: Decodable>(from bytes: ByteBuffer) -> Result? {
         try? MessagePackDecoder().decode(Result.self, from: bytes)
     }
 
@@ -189,30 +191,10 @@ struct CachedCall {
 
     /// nil when the arguments cannot be encoded (then the call is not cached).
     @inlinable
-    init?<Result, each Argument: Encodable>(function: String, version: String, fileID: String, result: Result.Type, arguments: repeat each Argument) {
+    package init?<Result, each Argument: Encodable>(function: String, version: String, fileID: String, result: Result.Type, arguments: repeat each Argument) {
         let site = CachedFunction.resolve(function: function, version: version, fileID: fileID)
         guard let key = KeyBuilder.key(site: site, result: Result.self, arguments: repeat each arguments) else { return nil }
         self.site = site
         self.key = key
-    }
-}
-
-/// What a key is the hash of: `[resultType, [argumentTypes], argument…]`.
-///
-/// `KeyBuilder` produces the canonical bytes of this value without going
-/// through it (faster); it stays as the definition that the tests hold
-/// `KeyBuilder` to.
-struct KeyMaterial: Encodable {
-    let result: String
-    let argumentTypes: [String]
-    let arguments: [any Encodable]
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.unkeyedContainer()
-        try container.encode(self.result)
-        try container.encode(self.argumentTypes)
-        for argument in self.arguments {
-            try container.encode(argument)
-        }
     }
 }

@@ -131,7 +131,7 @@ public final class CacheClient: Sendable {
 
     /// What a lookup found.
     @usableFromInline
-    enum Lookup {
+    package enum Lookup {
         /// The entry's bytes, and where to store a replacement should they not decode.
         case hit(ByteBuffer, ClientConnection)
         /// Compute and store through this connection.
@@ -239,17 +239,6 @@ public final class CacheClient: Sendable {
 
     // MARK: Lookup and store
 
-    /// Looks `call` up, connecting first when it is this call's turn to; never
-    /// fails (see `Lookup`). With the gateway absent this costs a lock, no I/O.
-    func lookup(_ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
-        switch self.beginLookup(call) {
-        case .done(let lookup):
-            return lookup
-        case .unfinished(let unfinished):
-            return await self.finishLookup(unfinished, call)
-        }
-    }
-
     /// How `beginLookup` left a lookup.
     @usableFromInline
     enum LookupStart {
@@ -268,7 +257,11 @@ public final class CacheClient: Sendable {
         case connect
     }
 
-    /// The synchronous part of an `async` lookup: with the connection open
+    /// Starts looking `call` up; `finishLookup` completes what it leaves
+    /// unfinished (connecting first when it is this call's turn to). A lookup
+    /// never fails (see `Lookup`); with the gateway absent it costs a lock, no I/O.
+    ///
+    /// This is the synchronous part of an `async` lookup: with the connection open
     /// and the reply back within the inline window, the whole lookup, with no
     /// `async` call (see `ClientConnection.begin`). `cache` calls it directly.
     @usableFromInline
@@ -310,9 +303,10 @@ public final class CacheClient: Sendable {
         }
     }
 
-    /// `lookup`, blocking the calling thread (at most the connect and lookup timeouts).
+    /// A lookup (as `beginLookup` and `finishLookup` make it), blocking the
+    /// calling thread (at most the connect and lookup timeouts).
     @usableFromInline
-    func lookupBlocking(_ call: CachedCall) -> Lookup {
+    package func lookupBlocking(_ call: CachedCall) -> Lookup {
         let connection: ClientConnection
         let reports: Bool
         switch self.access() {

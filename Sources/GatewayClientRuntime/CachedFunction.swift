@@ -13,11 +13,11 @@ import Synchronization
 /// its object identity from then on (a connection remembers which ones it
 /// registered by that identity, keeping them alive while it does).
 @usableFromInline
-final class CachedFunction: Sendable {
+package final class CachedFunction: Sendable {
     /// The qualified name and the version, as the gateway sees them.
     let function: FunctionVersion
     /// `LookupFrames.fields(of: function)`.
-    @usableFromInline let fields: [UInt8]
+    @usableFromInline package let fields: [UInt8]
     /// The three strings the call gave, compared by the front cache.
     private let given: Site
 

@@ -52,7 +52,7 @@ import Glibc
 /// - **Frames.** Lookups and their replies, the hit path, are written and
 ///   read by `LookupFrames`; everything else goes through `MessageCodec`.
 @usableFromInline
-final class ClientConnection: @unchecked Sendable {
+package final class ClientConnection: @unchecked Sendable {
     // @unchecked: every mutable field is guarded by `lock`, except those marked
     // as belonging to the reader role, which only the role's holder touches
     // (the role changes hands under `lock`, which orders those accesses).
@@ -393,10 +393,10 @@ final class ClientConnection: @unchecked Sendable {
     private func lead(_ id: UInt64, deadline: NIODeadline, until windowEnd: NIODeadline, startedAt: NIODeadline) -> Reply? {
         // Until the window ends, or until another request's deadline, to fail it on time.
         var wakeAt = windowEnd
-        // Waits inside `recv` (one system call; `poll` then `recv` took two, a
-        // microsecond or two more per hit). Each wait lasts at most
-        // `UnixSocket.receiveSlice`, so `wakeAt` is kept to within that, as
-        // with `poll`'s milliseconds before.
+        // Waits inside `recv` (one system call, where `poll` then `recv` would
+        // take two, a microsecond or two more per hit). Each wait lasts at most
+        // `UnixSocket.receiveSlice`, so `wakeAt` is kept to within that (the
+        // granularity of `poll`'s milliseconds).
         var startedAt = Optional(startedAt)
         while true {
             let now = startedAt.take() ?? NIODeadline.now()

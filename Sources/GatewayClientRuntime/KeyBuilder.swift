@@ -3,9 +3,9 @@ import GatewayProtocol
 import NIOConcurrencyHelpers
 
 /// Derives a call's key: the SHA-256 of the canonical MessagePack of
-/// `KeyMaterial`, that is of `[resultType, [argumentTypes], argument…]`.
+/// `[resultType, [argumentTypes], argument…]`.
 ///
-/// Encoding `KeyMaterial` through the Codable encoder costs several
+/// Encoding that array through the Codable encoder costs several
 /// microseconds per call, most of it spent on the type names
 /// (`String(reflecting:)`, then encoding them) and on the encoder's generic
 /// machinery for one small array. A canonical MessagePack array is its header
@@ -13,8 +13,8 @@ import NIOConcurrencyHelpers
 /// are sorted), so the same bytes are assembled here from parts: type names
 /// encoded once per type and remembered, the common scalar arguments (`Int`,
 /// `String`, `Bool`) written directly, every other argument encoded by the
-/// canonical encoder. The tests compare the result with `KeyMaterial`'s for
-/// many shapes of arguments.
+/// canonical encoder. The tests (`KeyBuilderTests`) compare the result with
+/// the array's through the encoder for many shapes of arguments.
 ///
 /// `key` is inlinable (it is part of `cache`, which is): specialized for the
 /// argument types, the checks for the common scalars are decided at compile
@@ -84,7 +84,7 @@ enum KeyBuilder {
             return fileID.isEmpty ? function : "\(fileID).\(function)"
         }
         guard slash != utf8.startIndex else {
-            // Not a #fileID; kept as the earlier rule had it (the first non-empty part).
+            // Not a #fileID (it starts with "/"): the module is its first non-empty part.
             let module = fileID.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
             return module.isEmpty ? function : "\(module).\(function)"
         }

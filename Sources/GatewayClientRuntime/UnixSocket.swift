@@ -1,11 +1,13 @@
 import GatewayProtocol
+import GatewaySystem
 import NIOCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The few system calls the client makes on its socket, each returning a
-/// `GatewayError` instead of a C status and `errno`.
+/// The few system calls the client makes on its socket, each made through
+/// `systemCall` (GatewaySystem), so that it returns a `GatewayError` instead
+/// of a C status and `errno`.
 ///
 /// The client talks to the gateway with plain POSIX calls from its callers'
 /// own threads (see `ClientConnection`), so it needs nothing more than socket,
@@ -29,23 +31,18 @@ enum UnixSocket {
     /// `send` never waits all the same (MSG_DONTWAIT), and `receive` waits only
     /// when asked to.
     static func connect(path: String) throws(GatewayError) -> Int32 {
-        var address = sockaddr_un()
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw GatewayError(.invalidConfiguration, "the socket path \(path) is longer than a Unix socket path may be")
-        }
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes + [0]) }
-        let fd = try self.check("socket", socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0))
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        let address = try UnixSocketAddress(path: path)
+        let fd = try systemCall("socket", code: .unavailable) {
+            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         }
         do {
-            _ = try self.check("connect to \(path)", status, code: .unavailable)
-            let flags = try self.check("fcntl(F_GETFL)", fcntl(fd, F_GETFL))
-            _ = try self.check("fcntl(F_SETFL)", fcntl(fd, F_SETFL, flags & ~Int32(O_NONBLOCK)))
+            try systemCall("connect", on: path, code: .unavailable) { address.withSocketAddress { Glibc.connect(fd, $0, $1) } }
+            let flags = try systemCall("fcntl(F_GETFL)", code: .unavailable) { fcntl(fd, F_GETFL) }
+            try systemCall("fcntl(F_SETFL)", code: .unavailable) { fcntl(fd, F_SETFL, flags & ~Int32(O_NONBLOCK)) }
             var timeout = timeval(tv_sec: 0, tv_usec: Int(Self.receiveSlice.nanoseconds / 1_000))
-            _ = try self.check("setsockopt(SO_RCVTIMEO)", setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)))
+            try systemCall("setsockopt(SO_RCVTIMEO)", code: .unavailable) {
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            }
         } catch {
             Glibc.close(fd)
             throw error
@@ -56,7 +53,9 @@ enum UnixSocket {
     /// A pair of connected non-blocking sockets, used to wake a thread that waits in `poll`.
     static func pair() throws(GatewayError) -> (Int32, Int32) {
         var fds: [Int32] = [-1, -1]
-        _ = try self.check("socketpair", socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds))
+        try systemCall("socketpair", code: .unavailable) {
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds)
+        }
         return (fds[0], fds[1])
     }
 
@@ -64,15 +63,9 @@ enum UnixSocket {
     /// when its buffer is full).
     static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(GatewayError) -> Int {
         guard !bytes.isEmpty else { return 0 }
-        while true {
-            let sent = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-            if sent >= 0 { return sent }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return 0
-            default: throw self.error("send", code: .connectionClosed)
-            }
-        }
+        return try nonBlockingSystemCall("send", code: .connectionClosed) {
+            Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        } ?? 0
     }
 
     /// Receives what has arrived: the number of bytes, nil when nothing has
@@ -80,16 +73,11 @@ enum UnixSocket {
     /// `waiting`, a socket from `connect` waits up to `receiveSlice` for
     /// something to arrive; otherwise it never waits.
     static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, waiting: Bool = false) throws(GatewayError) -> Int? {
-        while true {
-            let received = recv(fd, buffer.baseAddress, buffer.count, waiting ? 0 : Int32(MSG_DONTWAIT))
-            if received > 0 { return received }
-            if received == 0 { throw GatewayError(.connectionClosed, "the gateway closed the connection") }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return nil
-            default: throw self.error("recv", code: .connectionClosed)
-            }
+        let received = try nonBlockingSystemCall("recv", code: .connectionClosed) {
+            recv(fd, buffer.baseAddress, buffer.count, waiting ? 0 : Int32(MSG_DONTWAIT))
         }
+        if received == 0 { throw GatewayError(.connectionClosed, "the gateway closed the connection") }
+        return received
     }
 
     /// Waits in the kernel until one of `fds` is ready or `milliseconds` pass
@@ -107,17 +95,5 @@ enum UnixSocket {
     /// without closing the descriptor under that thread's feet.
     static func shutdown(_ fd: Int32) {
         _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
-    }
-
-    /// The one place where a system call's status becomes an error.
-    @discardableResult
-    private static func check(_ call: @autoclosure () -> String, _ status: Int32, code: GatewayError.Code = .unavailable) throws(GatewayError) -> Int32 {
-        guard status < 0 else { return status }
-        throw self.error(call(), code: code)
-    }
-
-    private static func error(_ call: String, code: GatewayError.Code) -> GatewayError {
-        let number = errno
-        return GatewayError(code, "\(call) failed: \(String(cString: strerror(number))) (errno \(number))")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayProtocol
+import GatewaySystem
 import GatewayTestSupport
 import NIOConcurrencyHelpers
 import NIOCore
@@ -33,12 +34,8 @@ final class ScriptedGateway: @unchecked Sendable {
         self.socketPath = self.directory + "/gateway.sock"
         self.script = script
         self.listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(self.socketPath.utf8) + [0]) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(self.listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let address = try UnixSocketAddress(path: self.socketPath)
+        let bound = address.withSocketAddress { bind(self.listener, $0, $1) }
         guard bound == 0, listen(self.listener, 4) == 0 else { throw TestFailure("cannot listen on \(self.socketPath): errno \(errno)") }
         Thread { self.serve() }.start()
     }

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayConnection
 import GatewayProtocol
+import GatewaySystem
 import NIOCore
 #if canImport(Glibc)
 import Glibc
@@ -124,13 +125,8 @@ public final class NotifySocket: @unchecked Sendable {
         self.path = path
         self.fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard self.fd >= 0 else { throw TestFailure("socket: \(errno)") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes + [0]) }
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(self.fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let address = try UnixSocketAddress(path: path)
+        let status = address.withSocketAddress { bind(self.fd, $0, $1) }
         guard status == 0 else { throw TestFailure("bind \(path): \(errno)") }
     }
 

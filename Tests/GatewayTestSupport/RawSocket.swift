@@ -1,5 +1,6 @@
 import Foundation
 import GatewayProtocol
+import GatewaySystem
 import NIOCore
 #if canImport(Glibc)
 import Glibc
@@ -14,12 +15,8 @@ public final class RawSocket: @unchecked Sendable {
     public init(path: String) throws {
         self.fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard self.fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let address = try UnixSocketAddress(path: path)
+        let status = address.withSocketAddress { connect(self.fd, $0, $1) }
         guard status == 0 else {
             let error = errno
             close(self.fd)

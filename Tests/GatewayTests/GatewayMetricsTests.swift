@@ -1,6 +1,7 @@
 import Foundation
 import GatewayConnection
 import GatewayProtocol
+import GatewaySystem
 import GatewayTestSupport
 import NIOCore
 import Testing
@@ -97,12 +98,8 @@ struct Scrape {
     static func unixSocket(_ path: String) throws -> Scrape {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let address = try UnixSocketAddress(path: path)
+        let status = address.withSocketAddress { connect(fd, $0, $1) }
         guard status == 0 else {
             close(fd)
             throw TestFailure("connect \(path): errno \(errno)")
@@ -213,12 +210,8 @@ extension IntegrationTests {
 
             let fd = { () throws -> Int32 in
                 let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                var address = sockaddr_un()
-                address.sun_family = sa_family_t(AF_UNIX)
-                withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(socketPath.utf8) + [0]) }
-                let status = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-                }
+                let address = try UnixSocketAddress(path: socketPath)
+                let status = address.withSocketAddress { connect(fd, $0, $1) }
                 guard status == 0 else { throw TestFailure("connect: errno \(errno)") }
                 return fd
             }

@@ -1,6 +1,7 @@
 import Foundation
 @testable import Gateway
 import GatewayProtocol
+import GatewaySystem
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -13,12 +14,8 @@ import Glibc
         let path = NSTemporaryDirectory() + "cg-sa-\(UUID().uuidString.prefix(8)).sock"
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         try #require(fd >= 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let address = try UnixSocketAddress(path: path)
+        let bound = address.withSocketAddress { bind(fd, $0, $1) }
         try #require(bound == 0)
         if listening { try #require(listen(fd, 8) == 0) }
         return (fd, path)

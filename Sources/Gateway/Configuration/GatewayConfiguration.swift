@@ -1,4 +1,5 @@
 import GatewayProtocol
+import GatewaySystem
 import NIOCore
 
 /// Everything the gateway needs to run, with defaults for every field.
@@ -77,9 +78,8 @@ public struct GatewayConfiguration: Sendable {
     public func validate() throws {
         func fail(_ message: String) -> GatewayError { GatewayError(.invalidConfiguration, message) }
         guard !self.socketPath.isEmpty else { throw fail("the socket path is empty") }
-        // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-        guard self.socketPath.utf8.count < 108 else {
-            throw fail("the socket path is \(self.socketPath.utf8.count) bytes; Unix sockets allow at most 107")
+        guard self.socketPath.utf8.count <= UnixSocketAddress.maximumPathLength else {
+            throw fail("the socket path is \(self.socketPath.utf8.count) bytes; Unix sockets allow at most \(UnixSocketAddress.maximumPathLength)")
         }
         guard self.socketMode <= 0o777 else { throw fail("the socket mode \(String(self.socketMode, radix: 8)) is not a permission mode") }
         // The namespace is part of Redis keys, whose fields are separated by ':'.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import GatewaySystem
 
 /// The sd_notify protocol, without libsystemd: one datagram with `KEY=value`
 /// lines, sent to the Unix datagram socket named by `NOTIFY_SOCKET`.
@@ -21,22 +22,13 @@ public struct SystemdNotifier: Sendable {
     public func notify(_ state: String) -> Bool {
         #if canImport(Glibc)
         guard let path = self.socketPath, !path.isEmpty else { return false }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard let address = try? UnixSocketAddress(path: path, abstractWhenPrefixed: true),
+            let fd = try? systemCall("socket", { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+        else { return false }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        var bytes = Array(path.utf8)
-        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        // Abstract names are not NUL-terminated: the length says where they end.
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (bytes.first == 0 ? 0 : 1))
         let message = Array(state.utf8)
-        let sent = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                sendto(fd, message, message.count, Int32(MSG_NOSIGNAL), socketAddress, length)
-            }
+        let sent = try? systemCall("sendto", on: path) {
+            address.withSocketAddress { sendto(fd, message, message.count, Int32(MSG_NOSIGNAL), $0, $1) }
         }
         return sent == message.count
         #else

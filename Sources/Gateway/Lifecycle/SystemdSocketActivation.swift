@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import GatewayProtocol
+import GatewaySystem
 
 /// systemd's socket activation protocol (`sd_listen_fds(3)`), without libsystemd.
 ///
@@ -42,7 +43,7 @@ public enum SystemdSocketActivation {
             throw GatewayError(.invalidConfiguration, "systemd passed \(count) sockets; the gateway serves one (use one ListenStream= in the .socket unit)")
         }
         let fd = Self.firstDescriptor
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        try systemCall("fcntl(F_SETFD)", on: "descriptor \(fd) from systemd", code: .invalidConfiguration) { fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return (fd, try Self.listeningUnixPath(fd))
     }
 
@@ -51,7 +52,7 @@ public enum SystemdSocketActivation {
         func option(_ name: Int32) -> Int32? {
             var value: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
-            return getsockopt(fd, SOL_SOCKET, name, &value, &length) == 0 ? value : nil
+            return (try? systemCall("getsockopt") { getsockopt(fd, SOL_SOCKET, name, &value, &length) }).map { _ in value }
         }
         guard option(SO_DOMAIN) == AF_UNIX, option(SO_TYPE) == Int32(SOCK_STREAM.rawValue) else {
             throw GatewayError(.invalidConfiguration, "the socket systemd passed (descriptor \(fd)) is not a Unix stream socket (ListenStream=/path)")
@@ -61,11 +62,13 @@ public enum SystemdSocketActivation {
         }
         var address = sockaddr_un()
         var length = socklen_t(MemoryLayout<sockaddr_un>.size)
-        let status = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        let status = try? systemCall("getsockname") {
+            withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
         }
         let pathLength = Int(length) - MemoryLayout<sa_family_t>.size
-        guard status == 0, pathLength > 1 else {
+        guard status != nil, pathLength > 1 else {
             throw GatewayError(.invalidConfiguration, "the socket systemd passed (descriptor \(fd)) has no path")
         }
         let path = withUnsafeBytes(of: &address.sun_path) { raw in

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import GatewayProtocol
+import GatewaySystem
 
 /// Where the metrics endpoint listens: a loopback TCP address, or a Unix socket.
 ///
@@ -31,8 +32,9 @@ public struct MetricsEndpoint: Sendable, Hashable, CustomStringConvertible {
             var path = Substring(text.dropFirst("unix:".count))
             if path.hasPrefix("//") { path = path.dropFirst(2) }
             guard path.hasPrefix("/") else { throw fail("the socket path must be absolute") }
-            // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-            guard path.utf8.count < 108 else { throw fail("the socket path is longer than 107 bytes") }
+            guard path.utf8.count <= UnixSocketAddress.maximumPathLength else {
+                throw fail("the socket path is longer than \(UnixSocketAddress.maximumPathLength) bytes")
+            }
             self.base = .unixSocket(path: String(path))
             return
         }

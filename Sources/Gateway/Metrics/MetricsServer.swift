@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import GatewayProtocol
+import GatewaySystem
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -158,8 +159,12 @@ public actor MetricsServer: Service {
             try? await connection.closeFuture.get()
         }
         self.state = .finished
-        if case .unixSocket(let path) = self.endpoint.base, unlink(path) != 0 && errno != ENOENT {
-            self.logger.warning("could not remove the metrics socket file", metadata: ["metrics.address": "\(self.endpoint)"])
+        if case .unixSocket(let path) = self.endpoint.base {
+            do {
+                try removeFile(path)
+            } catch {
+                self.logger.warning("could not remove the metrics socket file", metadata: ["metrics.address": "\(self.endpoint)", "error": "\(error)"])
+            }
         }
         self.logger.debug("metrics server stopped")
     }

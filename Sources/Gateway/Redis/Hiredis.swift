@@ -268,7 +268,7 @@ final class HiredisReader {
                 failure: self.failureCode,
                 detail: "Redis sent an invalid reply (\(self.errorDescription))"
             ) {
-                cg_redis_reader_get_reply(self.reader, &reply)
+                cache_gateway_redis_reader_get_reply(self.reader, &reply)
             }
             guard let reply else {
                 if self.bytesInCurrentReply > self.maximumReplySize {

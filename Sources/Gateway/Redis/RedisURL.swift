@@ -1,4 +1,5 @@
 import GatewayProtocol
+import GatewaySystem
 
 /// Where and how to reach one Redis server: its endpoint, the credentials for
 /// `AUTH`, and the database for `SELECT`.
@@ -47,9 +48,9 @@ public struct RedisURL: Sendable, Hashable {
 
     /// Redis's default TCP port.
     public static let defaultPort = 6379
-    /// The longest Unix socket path the kernel accepts (`sun_path` holds 108
-    /// bytes including the terminating NUL on Linux; macOS allows 103).
-    public static let maximumSocketPathLength = 107
+    /// The longest Unix socket path the kernel accepts
+    /// (`UnixSocketAddress.maximumPathLength`: 107 bytes on Linux, 103 on macOS).
+    public static let maximumSocketPathLength = UnixSocketAddress.maximumPathLength
 
     /// The server's address.
     public var endpoint: Endpoint

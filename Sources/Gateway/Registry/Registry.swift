@@ -22,7 +22,7 @@ import ServiceLifecycle
 /// claimed by whichever gateway's compare-and-set lands first, and that gateway
 /// deletes its entries: once per retirement, by one gateway. Under the eager
 /// policy, a version's first registration anywhere also retires every other
-/// version of the function at once (the original idea's behaviour); old
+/// version of the function at once; old
 /// workers still running afterwards renew their lease, which starts a new
 /// period of use whose entries go when it ends.
 ///

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import GatewayProtocol
+import GatewaySystem
 import NIOCore
 
 /// The first handler of the listener's pipeline: keeps a spare descriptor in

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import GatewayProtocol
+import GatewaySystem
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -132,7 +133,7 @@ public actor GatewayServer: Service {
             let raised = try DescriptorLimit.raiseToHard()
             self.logger.info("file descriptor limit", metadata: ["soft": "\(raised)", "was": "\(soft)", "hard": "\(hard)"])
         } catch {
-            self.logger.warning("could not raise the file descriptor limit", metadata: ["error": "\(error.message)"])
+            self.logger.warning("could not raise the file descriptor limit", metadata: ["error": "\(error)"])
         }
         let statistics = self.statistics
         let acceptLog = RateLimitedLog(logger: self.logger, interval: .seconds(10))
@@ -200,8 +201,12 @@ public actor GatewayServer: Service {
         }
 
         self.state = .finished
-        if ownsSocketFile && unlink(path) != 0 && errno != ENOENT {
-            self.logger.warning("could not remove the socket file", metadata: ["socket": "\(path)"])
+        if ownsSocketFile {
+            do {
+                try removeFile(path)
+            } catch {
+                self.logger.warning("could not remove the socket file", metadata: ["socket": "\(path)", "error": "\(error)"])
+            }
         }
         self.logger.info("stopped")
     }

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import GatewayProtocol
+import GatewaySystem
 
 /// Preparing the socket path before binding, and tidying it after.
 enum UnixSocketPath {
@@ -25,30 +26,21 @@ enum UnixSocketPath {
                 "another gateway is already serving \(path); stop it first or choose another --socket"
             )
         }
-        guard unlink(path) == 0 || errno == ENOENT else {
-            throw GatewayError(.invalidConfiguration, "cannot remove the stale socket \(path): \(String(cString: strerror(errno)))")
-        }
+        try removeFile(path, code: .invalidConfiguration)
     }
 
     /// Whether something accepts connections on the socket at `path`.
     static func acceptsConnections(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard let address = try? UnixSocketAddress(path: path),
+            let fd = try? systemCall("socket", { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0) })
+        else { return false }
         defer { close(fd) }
-        guard var address = self.address(path) else { return false }
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        return status == 0
+        return (try? systemCall("connect", on: path) { address.withSocketAddress { connect(fd, $0, $1) } }) != nil
     }
 
     /// Sets the socket file's mode and, when given, its group (a name or a number).
     static func applyPermissions(_ path: String, mode: UInt32, group: String?) throws {
-        guard chmod(path, mode_t(mode)) == 0 else {
-            throw GatewayError(.invalidConfiguration, "chmod \(String(mode, radix: 8)) \(path): \(String(cString: strerror(errno)))")
-        }
+        try systemCall("chmod", on: "\(path), mode \(String(mode, radix: 8))", code: .invalidConfiguration) { chmod(path, mode_t(mode)) }
         guard let group else { return }
         let gid: gid_t
         if let number = gid_t(group) {
@@ -58,20 +50,6 @@ enum UnixSocketPath {
         } else {
             throw GatewayError(.invalidConfiguration, "no group called \(group)")
         }
-        guard chown(path, uid_t.max, gid) == 0 else {
-            throw GatewayError(.invalidConfiguration, "chgrp \(group) \(path): \(String(cString: strerror(errno)))")
-        }
-    }
-
-    static func address(_ path: String) -> sockaddr_un? {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return address
+        try systemCall("chown", on: "\(path), group \(group)", code: .invalidConfiguration) { chown(path, uid_t.max, gid) }
     }
 }

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import GatewayDigest
 import GatewayProtocol
+import GatewaySystem
 import Logging
 import NIOCore
 import Synchronization
@@ -73,11 +74,18 @@ public final class IntegrityStore: CacheStore {
             func fail(_ reason: String) -> GatewayError {
                 GatewayError(.invalidConfiguration, "the HMAC key file \(path) \(reason)")
             }
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw fail("cannot be opened: \(String(cString: strerror(errno)))") }
+            @discardableResult
+            func call<Result: FixedWidthInteger>(_ name: StaticString, _ reason: String, _ body: () -> Result) throws(GatewayError) -> Result {
+                do throws(GatewayError) {
+                    return try systemCall(name, code: .invalidConfiguration, body)
+                } catch {
+                    throw fail("\(reason): \(error.message)")
+                }
+            }
+            let fd = try call("open", "cannot be opened") { open(path, O_RDONLY | O_CLOEXEC) }
             defer { close(fd) }
             var info = stat()
-            guard fstat(fd, &info) == 0 else { throw fail("cannot be examined: \(String(cString: strerror(errno)))") }
+            try call("fstat", "cannot be examined") { fstat(fd, &info) }
             guard (info.st_mode & S_IFMT) == S_IFREG else { throw fail("is not a regular file") }
             guard info.st_mode & 0o007 == 0 else {
                 throw fail("is accessible to every user (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod o-rwx on it")
@@ -85,9 +93,7 @@ public final class IntegrityStore: CacheStore {
             var bytes = [UInt8](repeating: 0, count: Self.maximumLength + 1)
             var count = 0
             while count < bytes.count {
-                let received = bytes[count...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if received < 0 && errno == EINTR { continue }
-                guard received >= 0 else { throw fail("cannot be read: \(String(cString: strerror(errno)))") }
+                let received = try call("read", "cannot be read") { bytes[count...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
                 if received == 0 { break }
                 count += received
             }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import GatewayProtocol
+import GatewaySystem
 
 /// The process's limit on open file descriptors (RLIMIT_NOFILE), which
 /// bounds how many workers can be connected at once: one descriptor each,

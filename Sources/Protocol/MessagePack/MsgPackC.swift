@@ -44,7 +44,7 @@ final class MessagePackWriter {
         self.buffer = .allocate(capacity: 1)
         self.packer = .allocate(capacity: 1)
         msgpack_sbuffer_init(self.buffer)
-        cg_msgpack_packer_init_sbuffer(self.packer, self.buffer)
+        cache_gateway_msgpack_packer_init_sbuffer(self.packer, self.buffer)
     }
 
     deinit {
