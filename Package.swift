@@ -6,7 +6,8 @@
 //   Sources/C*                  C libraries as [system] module maps with shims
 //   Sources/Digest              libcrypto wrapper (SHA-256, HMAC-SHA-256), shared by the protocol, the gateway and the macro
 //   Sources/Protocol            wire protocol: frames, messages, MessagePack Codable, cache keys
-//   Sources/Gateway             the daemon's engine: server, stores, registry, Redis connection
+//   Sources/Gateway             the daemon's engine: server, stores, registry, Redis connection,
+//                               and their assembly (Application/GatewayApplication)
 //   Sources/cache-gateway       thin executable (argument parsing only)
 //   Sources/GatewayClient       the worker-side runtime: `cache(ttl:)` and the gateway client
 //   Sources/GatewayClientMacros the `@Cached` macro plugin
@@ -87,6 +88,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Gateway"
         ),
@@ -109,9 +111,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/cache-gateway"
         ),
@@ -216,6 +216,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(

@@ -3,6 +3,7 @@ import GatewayProtocol
 import Logging
 import NIOCore
 import NIOEmbedded
+import Synchronization
 import Testing
 
 /// A Redis command's timeout measures Redis's silence, not the queue: driven
@@ -57,15 +58,15 @@ import Testing
         try Self.answer(on: channel)
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(4))
         // 8 ms after they were queued, 4 ms after the last byte: still waiting.
-        var settled = 0
-        for future in futures.dropFirst() { future.whenComplete { _ in settled += 1 } }
-        #expect(settled == 0)
+        let settled = Atomic<Int>(0)
+        for future in futures.dropFirst() { future.whenComplete { _ in settled.add(1, ordering: .relaxed) } }
+        #expect(settled.load(ordering: .relaxed) == 0)
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
         // The deadline has passed; it is confirmed a turn of the loop later
         // (the loop may have left Redis's bytes unread meanwhile).
-        #expect(settled == 0)
+        #expect(settled.load(ordering: .relaxed) == 0)
         channel.embeddedEventLoop.advanceTime(by: RedisCommandHandler.expiryConfirmationDelay)
-        #expect(settled == 2)
+        #expect(settled.load(ordering: .relaxed) == 2)
         for future in futures.dropFirst() {
             #expect(throws: GatewayError(.timeout, "")) { try future.wait() }
         }

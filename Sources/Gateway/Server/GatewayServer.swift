@@ -48,7 +48,7 @@ public actor GatewayServer: Service {
     /// Creates a server.
     ///
     /// - Parameters:
-    ///   - configuration: socket, limits and namespace; `backend` is not read here.
+    ///   - configuration: socket, limits, namespace and access control.
     ///   - store: where entries live.
     ///   - eventLoopGroup: the loops that serve connections.
     ///   - logger: where the server logs; it never makes its own.
@@ -162,7 +162,13 @@ public actor GatewayServer: Service {
                 umask(previousMask)
                 throw GatewayError(.invalidConfiguration, "cannot listen on \(path): \(error)")
             }
-            try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
+            do {
+                try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
+            } catch {
+                try? await serverChannel.channel.close()
+                unlink(path)
+                throw error
+            }
         case .inherited(let descriptor):
             do {
                 serverChannel = try await bootstrap.bind(descriptor, childChannelInitializer: initializeConnection)
@@ -186,12 +192,25 @@ public actor GatewayServer: Service {
         }
         self.onReady(path)
 
+        // The socket file goes however serving ends: drained, cancelled or failed.
+        defer {
+            if ownsSocketFile && unlink(path) != 0 && errno != ENOENT {
+                self.logger.warning("could not remove the socket file", metadata: ["socket": "\(path)"])
+            }
+        }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await serverChannel.executeThenClose { inbound in
                     for try await channel in inbound {
-                        // The group ends (and `run` returns) once every connection has closed.
-                        group.addTask { try? await channel.closeFuture.get() }
+                        // The group ends (and `run` returns) once every connection
+                        // has closed; cancelling `run` closes them at once.
+                        group.addTask {
+                            await withTaskCancellationHandler {
+                                try? await channel.closeFuture.get()
+                            } onCancel: {
+                                channel.close(promise: nil)
+                            }
+                        }
                     }
                 }
             }
@@ -200,9 +219,6 @@ public actor GatewayServer: Service {
         }
 
         self.state = .finished
-        if ownsSocketFile && unlink(path) != 0 && errno != ENOENT {
-            self.logger.warning("could not remove the socket file", metadata: ["socket": "\(path)"])
-        }
         self.logger.info("stopped")
     }
 
