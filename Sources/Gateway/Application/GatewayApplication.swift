@@ -22,8 +22,10 @@ import ServiceLifecycle
 /// try await application.run()
 /// ```
 ///
-/// The services start together, the store's users once the store has started,
-/// and stop in reverse order: the server drains first (its connections release
+/// The services start together, the store's users once the store has started
+/// (with Redis, once each connection has made its first attempt, so that a
+/// gateway reports ready with Redis connected when Redis is up), and stop in
+/// reverse order: the server drains first (its connections release
 /// their versions), then the registry releases its leases, then the metrics
 /// endpoint closes, and the store shuts down last. A part that fails stops the
 /// others the same way, and `run()` throws the part's error.
@@ -97,7 +99,11 @@ public struct GatewayApplication: Service {
             logger.info("values are signed with HMAC-SHA-256", metadata: ["namespace": "\(IntegrityStore.signedNamespace(configuration.server.namespace))"])
         }
         let storeStarted = StartGate()
-        let storeService = StoreService(store: store, start: { [redis] in redis?.start() }, started: storeStarted)
+        let storeService = StoreService(store: store, started: storeStarted) { [redis] in
+            guard let redis else { return }
+            redis.start()
+            await redis.pool.waitForFirstConnectAttempts()
+        }
 
         // The registry and the server.
         let statistics = GatewayStatistics()
