@@ -89,8 +89,13 @@ extension IntegrationTests {
         @Test func servesOverItsSocketAndStopsGracefullyWithAWorkerConnected() async throws {
             try await Self.withTemporaryDirectory { directory in
                 let socketPath = directory + "/gateway.sock"
-                let running = try await Running.start(Self.configuration(socketPath: socketPath))
+                let metricsPath = directory + "/metrics.sock"
+                var configuration = Self.configuration(socketPath: socketPath)
+                configuration.metricsEndpoint = try MetricsEndpoint("unix:\(metricsPath)")
+                let running = try await Running.start(configuration, metricsExposition: { Array("# metrics\n".utf8) })
+                // Ready: both endpoints listen.
                 #expect(FileManager.default.fileExists(atPath: socketPath))
+                #expect(FileManager.default.fileExists(atPath: metricsPath))
 
                 let connection = try await GatewayConnection.connect(socketPath: socketPath, clientName: "GatewayApplicationTests")
                 #expect(try await connection.request(.ping) == .pong)
@@ -108,6 +113,7 @@ extension IntegrationTests {
                 try await running.task.value
                 try await connection.closeFuture.get()
                 #expect(!FileManager.default.fileExists(atPath: socketPath))
+                #expect(!FileManager.default.fileExists(atPath: metricsPath))
                 await #expect(throws: GatewayError.self) {
                     try await GatewayConnection.connect(socketPath: socketPath, clientName: "after", timeout: .seconds(1))
                 }
@@ -225,6 +231,22 @@ extension IntegrationTests {
                 await running.group?.triggerGracefulShutdown()
                 try await running.task.value
                 try await connection.closeFuture.get()
+                #expect(!FileManager.default.fileExists(atPath: socketPath))
+            }
+        }
+
+        @Test func aRedisThatIsDownDoesNotKeepItFromBecomingReady() async throws {
+            try await Self.withTemporaryDirectory { directory in
+                let socketPath = directory + "/gateway.sock"
+                // Nothing listens there: every first attempt to connect is refused.
+                let backend = GatewayApplication.Backend.redis(url: RedisURL(endpoint: .unixSocket(path: directory + "/no-redis.sock")))
+                let running = try await Running.start(Self.configuration(socketPath: socketPath, backend: backend))
+                let connection = try await GatewayConnection.connect(socketPath: socketPath, clientName: "GatewayApplicationTests")
+                // Fail-open: the worker is told to compute, and the store is dropped.
+                #expect(try await connection.request(try Self.lookup(3)) == .lookupReply(.missDoNotStore))
+                #expect(try await connection.request(try Self.store(3, "three")) == .storeReply(stored: false))
+                await running.group?.triggerGracefulShutdown()
+                try await running.task.value
                 #expect(!FileManager.default.fileExists(atPath: socketPath))
             }
         }
