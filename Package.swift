@@ -7,9 +7,10 @@
 //   Sources/Digest               libcrypto wrapper (SHA-256, HMAC-SHA-256), shared by the protocol, the gateway, the client and the macro
 //   Sources/Protocol             wire protocol: frames, messages, MessagePack Codable, cache keys, GatewayError
 //   Sources/System               system calls (EINTR retried, errno as GatewayError) and Unix socket addresses, shared by the gateway and the client
-//   Sources/Gateway              the daemon's engine: server, stores, registry, Redis connection, metrics, systemd
+//   Sources/Gateway              the daemon's engine: server, stores, registry, Redis connection, metrics, systemd,
+//                                and their assembly (Application/GatewayApplication)
 //   Sources/GatewayConnection    an async (SwiftNIO) connection to a gateway, for the admin commands, the tests and the benchmarks
-//   Sources/cache-gateway        the executable: arguments, the admin commands (ping, stats, ...) and starting the daemon
+//   Sources/cache-gateway        the executable: arguments, the admin commands (ping, stats, ...); it runs GatewayApplication
 //   Sources/GatewayClientRuntime the worker-side runtime: `cache(ttl:)` and the gateway client
 //   Sources/GatewayClient        what workers import: the runtime and the `@Cached` macro
 //   Sources/GatewayClientMacros  the `@Cached` macro plugin
@@ -98,6 +99,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Gateway"
         ),
@@ -120,9 +122,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/cache-gateway"
         ),
@@ -230,6 +230,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(

@@ -6,9 +6,7 @@ import GatewayProtocol
 import Logging
 import Metrics
 import NIOCore
-import NIOPosix
 import Prometheus
-import ServiceLifecycle
 
 /// `cache-gateway`: the per-host cache daemon and its admin commands.
 @main
@@ -118,19 +116,6 @@ struct Serve: AsyncParsableCommand {
         guard let purgePolicy = Registry.PurgePolicy(self.purge ?? environment["CACHE_GATEWAY_PURGE"] ?? "grace") else {
             throw ValidationError("--purge takes 'grace' or 'eager'")
         }
-        let registryConfiguration = Registry.Configuration(
-            purgePolicy: purgePolicy,
-            grace: .milliseconds(self.purgeGraceMs),
-            leaseDuration: .milliseconds(self.leaseMs),
-            sweepInterval: .milliseconds(self.sweepIntervalMs),
-            gatewayID: self.gatewayId ?? environment["CACHE_GATEWAY_ID"] ?? Registry.Configuration.defaultGatewayID
-        )
-        let metricsEndpoint: MetricsEndpoint?
-        do {
-            metricsEndpoint = try (self.metrics ?? environment["CACHE_GATEWAY_METRICS"]).map(MetricsEndpoint.init)
-        } catch let error as GatewayError {
-            throw ValidationError(error.message)
-        }
         guard let mode = UInt32(self.socketMode, radix: 8) else {
             throw ValidationError("--socket-mode takes octal permission bits such as 660")
         }
@@ -139,9 +124,18 @@ struct Serve: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
         }
+        var configuration = GatewayApplication.Configuration(
+            registry: Registry.Configuration(
+                purgePolicy: purgePolicy,
+                grace: .milliseconds(self.purgeGraceMs),
+                leaseDuration: .milliseconds(self.leaseMs),
+                sweepInterval: .milliseconds(self.sweepIntervalMs),
+                gatewayID: self.gatewayId ?? environment["CACHE_GATEWAY_ID"] ?? Registry.Configuration.defaultGatewayID
+            )
+        )
         let accessControl: AccessControl
-        let hmacKey: IntegrityStore.Key?
         do {
+            configuration.metricsEndpoint = try (self.metrics ?? environment["CACHE_GATEWAY_METRICS"]).map(MetricsEndpoint.init)
             // A list given as flags replaces the environment's, as a single value would.
             let uids = self.allowUid.isEmpty ? environment["CACHE_GATEWAY_ALLOW_UID"].map { [$0] } ?? [] : self.allowUid
             let gids = self.allowGid.isEmpty ? environment["CACHE_GATEWAY_ALLOW_GID"].map { [$0] } ?? [] : self.allowGid
@@ -159,7 +153,17 @@ struct Serve: AsyncParsableCommand {
                 namespacePerUID: perUID
             )
             // The key is read here, once; it is never logged.
-            hmacKey = try (self.hmacKeyFile ?? environment["CACHE_GATEWAY_HMAC_KEY_FILE"]).map { try IntegrityStore.Key(contentsOfFile: $0) }
+            configuration.integrityKey = try (self.hmacKeyFile ?? environment["CACHE_GATEWAY_HMAC_KEY_FILE"]).map { try IntegrityStore.Key(contentsOfFile: $0) }
+            if let redisURL {
+                let redisConfiguration = RedisStore.Configuration(
+                    lookupTimeout: .milliseconds(self.lookupTimeoutMs),
+                    writeTimeout: .milliseconds(self.writeTimeoutMs),
+                    deleteBatchSize: self.purgeBatchSize
+                )
+                configuration.backend = .redis(url: try RedisURL(redisURL), configuration: redisConfiguration)
+            } else {
+                configuration.backend = .memory(limitBytes: self.memoryLimit)
+            }
         } catch let error as GatewayError {
             throw ValidationError(error.message)
         }
@@ -179,22 +183,19 @@ struct Serve: AsyncParsableCommand {
         if let activation, activation.path != self.socket.path {
             logger.warning("socket-activated: serving the socket systemd passed, not --socket", metadata: ["socket": "\(activation.path)", "ignored": "\(self.socket.path)"])
         }
-        let configuration = GatewayConfiguration(
+        configuration.server = GatewayConfiguration(
             socketPath: activation?.path ?? self.socket.path,
             socketMode: mode,
             socketGroup: self.socketGroup,
-            backend: redisURL.map { .redis(url: $0) } ?? .memory(limitBytes: self.memoryLimit),
             namespace: namespace,
             maxFrameSize: self.maxFrameSize,
             maxValueSize: self.maxValueSize,
-            lookupTimeout: .milliseconds(self.lookupTimeoutMs),
             frameTimeout: .milliseconds(self.frameTimeoutMs),
             accessControl: accessControl,
             listener: activation.map { .inherited(descriptor: $0.descriptor) } ?? .bind
         )
         do {
             try configuration.validate()
-            try registryConfiguration.validate()
         } catch let error as GatewayError {
             throw ValidationError(error.message)
         }
@@ -205,73 +206,19 @@ struct Serve: AsyncParsableCommand {
         var factory = PrometheusMetricsFactory(registry: prometheus)
         factory.durationHistogramBuckets[GatewayMetrics.Names.lookupDuration] = GatewayMetrics.latencyBuckets
         factory.durationHistogramBuckets[GatewayMetrics.Names.redisCommandDuration] = GatewayMetrics.latencyBuckets
-        let metrics = GatewayMetrics(factory: metricsEndpoint == nil ? NOOPMetricsHandler.instance : factory)
-        let metricsServer = metricsEndpoint.map { endpoint in
-            MetricsServer(endpoint: endpoint, socketMode: mode, socketGroup: self.socketGroup, logger: logger) { prometheus.emitToBuffer() }
-        }
-        // Bound before the gateway reports ready, so that READY=1 means both listen.
-        do {
-            try await metricsServer?.bind()
-        } catch let error as GatewayError {
-            logger.critical("\(error.message)")
-            throw ExitCode(1)
-        }
-
-        var store: any CacheStore
-        if let redisURL {
-            let url: RedisURL
-            do {
-                url = try RedisURL(redisURL)
-            } catch let error as GatewayError {
-                throw ValidationError(error.message)
-            }
-            var redisConfiguration = RedisStore.Configuration(
-                lookupTimeout: configuration.lookupTimeout,
-                writeTimeout: .milliseconds(self.writeTimeoutMs),
-                deleteBatchSize: self.purgeBatchSize
-            )
-            // A reply may be as large as the largest value plus the entry header.
-            redisConfiguration.pool.connection.maximumReplySize = max(redisConfiguration.pool.connection.maximumReplySize, configuration.maxValueSize + 1024)
-            redisConfiguration.pool.connection.maximumCommandSize = max(redisConfiguration.pool.connection.maximumCommandSize, configuration.maxValueSize + 4096)
-            store = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger, metrics: metrics)
-        } else {
-            store = MemoryStore(limitBytes: self.memoryLimit)
-        }
-        if let hmacKey {
-            store = IntegrityStore(wrapping: store, key: hmacKey, logger: logger)
-            logger.info("values are signed with HMAC-SHA-256", metadata: ["namespace": "\(IntegrityStore.signedNamespace(namespace))"])
-        }
-        let notifier = SystemdNotifier()
-        let statistics = GatewayStatistics()
-        let registry = Registry(configuration: registryConfiguration, store: store, namespace: namespace, logger: logger, statistics: statistics, metrics: metrics)
-        let server = GatewayServer(
+        let metricsFactory: any MetricsFactory = configuration.metricsEndpoint == nil ? NOOPMetricsHandler.instance : factory
+        let application = GatewayApplication(
             configuration: configuration,
-            store: store,
             logger: logger,
-            statistics: statistics,
-            registry: registry,
-            metrics: metrics,
-            onReady: { _ in notifier.notify("READY=1\nSTATUS=serving") },
-            onDraining: { notifier.notify("STOPPING=1") }
-        )
-        let group = ServiceGroup(
-            configuration: .init(
-                // Services stop in reverse order: the server drains first (its
-                // connections release their leases), then the registry; the
-                // metrics stay readable until the end.
-                services: (metricsServer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
-                    + [.init(service: registry), .init(service: server)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
+            metricsFactory: metricsFactory,
+            metricsExposition: { prometheus.emitToBuffer() }
         )
         do {
-            try await group.run()
+            try await application.run()
         } catch let error as GatewayError {
             logger.critical("\(error.message)")
             throw ExitCode(1)
         }
-        await store.shutdown()
     }
 }
 

@@ -40,6 +40,24 @@ enum RedisTestSupport {
         )
     }
 
+    /// Runs `body` with a started `RedisStore` on the shared test server, then
+    /// shuts the store down, whether `body` returned or threw.
+    static func withRedisStore<Result>(
+        configuration: RedisStore.Configuration = RedisStore.Configuration(),
+        _ body: (RedisStore) async throws -> Result
+    ) async throws -> Result {
+        let store = try RedisStore(url: try Self.sharedURL(), configuration: configuration, eventLoopGroup: Self.eventLoopGroup, logger: Self.logger)
+        store.start()
+        do {
+            let result = try await body(store)
+            await store.shutdown()
+            return result
+        } catch {
+            await store.shutdown()
+            throw error
+        }
+    }
+
     /// Polls `condition` every 10 ms until it holds or `timeout` passes;
     /// returns whether it held. Used to wait for reconnects, which have no
     /// single event a test could await.

@@ -2,10 +2,10 @@ import GatewayProtocol
 import GatewaySystem
 import NIOCore
 
-/// Everything the gateway needs to run, with defaults for every field.
+/// The server's settings: its socket, limits, namespace and access control,
+/// with a default for every field.
 ///
-/// The command line builds one from flags, the environment and an optional
-/// config file (flags win over the environment, which wins over the file).
+/// `GatewayApplication.Configuration.server` holds one; `GatewayServer` reads it.
 public struct GatewayConfiguration: Sendable {
     /// Where the gateway listens. Default: `/run/cache-gateway/gateway.sock`.
     /// With an inherited listener it names that socket (for logs), and the
@@ -18,8 +18,6 @@ public struct GatewayConfiguration: Sendable {
     public var socketMode: UInt32
     /// The socket file's group (a name or a numeric id); nil keeps the process's group.
     public var socketGroup: String?
-    /// Where entries live.
-    public var backend: Backend
     /// Separates applications that share one backend. Default: `default`.
     public var namespace: String
     /// The largest frame payload accepted, in bytes.
@@ -29,10 +27,6 @@ public struct GatewayConfiguration: Sendable {
     /// The most requests one connection may have waiting on the store; at
     /// the limit the connection stops reading until one is answered.
     public var maxInFlightPerConnection: Int
-    /// How long Redis may stay silent while a lookup waits before the
-    /// gateway answers "miss, do not store" (see `RedisStore.Configuration`).
-    /// Default: 5 ms.
-    public var lookupTimeout: TimeAmount
     /// How long a frame may take to arrive once its first byte has: a peer that
     /// starts a frame and stalls is answered `malformedFrame` and disconnected.
     /// Default: 10 s.
@@ -50,12 +44,10 @@ public struct GatewayConfiguration: Sendable {
         socketPath: String = GatewayConfiguration.defaultSocketPath,
         socketMode: UInt32 = 0o660,
         socketGroup: String? = nil,
-        backend: Backend = .memory(),
         namespace: String = "default",
         maxFrameSize: Int = FrameLimits.defaultMaxFrameSize,
         maxValueSize: Int = 4 * 1024 * 1024,
         maxInFlightPerConnection: Int = 4096,
-        lookupTimeout: TimeAmount = .milliseconds(5),
         frameTimeout: TimeAmount = .seconds(10),
         accessControl: AccessControl = AccessControl(),
         listener: Listener = .bind
@@ -64,12 +56,10 @@ public struct GatewayConfiguration: Sendable {
         self.listener = listener
         self.socketMode = socketMode
         self.socketGroup = socketGroup
-        self.backend = backend
         self.namespace = namespace
         self.maxFrameSize = maxFrameSize
         self.maxValueSize = maxValueSize
         self.maxInFlightPerConnection = maxInFlightPerConnection
-        self.lookupTimeout = lookupTimeout
         self.frameTimeout = frameTimeout
         self.accessControl = accessControl
     }
@@ -95,10 +85,7 @@ public struct GatewayConfiguration: Sendable {
             throw fail("the largest value (\(self.maxValueSize)) must be at least 1 KiB below the largest frame (\(self.maxFrameSize))")
         }
         guard self.maxInFlightPerConnection >= 1 else { throw fail("the in-flight limit must be at least 1") }
-        guard self.lookupTimeout > .zero, self.frameTimeout > .zero else { throw fail("timeouts must be positive") }
-        if case .memory(let limit) = self.backend.base, limit < 1024 {
-            throw fail("the memory limit must be at least 1 KiB, is \(limit)")
-        }
+        guard self.frameTimeout > .zero else { throw fail("the frame timeout must be positive") }
     }
 
     /// How the gateway gets its listening socket. A struct around an internal
@@ -128,36 +115,6 @@ public struct GatewayConfiguration: Sendable {
             switch self.base {
             case .bind: "bind"
             case .inherited(let descriptor): "inherited descriptor \(descriptor)"
-            }
-        }
-    }
-
-    /// Where the gateway keeps entries. A struct around an internal enum, so
-    /// that choices (a near-cache, Redis Cluster, Sentinel) can be added without
-    /// breaking code that switches over it.
-    public struct Backend: Sendable, CustomStringConvertible {
-        enum Base: Sendable {
-            case memory(limitBytes: Int)
-            case redis(url: String)
-        }
-
-        let base: Base
-
-        /// The embedded in-memory store, bounded by `limitBytes`.
-        public static func memory(limitBytes: Int = MemoryStore.defaultLimitBytes) -> Backend {
-            Backend(base: .memory(limitBytes: limitBytes))
-        }
-
-        /// Redis at `url`: `redis://[user:password@]host:port/db` or `unix:///path/to/redis.sock?db=N`.
-        public static func redis(url: String) -> Backend {
-            Backend(base: .redis(url: url))
-        }
-
-        /// `memory (N bytes)` or `redis` with the URL's password hidden.
-        public var description: String {
-            switch self.base {
-            case .memory(let limit): "memory (\(limit) bytes)"
-            case .redis: "redis"
             }
         }
     }

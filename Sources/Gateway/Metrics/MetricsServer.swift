@@ -21,9 +21,9 @@ import ServiceLifecycle
 ///
 /// It is a `Service`: `run()` binds (unless `bind()` was called first) and
 /// serves until graceful shutdown, then stops accepting, lets responses being
-/// written finish, closes idle connections and removes its socket file. The
-/// command binds it before the gateway reports ready, so that READY=1 means
-/// both endpoints accept connections.
+/// written finish, closes idle connections and removes its socket file.
+/// `GatewayApplication` binds it before the gateway reports ready, so that
+/// READY=1 means both endpoints accept connections.
 public actor MetricsServer: Service {
     private enum State {
         case initial

@@ -59,6 +59,19 @@ public final class RedisConnectionPool: Sendable {
         var slots: [Slot]
         var nextSlot = 0
         var isShutDown = false
+        /// The slots that have not finished their first connect attempt.
+        var firstAttemptsPending: Set<Int>
+        /// Tasks in `waitForFirstConnectAttempts()`, by id.
+        var firstAttemptWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiterID = 0
+
+        /// Notes that `slot` finished an attempt; returns the waiters to resume
+        /// once every slot has finished its first.
+        mutating func attemptFinished(slot: Int) -> [CheckedContinuation<Void, Never>] {
+            guard self.firstAttemptsPending.remove(slot) != nil, self.firstAttemptsPending.isEmpty else { return [] }
+            defer { self.firstAttemptWaiters = [:] }
+            return Array(self.firstAttemptWaiters.values)
+        }
     }
 
     /// The server (its description hides the password).
@@ -104,7 +117,7 @@ public final class RedisConnectionPool: Sendable {
         let slots = (0..<configuration.size).map { _ in
             Slot(machine: RedisReconnectStateMachine(backoff: configuration.backoff), eventLoop: eventLoopGroup.next())
         }
-        self.state = Mutex(State(slots: slots))
+        self.state = Mutex(State(slots: slots, firstAttemptsPending: Set(slots.indices)))
     }
 
     /// The number of connections that are up right now.
@@ -127,12 +140,39 @@ public final class RedisConnectionPool: Sendable {
         }
     }
 
+    /// Waits until every connection has made its first attempt to connect
+    /// (whether it succeeded or failed), the pool has shut down, or the task is
+    /// cancelled. After `start()`, it lets a caller begin with Redis connected
+    /// when Redis is up, without waiting for a Redis that is down (a refused or
+    /// timed-out attempt counts).
+    public func waitForFirstConnectAttempts() async {
+        let id = self.state.withLock { state -> Int in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = self.state.withLock { state -> Bool in
+                    if state.firstAttemptsPending.isEmpty || state.isShutDown || Task.isCancelled { return true }
+                    state.firstAttemptWaiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { $0.firstAttemptWaiters.removeValue(forKey: id) }
+            waiter?.resume()
+        }
+    }
+
     /// Stops reconnecting, closes every connection (commands in flight fail
     /// with `.connectionClosed`) and waits until they are closed, including
     /// connections still being established.
     public func shutdown() async {
-        let (connections, attempts) = self.state.withLock { state in
+        let (connections, attempts, waiters) = self.state.withLock { state in
             state.isShutDown = true
+            let waiters = Array(state.firstAttemptWaiters.values)
+            state.firstAttemptWaiters = [:]
             var connections: [RedisConnection] = []
             var attempts: [EventLoopFuture<RedisConnection>] = []
             for index in state.slots.indices {
@@ -149,8 +189,9 @@ public final class RedisConnectionPool: Sendable {
                 state.slots[index].reconnectTimer = nil
                 if let attempt = state.slots[index].connectAttempt { attempts.append(attempt) }
             }
-            return (connections, attempts)
+            return (connections, attempts, waiters)
         }
+        for waiter in waiters { waiter.resume() }
         for connection in connections {
             await connection.close()
         }
@@ -278,16 +319,18 @@ public final class RedisConnectionPool: Sendable {
     private func connectCompleted(slot index: Int, result: Result<RedisConnection, any Error>, logger: Logger) {
         switch result {
         case .success(let connection):
-            let (action, reconnect) = self.state.withLock { state in
+            let (action, reconnect, waiters) = self.state.withLock { state in
                 state.slots[index].connectAttempt = nil
+                let waiters = state.attemptFinished(slot: index)
                 let action = state.slots[index].machine.connectSucceeded(now: .now())
                 let reconnect = state.slots[index].wasConnected
                 if action == .none {
                     state.slots[index].connection = connection
                     state.slots[index].wasConnected = true
                 }
-                return (action, reconnect)
+                return (action, reconnect, waiters)
             }
+            for waiter in waiters { waiter.resume() }
             self.metrics?.recordBackendConnect(succeeded: true, reconnect: reconnect && action == .none)
             if action == .none {
                 self.metrics?.recordBackendConnections(self.availableConnectionCount)
@@ -299,10 +342,11 @@ public final class RedisConnectionPool: Sendable {
             }
             self.perform(action, slot: index, connection: connection)
         case .failure(let error):
-            let action = self.state.withLock { state in
+            let (action, waiters) = self.state.withLock { state in
                 state.slots[index].connectAttempt = nil
-                return state.slots[index].machine.connectFailed(random: Double.random(in: 0..<1))
+                return (state.slots[index].machine.connectFailed(random: Double.random(in: 0..<1)), state.attemptFinished(slot: index))
             }
+            for waiter in waiters { waiter.resume() }
             self.metrics?.recordBackendConnect(succeeded: false, reconnect: false)
             if case .scheduleReconnect(let delay) = action {
                 self.faults.log(

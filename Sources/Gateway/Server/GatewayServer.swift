@@ -49,7 +49,7 @@ public actor GatewayServer: Service {
     /// Creates a server.
     ///
     /// - Parameters:
-    ///   - configuration: socket, limits and namespace; `backend` is not read here.
+    ///   - configuration: socket, limits, namespace and access control.
     ///   - store: where entries live.
     ///   - eventLoopGroup: the loops that serve connections.
     ///   - logger: where the server logs; it never makes its own.
@@ -163,7 +163,13 @@ public actor GatewayServer: Service {
                 umask(previousMask)
                 throw GatewayError(.invalidConfiguration, "cannot listen on \(path): \(error)")
             }
-            try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
+            do {
+                try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
+            } catch {
+                try? await serverChannel.channel.close()
+                _ = try? removeFile(path)
+                throw error
+            }
         case .inherited(let descriptor):
             do {
                 serverChannel = try await bootstrap.bind(descriptor, childChannelInitializer: initializeConnection)
@@ -187,12 +193,29 @@ public actor GatewayServer: Service {
         }
         self.onReady(path)
 
+        // The socket file goes however serving ends: drained, cancelled or failed.
+        defer {
+            if ownsSocketFile {
+                do {
+                    try removeFile(path)
+                } catch {
+                    self.logger.warning("could not remove the socket file", metadata: ["socket": "\(path)", "error": "\(error)"])
+                }
+            }
+        }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await serverChannel.executeThenClose { inbound in
                     for try await channel in inbound {
-                        // The group ends (and `run` returns) once every connection has closed.
-                        group.addTask { try? await channel.closeFuture.get() }
+                        // The group ends (and `run` returns) once every connection
+                        // has closed; cancelling `run` closes them at once.
+                        group.addTask {
+                            await withTaskCancellationHandler {
+                                try? await channel.closeFuture.get()
+                            } onCancel: {
+                                channel.close(promise: nil)
+                            }
+                        }
                     }
                 }
             }
@@ -201,13 +224,6 @@ public actor GatewayServer: Service {
         }
 
         self.state = .finished
-        if ownsSocketFile {
-            do {
-                try removeFile(path)
-            } catch {
-                self.logger.warning("could not remove the socket file", metadata: ["socket": "\(path)", "error": "\(error)"])
-            }
-        }
         self.logger.info("stopped")
     }
 

@@ -6,6 +6,7 @@ import GatewayProtocol
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 
 /// Entries in Redis, shared by every gateway that points at the same server.
@@ -121,15 +122,21 @@ public final class RedisStore: CacheStore {
     private let eventLoopGroup: any EventLoopGroup
     private let metrics: GatewayMetrics
 
-    /// Creates the store and starts connecting in the background; `metrics`
-    /// (by default through `MetricsSystem.factory`) records its faults, its
-    /// connections and the round trips of its commands.
+    /// Creates the store; it connects once started (`start()`, or `run()` as a
+    /// `Service`), and until then every command fails at once as Redis being
+    /// down does. `metrics` (by default through `MetricsSystem.factory`)
+    /// records its faults, its connections and the round trips of its commands.
     public init(url: RedisURL, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.metrics = metrics
         self.pool = try RedisConnectionPool(url: url, configuration: configuration.pool, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
         self.faults = RateLimitedLog(logger: logger, interval: configuration.logInterval)
+    }
+
+    /// Starts connecting to Redis in the background. Calling it again, or
+    /// after `shutdown()`, does nothing. A started store must be shut down.
+    public func start() {
         self.pool.start()
     }
 
@@ -385,6 +392,8 @@ public final class RedisStore: CacheStore {
         return {redis.call('UNLINK', unpack(keys)), #members}
         """
 
+    /// Stops reconnecting and closes every connection; commands fail with
+    /// `.shuttingDown` from then on.
     public func shutdown() async {
         await self.pool.shutdown()
     }
@@ -415,4 +424,14 @@ public final class RedisStore: CacheStore {
         let unix = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
         return unix - Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000)
     }()
+}
+
+extension RedisStore: Service {
+    /// Starts the store, waits for graceful shutdown (or cancellation), then
+    /// shuts the store down.
+    public func run() async throws {
+        self.start()
+        try? await gracefulShutdown()
+        await self.shutdown()
+    }
 }

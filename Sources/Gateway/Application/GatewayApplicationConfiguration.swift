@@ -1,0 +1,115 @@
+import GatewayProtocol
+import ServiceLifecycle
+import UnixSignals
+
+extension GatewayApplication {
+    /// Everything the assembled gateway needs, with a default for every field:
+    /// by default an embedded in-memory gateway on `GatewayConfiguration.defaultSocketPath`
+    /// that stops gracefully on SIGTERM and SIGINT.
+    ///
+    /// Each part keeps its own configuration type; this one only gathers them
+    /// and adds what belongs to no single part.
+    public struct Configuration: Sendable {
+        /// The server's socket, limits, namespace and access control.
+        public var server: GatewayConfiguration
+        /// Where entries live.
+        public var backend: Backend
+        /// The registry's purge policy, grace, lease and sweep timing, and this gateway's id.
+        public var registry: Registry.Configuration
+        /// When set, every stored value is signed with HMAC-SHA-256 under this
+        /// key (see `IntegrityStore`); values that do not verify are misses.
+        public var integrityKey: IntegrityStore.Key?
+        /// Where Prometheus metrics are served (`GET /metrics`); nil serves none.
+        /// The document comes from the application's `metricsExposition`. A Unix
+        /// socket here gets the server socket's mode and group.
+        public var metricsEndpoint: MetricsEndpoint?
+        /// Whether the gateway tells systemd (through `NOTIFY_SOCKET`, when it is
+        /// set) `READY=1` once it serves and `STOPPING=1` when it starts draining.
+        public var notifiesSystemd: Bool
+        /// The signals that begin a graceful shutdown; empty for none (the
+        /// gateway then stops on its parent service group's graceful shutdown,
+        /// or when its task is cancelled).
+        public var gracefulShutdownSignals: [UnixSignal]
+
+        /// Creates a configuration; every argument has a default.
+        public init(
+            server: GatewayConfiguration = GatewayConfiguration(),
+            backend: Backend = .memory(),
+            registry: Registry.Configuration = Registry.Configuration(),
+            integrityKey: IntegrityStore.Key? = nil,
+            metricsEndpoint: MetricsEndpoint? = nil,
+            notifiesSystemd: Bool = true,
+            gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]
+        ) {
+            self.server = server
+            self.backend = backend
+            self.registry = registry
+            self.integrityKey = integrityKey
+            self.metricsEndpoint = metricsEndpoint
+            self.notifiesSystemd = notifiesSystemd
+            self.gracefulShutdownSignals = gracefulShutdownSignals
+        }
+
+        /// Checks every part's settings; throws `GatewayError(.invalidConfiguration)`.
+        public func validate() throws {
+            try self.server.validate()
+            try self.registry.validate()
+            try self.backend.validate()
+        }
+    }
+
+    /// Where the gateway keeps entries. A struct around an internal enum, so
+    /// that choices (a near-cache, Redis Cluster, Sentinel) can be added without
+    /// breaking code that uses it.
+    public struct Backend: Sendable, CustomStringConvertible {
+        enum Base: Sendable {
+            case memory(limitBytes: Int)
+            case redis(url: RedisURL, configuration: RedisStore.Configuration)
+        }
+
+        let base: Base
+
+        /// The embedded in-memory store (`MemoryStore`), bounded by `limitBytes`
+        /// (at least 1 KiB).
+        public static func memory(limitBytes: Int = MemoryStore.defaultLimitBytes) -> Backend {
+            Backend(base: .memory(limitBytes: limitBytes))
+        }
+
+        /// Redis at `url` (`RedisStore`). The pool's largest reply and command
+        /// are raised, when needed, to fit the server's largest value.
+        public static func redis(url: RedisURL, configuration: RedisStore.Configuration = RedisStore.Configuration()) -> Backend {
+            Backend(base: .redis(url: url, configuration: configuration))
+        }
+
+        /// `memory (N bytes)`, or `redis` with the server's address (never its password).
+        public var description: String {
+            switch self.base {
+            case .memory(let limit): "memory (\(limit) bytes)"
+            case .redis(let url, _): "redis (\(url.endpoint))"
+            }
+        }
+
+        /// Throws `GatewayError(.invalidConfiguration)` for a limit the store cannot work with.
+        func validate() throws {
+            func fail(_ message: String) -> GatewayError { GatewayError(.invalidConfiguration, message) }
+            switch self.base {
+            case .memory(let limit):
+                guard limit >= 1024 else { throw fail("the memory limit must be at least 1 KiB, is \(limit)") }
+            case .redis(_, let configuration):
+                guard configuration.lookupTimeout > .zero, configuration.writeTimeout > .zero else {
+                    throw fail("the Redis timeouts must be positive")
+                }
+                // A Lua script unpacks the keys of one step.
+                guard (1...5_000).contains(configuration.deleteBatchSize) else {
+                    throw fail("the purge batch size must be 1 to 5000, is \(configuration.deleteBatchSize)")
+                }
+                guard configuration.deletePipelineDepth >= 1 else {
+                    throw fail("the purge pipeline depth must be at least 1, is \(configuration.deletePipelineDepth)")
+                }
+                guard configuration.pool.size >= 1 else {
+                    throw fail("a Redis pool needs at least one connection, not \(configuration.pool.size)")
+                }
+            }
+        }
+    }
+}
