@@ -81,6 +81,12 @@ final class SingleFlight: Sendable {
         return .follower(waiter.result)
     }
 
+    /// How many calls wait for a leader now, over every flight (for tests
+    /// and diagnostics).
+    var waiterCount: Int {
+        self.flights.withLockedValue { flights in flights.values.reduce(0) { $0 + $1.waiters.count } }
+    }
+
     /// Ends the flight for `key`, handing `encoded` (nil on failure) to every follower.
     func finish(_ key: FlightKey, encoded: [UInt8]?) {
         let waiters = self.flights.withLockedValue { $0.removeValue(forKey: key)?.waiters ?? [] }

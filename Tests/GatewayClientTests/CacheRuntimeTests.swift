@@ -122,10 +122,13 @@ import Glibc
                     }
                 }
             }
-            // Let the leader go once the others have had every chance to join.
-            let deadline = ContinuousClock.now + .seconds(10)
-            while counter.count == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
-            try await Task.sleep(for: .milliseconds(300))
+            // Let the leader go once the nine others wait for it.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while CacheClient.shared.singleFlight.waiterCount < 9 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(counter.count == 1)
+            #expect(CacheClient.shared.singleFlight.waiterCount == 9)
             release.continuation.yield()
             release.continuation.finish()
             var results: [Int] = []

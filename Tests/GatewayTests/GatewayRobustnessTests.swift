@@ -184,6 +184,15 @@ extension IntegrationTests {
             let burst = [[UInt8]](repeating: frame, count: 3_000).flatMap { $0 }
             let writer = Thread { try? greedy.write(burst) }
             writer.start()
+            // Wait until the gateway has served one of them: its 1 MiB reply
+            // reaches the 1 MiB at which the gateway stops reading, so from
+            // then on the peer's backlog is what the test is about (and a
+            // starved writer thread cannot make it pass untested).
+            let reading = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                guard case .statsReply(let stats) = try await connection.request(.stats) else { return false }
+                return (stats[count: "hits"] ?? 0) >= 1
+            }
+            #expect(reading, "the gateway never read the greedy peer's lookups")
             // Give the gateway time to read what it will; other connections are still served.
             for _ in 0..<20 {
                 #expect(try await connection.request(.ping) == .pong)
