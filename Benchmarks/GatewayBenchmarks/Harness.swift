@@ -179,7 +179,7 @@ final class BenchResults: Sendable {
             results: self.state.withLock { $0.results }
         )
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try encoder.encode(file).write(to: URL(fileURLWithPath: path))
         print("results: \(path)")
     }
