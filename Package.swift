@@ -6,7 +6,8 @@
 //   Sources/C*                   C libraries as [system] module maps with shims
 //   Sources/Digest               libcrypto wrapper (SHA-256, HMAC-SHA-256), shared by the protocol, the gateway, the client and the macro
 //   Sources/Protocol             wire protocol: frames, messages, MessagePack Codable, cache keys, GatewayError
-//   Sources/System               system calls (EINTR retried, errno as GatewayError) and Unix socket addresses, shared by the gateway and the client
+//   Sources/System               system calls (EINTR retried, errno as GatewayError), Unix socket addresses and the
+//                                exponential backoff, shared by the gateway and the client
 //   Sources/Gateway              the daemon's engine: server, stores, registry, Redis connection, metrics, systemd,
 //                                and their assembly (Application/GatewayApplication)
 //   Sources/GatewayConnection    an async (SwiftNIO) connection to a gateway, for the admin commands, the tests and the benchmarks
@@ -83,7 +84,10 @@ let package = Package(
         ),
         .target(
             name: "GatewaySystem",
-            dependencies: ["GatewayProtocol"],
+            dependencies: [
+                "GatewayProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Sources/System"
         ),
         .target(
@@ -243,6 +247,13 @@ let package = Package(
                 .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
+            ]
+        ),
+        .testTarget(
+            name: "GatewaySystemTests",
+            dependencies: [
+                "GatewaySystem",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -81,10 +81,13 @@ enum GatewayLookupBenchmarks {
         let fds = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: memoryGateway.socketPath) }
         let memoryRate = try runClosedLoop(fds: fds.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(3))
         print(String(format: "%-44@ %10.0f requests/s", "baseline: redis-benchmark -c 50 GET" as NSString, redisRate))
+        Bench.record("baseline: redis-benchmark -c 50 GET", redisRate, unit: "requests/s")
         print(String(format: "%-44@ %10.0f requests/s  ratio %.2f× baseline", "gateway hits, in-memory store, 50 conns" as NSString, memoryRate, memoryRate / redisRate))
+        Bench.record("gateway hits, in-memory store, 50 conns", memoryRate, unit: "requests/s", against: ("baseline: redis-benchmark -c 50 GET", redisRate))
         let redisFDs = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: redisGateway.socketPath) }
         let redisBackedRate = try runClosedLoop(fds: redisFDs.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(3))
         print(String(format: "%-44@ %10.0f requests/s  ratio %.2f× baseline", "gateway hits, Redis store, 50 conns" as NSString, redisBackedRate, redisBackedRate / redisRate))
+        Bench.record("gateway hits, Redis store, 50 conns", redisBackedRate, unit: "requests/s", against: ("baseline: redis-benchmark -c 50 GET", redisRate))
         withExtendedLifetime((fds, redisFDs)) {}
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A tiny benchmark harness: runs an operation in timed batches and reports
 /// the median time per operation with its spread across batches.
@@ -89,6 +90,98 @@ enum Bench {
             line += String(format: "  ratio %.2f× %@", measurement.median / baseline.median, baseline.name as NSString)
         }
         print(line)
+        BenchResults.shared.record(BenchResult(
+            case: measurement.name,
+            median: measurement.median,
+            p10: measurement.percentile(0.1),
+            p90: measurement.percentile(0.9),
+            unit: "ns/op",
+            baseline: baseline?.name,
+            ratio: baseline.map { measurement.median / $0.median }
+        ))
+    }
+
+    /// Records a figure that is printed by its own code (a rate, a time, a
+    /// mean), with the baseline it is compared with, if any.
+    static func record(_ name: String, _ value: Double, unit: String, against baseline: (name: String, value: Double)? = nil) {
+        BenchResults.shared.record(BenchResult(
+            case: name,
+            median: value,
+            p10: nil,
+            p90: nil,
+            unit: unit,
+            baseline: baseline?.name,
+            ratio: baseline.map { value / $0.value }
+        ))
+    }
+}
+
+/// One figure of a run, as the results file holds it. `median`, `p10` and
+/// `p90` are over the batches (a figure that is a single value, such as a
+/// rate or a mean, has only `median`); `ratio` is `median` over the median of
+/// `baseline`, a case of the same group measured in the same run.
+struct BenchResult: Codable, Sendable {
+    var group = ""
+    var `case`: String
+    var median: Double
+    var p10: Double?
+    var p90: Double?
+    var unit: String
+    var baseline: String?
+    var ratio: Double?
+}
+
+/// The machine-readable results of a run (`BENCH_RESULTS`, which
+/// scripts/bench.sh sets to `.build/bench-results.json` unless given), for
+/// `scripts/bench-compare.py OLD.json NEW.json`.
+struct BenchResultsFile: Codable {
+    /// The version of this layout.
+    var schema = 1
+    /// The commit measured (`BENCH_COMMIT`, which scripts/bench.sh sets from git).
+    var commit: String
+    /// When the run ended, ISO 8601 in UTC.
+    var date: String
+    /// The machine (`BENCH_MACHINE`, which scripts/bench.sh sets from lscpu, nproc and uname).
+    var machine: String
+    /// The run's `BENCH_*` settings (CPUs, profile, …), without the three above.
+    var settings: [String: String]
+    var results: [BenchResult]
+}
+
+/// The figures of this run, by group, written out at the end.
+final class BenchResults: Sendable {
+    static let shared = BenchResults()
+
+    private let state = Mutex<(group: String, results: [BenchResult])>(("", []))
+
+    /// The group that the next figures belong to.
+    func begin(group: String) {
+        self.state.withLock { $0.group = group }
+    }
+
+    func record(_ result: BenchResult) {
+        self.state.withLock { state in
+            var result = result
+            result.group = state.group
+            state.results.append(result)
+        }
+    }
+
+    /// Writes the figures as JSON to `BENCH_RESULTS`, if it is set.
+    func writeIfRequested(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        guard let path = environment["BENCH_RESULTS"], !path.isEmpty else { return }
+        let own: Set = ["BENCH_RESULTS", "BENCH_COMMIT", "BENCH_MACHINE"]
+        let file = BenchResultsFile(
+            commit: environment["BENCH_COMMIT"] ?? "unknown",
+            date: ISO8601DateFormatter().string(from: Date()),
+            machine: environment["BENCH_MACHINE"] ?? "unknown",
+            settings: environment.filter { $0.key.hasPrefix("BENCH_") && !own.contains($0.key) },
+            results: self.state.withLock { $0.results }
+        )
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(file).write(to: URL(fileURLWithPath: path))
+        print("results: \(path)")
     }
 }
 

@@ -83,6 +83,8 @@ enum MetricsBenchmarks {
         let onMedian = onRates.sorted()[1]
         print(String(format: "%-44@ %10.0f requests/s  (runs %@)", "baseline: metrics off" as NSString, offMedian, offRates.map { String(format: "%.0f", $0) }.joined(separator: ", ") as NSString))
         print(String(format: "%-44@ %10.0f requests/s  (runs %@)  ratio %.3f× baseline", "metrics on" as NSString, onMedian, onRates.map { String(format: "%.0f", $0) }.joined(separator: ", ") as NSString, onMedian / offMedian))
+        Bench.record("baseline: metrics off, 50 conns (median of 3 runs)", offMedian, unit: "requests/s")
+        Bench.record("metrics on, 50 conns (median of 3 runs)", onMedian, unit: "requests/s", against: ("baseline: metrics off, 50 conns (median of 3 runs)", offMedian))
         withExtendedLifetime((offFDs, onFDs)) {}
 
         // The gateways with metrics on counted what they served.

@@ -135,6 +135,9 @@ enum PurgeBenchmarks {
         let purge = Self.seconds(purgeTime)
         print(String(format: "%-52@ %8.3f s  (%.0f keys/s)", "baseline: raw pipelined UNLINK, \(batch) keys per command" as NSString, raw, Double(Self.entries) / raw))
         print(String(format: "%-52@ %8.3f s  (%.0f keys/s)  ratio %.2f× baseline", "gateway purge (eager retirement of v1)" as NSString, purge, Double(Self.entries) / purge, purge / raw))
+        let rawName = "baseline: raw pipelined UNLINK, \(batch) keys per command"
+        Bench.record(rawName, raw, unit: "s")
+        Bench.record("gateway purge (eager retirement of v1)", purge, unit: "s", against: (rawName, raw))
         let recorded = shared.latencies.withLock { $0 }
         let before = recorded[1].sorted()
         let during = recorded[2].sorted()
@@ -143,6 +146,10 @@ enum PurgeBenchmarks {
         }
         print(String(format: "readers before: %d lookups, p50 %.1f µs, p99 %.1f µs", before.count, percentile(before, 0.5) / 1000, percentile(before, 0.99) / 1000))
         print(String(format: "readers during: %d lookups, p50 %.1f µs, p99 %.1f µs  (p99 ratio %.2f× before)", during.count, percentile(during, 0.5) / 1000, percentile(during, 0.99) / 1000, percentile(during, 0.99) / percentile(before, 0.99)))
+        Bench.record("baseline: readers before, p50", percentile(before, 0.5) / 1000, unit: "µs")
+        Bench.record("baseline: readers before, p99", percentile(before, 0.99) / 1000, unit: "µs")
+        Bench.record("readers during, p50", percentile(during, 0.5) / 1000, unit: "µs", against: ("baseline: readers before, p50", percentile(before, 0.5) / 1000))
+        Bench.record("readers during, p99", percentile(during, 0.99) / 1000, unit: "µs", against: ("baseline: readers before, p99", percentile(before, 0.99) / 1000))
         withExtendedLifetime(readerThreads) {}
     }
 

@@ -4,24 +4,32 @@ import Foundation
 // builds in release mode and starts a private redis-server; each group pins
 // itself (and the servers it measures) to CPUs.
 //   GatewayBenchmarks [protocol] [gateway] [client] [purge] [metrics]
+// With BENCH_RESULTS set it also writes the figures there as JSON.
 let selected = Set(CommandLine.arguments.dropFirst())
 
 do {
     if selected.isEmpty || selected.contains("protocol") {
+        BenchResults.shared.begin(group: "protocol")
         try ProtocolBenchmarks.run()
     }
     if selected.isEmpty || selected.contains("gateway") {
+        BenchResults.shared.begin(group: "gateway")
         try GatewayLookupBenchmarks.run()
     }
     if selected.isEmpty || selected.contains("client") {
+        BenchResults.shared.begin(group: "client")
         try await ClientBenchmarks.run()
     }
     if selected.isEmpty || selected.contains("purge") {
+        BenchResults.shared.begin(group: "purge")
         try await PurgeBenchmarks.run()
     }
     if selected.isEmpty || selected.contains("metrics") {
+        BenchResults.shared.begin(group: "metrics")
         try MetricsBenchmarks.run()
     }
+    // For scripts/bench-compare.py; see Harness.swift for the layout.
+    try BenchResults.shared.writeIfRequested()
 } catch {
     print("benchmark failed: \(error)")
     exit(1)

@@ -1,3 +1,4 @@
+import GatewaySystem
 import NIOCore
 
 /// When the client stops asking a gateway that is connected but does not
@@ -46,11 +47,12 @@ struct CircuitBreaker: Sendable {
     /// The cap of the doubling open time.
     let maximumOpenDuration: TimeAmount
 
-    private let openTime: DoublingDelay
+    /// Doubling, no jitter (the package's one backoff computation).
+    private let openTime: ExponentialBackoff
 
     init(threshold: Int = 3, initialOpenDuration: TimeAmount = .milliseconds(100), maximumOpenDuration: TimeAmount = .seconds(5)) {
         self.threshold = max(1, threshold)
-        self.openTime = DoublingDelay(initial: initialOpenDuration, maximum: maximumOpenDuration)
+        self.openTime = ExponentialBackoff(initial: initialOpenDuration, maximum: maximumOpenDuration)
         self.initialOpenDuration = self.openTime.initial
         self.maximumOpenDuration = self.openTime.maximum
     }
@@ -58,7 +60,7 @@ struct CircuitBreaker: Sendable {
     /// How long the circuit stays open after its `trips`-th opening since it
     /// last closed: doubling from the initial duration, capped at the maximum.
     func openDuration(afterTrips trips: Int) -> TimeAmount {
-        self.openTime.after(trips)
+        self.openTime.delay(afterFailures: trips)
     }
 
     /// `now` is read only while the circuit is open or half-open.

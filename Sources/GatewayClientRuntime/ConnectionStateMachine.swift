@@ -1,3 +1,4 @@
+import GatewaySystem
 import NIOCore
 
 /// When the client may try to reach the gateway, as a value type with no I/O
@@ -35,11 +36,12 @@ struct ConnectionStateMachine: Sendable {
     let initialDelay: TimeAmount
     let maximumDelay: TimeAmount
 
-    private let delay: DoublingDelay
+    /// Doubling, no jitter (the package's one backoff computation).
+    private let delay: ExponentialBackoff
 
     /// Negative delays count as zero (every call may try again at once).
     init(initialDelay: TimeAmount = .milliseconds(100), maximumDelay: TimeAmount = .seconds(5)) {
-        self.delay = DoublingDelay(initial: initialDelay, maximum: maximumDelay)
+        self.delay = ExponentialBackoff(initial: initialDelay, maximum: maximumDelay)
         self.initialDelay = self.delay.initial
         self.maximumDelay = self.delay.maximum
     }
@@ -47,7 +49,7 @@ struct ConnectionStateMachine: Sendable {
     /// The wait after `failures` consecutive failed attempts: doubling from the
     /// initial delay, capped at the maximum.
     func backoff(afterFailures failures: Int) -> TimeAmount {
-        self.delay.after(failures)
+        self.delay.delay(afterFailures: failures)
     }
 
     /// `now` is read only while backing off: with a connection open (every

@@ -1,11 +1,12 @@
 import GatewayProtocol
+import GatewaySystem
 import NIOCore
 
 /// How long to wait between attempts to (re)connect to Redis: exponential
 /// backoff with jitter.
 ///
 /// After `n` consecutive failures the next attempt waits
-/// `min(maximumDelay, initialDelay * multiplier^n)`, shortened by a random
+/// `min(maximumDelay, initialDelay * multiplier^(n-1))`, shortened by a random
 /// fraction of up to `jitter` of itself: with `jitter` 0.5 the wait is
 /// uniformly between half and all of the exponential delay. The jitter
 /// spreads out the reconnects of many gateways after a Redis restart, so they
@@ -15,23 +16,25 @@ import NIOCore
 /// one that drops sooner counts as another failure, so a server that accepts
 /// connections and then drops them is not hammered in a tight loop.
 public struct RedisBackoff: Sendable, Hashable {
-    /// The delay after the first failure (before jitter).
-    public let initialDelay: TimeAmount
-    /// The longest delay (before jitter).
-    public let maximumDelay: TimeAmount
-    /// The factor by which the delay grows with each failure; at least 1.
-    public let multiplier: Double
-    /// The largest fraction of a delay that jitter removes, from 0 (none) to 1 (full jitter).
-    public let jitter: Double
+    /// The delays: the package's one backoff computation, shared with the
+    /// client (`GatewaySystem.ExponentialBackoff`); this type adds the
+    /// validation of its settings and `stableAfter`.
+    let curve: ExponentialBackoff
     /// How long a connection must live for its closing not to count as a failure.
     public let stableAfter: TimeAmount
 
+    /// The delay after the first failure (before jitter).
+    public var initialDelay: TimeAmount { self.curve.initial }
+    /// The longest delay (before jitter).
+    public var maximumDelay: TimeAmount { self.curve.maximum }
+    /// The factor by which the delay grows with each failure; at least 1.
+    public var multiplier: Double { self.curve.multiplier }
+    /// The largest fraction of a delay that jitter removes, from 0 (none) to 1 (full jitter).
+    public var jitter: Double { self.curve.jitter }
+
     /// The defaults: 50 ms doubling up to 5 s, jitter 0.5, stable after 5 s.
     public static let standard = RedisBackoff(
-        uncheckedInitialDelay: .milliseconds(50),
-        maximumDelay: .seconds(5),
-        multiplier: 2,
-        jitter: 0.5,
+        curve: ExponentialBackoff(initial: .milliseconds(50), maximum: .seconds(5), multiplier: 2, jitter: 0.5),
         stableAfter: .seconds(5)
     )
 
@@ -58,25 +61,13 @@ public struct RedisBackoff: Sendable, Hashable {
             throw GatewayError(.invalidConfiguration, "the Redis backoff jitter must be between 0 and 1, not \(jitter)")
         }
         self.init(
-            uncheckedInitialDelay: initialDelay,
-            maximumDelay: maximumDelay,
-            multiplier: multiplier,
-            jitter: jitter,
+            curve: ExponentialBackoff(initial: initialDelay, maximum: maximumDelay, multiplier: multiplier, jitter: jitter),
             stableAfter: stableAfter
         )
     }
 
-    private init(
-        uncheckedInitialDelay initialDelay: TimeAmount,
-        maximumDelay: TimeAmount,
-        multiplier: Double,
-        jitter: Double,
-        stableAfter: TimeAmount
-    ) {
-        self.initialDelay = initialDelay
-        self.maximumDelay = maximumDelay
-        self.multiplier = multiplier
-        self.jitter = jitter
+    private init(curve: ExponentialBackoff, stableAfter: TimeAmount) {
+        self.curve = curve
         self.stableAfter = stableAfter
     }
 
@@ -84,29 +75,7 @@ public struct RedisBackoff: Sendable, Hashable {
     /// failures (1 for the first); `random` is a number in 0..<1 (values
     /// outside are clamped) that picks the jitter, so tests can fix it.
     public func delay(afterFailures failures: Int, random: Double) -> TimeAmount {
-        let maximum = Double(self.maximumDelay.nanoseconds)
-        let initial = Double(self.initialDelay.nanoseconds)
-        // Doubles saturate to +infinity instead of overflowing, and min()
-        // then picks the maximum; a zero initial delay stays zero (0 * inf is NaN).
-        var delay = initial == 0 ? 0 : min(initial * Self.power(self.multiplier, max(0, failures - 1)), maximum)
-        if delay.isNaN { delay = maximum }
-        let fraction = random.isNaN ? 0 : min(max(random, 0), 1)
-        delay *= 1 - self.jitter * fraction
-        // Double(Int64.max) rounds up to 2^63, which Int64 cannot hold.
-        return .nanoseconds(Int64(min(delay, Double(Int64.max).nextDown)))
-    }
-
-    /// `base` to the power `exponent`, by squaring: O(log exponent) steps.
-    private static func power(_ base: Double, _ exponent: Int) -> Double {
-        var result = 1.0
-        var base = base
-        var exponent = exponent
-        while exponent > 0 {
-            if exponent & 1 == 1 { result *= base }
-            base *= base
-            exponent >>= 1
-        }
-        return result
+        self.curve.delay(afterFailures: failures, random: random)
     }
 }
 
