@@ -4,7 +4,7 @@ import GatewayProtocol
 import GatewayTestSupport
 import Testing
 
-extension EndToEndTests {
+extension ClientIntegrationTests.EndToEndTests {
     /// DemoWorker processes of other users against a gateway with an allow-list
     /// and per-uid namespaces: real peers, identified by SO_PEERCRED.
     @Suite(.serialized) struct AccessEndToEndTests {

@@ -4,7 +4,7 @@ import GatewayProtocol
 import GatewayTestSupport
 import Testing
 
-extension CacheRuntimeTests {
+extension ClientIntegrationTests.CacheRuntimeTests {
     @Test(arguments: ["memory", "redis"])
     func invalidateFromCodeDeletesOneCallsEntryInEveryVersionOrAWholeFunction(backend: String) async throws {
         // A generous lookup timeout: this test counts computations, and on a

@@ -5,7 +5,7 @@ import GatewayTestSupport
 import NIOCore
 import Testing
 
-extension CacheRuntimeTests {
+extension ClientIntegrationTests.CacheRuntimeTests {
     /// A gateway that is connected but stopped (SIGSTOP) costs the lookup
     /// timeout only until the circuit breaker opens: after three timeouts in
     /// a row, calls run uncached at once. Once the gateway runs again, a

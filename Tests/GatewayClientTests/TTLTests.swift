@@ -6,7 +6,7 @@ import NIOCore
 import Testing
 
 /// TTLs and timeouts at the edges of their types: none may crash a worker.
-extension CacheRuntimeTests {
+extension ClientIntegrationTests.CacheRuntimeTests {
     /// A scripted gateway that misses every lookup, with the shared client on it.
     private func scriptedPeer() throws -> ScriptedGateway {
         let peer = try ScriptedGateway { unanswered in unanswered.map(ScriptedGateway.answer) }

@@ -16,7 +16,7 @@ enum QuoteError: Error, Equatable {
 /// `@Cached` functions with typed throws, expanded by the real macro and
 /// compiled: if the expansion lost the error type, this would not compile.
 enum TypedPricing {
-    static let runs = CacheRuntimeTests.Counter()
+    static let runs = ClientIntegrationTests.CacheRuntimeTests.Counter()
 
     @Cached(ttl: .seconds(60), name: "TypedPricing.price(of:)")
     static func price(of product: String) async throws(QuoteError) -> Int {
@@ -33,7 +33,7 @@ enum TypedPricing {
     }
 }
 
-extension CacheRuntimeTests {
+extension ClientIntegrationTests.CacheRuntimeTests {
     /// The runtime call with a typed closure, async and sync: the error comes
     /// out as `LoadError` (the `catch` below binds it with that static type),
     /// and a failed call stores nothing.
