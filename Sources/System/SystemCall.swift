@@ -32,13 +32,8 @@ public func systemCall<Result: FixedWidthInteger>(
     line: Int = #line,
     _ body: () -> Result
 ) throws(GatewayError) -> Result {
-    while true {
-        let result = body()
-        if result != -1 { return result }
-        let number = errno
-        if number == EINTR { continue }
-        throw systemCallError(name, on: subject(), errno: number, code: code(), fileID: fileID, line: line)
-    }
+    // errno is never 0 after a failure, so no failure is taken as an outcome.
+    try systemCallOutcome(name, on: subject(), code: code(), nilOn: 0, 0, fileID: fileID, line: line, body)!
 }
 
 /// Like `systemCall`, but a failure with `expected` is an outcome rather than
@@ -55,14 +50,7 @@ public func systemCall<Result: FixedWidthInteger>(
     line: Int = #line,
     _ body: () -> Result
 ) throws(GatewayError) -> Result? {
-    while true {
-        let result = body()
-        if result != -1 { return result }
-        let number = errno
-        if number == EINTR { continue }
-        if number == expected { return nil }
-        throw systemCallError(name, on: subject(), errno: number, code: code(), fileID: fileID, line: line)
-    }
+    try systemCallOutcome(name, on: subject(), code: code(), nilOn: expected, expected, fileID: fileID, line: line, body)
 }
 
 /// Like `systemCall`, for a call that must not wait (a non-blocking socket,
@@ -78,12 +66,29 @@ public func nonBlockingSystemCall<Result: FixedWidthInteger>(
     line: Int = #line,
     _ body: () -> Result
 ) throws(GatewayError) -> Result? {
+    try systemCallOutcome(name, on: subject(), code: code(), nilOn: EAGAIN, EWOULDBLOCK, fileID: fileID, line: line, body)
+}
+
+/// The loop behind the three: `body` again while EINTR interrupts it; nil
+/// when it fails with `first` or `second`; any other failure thrown.
+@inlinable
+@inline(__always)
+func systemCallOutcome<Result: FixedWidthInteger>(
+    _ name: StaticString,
+    on subject: @autoclosure () -> String,
+    code: @autoclosure () -> GatewayError.Code,
+    nilOn first: Int32,
+    _ second: Int32,
+    fileID: StaticString,
+    line: Int,
+    _ body: () -> Result
+) throws(GatewayError) -> Result? {
     while true {
         let result = body()
         if result != -1 { return result }
         let number = errno
         if number == EINTR { continue }
-        if number == EAGAIN || number == EWOULDBLOCK { return nil }
+        if number == first || number == second { return nil }
         throw systemCallError(name, on: subject(), errno: number, code: code(), fileID: fileID, line: line)
     }
 }
