@@ -51,7 +51,7 @@ struct GatewayMetricsUnitTests {
 
         #expect(try factory.expectCounter(Names.requests, [("type", "lookup")]).totalValue == 2)
         #expect(try factory.expectCounter(Names.requests, [("type", "stats")]).totalValue == 1)
-        // Every request type has its series: `functions` (8) once trapped out of range.
+        // Every request type has its series, `functions` (8) included.
         for type in (0...255).map({ MessageType(rawValue: UInt64($0)) }) where type.isRequest {
             metrics.recordRequest(type)
         }

@@ -75,9 +75,9 @@ extension IntegrationTests {
                 if case .lookupReply(.hit(let bytes)) = reply, bytes == value { hits += 1 }
             }
             // Each lookup waits on Redis's bytes, not on a clock that runs out
-            // mid-transfer (with a deadline on the whole lookup, 1 of 20 hit);
-            // a lookup may still fail open if Redis itself goes silent for
-            // 3 ms on a loaded machine, hence not all twenty.
+            // mid-transfer (a deadline on the whole lookup would fail nearly
+            // all twenty); a lookup may still fail open if Redis itself goes
+            // silent for 3 ms on a loaded machine, hence not all twenty.
             #expect(hits >= 10, "\(hits) of 20 lookups of a \(maxValueSize)-byte value were hits")
             await connection.close()
         }
