@@ -52,7 +52,7 @@ import Glibc
 /// - **Frames.** Lookups and their replies, the hit path, are written and
 ///   read by `LookupFrames`; everything else goes through `MessageCodec`.
 @usableFromInline
-package final class ClientConnection: @unchecked Sendable {
+package final class GatewayLink: @unchecked Sendable {
     // @unchecked: every mutable field is guarded by `lock`, except those marked
     // as belonging to the reader role, which only the role's holder touches
     // (the role changes hands under `lock`, which orders those accesses).
@@ -73,7 +73,7 @@ package final class ClientConnection: @unchecked Sendable {
         /// The reply (or the failure) came before the caller parked or looked.
         case arrived(Reply)
         /// A suspended task.
-        case task(UnsafeContinuation<Reply, Never>)
+        case task(CheckedContinuation<Reply, Never>)
         /// A blocked thread.
         case thread(BlockedThread)
     }
@@ -85,7 +85,7 @@ package final class ClientConnection: @unchecked Sendable {
 
     /// A waiter to complete once `lock` is released.
     private enum Completion {
-        case task(UnsafeContinuation<Reply, Never>, Reply)
+        case task(CheckedContinuation<Reply, Never>, Reply)
         case thread(BlockedThread)
 
         func run() {
@@ -108,7 +108,7 @@ package final class ClientConnection: @unchecked Sendable {
     private let pending = AwaitedRequests<Pending>()
     /// The function versions registered on this connection, by identity
     /// (held, so that an identity is not reused while it is here).
-    private var registered: [ObjectIdentifier: CachedFunction] = [:]
+    private var registered: [ObjectIdentifier: CallSite] = [:]
     /// Past this many, `registered` starts afresh (registering again is
     /// harmless: the gateway counts a version once per connection).
     private static let registeredLimit = 4_096
@@ -119,7 +119,7 @@ package final class ClientConnection: @unchecked Sendable {
     /// When the background thread, reading, will next look at the deadlines.
     private var backgroundReadsUntil: NIODeadline?
     private var failure: GatewayError?
-    private var onClose: (@Sendable (ClientConnection) -> Void)?
+    private var onClose: (@Sendable (GatewayLink) -> Void)?
     private var limits = HelloReply(protocolVersion: 0, gatewayVersion: "", maxFrameSize: 0, maxValueSize: 0)
 
     // The reader role's own:
@@ -169,7 +169,7 @@ package final class ClientConnection: @unchecked Sendable {
     }
 
     /// Runs `handler` once when the connection closes (at once if it has).
-    func whenClosed(_ handler: @escaping @Sendable (ClientConnection) -> Void) {
+    func whenClosed(_ handler: @escaping @Sendable (GatewayLink) -> Void) {
         let closed = self.lock.withLock { () -> Bool in
             guard self.failure == nil else { return true }
             self.onClose = handler
@@ -187,22 +187,48 @@ package final class ClientConnection: @unchecked Sendable {
     /// thread: an event loop, or `inlineWait` is zero).
     func request(
         _ body: GatewayMessage.Body,
-        registering function: CachedFunction? = nil,
+        registering function: CallSite? = nil,
         timeout: TimeAmount,
         mayLead: Bool = true,
         isolation: isolated (any Actor)? = #isolation
     ) async -> Reply {
-        switch self.begin(body, registering: function, timeout: timeout, mayLead: mayLead) {
+        await self.exchange(.message(body, registering: function), timeout: timeout, mayLead: mayLead, isolation: isolation)
+    }
+
+    /// Looks `key` up for `site` (registering its version first if this
+    /// connection has not) and waits for the reply until `timeout`; the
+    /// lookup frame is written directly (`LookupFrames`). `mayLead` as in `request`.
+    func lookup(
+        _ site: CallSite,
+        key: CacheKey,
+        timeout: TimeAmount,
+        mayLead: Bool = true,
+        isolation: isolated (any Actor)? = #isolation
+    ) async -> Reply {
+        await self.exchange(.lookup(site, key), timeout: timeout, mayLead: mayLead, isolation: isolation)
+    }
+
+    private func exchange(_ outgoing: Outgoing, timeout: TimeAmount, mayLead: Bool, isolation: isolated (any Actor)?) async -> Reply {
+        switch self.sendReadingInline(outgoing, timeout: timeout, mayLead: mayLead) {
         case .done(let reply): return reply
-        case .parked(let id): return await self.park(id, isolation: isolation)
+        case .parked(let id): return await self.awaitReply(id, isolation: isolation)
         }
     }
 
-    /// How `begin` left a request.
+    /// A request to write.
+    enum Outgoing {
+        /// A lookup of `key` for the call site, framed by `LookupFrames`.
+        case lookup(CallSite, CacheKey)
+        /// Any other message, framed by `MessageCodec`, after registering
+        /// the call site's version when given and not yet registered here.
+        case message(GatewayMessage.Body, registering: CallSite?)
+    }
+
+    /// How `sendReadingInline` left a request.
     enum Attempt {
         /// The reply, or the failure.
         case done(Reply)
-        /// Written and awaited: `park(_:isolation:)` gets the reply.
+        /// Written and awaited: `awaitReply(_:isolation:)` gets the reply.
         case parked(UInt64)
     }
 
@@ -211,7 +237,7 @@ package final class ClientConnection: @unchecked Sendable {
     /// not `async`, so that an `async` caller whose reply comes within the
     /// window makes no `async` call on the way (each one costs a frame and an
     /// executor check, measurable on a hit).
-    func begin(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil, timeout: TimeAmount, mayLead: Bool) -> Attempt {
+    func sendReadingInline(_ outgoing: Outgoing, timeout: TimeAmount, mayLead: Bool) -> Attempt {
         // One reading of the clock for the deadline, the window and the first
         // look at them: the write in between usually takes microseconds, and
         // each reading costs tens of nanoseconds on a hit (more when its code
@@ -220,43 +246,52 @@ package final class ClientConnection: @unchecked Sendable {
         // window's end by one receive slice at most.
         let now = NIODeadline.now()
         let deadline = now + timeout
-        switch self.start(body, registering: function, deadline: deadline, mayLead: mayLead && self.inlineWait > .zero) {
+        switch self.writeRequest(outgoing, deadline: deadline, mayLead: mayLead && self.inlineWait > .zero) {
         case .failed(let error):
             return .done(.failure(error))
-        case .lead(let id):
-            if let reply = self.lead(id, deadline: deadline, until: min(deadline, now + self.inlineWait), startedAt: now) {
+        case .reading(let id):
+            if let reply = self.readUntilReply(id, deadline: deadline, until: min(deadline, now + self.inlineWait), startedAt: now) {
                 return .done(reply)
             }
             return .parked(id)
-        case .wait(let id):
+        case .awaiting(let id):
             return .parked(id)
         }
     }
 
     /// `request`, blocking the calling thread until the reply or the deadline.
-    func requestBlocking(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil, timeout: TimeAmount) -> Reply {
-        let now = NIODeadline.now()  // once, as in `begin`
+    func requestBlocking(_ body: GatewayMessage.Body, registering function: CallSite? = nil, timeout: TimeAmount) -> Reply {
+        self.exchangeBlocking(.message(body, registering: function), timeout: timeout)
+    }
+
+    /// `lookup`, blocking the calling thread until the reply or the deadline.
+    func lookupBlocking(_ site: CallSite, key: CacheKey, timeout: TimeAmount) -> Reply {
+        self.exchangeBlocking(.lookup(site, key), timeout: timeout)
+    }
+
+    private func exchangeBlocking(_ outgoing: Outgoing, timeout: TimeAmount) -> Reply {
+        let now = NIODeadline.now()  // once, as in `sendReadingInline`
         let deadline = now + timeout
-        switch self.start(body, registering: function, deadline: deadline, mayLead: true) {
+        switch self.writeRequest(outgoing, deadline: deadline, mayLead: true) {
         case .failed(let error):
             return .failure(error)
-        case .lead(let id):
-            // Until the deadline, so `lead` returns a reply.
-            return self.lead(id, deadline: deadline, until: deadline, startedAt: now) ?? .failure(GatewayError(.timeout, "no reply within \(timeout)"))
-        case .wait(let id):
-            return self.block(id)
+        case .reading(let id):
+            // Until the deadline, so `readUntilReply` returns a reply.
+            return self.readUntilReply(id, deadline: deadline, until: deadline, startedAt: now) ?? .failure(GatewayError(.timeout, "no reply within \(timeout)"))
+        case .awaiting(let id):
+            return self.blockUntilReply(id)
         }
     }
 
     /// Sends `body` without awaiting its reply (the reader drops it).
-    func send(_ body: GatewayMessage.Body, registering function: CachedFunction? = nil) {
-        _ = self.start(body, registering: function, deadline: nil, mayLead: false)
+    func send(_ body: GatewayMessage.Body, registering function: CallSite? = nil) {
+        _ = self.writeRequest(.message(body, registering: function), deadline: nil, mayLead: false)
     }
 
     /// Closes the connection; awaited requests fail with `error`. Only the
     /// first call does anything.
     func close(_ error: GatewayError = GatewayError(.connectionClosed, "the client closed the connection")) {
-        let closing = self.lock.withLock { () -> (completions: [Completion], handler: (@Sendable (ClientConnection) -> Void)?)? in
+        let closing = self.lock.withLock { () -> (completions: [Completion], handler: (@Sendable (GatewayLink) -> Void)?)? in
             guard self.failure == nil else { return nil }
             return (self.failLocked(error), self.onClose.take())
         }
@@ -275,19 +310,24 @@ package final class ClientConnection: @unchecked Sendable {
 
     // MARK: Writing
 
-    private enum Start {
+    private enum Written {
         case failed(GatewayError)
         /// Written; this caller holds the reader role.
-        case lead(UInt64)
+        case reading(UInt64)
         /// Written; park until someone reads the reply.
-        case wait(UInt64)
+        case awaiting(UInt64)
     }
 
     /// Writes the request (and the register before it) and records the waiter,
     /// all under the lock: ids, the registered set and the byte stream change together.
-    private func start(_ body: GatewayMessage.Body, registering function: CachedFunction?, deadline: NIODeadline?, mayLead: Bool) -> Start {
+    private func writeRequest(_ outgoing: Outgoing, deadline: NIODeadline?, mayLead: Bool) -> Written {
+        let function: CallSite?
+        switch outgoing {
+        case .lookup(let site, _): function = site
+        case .message(_, let site): function = site
+        }
         var wakeBackground = false
-        let start = self.lock.withLock { () -> Start in
+        let written = self.lock.withLock { () -> Written in
             if let failure = self.failure { return .failed(failure) }
             // Worked on as a local and put back (see `readAvailable` for why).
             var scratch = self.scratch
@@ -304,9 +344,10 @@ package final class ClientConnection: @unchecked Sendable {
                     self.nextID &+= 1
                     id = self.nextID
                 }
-                if case .lookup(let lookup) = body, let function, lookup.function == function.function {
-                    LookupFrames.appendLookup(id: id, fields: function.fields, key: lookup.key, to: &scratch)
-                } else {
+                switch outgoing {
+                case .lookup(let site, let key):
+                    LookupFrames.appendLookup(id: id, fields: site.fields, key: key, to: &scratch)
+                case .message(let body, _):
                     try self.encoder.encodeFrame(GatewayMessage(id: id, body), into: &scratch)
                 }
             } catch {
@@ -328,27 +369,27 @@ package final class ClientConnection: @unchecked Sendable {
             }
             // A large store leaves the scratch buffer large: let it go.
             if scratch.capacity > 64 * 1024 { scratch = ByteBuffer() }
-            guard let deadline else { return .wait(0) }
+            guard let deadline else { return .awaiting(0) }
             self.pending.insert(id, Pending(waiter: .caller, deadline: deadline))
             if mayLead && !self.isReading {
                 self.isReading = true
-                return .lead(id)
+                return .reading(id)
             }
             // Someone must read for it: the background thread, unless a reader
             // is at work and will look at the deadlines before this one.
             let backgroundReadsUntil = self.backgroundReadsUntil  // read before `map` runs its closure
             wakeBackground = wakeBackground || !self.isReading || backgroundReadsUntil.map { deadline < $0 } ?? false
-            return .wait(id)
+            return .awaiting(id)
         }
-        if case .failed(let error) = start, error.code == .connectionClosed {
+        if case .failed(let error) = written, error.code == .connectionClosed {
             self.close(error)
         }
         if wakeBackground { self.wake() }
-        return start
+        return written
     }
 
     /// Whether `function` was registered on this connection. Under the lock.
-    private func isRegistered(_ function: CachedFunction) -> Bool {
+    private func isRegistered(_ function: CallSite) -> Bool {
         // Loaded, then looked up: the lookup's hashing is a call, and an
         // access spanning it would be checked at run time (see `readAvailable`).
         // The copy ends here, so a later change of the set does not copy it.
@@ -390,7 +431,7 @@ package final class ClientConnection: @unchecked Sendable {
     /// or its deadline passes; returns nil, with the role released and the
     /// request still awaited, when `windowEnd` comes first. `startedAt` is
     /// the caller's reading of the clock, taken as the time of the first look.
-    private func lead(_ id: UInt64, deadline: NIODeadline, until windowEnd: NIODeadline, startedAt: NIODeadline) -> Reply? {
+    private func readUntilReply(_ id: UInt64, deadline: NIODeadline, until windowEnd: NIODeadline, startedAt: NIODeadline) -> Reply? {
         // Until the window ends, or until another request's deadline, to fail it on time.
         var wakeAt = windowEnd
         // Waits inside `recv` (one system call, where `poll` then `recv` would
@@ -453,7 +494,7 @@ package final class ClientConnection: @unchecked Sendable {
     /// Installs `waiter` for `id`'s reply, unless the reply (or the
     /// connection's failure) is already there: then that is returned and
     /// nothing waits.
-    private func wait(_ id: UInt64, as waiter: Waiter) -> Reply? {
+    private func installWaiter(_ id: UInt64, as waiter: Waiter) -> Reply? {
         self.lock.withLock { () -> Reply? in
             guard let entry = self.pending[id] else {
                 return .failure(self.failure ?? GatewayError(.connectionClosed, "the connection closed"))
@@ -467,17 +508,17 @@ package final class ClientConnection: @unchecked Sendable {
         }
     }
 
-    /// Suspends until the reply of `id` (from `begin`) is handed over, or fails.
-    func park(_ id: UInt64, isolation: isolated (any Actor)? = #isolation) async -> Reply {
-        await withUnsafeContinuation(isolation: isolation) { (continuation: UnsafeContinuation<Reply, Never>) in
-            if let early = self.wait(id, as: .task(continuation)) { continuation.resume(returning: early) }
+    /// Suspends until the reply of `id` (from `sendReadingInline`) is handed over, or fails.
+    func awaitReply(_ id: UInt64, isolation: isolated (any Actor)? = #isolation) async -> Reply {
+        await withCheckedContinuation(isolation: isolation) { (continuation: CheckedContinuation<Reply, Never>) in
+            if let early = self.installWaiter(id, as: .task(continuation)) { continuation.resume(returning: early) }
         }
     }
 
     /// Blocks the thread until `id`'s reply is handed over (or fails).
-    private func block(_ id: UInt64) -> Reply {
+    private func blockUntilReply(_ id: UInt64) -> Reply {
         let thread = BlockedThread()
-        if let early = self.wait(id, as: .thread(thread)) { return early }
+        if let early = self.installWaiter(id, as: .thread(thread)) { return early }
         // The reader fails the request at its deadline; the semaphore is signalled either way.
         thread.semaphore.wait()
         return thread.reply ?? .failure(GatewayError(.connectionClosed, "a blocked request was woken without a reply"))
