@@ -58,25 +58,29 @@ package final class GatewayLink: @unchecked Sendable {
     /// A request's reply, or why there is none.
     typealias Reply = GatewayReply
 
+    /// The socket connected to the gateway.
     let fd: Int32
     /// How long an `async` call may read the socket itself before it parks.
     let inlineWait: TimeAmount
     /// Wakes the background thread.
     let wakePipe: WakePipe
 
+    /// Guards what follows (up to `reader`) and hands the reader role over.
     let lock = NIOLock()
-    // Guarded by `lock`:
+    /// Writes the requests.
     let writer: FrameWriter
+    /// The awaited requests.
     let pending = RequestTable()
     /// Whether a thread holds the reader role.
     var isReading = false
     /// When the background thread, reading, will next look at the deadlines.
     var backgroundReadsUntil: NIODeadline?
+    /// Why the connection closed, once it has.
     var failure: GatewayError?
     private var onClose: (@Sendable (GatewayLink) -> Void)?
     private var limits = HelloReply(protocolVersion: 0, gatewayVersion: "", maxFrameSize: 0, maxValueSize: 0)
 
-    /// The reader role's own.
+    /// Reads and decodes the replies: the reader role's own, not guarded by `lock`.
     let reader: FrameReader
 
     /// Connects to the gateway at `socketPath`; the caller says hello next.
@@ -250,6 +254,7 @@ package final class GatewayLink: @unchecked Sendable {
 
     /// Where `writeRequest` left a request.
     private enum Written {
+        /// Not written (or not completely): the encoder's or the socket's error.
         case failed(GatewayError)
         /// Written; this caller holds the reader role.
         case reading(UInt64)

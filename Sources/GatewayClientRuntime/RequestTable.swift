@@ -29,13 +29,17 @@ enum Waiter {
 
 /// An awaited request: who waits, and until when.
 struct PendingRequest {
+    /// Who waits for the reply.
     var waiter: Waiter
+    /// When the request fails with `.timeout` if no reply came.
     let deadline: NIODeadline
 }
 
 /// A waiter to complete once the link's lock is released.
 enum Completion {
+    /// Resume a suspended task with the reply.
     case task(CheckedContinuation<GatewayReply, Never>, GatewayReply)
+    /// Wake a blocked thread (its reply is set).
     case thread(BlockedThread)
 
     /// Resumes the task or wakes the thread.
