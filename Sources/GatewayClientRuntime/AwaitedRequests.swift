@@ -26,8 +26,10 @@
 /// an `AtomicLazyReference`, the `async` `@Cached` hit was 1.63–1.68× a
 /// hiredis GET (median 1.64×) against 1.53–1.60× (1.57×) before; with this
 /// pointer and `CallSite`'s `Unmanaged` back, 1.52–1.60× (1.585×). Of that,
-/// the type names account for about 45 ns of the client's own work (below);
-/// the rest, about 0.04× of a GET (some 250 ns), is this table's share.
+/// the type names account for about 45 ns of the client's own work (see
+/// `CallSite.rememberedTypeNames`); the rest, about 0.04× of a GET (some
+/// 250 ns), is taken to be this table's share (runs with only one of the two
+/// restored were too noisy to split it directly).
 final class AwaitedRequests<Value> {
     private struct State {
         var solo: (id: UInt64, value: Value)?
