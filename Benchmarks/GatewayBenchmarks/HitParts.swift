@@ -9,7 +9,7 @@ struct HitWork {
     let decoder: MessageCodec
     var scratch = ByteBuffer()
     let frames = FrameDecoder()
-    var registered: [ObjectIdentifier: CachedFunction] = [:]
+    var registered: [ObjectIdentifier: CallSite] = [:]
 
     /// Creates what a connection would own.
     init() throws {

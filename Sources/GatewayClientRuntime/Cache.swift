@@ -144,8 +144,8 @@ func computeAndStoreBlocking<Result: Codable, Failure: Error>(
 // a hit apart with it.
 @usableFromInline
 package struct CachedCall {
-    /// The function version, resolved once per call site (`CachedFunction`).
-    @usableFromInline package let site: CachedFunction
+    /// The function version, resolved once per call site (`CallSite`).
+    @usableFromInline package let site: CallSite
     @usableFromInline package let key: CacheKey
 
     /// The qualified function and version.
@@ -192,7 +192,7 @@ package struct CachedCall {
     /// nil when the arguments cannot be encoded (then the call is not cached).
     @inlinable
     package init?<Result, each Argument: Encodable>(function: String, version: String, fileID: String, result: Result.Type, arguments: repeat each Argument) {
-        let site = CachedFunction.resolve(function: function, version: version, fileID: fileID)
+        let site = CallSite.resolve(function: function, version: version, fileID: fileID)
         guard let key = KeyBuilder.key(site: site, result: Result.self, arguments: repeat each arguments) else { return nil }
         self.site = site
         self.key = key

@@ -8,9 +8,9 @@ import NIOPosix
 /// idea's singleton), opened lazily on first use, multiplexing every call, and
 /// reopened with backoff when it drops.
 ///
-/// The connection is a `ClientConnection`: calls write their requests and,
+/// The connection is a `GatewayLink`: calls write their requests and,
 /// when nobody else is reading, read their replies on their own threads, so a
-/// hit costs no thread hop (see `ClientConnection` for how, and for what an
+/// hit costs no thread hop (see `GatewayLink` for how, and for what an
 /// `async` call's short wait on its thread costs).
 ///
 /// Everything here fails open: when the gateway is absent, slow or answers an
@@ -108,7 +108,7 @@ public final class CacheClient: Sendable {
     private struct State: Sendable {
         var machine: ConnectionStateMachine
         var breaker: CircuitBreaker
-        var connection: ClientConnection?
+        var connection: GatewayLink?
     }
 
     /// The client's settings.
@@ -133,9 +133,9 @@ public final class CacheClient: Sendable {
     @usableFromInline
     package enum Lookup {
         /// The entry's bytes, and where to store a replacement should they not decode.
-        case hit(ByteBuffer, ClientConnection)
+        case hit(ByteBuffer, GatewayLink)
         /// Compute and store through this connection.
-        case miss(ClientConnection)
+        case miss(GatewayLink)
         /// Compute; do not store (the gateway said so, or it is absent, slow or failing).
         case bypass
     }
@@ -148,7 +148,7 @@ public final class CacheClient: Sendable {
     enum Access {
         /// Send on this connection; `reports` says whether the breaker wants
         /// to hear that the gateway answered (`CircuitBreaker.Decision`).
-        case use(ClientConnection, reports: Bool)
+        case use(GatewayLink, reports: Bool)
         case connect
         case bypass
     }
@@ -178,14 +178,14 @@ public final class CacheClient: Sendable {
 
     /// Connects and says hello (the caller got `.connect` from `access()`);
     /// nil when that failed. The hello reply is awaited like any reply.
-    func connect(isolation: isolated (any Actor)? = #isolation) async -> ClientConnection? {
+    func connect(isolation: isolated (any Actor)? = #isolation) async -> GatewayLink? {
         guard let connection = self.openSocket() else { return nil }
         let reply = await connection.request(self.hello, timeout: self.configuration.connectTimeout, mayLead: Self.mayBlock)
         return self.finishConnecting(connection, reply)
     }
 
     /// `connect()`, blocking the calling thread.
-    func connectBlocking() -> ClientConnection? {
+    func connectBlocking() -> GatewayLink? {
         guard let connection = self.openSocket() else { return nil }
         return self.finishConnecting(connection, connection.requestBlocking(self.hello, timeout: self.configuration.connectTimeout))
     }
@@ -194,16 +194,16 @@ public final class CacheClient: Sendable {
         .hello(Hello(clientName: self.configuration.clientName, pid: UInt64(ProcessInfo.processInfo.processIdentifier)))
     }
 
-    private func openSocket() -> ClientConnection? {
+    private func openSocket() -> GatewayLink? {
         do {
-            return try ClientConnection(socketPath: self.configuration.socketPath, inlineWait: self.configuration.maximumInlineWait)
+            return try GatewayLink(socketPath: self.configuration.socketPath, inlineWait: self.configuration.maximumInlineWait)
         } catch {
             self.state.withLockedValue { $0.machine.connectFailed(now: .now()) }
             return nil
         }
     }
 
-    private func finishConnecting(_ connection: ClientConnection, _ reply: ClientConnection.Reply) -> ClientConnection? {
+    private func finishConnecting(_ connection: GatewayLink, _ reply: GatewayLink.Reply) -> GatewayLink? {
         guard case .success(let message) = reply, case .helloReply(let hello) = message.body else {
             connection.close()
             self.state.withLockedValue { $0.machine.connectFailed(now: .now()) }
@@ -250,9 +250,9 @@ public final class CacheClient: Sendable {
     /// What is left of a lookup after `beginLookup`.
     @usableFromInline
     enum Unfinished {
-        /// Awaited on `connection`: `ClientConnection.park` gets the reply;
+        /// Awaited on `connection`: `GatewayLink.awaitReply` gets the reply;
         /// `reports` as in `Access.use`.
-        case parked(ClientConnection, UInt64, reports: Bool)
+        case parked(GatewayLink, UInt64, reports: Bool)
         /// This call is to connect first.
         case connect
     }
@@ -263,7 +263,7 @@ public final class CacheClient: Sendable {
     ///
     /// This is the synchronous part of an `async` lookup: with the connection open
     /// and the reply back within the inline window, the whole lookup, with no
-    /// `async` call (see `ClientConnection.begin`). `cache` calls it directly.
+    /// `async` call (see `GatewayLink.sendReadingInline`). `cache` calls it directly.
     @usableFromInline
     func beginLookup(_ call: CachedCall) -> LookupStart {
         switch self.access() {
@@ -272,9 +272,8 @@ public final class CacheClient: Sendable {
         case .connect:
             return .unfinished(.connect)
         case .use(let connection, let reports):
-            let attempt = connection.begin(
-                .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
-                registering: call.site,
+            let attempt = connection.sendReadingInline(
+                .lookup(call.site, call.key),
                 timeout: self.configuration.lookupTimeout,
                 mayLead: Self.mayBlock
             )
@@ -290,12 +289,12 @@ public final class CacheClient: Sendable {
     func finishLookup(_ unfinished: Unfinished, _ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
         switch unfinished {
         case .parked(let connection, let id, let reports):
-            return self.lookup(await connection.park(id), on: connection, reports: reports)
+            return self.lookup(await connection.awaitReply(id), on: connection, reports: reports)
         case .connect:
             guard let connection = await self.connect() else { return .bypass }
-            let reply = await connection.request(
-                .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
-                registering: call.site,
+            let reply = await connection.lookup(
+                call.site,
+                key: call.key,
                 timeout: self.configuration.lookupTimeout,
                 mayLead: Self.mayBlock
             )
@@ -307,7 +306,7 @@ public final class CacheClient: Sendable {
     /// calling thread (at most the connect and lookup timeouts).
     @usableFromInline
     package func lookupBlocking(_ call: CachedCall) -> Lookup {
-        let connection: ClientConnection
+        let connection: GatewayLink
         let reports: Bool
         switch self.access() {
         case .bypass:
@@ -320,17 +319,13 @@ public final class CacheClient: Sendable {
             connection = open
             reports = false
         }
-        let reply = connection.requestBlocking(
-            .lookup(GatewayProtocol.Lookup(function: call.function, key: call.key)),
-            registering: call.site,
-            timeout: self.configuration.lookupTimeout
-        )
+        let reply = connection.lookupBlocking(call.site, key: call.key, timeout: self.configuration.lookupTimeout)
         return self.lookup(reply, on: connection, reports: reports)
     }
 
     /// What a lookup's reply means; tells the circuit breaker about a
     /// timeout always, and about an answer when `reports` (see `Access.use`).
-    func lookup(_ reply: ClientConnection.Reply, on connection: ClientConnection, reports: Bool) -> Lookup {
+    func lookup(_ reply: GatewayLink.Reply, on connection: GatewayLink, reports: Bool) -> Lookup {
         if case .failure(let error) = reply, error.code == .timeout {
             self.state.withLockedValue { $0.breaker.timedOut(now: .now()) }
             return .bypass
@@ -341,7 +336,7 @@ public final class CacheClient: Sendable {
         return Self.lookup(reply, on: connection)
     }
 
-    static func lookup(_ reply: ClientConnection.Reply, on connection: ClientConnection) -> Lookup {
+    static func lookup(_ reply: GatewayLink.Reply, on connection: GatewayLink) -> Lookup {
         guard case .success(let message) = reply else { return .bypass }
         switch message.body {
         case .lookupReply(.hit(let value)): return .hit(value, connection)
@@ -353,7 +348,7 @@ public final class CacheClient: Sendable {
     /// Stores `value` without waiting for the reply; a value above the
     /// gateway's limit is not sent, and neither is one with a TTL of zero or
     /// less (`cache` does not look such a call up in the first place).
-    func store(_ value: [UInt8], site: CachedFunction, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: ClientConnection) {
+    func store(_ value: [UInt8], site: CallSite, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: GatewayLink) {
         guard value.count <= Int(clamping: connection.hello.maxValueSize),
               let ttlMilliseconds = Self.ttlMilliseconds(ttl)
         else { return }
@@ -406,7 +401,7 @@ public final class CacheClient: Sendable {
     /// `.connectionClosed` when the connection dropped meanwhile. Unlike
     /// lookups it registers nothing.
     func request(_ body: GatewayMessage.Body, timeout: TimeAmount, isolation: isolated (any Actor)? = #isolation) async throws(GatewayError) -> GatewayMessage {
-        let connection: ClientConnection
+        let connection: GatewayLink
         switch self.access(forLookup: false) {
         case .bypass:
             throw GatewayError(.unavailable, "the gateway at \(self.configuration.socketPath) is not reachable now")
@@ -432,13 +427,13 @@ public final class CacheClient: Sendable {
     }
 
     /// The open connection, if any (for tests).
-    var currentConnection: ClientConnection? {
+    var currentConnection: GatewayLink? {
         self.state.withLockedValue { $0.connection }
     }
 
     /// Closes the connection, if open.
     func close() {
-        let connection = self.state.withLockedValue { state -> ClientConnection? in
+        let connection = self.state.withLockedValue { state -> GatewayLink? in
             let connection = state.connection
             state.connection = nil
             return connection

@@ -28,11 +28,11 @@ enum KeyBuilder {
     /// argument cannot be encoded.
     ///
     /// With `site`, the header and type names are taken from what the site
-    /// remembers of its first call (`CachedFunction.TypeNames`) when this
+    /// remembers of its first call (`CallSite.TypeNames`) when this
     /// call's types are the same, as they always are but for a generic
     /// function called with other types: that saves looking each name up.
     @inlinable
-    static func key<Result, each Argument: Encodable>(site: CachedFunction? = nil, result: Result.Type, arguments: repeat each Argument) -> CacheKey? {
+    static func key<Result, each Argument: Encodable>(site: CallSite? = nil, result: Result.Type, arguments: repeat each Argument) -> CacheKey? {
         var count = 0
         for _ in repeat each arguments { count += 1 }
         var bytes: [UInt8] = []
@@ -57,7 +57,7 @@ enum KeyBuilder {
             if let site, site.typeNames == nil {
                 var types: [ObjectIdentifier] = []
                 for argument in repeat each arguments { types.append(ObjectIdentifier(type(of: argument))) }
-                site.remember(CachedFunction.TypeNames(result: ObjectIdentifier(Result.self), arguments: types, bytes: bytes))
+                site.remember(CallSite.TypeNames(result: ObjectIdentifier(Result.self), arguments: types, bytes: bytes))
             }
         }
         do {
@@ -88,22 +88,7 @@ enum KeyBuilder {
             let module = fileID.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
             return module.isEmpty ? function : "\(module).\(function)"
         }
-        // Copied byte by byte: interpolating a substring costs several times more.
-        var module = fileID
-        var name = function
-        return module.withUTF8 { moduleBytes in
-            name.withUTF8 { nameBytes in
-                let length = utf8.distance(from: utf8.startIndex, to: slash)
-                return String(unsafeUninitializedCapacity: length + 1 + nameBytes.count) { out in
-                    out.baseAddress!.initialize(from: moduleBytes.baseAddress!, count: length)
-                    out[length] = UInt8(ascii: ".")
-                    if !nameBytes.isEmpty {
-                        out.baseAddress!.advanced(by: length + 1).initialize(from: nameBytes.baseAddress!, count: nameBytes.count)
-                    }
-                    return length + 1 + nameBytes.count
-                }
-            }
-        }
+        return "\(fileID[..<slash]).\(function)"
     }
 
     @usableFromInline

@@ -10,7 +10,7 @@ import Glibc
 /// of a C status and `errno`.
 ///
 /// The client talks to the gateway with plain POSIX calls from its callers'
-/// own threads (see `ClientConnection`), so it needs nothing more than socket,
+/// own threads (see `GatewayLink`), so it needs nothing more than socket,
 /// connect, send, recv and poll.
 enum UnixSocket {
     /// The longest one waiting `receive` blocks: the socket's receive timeout.

@@ -70,7 +70,7 @@ import Testing
     @Test func aSiteRemembersItsTypeNamesOnlyForTheSameTypes() throws {
         class Animal: Encodable { var name = "a" }
         final class Dog: Animal {}
-        let site = CachedFunction.resolve(function: "generic(_:_:)", version: "t", fileID: "Keys/Generic.swift")
+        let site = CallSite.resolve(function: "generic(_:_:)", version: "t", fileID: "Keys/Generic.swift")
         func check<Result, each Argument: Encodable>(_ result: Result.Type, _ arguments: repeat each Argument, sourceLocation: SourceLocation = #_sourceLocation) throws {
             let expected = try self.reference(Result.self, repeat each arguments)
             #expect(KeyBuilder.key(site: site, result: Result.self, arguments: repeat each arguments) == expected, sourceLocation: sourceLocation)

@@ -92,10 +92,10 @@ extension ClientIntegrationTests.CacheRuntimeTests {
     /// far away used to overflow (`nanoseconds + 999_999`); a negative backoff
     /// made every call try to connect.
     @Test func extremeTimeAmountsNeitherTrapNorGoNegative() {
-        #expect(ClientConnection.milliseconds(.nanoseconds(Int64.max)) == Int32.max)
-        #expect(ClientConnection.milliseconds(.nanoseconds(Int64.min)) == 0)
-        #expect(ClientConnection.milliseconds(.nanoseconds(1)) == 1)
-        #expect(ClientConnection.milliseconds(.milliseconds(2)) == 2)
+        #expect(GatewayLink.milliseconds(.nanoseconds(Int64.max)) == Int32.max)
+        #expect(GatewayLink.milliseconds(.nanoseconds(Int64.min)) == 0)
+        #expect(GatewayLink.milliseconds(.nanoseconds(1)) == 1)
+        #expect(GatewayLink.milliseconds(.milliseconds(2)) == 2)
         let negative = ConnectionStateMachine(initialDelay: .nanoseconds(-100), maximumDelay: .nanoseconds(Int64.min))
         #expect(negative.backoff(afterFailures: 1) == .zero)
         #expect(negative.backoff(afterFailures: Int.max) == .zero)

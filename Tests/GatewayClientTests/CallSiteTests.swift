@@ -2,32 +2,32 @@
 import GatewayProtocol
 import Testing
 
-/// `CachedFunction.resolve` works out a call site's function version once and
+/// `CallSite.resolve` works out a call site's function version once and
 /// finds it again from the three strings; its front cache only chooses where
 /// to look, so every answer must be the function those strings name.
-@Suite struct CachedFunctionTests {
+@Suite struct CallSiteTests {
     @Test func aCallSiteResolvesToOneSharedFunctionVersion() {
-        let first = CachedFunction.resolve(function: "total(for:)", version: "v1", fileID: "Billing/Invoice.swift")
-        let second = CachedFunction.resolve(function: "total(for:)", version: "v1", fileID: "Billing/Invoice.swift")
+        let first = CallSite.resolve(function: "total(for:)", version: "v1", fileID: "Billing/Invoice.swift")
+        let second = CallSite.resolve(function: "total(for:)", version: "v1", fileID: "Billing/Invoice.swift")
         #expect(first === second)
         #expect(first.function == FunctionVersion(function: "Billing.total(for:)", version: "v1"))
         #expect(first.fields == LookupFrames.fields(of: first.function))
     }
 
     @Test func stringsBuiltAtRunTimeFindTheSameFunctionVersion() {
-        let literal = CachedFunction.resolve(function: "total(for:)", version: "v2", fileID: "Billing/Invoice.swift")
+        let literal = CallSite.resolve(function: "total(for:)", version: "v2", fileID: "Billing/Invoice.swift")
         // Equal characters in other storage: another representation, same function.
         let parts = ["total", "(for:)"]
-        let built = CachedFunction.resolve(function: parts.joined(), version: String("v2".reversed().reversed()), fileID: ["Billing", "Invoice.swift"].joined(separator: "/"))
+        let built = CallSite.resolve(function: parts.joined(), version: String("v2".reversed().reversed()), fileID: ["Billing", "Invoice.swift"].joined(separator: "/"))
         #expect(built === literal)
     }
 
     @Test func versionsModulesAndNamesAreKeptApart() {
-        let base = CachedFunction.resolve(function: "f(x:)", version: "a", fileID: "M/File.swift")
-        let otherVersion = CachedFunction.resolve(function: "f(x:)", version: "b", fileID: "M/File.swift")
-        let otherModule = CachedFunction.resolve(function: "f(x:)", version: "a", fileID: "N/File.swift")
-        let otherFile = CachedFunction.resolve(function: "f(x:)", version: "a", fileID: "M/Other.swift")
-        let otherName = CachedFunction.resolve(function: "f(y:)", version: "a", fileID: "M/File.swift")
+        let base = CallSite.resolve(function: "f(x:)", version: "a", fileID: "M/File.swift")
+        let otherVersion = CallSite.resolve(function: "f(x:)", version: "b", fileID: "M/File.swift")
+        let otherModule = CallSite.resolve(function: "f(x:)", version: "a", fileID: "N/File.swift")
+        let otherFile = CallSite.resolve(function: "f(x:)", version: "a", fileID: "M/Other.swift")
+        let otherName = CallSite.resolve(function: "f(y:)", version: "a", fileID: "M/File.swift")
         #expect(otherVersion.function == FunctionVersion(function: "M.f(x:)", version: "b"))
         #expect(otherModule.function == FunctionVersion(function: "N.f(x:)", version: "a"))
         #expect(otherName.function == FunctionVersion(function: "M.f(y:)", version: "a"))
@@ -45,7 +45,7 @@ import Testing
                 group.addTask {
                     for round in 0..<5 {
                         for (index, name) in names.enumerated() where (index + worker + round).isMultiple(of: 2) {
-                            let resolved = CachedFunction.resolve(function: name, version: "v\(index % 3)", fileID: "Many/Sites.swift")
+                            let resolved = CallSite.resolve(function: name, version: "v\(index % 3)", fileID: "Many/Sites.swift")
                             #expect(resolved.function == FunctionVersion(function: "Many.\(name)", version: "v\(index % 3)"))
                         }
                     }

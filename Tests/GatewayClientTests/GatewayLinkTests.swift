@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 extension ClientIntegrationTests {
-    /// The client's transport (`ClientConnection`): many tasks and threads on one
+    /// The client's transport (`GatewayLink`): many tasks and threads on one
     /// socket, replies in any order, deadlines, a gateway that stops or dies, and
     /// the order of register frames on the wire.
     ///
@@ -18,11 +18,11 @@ extension ClientIntegrationTests {
     /// a real gateway process, or against `ScriptedGateway` where the test must
     /// see the frames on the wire or choose the order of the replies. They run one
     /// at a time: they stop and kill gateways and measure deadlines in wall-clock time.
-    @Suite(.serialized) struct ClientConnectionTests {
+    @Suite(.serialized) struct GatewayLinkTests {
         /// A connection that has said hello.
-        static func open(_ socketPath: String, inlineWait: TimeAmount = .milliseconds(1)) throws -> ClientConnection {
-            let connection = try ClientConnection(socketPath: socketPath, inlineWait: inlineWait)
-            let reply = connection.requestBlocking(.hello(Hello(clientName: "ClientConnectionTests", pid: UInt64(getpid()))), timeout: .seconds(10))
+        static func open(_ socketPath: String, inlineWait: TimeAmount = .milliseconds(1)) throws -> GatewayLink {
+            let connection = try GatewayLink(socketPath: socketPath, inlineWait: inlineWait)
+            let reply = connection.requestBlocking(.hello(Hello(clientName: "GatewayLinkTests", pid: UInt64(getpid()))), timeout: .seconds(10))
             guard case .success(let message) = reply, case .helloReply(let hello) = message.body else {
                 connection.close()
                 throw TestFailure("no hello reply: \(reply)")
@@ -48,13 +48,13 @@ extension ClientIntegrationTests {
             }
         }
 
-        static let function = FunctionVersion(function: "ClientConnectionTests.value(_:)", version: "v1")
+        static let function = FunctionVersion(function: "GatewayLinkTests.value(_:)", version: "v1")
 
         static func lookup(_ key: CacheKey) -> GatewayMessage.Body {
             .lookup(Lookup(function: Self.function, key: key))
         }
 
-        static func failureCode(_ reply: ClientConnection.Reply) -> GatewayError.Code? {
+        static func failureCode(_ reply: GatewayLink.Reply) -> GatewayError.Code? {
             if case .failure(let error) = reply { return error.code }
             return nil
         }
@@ -68,12 +68,12 @@ extension ClientIntegrationTests {
             let keys = try (0..<64).map { try CacheKey(hashing: $0) }
             for (index, key) in keys.enumerated() {
                 let store = Store(function: Self.function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1, value: ByteBuffer(string: "value \(index)"))
-                let reply = try await connection.request(.store(store), registering: CachedFunction.named(Self.function), timeout: .seconds(10)).get()
+                let reply = try await connection.request(.store(store), registering: CallSite.named(Self.function), timeout: .seconds(10)).get()
                 #expect(reply.body == .storeReply(stored: true))
             }
             let wrong = NIOLockedValueBox(0)
             let answered = NIOLockedValueBox(0)
-            @Sendable func check(_ index: Int, _ reply: ClientConnection.Reply) {
+            @Sendable func check(_ index: Int, _ reply: GatewayLink.Reply) {
                 answered.withLockedValue { $0 += 1 }
                 guard case .success(let message) = reply, message.body == .lookupReply(.hit(ByteBuffer(string: "value \(index)"))) else {
                     wrong.withLockedValue { $0 += 1 }
@@ -85,7 +85,7 @@ extension ClientIntegrationTests {
                     group.addTask {
                         for round in 0..<25 {
                             let index = (task * 7 + round) % keys.count
-                            check(index, await connection.request(Self.lookup(keys[index]), registering: CachedFunction.named(Self.function), timeout: .seconds(10)))
+                            check(index, await connection.lookup(CallSite.named(Self.function), key: keys[index], timeout: .seconds(10)))
                         }
                     }
                 }
@@ -94,7 +94,7 @@ extension ClientIntegrationTests {
                         await Self.onThread {
                             for round in 0..<100 {
                                 let index = (thread * 13 + round) % keys.count
-                                check(index, connection.requestBlocking(Self.lookup(keys[index]), registering: CachedFunction.named(Self.function), timeout: .seconds(10)))
+                                check(index, connection.lookupBlocking(CallSite.named(Self.function), key: keys[index], timeout: .seconds(10)))
                             }
                         }
                     }
@@ -140,8 +140,8 @@ extension ClientIntegrationTests {
             for threads in [false, true] {
                 try gateway.suspend()
                 async let lookupReply = threads
-                    ? Self.onThread { connection.requestBlocking(Self.lookup(key), registering: CachedFunction.named(Self.function), timeout: .seconds(20)) }
-                    : connection.request(Self.lookup(key), registering: CachedFunction.named(Self.function), timeout: .seconds(20))
+                    ? Self.onThread { connection.lookupBlocking(CallSite.named(Self.function), key: key, timeout: .seconds(20)) }
+                    : connection.lookup(CallSite.named(Self.function), key: key, timeout: .seconds(20))
                 async let pingReply = threads
                     ? Self.onThread { connection.requestBlocking(.ping, timeout: .seconds(20)) }
                     : connection.request(.ping, timeout: .seconds(20))
@@ -166,7 +166,7 @@ extension ClientIntegrationTests {
             }
             let connection = try Self.open(peer.socketPath)
             let keys = try (0..<callers).map { try CacheKey(hashing: "reverse \($0)") }
-            let replies = await withTaskGroup(of: (Int, ClientConnection.Reply).self) { group in
+            let replies = await withTaskGroup(of: (Int, GatewayLink.Reply).self) { group in
                 for index in 0..<callers {
                     group.addTask {
                         // Half the callers are threads, half tasks.
@@ -176,7 +176,7 @@ extension ClientIntegrationTests {
                         return (index, await connection.request(Self.lookup(keys[index]), timeout: .seconds(20)))
                     }
                 }
-                var replies: [Int: ClientConnection.Reply] = [:]
+                var replies: [Int: GatewayLink.Reply] = [:]
                 for await (index, reply) in group { replies[index] = reply }
                 return replies
             }
@@ -199,12 +199,12 @@ extension ClientIntegrationTests {
             let timeout = TimeAmount.milliseconds(100)
             // Each waiter times its own request (the test's tasks may start late
             // on a busy machine; that is not what is measured).
-            @Sendable func timed(_ request: () async -> ClientConnection.Reply) async -> (GatewayError.Code?, Duration) {
+            @Sendable func timed(_ request: () async -> GatewayLink.Reply) async -> (GatewayError.Code?, Duration) {
                 let started = ContinuousClock.now
                 let reply = await request()
                 return (Self.failureCode(reply), ContinuousClock.now - started)
             }
-            @Sendable func timedOnThread(_ request: @escaping @Sendable () -> ClientConnection.Reply) async -> (GatewayError.Code?, Duration) {
+            @Sendable func timedOnThread(_ request: @escaping @Sendable () -> GatewayLink.Reply) async -> (GatewayError.Code?, Duration) {
                 await Self.onThread {
                     let started = ContinuousClock.now
                     let reply = request()
@@ -297,13 +297,13 @@ extension ClientIntegrationTests {
             let functions = (0..<40).map { FunctionVersion(function: "Ordering.f\($0)()", version: "v\($0)") }
             let key = try CacheKey(hashing: 1)
             @Sendable func store(_ function: FunctionVersion) {
-                connection.send(.store(Store(function: function, key: key, ttlMilliseconds: 1_000, computeMicroseconds: 1, value: ByteBuffer(string: "x"))), registering: CachedFunction.named(function))
+                connection.send(.store(Store(function: function, key: key, ttlMilliseconds: 1_000, computeMicroseconds: 1, value: ByteBuffer(string: "x"))), registering: CallSite.named(function))
             }
             await withTaskGroup(of: Void.self) { group in
                 for _ in 0..<16 {
                     group.addTask {
                         for function in functions.shuffled() {
-                            _ = await connection.request(.lookup(Lookup(function: function, key: key)), registering: CachedFunction.named(function), timeout: .seconds(10))
+                            _ = await connection.lookup(CallSite.named(function), key: key, timeout: .seconds(10))
                             store(function)
                         }
                     }
@@ -313,7 +313,7 @@ extension ClientIntegrationTests {
                         await Self.onThread {
                             for function in functions.shuffled() {
                                 store(function)
-                                _ = connection.requestBlocking(.lookup(Lookup(function: function, key: key)), registering: CachedFunction.named(function), timeout: .seconds(10))
+                                _ = connection.lookupBlocking(CallSite.named(function), key: key, timeout: .seconds(10))
                             }
                         }
                     }
