@@ -177,7 +177,7 @@ enum ClientBenchmarks {
     static func stalledGateway(_ gateway: GatewayUnderTest) async throws {
         print("== Client: a stalled gateway (SIGSTOP for 3 s; default timeouts and circuit breaker) ==")
         let configuration = CacheClient.Configuration(socketPath: gateway.socketPath, clientName: "bench")
-        let lookupTimeout = Duration.nanoseconds(configuration.lookupTimeout.nanoseconds)
+        let lookupTimeout = configuration.lookupTimeout
         let stall = Duration.seconds(3)
         @Sendable func stalledLookup(_ customer: Int) async -> Int {
             await cache(ttl: .seconds(3600), function: "Bench.stalled(for:)", version: "v1", arguments: customer) { customer &* 3 }

@@ -1,5 +1,7 @@
+import CoreMetrics
 import Foundation
 import GatewayProtocol
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -26,15 +28,15 @@ public final class CacheClient: Sendable {
         /// A name for the gateway's logs.
         public var clientName: String
         /// How long a lookup may take before the function runs uncached. Default: 10 ms.
-        public var lookupTimeout: TimeAmount
+        public var lookupTimeout: Duration
         /// How long connecting (and saying hello) may take. Default: 100 ms.
-        public var connectTimeout: TimeAmount
+        public var connectTimeout: Duration
         /// The first wait after the gateway could not be reached; it doubles per
         /// failure up to `reconnectMaximumDelay`. Calls in between run uncached
         /// without trying to connect.
-        public var reconnectInitialDelay: TimeAmount
+        public var reconnectInitialDelay: Duration
         /// The longest wait between two connect attempts. Default: 5 s.
-        public var reconnectMaximumDelay: TimeAmount
+        public var reconnectMaximumDelay: Duration
         /// How long an `async` call may wait for its reply on its own thread,
         /// reading the socket itself, before it suspends and lets the client's
         /// background thread hand the reply over. Default: 1 ms.
@@ -44,7 +46,7 @@ public final class CacheClient: Sendable {
         /// thread of the cooperative pool for up to this long. Zero makes every
         /// `async` call suspend at once. Synchronous calls (`cacheSync`) block
         /// anyway and read until `lookupTimeout`.
-        public var maximumInlineWait: TimeAmount
+        public var maximumInlineWait: Duration
         /// How many lookups in a row may time out before the client stops
         /// asking the gateway (the circuit breaker opens): calls then run
         /// uncached at once, without any I/O. Default: 3.
@@ -53,9 +55,18 @@ public final class CacheClient: Sendable {
         /// call looks up as a probe. An answer resumes lookups; another timeout
         /// stops them again for twice as long, up to
         /// `circuitBreakerMaximumOpenTime`. Default: 100 ms.
-        public var circuitBreakerInitialOpenTime: TimeAmount
+        public var circuitBreakerInitialOpenTime: Duration
         /// The longest the client stops asking at a time. Default: 2 s.
-        public var circuitBreakerMaximumOpenTime: TimeAmount
+        public var circuitBreakerMaximumOpenTime: Duration
+        /// Where the client logs what a worker should know about its gateway:
+        /// connecting and failing to, a lost connection, and the circuit
+        /// breaker opening and closing (never one line per call). Default: a
+        /// logger that discards everything; pass the service's own.
+        public var logger: Logger
+        /// Where the client's counters go (`ClientMetrics` names them): hits,
+        /// misses and every kind of bypass, stores, and connects. Default:
+        /// `MetricsSystem.factory`, whatever the service bootstrapped.
+        public var metricsFactory: any MetricsFactory
 
         /// The default socket path, from the environment or the standard location.
         public static var defaultSocketPath: String {
@@ -67,14 +78,16 @@ public final class CacheClient: Sendable {
         public init(
             socketPath: String = Configuration.defaultSocketPath,
             clientName: String = ProcessInfo.processInfo.processName,
-            lookupTimeout: TimeAmount = .milliseconds(10),
-            connectTimeout: TimeAmount = .milliseconds(100),
-            reconnectInitialDelay: TimeAmount = .milliseconds(100),
-            reconnectMaximumDelay: TimeAmount = .seconds(5),
-            maximumInlineWait: TimeAmount = .milliseconds(1),
+            lookupTimeout: Duration = .milliseconds(10),
+            connectTimeout: Duration = .milliseconds(100),
+            reconnectInitialDelay: Duration = .milliseconds(100),
+            reconnectMaximumDelay: Duration = .seconds(5),
+            maximumInlineWait: Duration = .milliseconds(1),
             circuitBreakerThreshold: Int = 3,
-            circuitBreakerInitialOpenTime: TimeAmount = .milliseconds(100),
-            circuitBreakerMaximumOpenTime: TimeAmount = .seconds(2)
+            circuitBreakerInitialOpenTime: Duration = .milliseconds(100),
+            circuitBreakerMaximumOpenTime: Duration = .seconds(2),
+            logger: Logger = Logger(label: "cache-gateway.client", factory: { _ in SwiftLogNoOpLogHandler() }),
+            metricsFactory: any MetricsFactory = MetricsSystem.factory
         ) {
             self.socketPath = socketPath
             self.clientName = clientName
@@ -86,6 +99,8 @@ public final class CacheClient: Sendable {
             self.circuitBreakerThreshold = circuitBreakerThreshold
             self.circuitBreakerInitialOpenTime = circuitBreakerInitialOpenTime
             self.circuitBreakerMaximumOpenTime = circuitBreakerMaximumOpenTime
+            self.logger = logger
+            self.metricsFactory = metricsFactory
         }
     }
 
@@ -115,17 +130,28 @@ public final class CacheClient: Sendable {
     public let configuration: Configuration
     private let state: NIOLockedValueBox<State>
     let singleFlight = SingleFlight()
+    let metrics: ClientMetrics
+    private let logger: Logger
+    /// `configuration`'s timeouts as the connection's deadlines take them.
+    private let lookupTimeout: TimeAmount
+    private let connectTimeout: TimeAmount
 
     /// Creates a client; it connects on first use.
     public init(configuration: Configuration) {
         self.configuration = configuration
+        self.metrics = ClientMetrics(factory: configuration.metricsFactory)
+        var logger = configuration.logger
+        logger[metadataKey: "gateway"] = "\(configuration.socketPath)"
+        self.logger = logger
+        self.lookupTimeout = TimeAmount(clamping: configuration.lookupTimeout)
+        self.connectTimeout = TimeAmount(clamping: configuration.connectTimeout)
         self.state = NIOLockedValueBox(State(machine: ConnectionStateMachine(
-            initialDelay: configuration.reconnectInitialDelay,
-            maximumDelay: configuration.reconnectMaximumDelay
+            initialDelay: TimeAmount(clamping: configuration.reconnectInitialDelay),
+            maximumDelay: TimeAmount(clamping: configuration.reconnectMaximumDelay)
         ), breaker: CircuitBreaker(
             threshold: configuration.circuitBreakerThreshold,
-            initialOpenDuration: configuration.circuitBreakerInitialOpenTime,
-            maximumOpenDuration: configuration.circuitBreakerMaximumOpenTime
+            initialOpenDuration: TimeAmount(clamping: configuration.circuitBreakerInitialOpenTime),
+            maximumOpenDuration: TimeAmount(clamping: configuration.circuitBreakerMaximumOpenTime)
         )))
     }
 
@@ -157,37 +183,39 @@ public final class CacheClient: Sendable {
     /// may turn into a bypass (other requests, which do not fail open, are
     /// always sent).
     func access(forLookup: Bool = true) -> Access {
-        self.state.withLockedValue { state in
+        let (access, bypass) = self.state.withLockedValue { state -> (Access, ClientMetrics.Bypass?) in
             switch state.machine.decide(now: NIODeadline.now()) {
             case .useConnection:
                 if let connection = state.connection {
-                    guard forLookup else { return .use(connection, reports: false) }
+                    guard forLookup else { return (.use(connection, reports: false), nil) }
                     switch state.breaker.decide(now: NIODeadline.now()) {
-                    case .allow(let reports): return .use(connection, reports: reports)
-                    case .bypass: return .bypass
+                    case .allow(let reports): return (.use(connection, reports: reports), nil)
+                    case .bypass: return (.bypass, .circuitOpen)
                     }
                 }
                 // Connected, but the connection just went away: try again next time.
                 state.machine.connectionLost()
-                return .bypass
-            case .connect: return .connect
-            case .bypass: return .bypass
+                return (.bypass, .unreachable)
+            case .connect: return (.connect, nil)
+            case .bypass: return (.bypass, .unreachable)
             }
         }
+        if forLookup, let bypass { self.metrics.bypassed(bypass) }
+        return access
     }
 
     /// Connects and says hello (the caller got `.connect` from `access()`);
     /// nil when that failed. The hello reply is awaited like any reply.
     func connect(isolation: isolated (any Actor)? = #isolation) async -> GatewayLink? {
         guard let connection = self.openSocket() else { return nil }
-        let reply = await connection.request(self.hello, timeout: self.configuration.connectTimeout, mayLead: Self.mayBlock)
+        let reply = await connection.request(self.hello, timeout: self.connectTimeout, mayLead: Self.mayBlock)
         return self.finishConnecting(connection, reply)
     }
 
     /// `connect()`, blocking the calling thread.
     func connectBlocking() -> GatewayLink? {
         guard let connection = self.openSocket() else { return nil }
-        return self.finishConnecting(connection, connection.requestBlocking(self.hello, timeout: self.configuration.connectTimeout))
+        return self.finishConnecting(connection, connection.requestBlocking(self.hello, timeout: self.connectTimeout))
     }
 
     private var hello: GatewayMessage.Body {
@@ -196,9 +224,9 @@ public final class CacheClient: Sendable {
 
     private func openSocket() -> GatewayLink? {
         do {
-            return try GatewayLink(socketPath: self.configuration.socketPath, inlineWait: self.configuration.maximumInlineWait)
+            return try GatewayLink(socketPath: self.configuration.socketPath, inlineWait: TimeAmount(clamping: self.configuration.maximumInlineWait))
         } catch {
-            self.state.withLockedValue { $0.machine.connectFailed(now: .now()) }
+            self.connectFailed("\(error)")
             return nil
         }
     }
@@ -206,7 +234,10 @@ public final class CacheClient: Sendable {
     private func finishConnecting(_ connection: GatewayLink, _ reply: GatewayLink.Reply) -> GatewayLink? {
         guard case .success(let message) = reply, case .helloReply(let hello) = message.body else {
             connection.close()
-            self.state.withLockedValue { $0.machine.connectFailed(now: .now()) }
+            switch reply {
+            case .failure(let error): self.connectFailed("no hello reply: \(error)")
+            case .success(let message): self.connectFailed("unexpected hello reply: \(message.body)")
+            }
             return nil
         }
         connection.hello = hello
@@ -215,20 +246,40 @@ public final class CacheClient: Sendable {
             state.breaker.reset()
             state.connection = connection
         }
+        self.metrics.connects.increment()
+        self.logger.info("connected to the gateway", metadata: ["gateway_version": "\(hello.gatewayVersion)"])
         // The state box is captured, not `self`: a weak reference to the
         // client would give it a side table, and every retain of it (one per
         // call, through `shared`) would then take the runtime's slow path,
         // about 4% of a client's own time on a hit. The box holds the
         // connection and the connection holds this closure until it closes,
         // when the closure is let go.
-        connection.whenClosed { [state = self.state] connection in
-            state.withLockedValue { state in
-                guard state.connection === connection else { return }
+        connection.whenClosed { [state = self.state, logger = self.logger] connection in
+            let lost = state.withLockedValue { state -> Bool in
+                guard state.connection === connection else { return false }
                 state.connection = nil
                 state.machine.connectionLost()
+                return true
             }
+            if lost { logger.warning("lost the connection to the gateway; calls run uncached until it is back") }
         }
         return connection
+    }
+
+    /// Connecting failed: back off, count it and say so. One line per failed
+    /// attempt, and attempts are spaced by the doubling backoff (at most one
+    /// per `reconnectMaximumDelay` while the gateway stays away).
+    private func connectFailed(_ reason: String) {
+        let retry = self.state.withLockedValue { state -> ConnectionStateMachine.State in
+            state.machine.connectFailed(now: .now())
+            return state.machine.state
+        }
+        self.metrics.connectFailures.increment()
+        var retryIn = ""
+        if case .backingOff(let retryAt) = retry {
+            retryIn = "\((retryAt - .now()).nanoseconds / 1_000_000) ms"
+        }
+        self.logger.warning("cannot reach the gateway; calls run uncached", metadata: ["reason": "\(reason)", "retry_in": "\(retryIn)"])
     }
 
     /// Whether an `async` call may read the socket on its own thread: not on
@@ -274,7 +325,7 @@ public final class CacheClient: Sendable {
         case .use(let connection, let reports):
             let attempt = connection.sendReadingInline(
                 .lookup(call.site, call.key),
-                timeout: self.configuration.lookupTimeout,
+                timeout: self.lookupTimeout,
                 mayLead: Self.mayBlock
             )
             switch attempt {
@@ -291,11 +342,14 @@ public final class CacheClient: Sendable {
         case .parked(let connection, let id, let reports):
             return self.lookup(await connection.awaitReply(id), on: connection, reports: reports)
         case .connect:
-            guard let connection = await self.connect() else { return .bypass }
+            guard let connection = await self.connect() else {
+                self.metrics.bypassed(.unreachable)
+                return .bypass
+            }
             let reply = await connection.lookup(
                 call.site,
                 key: call.key,
-                timeout: self.configuration.lookupTimeout,
+                timeout: self.lookupTimeout,
                 mayLead: Self.mayBlock
             )
             return self.lookup(reply, on: connection, reports: false)
@@ -315,11 +369,14 @@ public final class CacheClient: Sendable {
             connection = open
             reports = report
         case .connect:
-            guard let open = self.connectBlocking() else { return .bypass }
+            guard let open = self.connectBlocking() else {
+                self.metrics.bypassed(.unreachable)
+                return .bypass
+            }
             connection = open
             reports = false
         }
-        let reply = connection.lookupBlocking(call.site, key: call.key, timeout: self.configuration.lookupTimeout)
+        let reply = connection.lookupBlocking(call.site, key: call.key, timeout: self.lookupTimeout)
         return self.lookup(reply, on: connection, reports: reports)
     }
 
@@ -327,13 +384,34 @@ public final class CacheClient: Sendable {
     /// timeout always, and about an answer when `reports` (see `Access.use`).
     func lookup(_ reply: GatewayLink.Reply, on connection: GatewayLink, reports: Bool) -> Lookup {
         if case .failure(let error) = reply, error.code == .timeout {
-            self.state.withLockedValue { $0.breaker.timedOut(now: .now()) }
+            self.metrics.bypassed(.timeout)
+            let opened = self.state.withLockedValue { state -> TimeAmount? in
+                let wasClosed = state.breaker.isClosed
+                state.breaker.timedOut(now: .now())
+                // Said once when the breaker opens, not again for each probe that times out.
+                guard wasClosed, case .open(let until) = state.breaker.state else { return nil }
+                return until - .now()
+            }
+            if let opened {
+                self.logger.warning("the gateway does not answer lookups; calls run uncached", metadata: ["pause_ms": "\(opened.nanoseconds / 1_000_000)"])
+            }
             return .bypass
         }
         if reports {
-            self.state.withLockedValue { $0.breaker.answered() }
+            let closed = self.state.withLockedValue { state -> Bool in
+                let wasClosed = state.breaker.isClosed
+                state.breaker.answered()
+                return !wasClosed && state.breaker.isClosed
+            }
+            if closed { self.logger.info("the gateway answers lookups again") }
         }
-        return Self.lookup(reply, on: connection)
+        let lookup = Self.lookup(reply, on: connection)
+        switch lookup {
+        case .hit: self.metrics.hits.increment()
+        case .miss: self.metrics.misses.increment()
+        case .bypass: self.metrics.bypassed(.declined)
+        }
+        return lookup
     }
 
     static func lookup(_ reply: GatewayLink.Reply, on connection: GatewayLink) -> Lookup {
@@ -349,9 +427,12 @@ public final class CacheClient: Sendable {
     /// gateway's limit is not sent, and neither is one with a TTL of zero or
     /// less (`cache` does not look such a call up in the first place).
     func store(_ value: [UInt8], site: CallSite, key: CacheKey, ttl: Duration, computeTime: Duration, on connection: GatewayLink) {
-        guard value.count <= Int(clamping: connection.hello.maxValueSize),
-              let ttlMilliseconds = Self.ttlMilliseconds(ttl)
-        else { return }
+        guard let ttlMilliseconds = Self.ttlMilliseconds(ttl) else { return }
+        guard value.count <= Int(clamping: connection.hello.maxValueSize) else {
+            self.metrics.storesSkipped.increment()
+            return
+        }
+        self.metrics.stores.increment()
         let store = Store(
             function: site.function,
             key: key,

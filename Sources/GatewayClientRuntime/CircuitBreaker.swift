@@ -111,6 +111,12 @@ struct CircuitBreaker: Sendable {
         }
     }
 
+    /// Whether calls look up as usual.
+    var isClosed: Bool {
+        if case .closed = self.state { return true }
+        return false
+    }
+
     /// Closes the circuit and forgets its history (a new connection).
     mutating func reset() {
         self.state = .closed(timeouts: 0)

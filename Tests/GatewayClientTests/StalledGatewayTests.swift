@@ -15,7 +15,7 @@ extension ClientIntegrationTests.CacheRuntimeTests {
         // Long enough that no call that skips the gateway takes it, even on a
         // loaded machine; the breaker opens after 3 timeouts, for 100 ms, then
         // twice as long after each probe that times out.
-        let lookupTimeout = TimeAmount.milliseconds(200)
+        let lookupTimeout = Duration.milliseconds(200)
         CacheClient.configure(CacheClient.Configuration(
             socketPath: gateway.socketPath, clientName: "StalledGatewayTests",
             lookupTimeout: lookupTimeout, connectTimeout: .seconds(5),
@@ -45,7 +45,7 @@ extension ClientIntegrationTests.CacheRuntimeTests {
             let started = ContinuousClock.now
             let value = index.isMultiple(of: 2) ? await square(2) : cube(3)
             #expect(value == (index.isMultiple(of: 2) ? 4 : 27))
-            if ContinuousClock.now - started >= .nanoseconds(lookupTimeout.nanoseconds) { waited += 1 }
+            if ContinuousClock.now - started >= lookupTimeout { waited += 1 }
         }
         // Three timeouts open the breaker; the 37 calls after them take
         // microseconds each, well within its first 100 ms open, unless the
