@@ -76,7 +76,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// its replies, or the in-flight limit was reached), waiting their turn:
     /// at most what one read delivered, since reading stops meanwhile.
     private var backlog = CircularBuffer<ByteBuffer>()
-    /// When draining started; requests read within `drainGrace` of it are served.
+    /// When the gateway told this connection to drain.
+    private var drainRequested: NIODeadline?
+    /// When draining started for this connection: at its first read after
+    /// `drainRequested` (see `drainGrace`). Requests read within `drainGrace`
+    /// of it are served.
     private var drainStarted: NIODeadline?
     /// Whether this handler has stopped reading; shared with the `FrameReader`
     /// in front of it, whose frame deadline does not run meanwhile.
@@ -130,6 +134,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         self.inReadBurst = true
+        if self.drainRequested != nil, self.drainStarted == nil { self.drainStarted = .now() }
         guard self.backlog.isEmpty, self.mayServe(context: context) else {
             self.holdBack(payload, context: context)
             return
@@ -551,16 +556,23 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// peer's or the kernel's buffers) to arrive and be answered. After it,
     /// requests get `shuttingDown`, and the connection closes as soon as
     /// nothing is in flight, however busy its peer.
+    ///
+    /// The window opens at the connection's first read after the gateway
+    /// told it to drain, not at the telling: requests already in the kernel's
+    /// buffer are read then, so a gateway that gets no CPU for a while after
+    /// SIGTERM (a loaded machine) still answers them. A connection with
+    /// nothing to read closes `drainGrace` after the telling.
     static let drainGrace = TimeAmount.milliseconds(200)
 
     private func startDraining(context: ChannelHandlerContext) {
-        guard self.drainStarted == nil else { return }
-        self.drainStarted = .now()
+        guard self.drainRequested == nil else { return }
+        self.drainRequested = .now()
         self.scheduleDrainCheck(in: Self.drainGrace, context: context)
     }
 
     private func closeIfDrained(context: ChannelHandlerContext) {
-        guard let started = self.drainStarted, self.drainCheck == nil, self.inFlight == 0, self.backlog.isEmpty else { return }
+        guard let requested = self.drainRequested, self.drainCheck == nil, self.inFlight == 0, self.backlog.isEmpty else { return }
+        let started = self.drainStarted ?? requested
         let elapsed = NIODeadline.now() - started
         if elapsed >= Self.drainGrace {
             context.close(promise: nil)
