@@ -52,6 +52,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The bound of the embedded in-memory store, in bytes.")
     var memoryLimit: Int = MemoryStore.defaultLimitBytes
 
+    @Option(help: "The bound of the near-cache in front of Redis, in bytes (env CACHE_GATEWAY_NEAR_CACHE_SIZE; 0 turns it off).")
+    var nearCacheSize: Int?
+
     @Option(help: "Separates applications that share one backend (env CACHE_GATEWAY_NAMESPACE; default 'default').")
     var namespace: String?
 
@@ -161,6 +164,13 @@ struct Serve: AsyncParsableCommand {
                     deleteBatchSize: self.purgeBatchSize
                 )
                 configuration.backend = .redis(url: try RedisURL(redisURL), configuration: redisConfiguration)
+                let nearCacheText = environment["CACHE_GATEWAY_NEAR_CACHE_SIZE"].flatMap { $0.isEmpty ? nil : $0 }
+                let nearCacheSize = try self.nearCacheSize ?? nearCacheText.map { text in
+                    guard let size = Int(text) else { throw GatewayError(.invalidConfiguration, "CACHE_GATEWAY_NEAR_CACHE_SIZE is not a number of bytes: \(text)") }
+                    return size
+                } ?? NearCacheStore.Configuration.defaultCapacityBytes
+                guard nearCacheSize >= 0 else { throw GatewayError(.invalidConfiguration, "--near-cache-size cannot be negative") }
+                configuration.nearCache = nearCacheSize == 0 ? nil : NearCacheStore.Configuration(capacityBytes: nearCacheSize)
             } else {
                 configuration.backend = .memory(limitBytes: self.memoryLimit)
             }

@@ -68,11 +68,11 @@ extension IntegrationTests {
             #expect(keys.count == 1, "\(keys)")
             let entry = try #require(keys.first)
             #expect(entry.hasSuffix(":v1:\(try CacheKey(hashing: 1).digest.hexString)"))
-            // Entry bytes: format (1), compute time (8), HMAC (32), then the value.
+            // Entry bytes: format (1), compute time (8), expiry (8), HMAC (32), then the value.
             // Change "1200" into "9200", keeping the TTL.
-            let offset = 1 + 8 + 32 + Array(value.utf8).firstIndex(of: UInt8(ascii: "1"))!
-            #expect(try redisCLI(["SETRANGE", entry, "\(offset)", "9"]) == "\(1 + 8 + 32 + value.utf8.count)")
-            #expect(try redisCLI(["GETRANGE", entry, "\(1 + 8 + 32)", "-1"]) == "the true total: 9200 EUR")
+            let offset = 1 + 8 + 8 + 32 + Array(value.utf8).firstIndex(of: UInt8(ascii: "1"))!
+            #expect(try redisCLI(["SETRANGE", entry, "\(offset)", "9"]) == "\(1 + 8 + 8 + 32 + value.utf8.count)")
+            #expect(try redisCLI(["GETRANGE", entry, "\(1 + 8 + 8 + 32)", "-1"]) == "the true total: 9200 EUR")
 
             // The worker is not served the forged bytes: a miss (compute and store).
             #expect(try await connection.request(try Self.lookup(1)) == .lookupReply(.miss))

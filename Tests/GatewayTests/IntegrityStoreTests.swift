@@ -55,7 +55,7 @@ import Glibc
         #expect(try harness.store(key, "forty-two"))
         #expect(try harness.store.lookup(key, on: harness.loop).wait() == .hit(ByteBuffer(string: "forty-two"), computeMicroseconds: 5))
         // The wrapped store holds the 32-byte code, then the value, in the signed namespace.
-        guard case .hit(let raw, _) = try harness.inner.lookup(harness.raw(key), on: harness.loop).wait() else {
+        guard case .hit(let raw, _, _) = try harness.inner.lookup(harness.raw(key), on: harness.loop).wait() else {
             throw TestFailure("the signed entry is not where it should be")
         }
         #expect(raw.readableBytes == IntegrityStore.codeLength + 9)
@@ -68,7 +68,7 @@ import Glibc
         let harness = try Harness()
         let key = try harness.key(1)
         #expect(try harness.store(key, "forty-two"))
-        guard case .hit(let raw, _) = try harness.inner.lookup(harness.raw(key), on: harness.loop).wait() else {
+        guard case .hit(let raw, _, _) = try harness.inner.lookup(harness.raw(key), on: harness.loop).wait() else {
             throw TestFailure("no signed entry")
         }
         for index in [0, IntegrityStore.codeLength - 1, IntegrityStore.codeLength, raw.readableBytes - 1] {
@@ -89,7 +89,7 @@ import Glibc
         let harness = try Harness()
         let original = try harness.key(1)
         #expect(try harness.store(original, "one's value"))
-        guard case .hit(let raw, _) = try harness.inner.lookup(harness.raw(original), on: harness.loop).wait() else {
+        guard case .hit(let raw, _, _) = try harness.inner.lookup(harness.raw(original), on: harness.loop).wait() else {
             throw TestFailure("no signed entry")
         }
         let others = [

@@ -86,6 +86,8 @@ public struct GatewayApplication: Service {
         case .memory(let limitBytes):
             store = MemoryStore(limitBytes: limitBytes)
         case .redis(let url, var redisConfiguration):
+            // The near-cache holds what it stores only if each store leaves its key tracked.
+            if let nearCache = configuration.nearCache, nearCache.capacityBytes > 0 { redisConfiguration.tracksStoredKeys = true }
             // A reply may be as large as the largest value plus the entry header.
             let connection = redisConfiguration.pool.connection
             redisConfiguration.pool.connection.maximumReplySize = max(connection.maximumReplySize, configuration.server.maxValueSize + 1024)
@@ -98,9 +100,18 @@ public struct GatewayApplication: Service {
             store = IntegrityStore(wrapping: store, key: key, logger: logger)
             logger.info("values are signed with HMAC-SHA-256", metadata: ["namespace": "\(IntegrityStore.signedNamespace(configuration.server.namespace))"])
         }
+        // In front of the signatures, so that only verified values enter it.
+        var nearCache: NearCacheStore?
+        if let redis, let nearCacheConfiguration = configuration.nearCache, nearCacheConfiguration.capacityBytes > 0 {
+            let near = NearCacheStore(wrapping: store, redis: redis, configuration: nearCacheConfiguration, logger: logger, metrics: metrics)
+            nearCache = near
+            store = near
+            logger.info("near-cache on", metadata: ["near_cache_bytes": "\(nearCacheConfiguration.capacityBytes)"])
+        }
         let storeStarted = StartGate()
-        let storeService = StoreService(store: store, started: storeStarted) { [redis] in
+        let storeService = StoreService(store: store, started: storeStarted) { [redis, nearCache] in
             guard let redis else { return }
+            nearCache?.start()
             redis.start()
             await redis.pool.waitForFirstConnectAttempts()
         }

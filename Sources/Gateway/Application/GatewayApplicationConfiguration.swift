@@ -19,6 +19,9 @@ extension GatewayApplication {
         /// When set, every stored value is signed with HMAC-SHA-256 under this
         /// key (see `IntegrityStore`); values that do not verify are misses.
         public var integrityKey: IntegrityStore.Key?
+        /// The near-cache in front of a Redis backend (see `NearCacheStore`);
+        /// nil for none. On by default (64 MiB); the memory backend has none.
+        public var nearCache: NearCacheStore.Configuration?
         /// Where Prometheus metrics are served (`GET /metrics`); nil serves none.
         /// The document comes from the application's `metricsExposition`. A Unix
         /// socket here gets the server socket's mode and group.
@@ -37,6 +40,7 @@ extension GatewayApplication {
             backend: Backend = .memory(),
             registry: Registry.Configuration = Registry.Configuration(),
             integrityKey: IntegrityStore.Key? = nil,
+            nearCache: NearCacheStore.Configuration? = NearCacheStore.Configuration(),
             metricsEndpoint: MetricsEndpoint? = nil,
             notifiesSystemd: Bool = true,
             gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]
@@ -45,6 +49,7 @@ extension GatewayApplication {
             self.backend = backend
             self.registry = registry
             self.integrityKey = integrityKey
+            self.nearCache = nearCache
             self.metricsEndpoint = metricsEndpoint
             self.notifiesSystemd = notifiesSystemd
             self.gracefulShutdownSignals = gracefulShutdownSignals

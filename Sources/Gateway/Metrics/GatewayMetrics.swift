@@ -66,6 +66,18 @@ public final class GatewayMetrics: Sendable {
         public static let backendDisconnects = "cache_gateway_backend_disconnects_total"
         /// Gauge: backend connections up now.
         public static let backendConnections = "cache_gateway_backend_connections"
+        /// Counter: lookups answered from the near-cache (also in `hits`).
+        public static let nearCacheHits = "cache_gateway_near_cache_hits_total"
+        /// Counter: invalidation messages received from Redis.
+        public static let nearCacheInvalidationMessages = "cache_gateway_near_cache_invalidation_messages_total"
+        /// Counter: near-cache entries removed because their key changed.
+        public static let nearCacheInvalidatedEntries = "cache_gateway_near_cache_invalidated_entries_total"
+        /// Counter: times the near-cache dropped every entry.
+        public static let nearCacheFlushes = "cache_gateway_near_cache_flushes_total"
+        /// Gauge: near-cache entries held.
+        public static let nearCacheEntries = "cache_gateway_near_cache_entries"
+        /// Gauge: bytes the near-cache's entries take.
+        public static let nearCacheBytes = "cache_gateway_near_cache_bytes"
     }
 
     /// The label value that gathers the functions seen after `maximumFunctions`.
@@ -160,6 +172,12 @@ public final class GatewayMetrics: Sendable {
     private let backendReconnects: Counter
     private let backendDisconnects: Counter
     private let backendConnections: Gauge
+    private let nearCacheHits: Counter
+    private let nearCacheInvalidationMessages: Counter
+    private let nearCacheInvalidatedEntries: Counter
+    private let nearCacheFlushes: Counter
+    private let nearCacheEntries: Gauge
+    private let nearCacheBytes: Gauge
     private let functions = Mutex(FunctionTable())
     /// Handed out for every function when metrics are off, so that nothing is looked up.
     private let disabledFunction: FunctionMetrics
@@ -195,6 +213,12 @@ public final class GatewayMetrics: Sendable {
         self.backendReconnects = Counter(label: Names.backendReconnects, factory: factory)
         self.backendDisconnects = Counter(label: Names.backendDisconnects, factory: factory)
         self.backendConnections = Gauge(label: Names.backendConnections, factory: factory)
+        self.nearCacheHits = Counter(label: Names.nearCacheHits, factory: factory)
+        self.nearCacheInvalidationMessages = Counter(label: Names.nearCacheInvalidationMessages, factory: factory)
+        self.nearCacheInvalidatedEntries = Counter(label: Names.nearCacheInvalidatedEntries, factory: factory)
+        self.nearCacheFlushes = Counter(label: Names.nearCacheFlushes, factory: factory)
+        self.nearCacheEntries = Gauge(label: Names.nearCacheEntries, factory: factory)
+        self.nearCacheBytes = Gauge(label: Names.nearCacheBytes, factory: factory)
         self.disabledFunction = FunctionMetrics(function: Self.otherFunction, factory: NOOPMetricsHandler.instance)
     }
 
@@ -351,5 +375,33 @@ public final class GatewayMetrics: Sendable {
     func recordBackendConnections(_ count: Int) {
         guard self.isEnabled else { return }
         self.backendConnections.record(count)
+    }
+
+    // MARK: Near-cache
+
+    /// A lookup answered from the near-cache.
+    func recordNearCacheHit() {
+        guard self.isEnabled else { return }
+        self.nearCacheHits.increment()
+    }
+
+    /// An invalidation message arrived; `removed` entries went.
+    func recordNearCacheInvalidation(messages: Int, removed: Int) {
+        guard self.isEnabled else { return }
+        self.nearCacheInvalidationMessages.increment(by: messages)
+        self.nearCacheInvalidatedEntries.increment(by: removed)
+    }
+
+    /// The near-cache dropped every entry.
+    func recordNearCacheFlush() {
+        guard self.isEnabled else { return }
+        self.nearCacheFlushes.increment()
+    }
+
+    /// What the near-cache holds now.
+    func recordNearCacheSize(entries: Int, bytes: Int) {
+        guard self.isEnabled else { return }
+        self.nearCacheEntries.record(entries)
+        self.nearCacheBytes.record(bytes)
     }
 }

@@ -78,7 +78,7 @@ public final class RedisConnectionPool: Sendable {
     public let url: RedisURL
     /// The pool's settings.
     public let configuration: Configuration
-    private let eventLoopGroup: any EventLoopGroup
+    let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let metrics: GatewayMetrics?
     /// Connect failures and lost connections repeat for as long as Redis is
@@ -91,6 +91,14 @@ public final class RedisConnectionPool: Sendable {
     // promises, registering callbacks on futures, closing channels) happens
     // while the lock is held, so callbacks never re-enter it.
     private let state: Mutex<State>
+    private let openingObserver = Mutex<(@Sendable (RedisConnection) -> Void)?>(nil)
+
+    /// Calls `observer` with each connection as it opens, before the pool
+    /// hands it out for any command (the near-cache enables tracking on it
+    /// and learns of its closing from its `closeFuture`). Set it before `start()`.
+    public func observeOpenings(_ observer: @escaping @Sendable (RedisConnection) -> Void) {
+        self.openingObserver.withLock { $0 = observer }
+    }
 
     /// Creates a pool; it connects when started. Throws
     /// `GatewayError(.invalidConfiguration)` when `size` is below 1. With
@@ -319,6 +327,7 @@ public final class RedisConnectionPool: Sendable {
     private func connectCompleted(slot index: Int, result: Result<RedisConnection, any Error>, logger: Logger) {
         switch result {
         case .success(let connection):
+            self.openingObserver.withLock { $0 }?(connection)
             let (action, reconnect, waiters) = self.state.withLock { state in
                 state.slots[index].connectAttempt = nil
                 let waiters = state.attemptFinished(slot: index)

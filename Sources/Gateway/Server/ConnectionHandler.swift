@@ -600,7 +600,7 @@ struct FunctionCountersHandle: Sendable {
     /// Counts `result` and turns it into the reply.
     func count(_ result: StoreLookup, in statistics: GatewayStatistics) -> LookupReply {
         switch result {
-        case .hit(let value, let computeMicroseconds):
+        case .hit(let value, let computeMicroseconds, _):
             statistics.recordLookup(self.cell, hit: true, computeMicroseconds: computeMicroseconds)
             self.metrics.recordHit(computeMicroseconds: computeMicroseconds)
             return .hit(value)

@@ -50,6 +50,10 @@ public protocol CacheStore: Sendable {
     /// Counters of the store's own (faults, connections), merged into the stats reply.
     var statistics: [String: Stats.Value] { get }
 
+    /// The name under which the backend keeps `key`'s entry (the Redis key),
+    /// or nil when the store has no such names (memory).
+    func backendKey(for key: StorageKey) -> String?
+
     /// Releases connections and memory; called once when the gateway stops.
     func shutdown() async
 }
@@ -60,6 +64,9 @@ extension CacheStore {
 
     /// Never answers at once: every lookup goes through `lookup`.
     public func lookupImmediately(_ key: StorageKey) -> StoreLookup? { nil }
+
+    /// No backend names.
+    public func backendKey(for key: StorageKey) -> String? { nil }
 }
 
 /// The full identity of an entry: namespace, function, version and argument key.
@@ -101,9 +108,11 @@ public struct StoreEntry: Sendable {
 
 /// The answer of `CacheStore.lookup`.
 public enum StoreLookup: Sendable, Equatable {
-    /// The entry exists: its value, and how long computing it took (what this
-    /// hit saved), in microseconds.
-    case hit(ByteBuffer, computeMicroseconds: UInt64)
+    /// The entry exists: its value, how long computing it took (what this
+    /// hit saved), in microseconds, and when it expires, in Unix
+    /// milliseconds, where the store knows (Redis entries carry it; the
+    /// near-cache holds an entry no longer).
+    case hit(ByteBuffer, computeMicroseconds: UInt64, expiresAtUnixMilliseconds: Int64? = nil)
     /// No entry: the worker should compute and store.
     case miss
     /// The backend could not answer: the worker should compute and not store.

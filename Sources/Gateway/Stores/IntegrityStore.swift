@@ -153,7 +153,7 @@ public final class IntegrityStore: CacheStore {
     public func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup> {
         let signedKey = Self.signed(key)
         return self.inner.lookup(signedKey, on: eventLoop).flatMap { result -> EventLoopFuture<StoreLookup> in
-            guard case .hit(var stored, let computeMicroseconds) = result else { return eventLoop.makeSucceededFuture(result) }
+            guard case .hit(var stored, let computeMicroseconds, let expiresAt) = result else { return eventLoop.makeSucceededFuture(result) }
             let verified: Bool
             do {
                 verified = try self.verify(&stored, key: signedKey)
@@ -161,7 +161,7 @@ public final class IntegrityStore: CacheStore {
                 self.faults.log("hmac", "an entry could not be verified: \(error)")
                 return eventLoop.makeSucceededFuture(.missDoNotStore)
             }
-            if verified { return eventLoop.makeSucceededFuture(.hit(stored, computeMicroseconds: computeMicroseconds)) }
+            if verified { return eventLoop.makeSucceededFuture(.hit(stored, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAt)) }
             self.failures.wrappingAdd(1, ordering: .relaxed)
             self.faults.log(
                 "integrity",
@@ -194,6 +194,11 @@ public final class IntegrityStore: CacheStore {
         code.withUnsafeBytes { _ = signed.value.writeBytes($0) }
         signed.value.writeImmutableBuffer(entry.value)
         return self.inner.store(signedKey, entry: signed, on: eventLoop)
+    }
+
+    /// The wrapped store's name for the signed entry.
+    public func backendKey(for key: StorageKey) -> String? {
+        self.inner.backendKey(for: Self.signed(key))
     }
 
     public func invalidate(namespace: String, function: String, version: String?, key: CacheKey?, on eventLoop: any EventLoop) -> EventLoopFuture<UInt64> {

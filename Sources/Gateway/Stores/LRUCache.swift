@@ -45,11 +45,21 @@ struct LRUCache<Key: Hashable, Value> {
     /// The number of entries, expired ones included until they are touched or evicted.
     var count: Int { self.index.count }
 
+    /// Whether an entry is held under `key` (expired or not); changes nothing.
+    func contains(_ key: Key) -> Bool { self.index[key] != nil }
+
     /// The value for `key` if it has not expired at `now`; marks it most recently used.
     /// An expired entry is removed.
     mutating func get(_ key: Key, now: NIODeadline) -> Value? {
+        self.get(key, now: now, removingExpired: { _ in })
+    }
+
+    /// `get(_:now:)`, handing an expired entry's value to `removingExpired`
+    /// as it is removed (so that a caller can drop what it keeps beside it).
+    mutating func get(_ key: Key, now: NIODeadline, removingExpired: (Value) -> Void) -> Value? {
         guard let slot = self.index[key] else { return nil }
         guard self.links[slot].expires > now else {
+            if let value = self.values[slot] { removingExpired(value) }
             self.remove(slot: slot)
             return nil
         }
@@ -61,12 +71,20 @@ struct LRUCache<Key: Hashable, Value> {
     /// including a replaced entry). An entry costlier than the whole capacity is not stored.
     @discardableResult
     mutating func set(_ key: Key, _ value: Value, cost: Int, expires: NIODeadline) -> [Key] {
+        self.insert(key, value, cost: cost, expires: expires).map(\.key)
+    }
+
+    /// `set`, returning the evicted entries with their values. A replaced
+    /// entry is not among them; an entry costlier than the whole capacity is
+    /// not stored (and a replaced one is gone).
+    @discardableResult
+    mutating func insert(_ key: Key, _ value: Value, cost: Int, expires: NIODeadline) -> [(key: Key, value: Value)] {
         if let slot = self.index[key] { self.remove(slot: slot) }
         guard cost <= self.capacityBytes else { return [] }
-        var evicted: [Key] = []
+        var evicted: [(key: Key, value: Value)] = []
         while self.costBytes + cost > self.capacityBytes, self.oldest >= 0 {
             let slot = self.oldest
-            evicted.append(self.keys[slot]!)
+            evicted.append((self.keys[slot]!, self.values[slot]!))
             self.remove(slot: slot)
         }
         let links = Links(cost: cost, expires: expires, newer: -1, older: self.newest)
@@ -96,6 +114,18 @@ struct LRUCache<Key: Hashable, Value> {
         guard let slot = self.index[key] else { return false }
         self.remove(slot: slot)
         return true
+    }
+
+    /// Removes every entry, keeping the storage for reuse.
+    mutating func removeAll() {
+        self.links.removeAll(keepingCapacity: true)
+        self.keys.removeAll(keepingCapacity: true)
+        self.values.removeAll(keepingCapacity: true)
+        self.freeSlots.removeAll(keepingCapacity: true)
+        self.index.removeAll(keepingCapacity: true)
+        self.newest = -1
+        self.oldest = -1
+        self.costBytes = 0
     }
 
     private mutating func remove(slot: Int) {

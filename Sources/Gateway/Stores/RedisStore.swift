@@ -32,9 +32,12 @@ import Synchronization
 /// live on one node; entries carry no tag, so that a popular version's entries
 /// spread over every node instead of loading one.
 ///
-/// **Entry format.** One byte 0x01 (the format), the compute time in
-/// microseconds as 8 bytes big-endian, then the value. A string that does not
-/// start this way is not ours and is treated as a miss.
+/// **Entry format.** One byte 0x02 (the format), the compute time in
+/// microseconds as 8 bytes big-endian, the entry's expiry in Unix
+/// milliseconds as 8 bytes big-endian (so that a reader learns it with the
+/// value, in one GET: the near-cache holds the entry no longer), then the
+/// value. Format 0x01 (no expiry field) is read as well. A string that does not
+/// start either way is not ours and is treated as a miss.
 ///
 /// **Fail-open.** A lookup that Redis does not answer within `lookupTimeout`,
 /// or that cannot be sent (no connection up), succeeds with `.missDoNotStore`;
@@ -71,6 +74,13 @@ public final class RedisStore: CacheStore {
         public var deletePipelineDepth: Int
         /// The least time between two log lines about the same kind of fault.
         public var logInterval: TimeAmount
+        /// Whether each store also reads its key back, in one transaction with
+        /// the write (`MULTI`, `SET`, `PTTL`, `EXEC`), so that Redis tracks
+        /// the key for this connection again right after writing it. The
+        /// near-cache needs this to hold what it stores: its connections use
+        /// `CLIENT TRACKING … NOLOOP`, and a tracked key stops being tracked
+        /// once written. Default false.
+        public var tracksStoredKeys: Bool
 
         /// Defaults: one connection per event loop (at least 2), lookups
         /// answered within 5 ms, reconnects backing off from 20 ms to 500 ms (so
@@ -81,7 +91,8 @@ public final class RedisStore: CacheStore {
             writeTimeout: TimeAmount = .milliseconds(500),
             deleteBatchSize: Int = 250,
             deletePipelineDepth: Int = 1,
-            logInterval: TimeAmount = .seconds(10)
+            logInterval: TimeAmount = .seconds(10),
+            tracksStoredKeys: Bool = false
         ) {
             self.pool = pool
             self.lookupTimeout = lookupTimeout
@@ -89,6 +100,7 @@ public final class RedisStore: CacheStore {
             self.deleteBatchSize = deleteBatchSize
             self.deletePipelineDepth = deletePipelineDepth
             self.logInterval = logInterval
+            self.tracksStoredKeys = tracksStoredKeys
         }
 
         /// The gateway's pool: one connection per CPU (at least 2), and a
@@ -121,6 +133,24 @@ public final class RedisStore: CacheStore {
     private let corruptEntries = Atomic<UInt64>(0)
     private let eventLoopGroup: any EventLoopGroup
     private let metrics: GatewayMetrics
+    private let deletionObserver = Mutex<(@Sendable (Deletion) -> Void)?>(nil)
+
+    /// Entries this gateway deletes, as the near-cache is told of them: by
+    /// their Redis key, or all the keys that start with a prefix (a version).
+    enum Deletion: Sendable, Equatable {
+        case key(String)
+        case prefix(String)
+    }
+
+    /// Calls `observer` whenever this store deletes entries: before the
+    /// deletion is sent and again once Redis answered (set it before use).
+    func observeDeletions(_ observer: @escaping @Sendable (Deletion) -> Void) {
+        self.deletionObserver.withLock { $0 = observer }
+    }
+
+    private func noteDeletion(_ deletion: Deletion) {
+        self.deletionObserver.withLock { $0 }?(deletion)
+    }
 
     /// Creates the store; it connects once started (`start()`, or `run()` as a
     /// `Service`), and until then every command fails at once as Redis being
@@ -158,8 +188,11 @@ public final class RedisStore: CacheStore {
 
     // MARK: Keys
 
-    static let entryFormat: UInt8 = 0x01
-    static let entryHeaderLength = 9
+    /// The format this gateway writes: compute time and expiry in the header.
+    static let entryFormat: UInt8 = 0x02
+    static let entryHeaderLength = 17
+    /// The format without the expiry, still read.
+    static let entryFormatWithoutExpiry: UInt8 = 0x01
 
     /// Hashed names of the functions seen, so that a lookup does not hash the
     /// name again (workers call a handful of functions). Bounded: cleared when full.
@@ -180,6 +213,16 @@ public final class RedisStore: CacheStore {
 
     static func entryKey(_ key: StorageKey) -> ByteBuffer {
         ByteBuffer(string: "cg:\(key.namespace):e:\(self.functionID(key.function.function)):\(key.function.version):\(key.key.digest.hexString)")
+    }
+
+    /// What every entry key of one version starts with.
+    static func entryKeyPrefix(namespace: String, functionID: String, version: String) -> String {
+        "cg:\(namespace):e:\(functionID):\(version):"
+    }
+
+    /// The entry's Redis key.
+    public func backendKey(for key: StorageKey) -> String? {
+        String(buffer: Self.entryKey(key))
     }
 
     static func indexKey(namespace: String, functionID: String, version: String) -> ByteBuffer {
@@ -211,13 +254,13 @@ public final class RedisStore: CacheStore {
             case .bulkString(nil):
                 return .miss
             case .bulkString(var bytes?):
-                guard bytes.readInteger(as: UInt8.self) == Self.entryFormat, let computeMicroseconds = bytes.readInteger(as: UInt64.self) else {
+                guard let (computeMicroseconds, expiresAt) = Self.readHeader(&bytes) else {
                     self.corruptEntries.wrappingAdd(1, ordering: .relaxed)
                     self.metrics.recordCorruptEntry()
                     self.faults.log("entry-format", "an entry in Redis is not in the gateway's format; treated as a miss")
                     return .miss
                 }
-                return .hit(bytes, computeMicroseconds: computeMicroseconds)
+                return .hit(bytes, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAt)
             case .error(let message):
                 self.noteLookupFault("Redis answered a lookup with an error: \(message)")
                 return .missDoNotStore
@@ -231,19 +274,42 @@ public final class RedisStore: CacheStore {
         }
     }
 
+    /// Reads an entry's header, leaving `bytes` at the value: the compute
+    /// time, and the expiry in Unix milliseconds (nil in format 0x01). Nil
+    /// when the bytes are not an entry of ours.
+    static func readHeader(_ bytes: inout ByteBuffer) -> (computeMicroseconds: UInt64, expiresAt: Int64?)? {
+        switch bytes.readInteger(as: UInt8.self) {
+        case Self.entryFormat:
+            guard let compute = bytes.readInteger(as: UInt64.self), let expiresAt = bytes.readInteger(as: Int64.self) else { return nil }
+            return (compute, expiresAt)
+        case Self.entryFormatWithoutExpiry:
+            guard let compute = bytes.readInteger(as: UInt64.self) else { return nil }
+            return (compute, nil)
+        default:
+            return nil
+        }
+    }
+
     public func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        let ttlMilliseconds = max(1, entry.ttl.nanoseconds / 1_000_000)
+        let expiresAt = Self.nowMilliseconds() + ttlMilliseconds
         var payload = ByteBufferAllocator().buffer(capacity: Self.entryHeaderLength + entry.value.readableBytes)
         payload.writeInteger(Self.entryFormat)
         payload.writeInteger(entry.computeMicroseconds)
+        payload.writeInteger(expiresAt)
         payload.writeImmutableBuffer(entry.value)
 
-        let ttlMilliseconds = max(1, entry.ttl.nanoseconds / 1_000_000)
-        let expiresAt = Self.nowMilliseconds() + ttlMilliseconds
         let functionID = Self.functionID(key.function.function)
         let index = Self.indexKey(namespace: key.namespace, functionID: functionID, version: key.function.version)
         let versions = Self.versionsKey(namespace: key.namespace, functionID: functionID)
-        let commands = [
-            RedisCommand("SET", arguments: [Self.entryKey(key), payload, ByteBuffer(string: "PX"), ByteBuffer(string: "\(ttlMilliseconds)")]),
+        let entryKey = Self.entryKey(key)
+        let set = RedisCommand("SET", arguments: [entryKey, payload, ByteBuffer(string: "PX"), ByteBuffer(string: "\(ttlMilliseconds)")])
+        // With tracking, the write and a read of the key are one transaction,
+        // so that no other client's write can fall between them untracked.
+        let write = self.configuration.tracksStoredKeys
+            ? [RedisCommand("MULTI"), set, RedisCommand("PTTL", arguments: [entryKey]), RedisCommand("EXEC")]
+            : [set]
+        let commands = write + [
             RedisCommand("ZADD", arguments: [index, ByteBuffer(string: "\(expiresAt)"), ByteBuffer(string: key.key.digest.hexString)]),
             // Members whose entries have expired leave the index as it is written
             // to; with a minute's margin, so that a gateway whose clock runs ahead
@@ -260,13 +326,23 @@ public final class RedisStore: CacheStore {
         return self.pool.pipelineFuture(commands, timeout: self.configuration.writeTimeout, preferring: eventLoop)
             .hop(to: eventLoop)
             .map { replies -> Bool in
-                if case .error(let message) = replies.first {
+                // The SET's own reply: plain, or the first of EXEC's.
+                let setReply: RESPValue?
+                if write.count == 1 {
+                    setReply = replies.first
+                } else if case .array(let results?) = replies[write.count - 1] {
+                    setReply = results.first
+                } else {
+                    // EXEC refused (EXECABORT carries the queued command's error).
+                    setReply = replies[write.count - 1]
+                }
+                if case .error(let message) = setReply {
                     self.noteStoreFault("Redis refused a store: \(message)")
                     return false
                 }
                 // The entry is stored; an index command that failed (PEXPIRE's
                 // GT and NX need Redis 7) only weakens invalidation: say so.
-                for case .error(let message) in replies.dropFirst() {
+                for case .error(let message) in replies.dropFirst(write.count) {
                     self.metrics.recordBackendError(.index)
                     self.faults.log("index", "Redis refused an index update (Redis 7 or later is required): \(message)")
                 }
@@ -310,8 +386,13 @@ public final class RedisStore: CacheStore {
 
     private func deleteEntry(namespace: String, functionID: String, version: String, key: CacheKey) async throws -> UInt64 {
         let hex = key.digest.hexString
+        let entryKey = Self.entryKeyPrefix(namespace: namespace, functionID: functionID, version: version) + hex
+        // Told before and after: a read that was out while the entry went
+        // cannot leave its old value behind in the near-cache.
+        self.noteDeletion(.key(entryKey))
+        defer { self.noteDeletion(.key(entryKey)) }
         let replies = try await self.pool.pipeline([
-            RedisCommand("UNLINK", arguments: [ByteBuffer(string: "cg:\(namespace):e:\(functionID):\(version):\(hex)")]),
+            RedisCommand("UNLINK", arguments: [ByteBuffer(string: entryKey)]),
             RedisCommand("ZREM", arguments: [Self.indexKey(namespace: namespace, functionID: functionID, version: version), ByteBuffer(string: hex)]),
         ], timeout: self.configuration.writeTimeout)
         return UInt64(try replies[0].checked().integer ?? 0)
@@ -353,7 +434,10 @@ public final class RedisStore: CacheStore {
         // Lua's unpack() takes at most about 8,000 values.
         let batch = min(5_000, max(1, self.configuration.deleteBatchSize))
         let depth = max(1, self.configuration.deletePipelineDepth)
-        let prefix = ByteBuffer(string: "cg:\(namespace):e:\(functionID):\(version):")
+        let prefixText = Self.entryKeyPrefix(namespace: namespace, functionID: functionID, version: version)
+        let prefix = ByteBuffer(string: prefixText)
+        self.noteDeletion(.prefix(prefixText))
+        defer { self.noteDeletion(.prefix(prefixText)) }
         let script = ByteBuffer(string: Self.deleteBatchScript)
         var deleted: UInt64 = 0
         var start = 0

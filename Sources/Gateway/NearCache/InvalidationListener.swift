@@ -1,0 +1,246 @@
+import GatewayProtocol
+import GatewaySystem
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The near-cache's own connection to Redis, subscribed to
+/// `__redis__:invalidate`: the data connections redirect their tracking
+/// invalidations to it (`TrackingState`).
+///
+/// It reconnects with backoff for as long as it runs. Every time it
+/// subscribes it reports its (new) client id, and every time its connection
+/// closes it reports `.lost`. A connection that stops answering its keep-alive
+/// `PING` (sent every `pingInterval` once subscribed) for a whole interval is
+/// closed, so that a silently dead connection (a network partition) cannot
+/// keep the near-cache serving without invalidations for longer than two
+/// intervals.
+final class InvalidationListener: Sendable {
+    /// What the listener reports.
+    enum Event: Sendable, Equatable {
+        /// Subscribed as client `clientID`.
+        case subscribed(clientID: Int64)
+        /// These Redis keys changed.
+        case invalidated([String])
+        /// Every key changed (`FLUSHDB`, `FLUSHALL`).
+        case flushed
+        /// The connection closed: invalidations may have been missed.
+        case lost
+    }
+
+    private struct State: Sendable {
+        var channel: (any Channel)?
+        var reconnect: Scheduled<Void>?
+        var failures = 0
+        var isStarted = false
+        var isShutDown = false
+    }
+
+    private let url: RedisURL
+    private let configuration: RedisConnection.Configuration
+    private let eventLoop: any EventLoop
+    private let logger: Logger
+    private let backoff: ExponentialBackoff
+    private let pingInterval: TimeAmount
+    private let onEvent: @Sendable (Event) -> Void
+    private let state = Mutex(State())
+
+    /// A listener for `url`; it connects once started. `onEvent` is called on
+    /// `eventLoop`, in the order the events happen.
+    init(
+        url: RedisURL,
+        configuration: RedisConnection.Configuration,
+        eventLoop: any EventLoop,
+        logger: Logger,
+        backoff: ExponentialBackoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(500), jitter: 0.3),
+        pingInterval: TimeAmount = .seconds(1),
+        onEvent: @escaping @Sendable (Event) -> Void
+    ) {
+        self.url = url
+        self.configuration = configuration
+        self.eventLoop = eventLoop
+        var logger = logger
+        logger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
+        logger[metadataKey: "redis.role"] = "invalidations"
+        self.logger = logger
+        self.backoff = backoff
+        self.pingInterval = pingInterval
+        self.onEvent = onEvent
+    }
+
+    /// Starts connecting, in the background; calling it again does nothing.
+    func start() {
+        let start = self.state.withLock { state -> Bool in
+            guard !state.isStarted, !state.isShutDown else { return false }
+            state.isStarted = true
+            return true
+        }
+        if start { self.connect() }
+    }
+
+    /// Stops reconnecting and closes the connection.
+    func shutdown() async {
+        let (channel, timer) = self.state.withLock { state in
+            state.isShutDown = true
+            defer { state.reconnect = nil }
+            return (state.channel, state.reconnect)
+        }
+        timer?.cancel()
+        try? await channel?.close()
+    }
+
+    /// The listener's connection, if open (for tests that kill it).
+    var isConnected: Bool { self.state.withLock { $0.channel?.isActive ?? false } }
+
+    private func connect() {
+        let handshake = RedisConnection.handshakeCommands(for: self.url, clientName: "cache-gateway-invalidations")
+        let configuration = self.configuration
+        let pingInterval = self.pingInterval
+        let logger = self.logger
+        let onEvent: @Sendable (Event) -> Void = { event in
+            if case .subscribed = event { self.subscribed() }
+            self.onEvent(event)
+        }
+        let bootstrap = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(configuration.connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize)),
+                        MessageToByteHandler(RESPCommandEncoder()),
+                        InvalidationHandler(handshake: handshake, pingInterval: pingInterval, logger: logger, onEvent: onEvent)
+                    )
+                }
+            }
+        let connected: EventLoopFuture<any Channel>
+        switch self.url.endpoint {
+        case .tcp(let host, let port):
+            connected = bootstrap.connect(host: host, port: port)
+        case .unixSocket(let path):
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        }
+        connected.whenComplete { result in
+            switch result {
+            case .success(let channel):
+                let keep = self.state.withLock { state -> Bool in
+                    guard !state.isShutDown else { return false }
+                    state.channel = channel
+                    return true
+                }
+                guard keep else {
+                    channel.close(promise: nil)
+                    return
+                }
+                channel.closeFuture.whenComplete { _ in self.closed(channel) }
+            case .failure(let error):
+                self.logger.debug("cannot connect the invalidation listener", metadata: ["redis.error": "\(error)"])
+                self.scheduleReconnect()
+            }
+        }
+    }
+
+    private func closed(_ channel: any Channel) {
+        self.state.withLock { state in
+            if state.channel === channel { state.channel = nil }
+        }
+        self.scheduleReconnect()
+    }
+
+    private func scheduleReconnect() {
+        self.state.withLock { state in
+            guard !state.isShutDown else { return }
+            state.failures += 1
+            let delay = self.backoff.delay(afterFailures: state.failures, random: Double.random(in: 0..<1))
+            // Scheduling runs nothing inline, so it is safe under the lock.
+            state.reconnect = self.eventLoop.scheduleTask(in: delay) { self.connect() }
+        }
+    }
+
+    /// A subscription succeeded: the backoff starts over.
+    private func subscribed() {
+        self.state.withLock { $0.failures = 0 }
+    }
+}
+
+/// Sends the listener's handshake, `CLIENT ID` and `SUBSCRIBE`, reports what
+/// arrives (`InvalidationReplies`), and keeps the connection alive with `PING`.
+private final class InvalidationHandler: ChannelInboundHandler {
+    typealias InboundIn = RESPValue
+    typealias OutboundOut = RedisCommand
+
+    private var replies: InvalidationReplies
+    private let handshake: [RedisCommand]
+    private let pingInterval: TimeAmount
+    private let logger: Logger
+    private let onEvent: @Sendable (InvalidationListener.Event) -> Void
+    private var pingTimer: RepeatedTask?
+    private var awaitingPong = false
+    private var subscribed = false
+
+    init(handshake: [RedisCommand], pingInterval: TimeAmount, logger: Logger, onEvent: @escaping @Sendable (InvalidationListener.Event) -> Void) {
+        self.replies = InvalidationReplies(handshakeReplies: handshake.count)
+        self.handshake = handshake
+        self.pingInterval = pingInterval
+        self.logger = logger
+        self.onEvent = onEvent
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        for command in self.handshake + [RedisCommand("CLIENT", "ID"), RedisCommand("SUBSCRIBE", InvalidationReplies.channel)] {
+            context.write(Self.wrapOutboundOut(command), promise: nil)
+        }
+        context.flush()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.replies.receive(Self.unwrapInboundIn(data)) {
+        case .none:
+            break
+        case .subscribed(let id):
+            self.subscribed = true
+            self.logger.info("near-cache invalidations subscribed", metadata: ["redis.client_id": "\(id)"])
+            self.startPinging(context: context)
+            self.onEvent(.subscribed(clientID: id))
+        case .invalidated(let keys):
+            self.onEvent(.invalidated(keys))
+        case .flushed:
+            self.onEvent(.flushed)
+        case .pong:
+            self.awaitingPong = false
+        case .failed(let reason):
+            self.logger.warning("the invalidation listener's connection failed; reconnecting", metadata: ["reason": "\(reason)"])
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.pingTimer?.cancel()
+        self.pingTimer = nil
+        if self.subscribed {
+            self.logger.warning("the near-cache's invalidation connection closed; the near-cache is flushed until it is back")
+        }
+        self.onEvent(.lost)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.warning("the invalidation listener's connection failed; reconnecting", metadata: ["redis.error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    private func startPinging(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.pingTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: self.pingInterval, delay: self.pingInterval) { _ in
+            let (handler, context) = loopBound.value
+            if handler.awaitingPong {
+                handler.logger.warning("the invalidation connection did not answer PING within \(handler.pingInterval.nanoseconds / 1_000_000) ms; reconnecting")
+                context.close(promise: nil)
+                return
+            }
+            handler.awaitingPong = true
+            context.writeAndFlush(Self.wrapOutboundOut(RedisCommand("PING")), promise: nil)
+        }
+    }
+}

@@ -1,0 +1,256 @@
+import Foundation
+import GatewayConnection
+import GatewayProtocol
+import GatewayTestSupport
+import NIOCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension IntegrationTests {
+    /// The near-cache, with two real gateway processes (A and B) on one
+    /// redis-server of the suite's own: B serves what it read from its
+    /// near-cache, and every way an entry can change in Redis reaches it.
+    ///
+    /// Each change is followed by waiting for B to receive the invalidation
+    /// (its `nearCacheInvalidationMessages` or `nearCacheFlushes` grows), then
+    /// by B's next lookup, which must not return the old value: the product's
+    /// promise is "no longer than an invalidation message takes", and the
+    /// waiting is bounded only by the test's overall timeout.
+    @Suite(.serialized) struct GatewayNearCacheTests {
+        static let function = FunctionVersion(function: "Tests.near(x:)", version: "v1")
+
+        /// A private redis-server and two gateways on it.
+        final class Pair {
+            let redis: PrivateRedisServer
+            let a: GatewayProcess
+            let b: GatewayProcess
+            let connectionA: GatewayConnection
+            let connectionB: GatewayConnection
+
+            init(nearCacheSize: Int? = nil) async throws {
+                self.redis = try PrivateRedisServer()
+                try await self.redis.start()
+                var arguments = ["--redis", "unix://\(self.redis.socketPath)", "--namespace", "near", "--lookup-timeout-ms", "5000", "--write-timeout-ms", "10000"]
+                if let nearCacheSize { arguments += ["--near-cache-size", "\(nearCacheSize)"] }
+                self.a = try GatewayProcess(arguments: arguments)
+                self.b = try GatewayProcess(arguments: arguments)
+                self.connectionA = try await self.a.connect(name: "A")
+                self.connectionB = try await self.b.connect(name: "B")
+                try await Self.waitUntilFilling(self.connectionA)
+                try await Self.waitUntilFilling(self.connectionB)
+            }
+
+            func stop() {
+                _ = self.a.stop()
+                _ = self.b.stop()
+                self.redis.stop()
+            }
+
+            /// Waits until the gateway's near-cache fills (tracking is complete).
+            static func waitUntilFilling(_ connection: GatewayConnection) async throws {
+                let filling = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                    try await GatewayNearCacheTests.stat(connection, "nearCacheFilling") == 1
+                }
+                guard filling else { throw TestFailure("the near-cache did not start filling") }
+            }
+
+            func redisCLI(_ arguments: [String]) throws -> String {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = ["redis-cli", "-s", self.redis.socketPath, "--raw"] + arguments
+                let (status, text) = try process.runToEnd()
+                guard status == 0 else { throw TestFailure("redis-cli \(arguments) exited \(status): \(text)") }
+                return text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
+
+        static func stat(_ connection: GatewayConnection, _ name: String) async throws -> UInt64 {
+            guard case .statsReply(let stats) = try await connection.request(.stats) else { throw TestFailure("no stats") }
+            return stats[count: name] ?? 0
+        }
+
+        static func key(_ index: Int) throws -> CacheKey { try CacheKey(hashing: "near-\(index)") }
+
+        static func store(_ connection: GatewayConnection, _ index: Int, _ value: String, ttlMilliseconds: UInt64 = 60_000) async throws {
+            let store = Store(function: Self.function, key: try Self.key(index), ttlMilliseconds: ttlMilliseconds, computeMicroseconds: 1_000, value: ByteBuffer(string: value))
+            #expect(try await connection.request(.store(store)) == .storeReply(stored: true))
+        }
+
+        static func lookup(_ connection: GatewayConnection, _ index: Int) async throws -> LookupReply {
+            guard case .lookupReply(let reply) = try await connection.request(.lookup(Lookup(function: Self.function, key: try Self.key(index)))) else {
+                throw TestFailure("no lookup reply")
+            }
+            return reply
+        }
+
+        /// Stores `value` through A, reads it through B from Redis, then from B's near-cache.
+        static func holdInB(_ pair: Pair, _ index: Int, _ value: String) async throws {
+            try await Self.store(pair.connectionA, index, value)
+            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+            #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: value)))
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits, "the first read goes to Redis")
+            #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: value)))
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits + 1, "the second is served from B's near-cache")
+        }
+
+        /// Runs `change`, then waits until B's counter `signal` grows past its value before it.
+        static func change(_ pair: Pair, signal: String = "nearCacheInvalidationMessages", _ change: () async throws -> Void) async throws {
+            let before = try await Self.stat(pair.connectionB, signal)
+            try await change()
+            let arrived = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                try await Self.stat(pair.connectionB, signal) > before
+            }
+            #expect(arrived, "B did not hear of the change (\(signal))")
+        }
+
+        @Test func bServesWhatItReadFromItsNearCacheAndEveryChangeInRedisRemovesIt() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+
+            // invalidate through A.
+            try await Self.holdInB(pair, 1, "one")
+            try await Self.change(pair) {
+                let reply = try await pair.connectionA.request(.invalidate(Invalidate(function: Self.function.function, version: Self.function.version, key: try Self.key(1))))
+                #expect(reply == .invalidateReply(deleted: 1))
+            }
+            #expect(try await Self.lookup(pair.connectionB, 1) == .miss)
+
+            // A purge of the version through A (every entry of v1).
+            try await Self.holdInB(pair, 2, "two")
+            try await Self.change(pair) {
+                let reply = try await pair.connectionA.request(.invalidate(Invalidate(function: Self.function.function, version: Self.function.version)))
+                #expect(reply == .invalidateReply(deleted: 1))
+            }
+            #expect(try await Self.lookup(pair.connectionB, 2) == .miss)
+
+            // DEL typed into redis-cli.
+            try await Self.holdInB(pair, 3, "three")
+            let entries = try pair.redisCLI(["--scan", "--pattern", "cg:near:e:*"]).split(separator: "\n").map(String.init)
+            #expect(entries.count == 1, "\(entries)")
+            try await Self.change(pair) {
+                let deleted = try pair.redisCLI(["DEL", entries.first ?? ""])
+                #expect(deleted == "1")
+            }
+            #expect(try await Self.lookup(pair.connectionB, 3) == .miss)
+
+            // FLUSHDB.
+            try await Self.holdInB(pair, 4, "four")
+            try await Self.change(pair, signal: "nearCacheFlushes") {
+                let flushed = try pair.redisCLI(["FLUSHDB"])
+                #expect(flushed == "OK")
+            }
+            #expect(try await Self.lookup(pair.connectionB, 4) == .miss)
+
+            // A new value stored through A under the same key: B returns the new bytes.
+            try await Self.holdInB(pair, 5, "old five")
+            try await Self.change(pair) {
+                try await Self.store(pair.connectionA, 5, "new five")
+            }
+            #expect(try await Self.lookup(pair.connectionB, 5) == .hit(ByteBuffer(string: "new five")))
+
+            // Near hits are hits: the functions output and the saved compute time count them.
+            guard case .functionsReply(let functions) = try await pair.connectionB.request(.functions) else { throw TestFailure("no functions reply") }
+            let near = try #require(functions.first { $0.function.hasSuffix("near(x:)") })
+            #expect(near.hits >= 10)
+            #expect(try await Self.stat(pair.connectionB, "computeSavedMicroseconds") >= 10 * 1_000)
+        }
+
+        @Test func anEntryIsNotServedFromTheNearCachePastItsTTL() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+            let ttl = Duration.milliseconds(400)
+            try await Self.store(pair.connectionA, 1, "short-lived", ttlMilliseconds: 400)
+            let stored = ContinuousClock.now
+            #expect(try await Self.lookup(pair.connectionB, 1) == .hit(ByteBuffer(string: "short-lived")))
+            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+            #expect(try await Self.lookup(pair.connectionB, 1) == .hit(ByteBuffer(string: "short-lived")))
+            guard ContinuousClock.now - stored < ttl else {
+                // The machine was too slow to see the entry before it expired;
+                // what follows still holds.
+                Issue.record("the lookups took longer than the TTL")
+                return
+            }
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits + 1)
+            // The entry expires in Redis and in B's near-cache at the same moment.
+            try await Task.sleep(until: stored + ttl + .milliseconds(50))
+            #expect(try await Self.lookup(pair.connectionB, 1) == .miss)
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits + 1)
+        }
+
+        @Test func killingTheTrackingConnectionFlushesBAndNothingStaleIsServed() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+            try await Self.holdInB(pair, 1, "before the kill")
+            let trackingID = try await Self.stat(pair.connectionB, "nearCacheTrackingClientID")
+            #expect(trackingID > 0)
+            try await Self.change(pair, signal: "nearCacheFlushes") {
+                let killed = try pair.redisCLI(["CLIENT", "KILL", "ID", "\(trackingID)"])
+                #expect(killed == "1")
+            }
+            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 0)
+            // Changed while B had no tracking: B reads the new value.
+            try await Self.store(pair.connectionA, 1, "after the kill")
+            #expect(try await Self.lookup(pair.connectionB, 1) == .hit(ByteBuffer(string: "after the kill")))
+            // Tracking comes back with a new listener, and the near-cache with it.
+            try await Pair.waitUntilFilling(pair.connectionB)
+            #expect(try await Self.stat(pair.connectionB, "nearCacheTrackingClientID") != trackingID)
+            try await Self.holdInB(pair, 2, "tracked again")
+            try await Self.change(pair) { try await Self.store(pair.connectionA, 2, "changed again") }
+            #expect(try await Self.lookup(pair.connectionB, 2) == .hit(ByteBuffer(string: "changed again")))
+        }
+
+        @Test func restartingRedisFlushesBAndNothingStaleIsServed() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+            try await Self.holdInB(pair, 1, "before the restart")
+            try await Self.change(pair, signal: "nearCacheFlushes") {
+                pair.redis.kill()
+                try await pair.redis.start()
+            }
+            // The restarted server is empty: B must not answer from memory.
+            let answered = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                try await Self.lookup(pair.connectionB, 1) == .miss
+            }
+            #expect(answered)
+            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 0)
+            try await Pair.waitUntilFilling(pair.connectionA)
+            try await Pair.waitUntilFilling(pair.connectionB)
+            try await Self.holdInB(pair, 1, "after the restart")
+        }
+
+        @Test func theNearCacheStaysWithinItsBoundUnderAStreamOfDistinctKeys() async throws {
+            let bound = 256 * 1024
+            let pair = try await Pair(nearCacheSize: bound)
+            defer { pair.stop() }
+            let value = String(repeating: "x", count: 1024)
+            for index in 0..<1_000 {
+                try await Self.store(pair.connectionA, index, value)
+                #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: value)))
+                if index % 100 == 99 {
+                    let bytes = try await Self.stat(pair.connectionB, "nearCacheBytes")
+                    #expect(bytes <= UInt64(bound))
+                    #expect(bytes > UInt64(bound / 2), "the near-cache holds entries up to its bound")
+                }
+            }
+            // The newest entries are the ones held.
+            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+            #expect(try await Self.lookup(pair.connectionB, 999) == .hit(ByteBuffer(string: value)))
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits + 1)
+            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") < 256)
+        }
+
+        @Test func zeroTurnsTheNearCacheOff() async throws {
+            let pair = try await Pair(nearCacheSize: nil)
+            defer { pair.stop() }
+            let off = try GatewayProcess(arguments: ["--redis", "unix://\(pair.redis.socketPath)", "--namespace", "near", "--near-cache-size", "0"])
+            defer { _ = off.stop() }
+            let connection = try await off.connect(name: "off")
+            try await Self.store(pair.connectionA, 1, "one")
+            for _ in 0..<3 { #expect(try await Self.lookup(connection, 1) == .hit(ByteBuffer(string: "one"))) }
+            #expect(try await Self.stat(connection, "nearCacheHits") == 0)
+            #expect(try await Self.stat(connection, "nearCacheFilling") == 0)
+        }
+    }
+}
