@@ -3,7 +3,7 @@
 # them beside a private redis-server (scripts/with-redis.sh). The benchmark
 # pins itself, the gateway and redis-server with taskset: latency runs on one
 # CPU (BENCH_CPU, default 1), throughput with servers and clients on different CPUs.
-#   scripts/bench.sh [protocol] [gateway] [client] [purge] [metrics]
+#   scripts/bench.sh [protocol] [gateway] [staleness] [client] [purge] [metrics]
 # It also writes the figures as JSON to BENCH_RESULTS (default
 # .build/bench-results.json; the previous file, if any, is kept as
 # *.previous.json), with the commit, the date and the machine, and then
@@ -28,6 +28,16 @@ cpu_model="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
 export BENCH_RESULTS="$results"
 export BENCH_COMMIT="$commit"
 export BENCH_MACHINE="${BENCH_MACHINE:-${cpu_model:-unknown CPU}, $(nproc) CPUs, $(uname -sr)}"
+
+# twemproxy, the gateway group's peer baseline (Debian's nutcracker).
+if ! command -v nutcracker >/dev/null && [ ! -x /usr/sbin/nutcracker ]; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nutcracker >/dev/null
+    # The package starts a system service; the benchmark runs its own.
+    $sudo systemctl disable --now nutcracker >/dev/null 2>&1 || true
+fi
+# Redis also on TCP loopback, for the GET over TCP baseline: a port that was free a moment ago.
+export WITH_REDIS_TCP_PORT="${WITH_REDIS_TCP_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 
 echo "GatewayBenchmarks on $BENCH_MACHINE; commit $BENCH_COMMIT"
 scripts/with-redis.sh "$bin/GatewayBenchmarks" "$@"

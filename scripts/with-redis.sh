@@ -20,7 +20,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-redis-server --port 0 --unixsocket "$socket" --unixsocketperm 700 \
+# WITH_REDIS_TCP_PORT (the benchmarks set it) also listens on 127.0.0.1:PORT.
+port="${WITH_REDIS_TCP_PORT:-0}"
+redis-server --port "$port" --bind 127.0.0.1 --unixsocket "$socket" --unixsocketperm 700 \
     --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" --daemonize no &
 redis_pid=$!
 
@@ -34,6 +36,7 @@ done
 
 export CACHE_GATEWAY_TEST_REDIS_SOCKET="$socket"
 export CACHE_GATEWAY_TEST_REDIS_PID="$redis_pid"
+if [ "$port" != 0 ]; then export CACHE_GATEWAY_TEST_REDIS_TCP_PORT="$port"; fi
 set +e
 "$@"
 status=$?

@@ -6,13 +6,20 @@ import NIOCore
 import Glibc
 #endif
 
-/// Lookups through a real gateway process, beside a direct hiredis GET on the
-/// same redis-server over its Unix socket (issue 3).
+/// Lookups through real gateway processes, beside a direct hiredis GET on the
+/// same redis-server (over its Unix socket, and over TCP loopback as the
+/// stand-in for a Redis on another machine), and beside twemproxy doing the
+/// same two-hop job.
 ///
-/// Latency runs with everything (redis-server, the gateway, this client) on
-/// one CPU, so that no round trip crosses CPUs. Throughput runs with the
-/// servers on one CPU and the clients on the other, the same way for the
-/// gateway and for redis-benchmark.
+/// Three gateways: the embedded store; Redis with the near-cache (a hot hit
+/// is answered from the gateway's memory); Redis with the near-cache off
+/// (every hit is a cold one: gateway, then Redis).
+///
+/// Latency runs with everything (redis-server, the gateways, twemproxy, this
+/// client) on one CPU, so that no round trip crosses CPUs and both servers
+/// of a two-hop path share the CPU. Throughput runs with the servers on one
+/// CPU and the clients on the other, the same way for the gateway, twemproxy
+/// and redis-benchmark.
 enum GatewayLookupBenchmarks {
     static let valueSize = 1_024
 
@@ -29,6 +36,13 @@ enum GatewayLookupBenchmarks {
         let redisURL = try RedisURL("unix://\(redisSocket)")
         let hiredis = try BlockingRedisClient(url: redisURL)
         _ = try hiredis.send(.set(ByteBuffer(string: "bench:direct"), value))
+        // The same server over TCP loopback, when scripts/bench.sh gave it a port.
+        let hiredisTCP = try environment["CACHE_GATEWAY_TEST_REDIS_TCP_PORT"].flatMap(Int.init).map { port in
+            try BlockingRedisClient(url: try RedisURL("redis://127.0.0.1:\(port)"))
+        }
+        let twemproxy = try TwemproxyUnderTest(redisSocket: redisSocket)
+        defer { twemproxy.stop() }
+        let viaTwemproxy = try BlockingRedisClient(url: try RedisURL("unix://\(twemproxy.socketPath)"))
 
         let memoryGateway = try GatewayUnderTest(arguments: [])
         defer { memoryGateway.stop() }
@@ -41,54 +55,98 @@ enum GatewayLookupBenchmarks {
         let hitLength = try memoryClient.roundTrip(lookupFrame)
         guard hitLength > Self.valueSize else { throw BenchmarkFailure("the lookup was not a hit (\(hitLength) bytes)") }
 
-        // A gateway on the same redis-server; a generous lookup timeout, so that
+        // Gateways on the same redis-server; a generous lookup timeout, so that
         // every lookup measured is a real hit and not a fail-open miss.
-        let redisGateway = try GatewayUnderTest(arguments: ["--redis", "unix://\(redisSocket)", "--namespace", "bench", "--lookup-timeout-ms", "1000"])
-        defer { redisGateway.stop() }
-        let redisClient = try BlockingGatewayClient(socketPath: redisGateway.socketPath)
-        try redisClient.roundTrip(storeFrame)
-        guard try redisClient.roundTrip(lookupFrame) == hitLength else { throw BenchmarkFailure("the Redis-backed lookup was not a hit") }
+        let redisArguments = ["--redis", "unix://\(redisSocket)", "--namespace", "bench", "--lookup-timeout-ms", "1000"]
+        let nearGateway = try GatewayUnderTest(arguments: redisArguments)
+        defer { nearGateway.stop() }
+        let coldGateway = try GatewayUnderTest(arguments: redisArguments + ["--near-cache-size", "0"])
+        defer { coldGateway.stop() }
+        let nearClient = try BlockingGatewayClient(socketPath: nearGateway.socketPath)
+        let coldClient = try BlockingGatewayClient(socketPath: coldGateway.socketPath)
+        try coldClient.roundTrip(storeFrame)
+        guard try coldClient.roundTrip(lookupFrame) == hitLength else { throw BenchmarkFailure("the Redis-backed lookup was not a hit") }
+        // The near-cache fills once its tracking is up: read until a hit comes from it.
+        try Self.waitForNearHit(nearClient, lookupFrame: lookupFrame, hitLength: hitLength)
 
         // MARK: latency, everything on one CPU
         pinProcess(toCPU: latencyCPU)
-        try pin(pid: redisPID, cpus: "\(latencyCPU)")
-        try pin(pid: memoryGateway.pid, cpus: "\(latencyCPU)")
-        try pin(pid: redisGateway.pid, cpus: "\(latencyCPU)")
-        print("latency: redis-server, gateway and client pinned to CPU \(latencyCPU)")
+        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid] {
+            try pin(pid: pid, cpus: "\(latencyCPU)")
+        }
+        print("latency: redis-server, gateways, twemproxy and client pinned to CPU \(latencyCPU)")
         let get = RedisCommand.get(ByteBuffer(string: "bench:direct"))
         // The floor of each transport: a ping needs no store and no value.
         let pingFrame = Array(try GatewayMessage(id: 4, .ping).encodedFrame().readableBytesView)
-        let latency = try Bench.measureInterleaved([
+        var operations: [(name: String, operation: () throws -> Void)] = [
             ("baseline: hiredis GET (direct)", { blackHole(try hiredis.send(get)) }),
             ("gateway hit, in-memory store, 1 conn", { blackHole(try memoryClient.roundTrip(lookupFrame)) }),
-            ("gateway hit, Redis store, 1 conn", { blackHole(try redisClient.roundTrip(lookupFrame)) }),
+            ("gateway hit, Redis store, near-cache, 1 conn", { blackHole(try nearClient.roundTrip(lookupFrame)) }),
+            ("gateway hit, Redis store, cold, 1 conn", { blackHole(try coldClient.roundTrip(lookupFrame)) }),
+            ("twemproxy GET, 1 conn", { blackHole(try viaTwemproxy.send(get)) }),
             ("redis PING (direct hiredis)", { blackHole(try hiredis.send(.ping)) }),
             ("gateway ping (transport floor), 1 conn", { blackHole(try memoryClient.roundTrip(pingFrame)) }),
-        ])
+        ]
+        if let hiredisTCP {
+            operations.append(("hiredis GET over TCP loopback (direct)", { blackHole(try hiredisTCP.send(get)) }))
+        }
+        let latency = try Bench.measureInterleaved(operations)
         Bench.report(latency[0])
         Bench.report(latency[1], against: latency[0])
         Bench.report(latency[2], against: latency[0])
-        Bench.report(latency[3])
-        Bench.report(latency[4], against: latency[3])
+        Bench.report(latency[3], against: latency[0])
+        Bench.report(latency[4], against: latency[0])
+        Bench.report(latency[5])
+        Bench.report(latency[6], against: latency[5])
+        if hiredisTCP != nil {
+            Bench.report(latency[7], against: latency[0])
+            Bench.report(Measurement(renaming: latency[2], to: "gateway hit, near-cache, against GET over TCP"), against: latency[7])
+        }
+        Bench.report(Measurement(renaming: latency[3], to: "gateway hit, cold, against twemproxy GET"), against: latency[4])
 
         // MARK: throughput with 50 connections, servers and clients on different CPUs
         pinProcess(toCPU: latencyCPU)
-        try pin(pid: redisPID, cpus: "\(serverCPU)")
-        try pin(pid: memoryGateway.pid, cpus: "\(serverCPU)")
-        try pin(pid: redisGateway.pid, cpus: "\(serverCPU)")
+        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid] {
+            try pin(pid: pid, cpus: "\(serverCPU)")
+        }
         print("throughput: servers on CPU \(serverCPU), clients on CPU \(latencyCPU), 50 connections, 1 request outstanding each")
         let redisRate = try Self.redisBenchmarkGetRate(socket: redisSocket, clientCPU: latencyCPU)
-        let fds = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: memoryGateway.socketPath) }
-        let memoryRate = try runClosedLoop(fds: fds.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(3))
-        print(String(format: "%-44@ %10.0f requests/s", "baseline: redis-benchmark -c 50 GET" as NSString, redisRate))
-        Bench.record("baseline: redis-benchmark -c 50 GET", redisRate, unit: "requests/s")
-        print(String(format: "%-44@ %10.0f requests/s  ratio %.2f× baseline", "gateway hits, in-memory store, 50 conns" as NSString, memoryRate, memoryRate / redisRate))
-        Bench.record("gateway hits, in-memory store, 50 conns", memoryRate, unit: "requests/s", against: ("baseline: redis-benchmark -c 50 GET", redisRate))
-        let redisFDs = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: redisGateway.socketPath) }
-        let redisBackedRate = try runClosedLoop(fds: redisFDs.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(3))
-        print(String(format: "%-44@ %10.0f requests/s  ratio %.2f× baseline", "gateway hits, Redis store, 50 conns" as NSString, redisBackedRate, redisBackedRate / redisRate))
-        Bench.record("gateway hits, Redis store, 50 conns", redisBackedRate, unit: "requests/s", against: ("baseline: redis-benchmark -c 50 GET", redisRate))
-        withExtendedLifetime((fds, redisFDs)) {}
+        let baseline = (name: "baseline: redis-benchmark -c 50 GET", value: redisRate)
+        print(String(format: "%-44@ %10.0f requests/s", baseline.name as NSString, redisRate))
+        Bench.record(baseline.name, redisRate, unit: "requests/s")
+        let twemproxyRate = try Self.redisBenchmarkGetRate(socket: twemproxy.socketPath, clientCPU: latencyCPU)
+        Self.printRate("twemproxy: redis-benchmark -c 50 GET", twemproxyRate, against: baseline)
+        for (name, gateway) in [
+            ("gateway hits, in-memory store, 50 conns", memoryGateway),
+            ("gateway hits, Redis store, near-cache, 50 conns", nearGateway),
+            ("gateway hits, Redis store, cold, 50 conns", coldGateway),
+        ] {
+            let clients = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.socketPath) }
+            let rate = try runClosedLoop(fds: clients.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(3))
+            Self.printRate(name, rate, against: baseline)
+            if gateway === coldGateway {
+                Self.printRate("gateway hits, cold, against twemproxy", rate, against: ("twemproxy: redis-benchmark -c 50 GET", twemproxyRate))
+            }
+            withExtendedLifetime(clients) {}
+        }
+    }
+
+    static func printRate(_ name: String, _ rate: Double, against baseline: (name: String, value: Double)) {
+        print(String(format: "%-44@ %10.0f requests/s  ratio %.2f× %@", name as NSString, rate, rate / baseline.value, baseline.name as NSString))
+        Bench.record(name, rate, unit: "requests/s", against: baseline)
+    }
+
+    /// Reads until the near-cache answers (its tracking takes a moment to
+    /// come up after the gateway starts).
+    static func waitForNearHit(_ client: BlockingGatewayClient, lookupFrame: [UInt8], hitLength: Int) throws {
+        let statsFrame = Array(try GatewayMessage(id: 5, .stats).encodedFrame().readableBytesView)
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            guard try client.roundTrip(lookupFrame) == hitLength else { throw BenchmarkFailure("the near-cache gateway's lookup was not a hit") }
+            if try client.nearCacheHits(statsFrame: statsFrame) > 0 { return }
+            usleep(10_000)
+        }
+        throw BenchmarkFailure("the near-cache never answered")
     }
 
     /// redis-benchmark's GET rate with 50 clients over the Unix socket, on a

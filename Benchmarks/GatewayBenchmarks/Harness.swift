@@ -16,6 +16,17 @@ struct Measurement {
 
     var median: Double { self.percentile(0.5) }
 
+    /// The same figures under another name, to report them against a second baseline.
+    init(renaming measurement: Measurement, to name: String) {
+        self.init(name: name, nanosecondsPerOperation: measurement.nanosecondsPerOperation, bytesPerOperation: measurement.bytesPerOperation)
+    }
+
+    init(name: String, nanosecondsPerOperation: [Double], bytesPerOperation: Int) {
+        self.name = name
+        self.nanosecondsPerOperation = nanosecondsPerOperation
+        self.bytesPerOperation = bytesPerOperation
+    }
+
     func percentile(_ p: Double) -> Double {
         let values = self.nanosecondsPerOperation
         let index = min(values.count - 1, max(0, Int((Double(values.count - 1) * p).rounded())))

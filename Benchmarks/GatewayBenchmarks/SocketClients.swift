@@ -55,6 +55,14 @@ final class BlockingGatewayClient {
         }
         return needed - 4
     }
+
+    /// Sends a stats request and returns its `nearCacheHits` (0 when absent).
+    func nearCacheHits(statsFrame: [UInt8]) throws -> UInt64 {
+        let length = try self.roundTrip(statsFrame)
+        let message = try GatewayMessage(payload: ByteBuffer(bytes: self.readBuffer[4..<(4 + length)]))
+        guard case .statsReply(let stats) = message.body else { throw BenchmarkFailure("no stats reply") }
+        return stats[count: "nearCacheHits"] ?? 0
+    }
 }
 
 /// Drives many connections from one thread, each with one request

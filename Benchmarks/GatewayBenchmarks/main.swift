@@ -3,7 +3,7 @@ import Foundation
 // Release-build benchmarks for cache-gateway. Run through `make bench`, which
 // builds in release mode and starts a private redis-server; each group pins
 // itself (and the servers it measures) to CPUs.
-//   GatewayBenchmarks [protocol] [gateway] [client] [purge] [metrics]
+//   GatewayBenchmarks [protocol] [gateway] [staleness] [client] [purge] [metrics]
 // With BENCH_RESULTS set it also writes the figures there as JSON.
 let selected = Set(CommandLine.arguments.dropFirst())
 
@@ -15,6 +15,10 @@ do {
     if selected.isEmpty || selected.contains("gateway") {
         BenchResults.shared.begin(group: "gateway")
         try GatewayLookupBenchmarks.run()
+    }
+    if selected.isEmpty || selected.contains("staleness") {
+        BenchResults.shared.begin(group: "staleness")
+        try StalenessBenchmarks.run()
     }
     if selected.isEmpty || selected.contains("client") {
         BenchResults.shared.begin(group: "client")
