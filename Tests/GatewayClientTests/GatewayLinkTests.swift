@@ -111,12 +111,14 @@ extension ClientIntegrationTests {
         }
 
         /// A Redis-backed lookup and a ping written together: the real gateway
-        /// answers the ping first (the lookup waits for Redis). The gateway is
-        /// stopped while the calls write, so both are on the wire before it reads.
+        /// answers the ping first (the lookup waits for Redis; the near-cache,
+        /// which would answer it at once, is off). The gateway is stopped
+        /// while the calls write, so both are on the wire before it reads.
         @Test(arguments: [TimeAmount.milliseconds(1), .zero])
         func repliesOutOfOrderFromARealGatewayReachTheirCallers(inlineWait: TimeAmount) async throws {
             let gateway = try GatewayProcess(arguments: [
                 "--redis", "unix://\(try TestRedis.socketPath)", "--namespace", "ooo\(UInt32.random(in: 0...UInt32.max))", "--lookup-timeout-ms", "5000",
+                "--near-cache-size", "0",
             ])
             let key = try CacheKey(hashing: "out of order")
             let value = ByteBuffer(string: "from redis")

@@ -45,6 +45,8 @@ final class InvalidationListener: Sendable {
     private let pingInterval: TimeAmount
     private let onEvent: @Sendable (Event) -> Void
     private let state = Mutex(State())
+    /// While Redis is away every reconnect fails: said once per 10 s.
+    private let lostLog: RateLimitedLog
 
     /// A listener for `url`; it connects once started. `onEvent` is called on
     /// `eventLoop`, in the order the events happen.
@@ -64,6 +66,7 @@ final class InvalidationListener: Sendable {
         logger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
         logger[metadataKey: "redis.role"] = "invalidations"
         self.logger = logger
+        self.lostLog = RateLimitedLog(logger: logger, interval: .seconds(10))
         self.backoff = backoff
         self.pingInterval = pingInterval
         self.onEvent = onEvent
@@ -141,9 +144,12 @@ final class InvalidationListener: Sendable {
     }
 
     private func closed(_ channel: any Channel) {
-        self.state.withLock { state in
+        let shuttingDown = self.state.withLock { state in
             if state.channel === channel { state.channel = nil }
+            return state.isShutDown
         }
+        guard !shuttingDown else { return }
+        self.lostLog.log("listener-closed", "the near-cache's invalidation connection closed; the near-cache is flushed and off until it is back")
         self.scheduleReconnect()
     }
 
@@ -176,7 +182,6 @@ private final class InvalidationHandler: ChannelInboundHandler {
     private let onEvent: @Sendable (InvalidationListener.Event) -> Void
     private var pingTimer: RepeatedTask?
     private var awaitingPong = false
-    private var subscribed = false
 
     init(handshake: [RedisCommand], pingInterval: TimeAmount, logger: Logger, onEvent: @escaping @Sendable (InvalidationListener.Event) -> Void) {
         self.replies = InvalidationReplies(handshakeReplies: handshake.count)
@@ -199,7 +204,6 @@ private final class InvalidationHandler: ChannelInboundHandler {
         case .none:
             break
         case .subscribed(let id):
-            self.subscribed = true
             self.logger.info("near-cache invalidations subscribed", metadata: ["redis.client_id": "\(id)"])
             self.startPinging(context: context)
             self.onEvent(.subscribed(clientID: id))
@@ -218,9 +222,6 @@ private final class InvalidationHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.pingTimer?.cancel()
         self.pingTimer = nil
-        if self.subscribed {
-            self.logger.warning("the near-cache's invalidation connection closed; the near-cache is flushed until it is back")
-        }
         self.onEvent(.lost)
         context.fireChannelInactive()
     }
