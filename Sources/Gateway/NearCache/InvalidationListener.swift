@@ -2,7 +2,6 @@ import GatewayProtocol
 import GatewaySystem
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
 
 /// The near-cache's own connection to Redis, subscribed to
@@ -105,23 +104,8 @@ final class InvalidationListener: Sendable {
             if case .subscribed = event { self.subscribed() }
             self.onEvent(event)
         }
-        let bootstrap = ClientBootstrap(group: self.eventLoop)
-            .connectTimeout(configuration.connectTimeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize)),
-                        MessageToByteHandler(RESPCommandEncoder()),
-                        InvalidationHandler(handshake: handshake, pingInterval: pingInterval, logger: logger, onEvent: onEvent)
-                    )
-                }
-            }
-        let connected: EventLoopFuture<any Channel>
-        switch self.url.endpoint {
-        case .tcp(let host, let port):
-            connected = bootstrap.connect(host: host, port: port)
-        case .unixSocket(let path):
-            connected = bootstrap.connect(unixDomainSocketPath: path)
+        let connected = RedisConnection.connectChannel(to: self.url, configuration: configuration, on: self.eventLoop) {
+            InvalidationHandler(handshake: handshake, pingInterval: pingInterval, logger: logger, onEvent: onEvent)
         }
         connected.whenComplete { result in
             switch result {

@@ -126,29 +126,14 @@ public final class RedisConnection: Sendable {
         var endpointLogger = logger
         endpointLogger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
         let logger = endpointLogger
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(configuration.connectTimeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize)),
-                        MessageToByteHandler(RESPCommandEncoder()),
-                        RedisCommandHandler(
-                            unresponsiveTimeout: configuration.unresponsiveTimeout,
-                            maximumCommandSize: configuration.maximumCommandSize,
-                            maximumInFlight: configuration.maximumInFlight ?? .max,
-                            logger: logger,
-                            metrics: metrics
-                        )
-                    )
-                }
-            }
-        let connected: EventLoopFuture<any Channel>
-        switch url.endpoint {
-        case .tcp(let host, let port):
-            connected = bootstrap.connect(host: host, port: port)
-        case .unixSocket(let path):
-            connected = bootstrap.connect(unixDomainSocketPath: path)
+        let connected = Self.connectChannel(to: url, configuration: configuration, on: eventLoop) {
+            RedisCommandHandler(
+                unresponsiveTimeout: configuration.unresponsiveTimeout,
+                maximumCommandSize: configuration.maximumCommandSize,
+                maximumInFlight: configuration.maximumInFlight ?? .max,
+                logger: logger,
+                metrics: metrics
+            )
         }
         return connected.flatMapErrorThrowing { error in
             throw GatewayError(.unavailable, "cannot connect to Redis at \(url.endpoint): \(error)")
@@ -160,6 +145,35 @@ public final class RedisConnection: Sendable {
                 logger.debug("connected to Redis", metadata: ["redis.database": "\(url.database)"])
                 return connection
             }
+        }
+    }
+
+    /// Connects a channel to `url`'s endpoint (TCP or a Unix socket) whose
+    /// pipeline decodes RESP replies, encodes commands and ends with the
+    /// handler `makeHandler` makes: the data connections' and the near-cache
+    /// listener's.
+    static func connectChannel(
+        to url: RedisURL,
+        configuration: Configuration,
+        on eventLoop: any EventLoop,
+        makeHandler: @escaping @Sendable () -> any ChannelHandler
+    ) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(configuration.connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize)),
+                        MessageToByteHandler(RESPCommandEncoder()),
+                        makeHandler()
+                    )
+                }
+            }
+        switch url.endpoint {
+        case .tcp(let host, let port):
+            return bootstrap.connect(host: host, port: port)
+        case .unixSocket(let path):
+            return bootstrap.connect(unixDomainSocketPath: path)
         }
     }
 

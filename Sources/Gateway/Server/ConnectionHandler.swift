@@ -76,12 +76,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// its replies, or the in-flight limit was reached), waiting their turn:
     /// at most what one read delivered, since reading stops meanwhile.
     private var backlog = CircularBuffer<ByteBuffer>()
-    /// When the gateway told this connection to drain.
+    /// When the gateway told this connection to drain (see `drainWindowEnd`).
     private var drainRequested: NIODeadline?
-    /// When draining started for this connection: at its first read after
-    /// `drainRequested` (see `drainGrace`). Requests read within `drainGrace`
-    /// of it are served.
-    private var drainStarted: NIODeadline?
+    /// The first read since `drainRequested` that found the socket empty.
+    private var drainEmptied: NIODeadline?
     /// Whether this handler has stopped reading; shared with the `FrameReader`
     /// in front of it, whose frame deadline does not run meanwhile.
     private let reading: ReadingState
@@ -134,7 +132,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         self.inReadBurst = true
-        if self.drainRequested != nil, self.drainStarted == nil { self.drainStarted = .now() }
+        if self.drainRequested != nil { _ = self.drainWindowEnd() }
         guard self.backlog.isEmpty, self.mayServe(context: context) else {
             self.holdBack(payload, context: context)
             return
@@ -341,7 +339,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Whether a request (other than hello) may be served now; if not, it
     /// has been answered with the reason.
     private func admit(id: UInt64, context: ChannelHandlerContext) -> Bool {
-        if let started = self.drainStarted, NIODeadline.now() - started >= Self.drainGrace {
+        if self.drainRequested != nil, (self.reading.readStartedAt ?? .now()) >= self.drainWindowEnd() {
             self.fail(id: id, GatewayError(.shuttingDown, "the gateway is shutting down"), context: context)
             return false
         }
@@ -551,18 +549,43 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: Draining
 
-    /// How long after draining starts a connection keeps serving requests as
-    /// usual: long enough for requests that were already on their way (in the
-    /// peer's or the kernel's buffers) to arrive and be answered. After it,
-    /// requests get `shuttingDown`, and the connection closes as soon as
-    /// nothing is in flight, however busy its peer.
-    ///
-    /// The window opens at the connection's first read after the gateway
-    /// told it to drain, not at the telling: requests already in the kernel's
-    /// buffer are read then, so a gateway that gets no CPU for a while after
-    /// SIGTERM (a loaded machine) still answers them. A connection with
-    /// nothing to read closes `drainGrace` after the telling.
+    /// How long a draining connection keeps serving requests as usual after
+    /// it has read everything that was waiting for it: long enough for
+    /// requests still on their way (in the peer's buffers) to arrive and be
+    /// answered. After it, requests get `shuttingDown`, and the connection
+    /// closes as soon as nothing is in flight.
     static let drainGrace = TimeAmount.milliseconds(200)
+
+    /// How long a draining connection may keep reading a backlog that never
+    /// empties (a peer that never stops sending).
+    static let maximumDrain = TimeAmount.seconds(2)
+
+    /// Until when requests read by a draining connection are served.
+    ///
+    /// What was in the kernel's buffer when draining started was on its way,
+    /// and is served however long reading it takes: the window closes
+    /// `drainGrace` after the first read since then that found the socket
+    /// empty, so a gateway that gets little CPU after SIGTERM (a loaded
+    /// machine) still answers it. A peer that never stops sending never
+    /// empties the socket: its window closes `maximumDrain` after the drain
+    /// began. A connection that read nothing since closes `drainGrace` after.
+    /// A request counts as read when the socket read that brought it began.
+    private func drainWindowEnd() -> NIODeadline {
+        guard let requested = self.drainRequested else { return .distantFuture }
+        // The first such read only: a peer that keeps sending a little at a
+        // time empties the socket with every read, and must not keep the
+        // window open.
+        if self.drainEmptied == nil, let emptied = self.reading.emptiedAt, emptied >= requested {
+            self.drainEmptied = emptied
+        }
+        if let emptied = self.drainEmptied {
+            return emptied + Self.drainGrace
+        }
+        if let read = self.reading.readStartedAt, read >= requested {
+            return requested + Self.maximumDrain
+        }
+        return requested + Self.drainGrace
+    }
 
     private func startDraining(context: ChannelHandlerContext) {
         guard self.drainRequested == nil else { return }
@@ -571,13 +594,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func closeIfDrained(context: ChannelHandlerContext) {
-        guard let requested = self.drainRequested, self.drainCheck == nil, self.inFlight == 0, self.backlog.isEmpty else { return }
-        let started = self.drainStarted ?? requested
-        let elapsed = NIODeadline.now() - started
-        if elapsed >= Self.drainGrace {
+        guard self.drainRequested != nil, self.drainCheck == nil, self.inFlight == 0, self.backlog.isEmpty else { return }
+        let remaining = self.drainWindowEnd() - NIODeadline.now()
+        if remaining <= .zero {
             context.close(promise: nil)
         } else {
-            self.scheduleDrainCheck(in: Self.drainGrace - elapsed, context: context)
+            self.scheduleDrainCheck(in: remaining, context: context)
         }
     }
 

@@ -51,6 +51,8 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.failed else { return }
         var bytes = Self.unwrapInboundIn(data)
+        // Room left in the buffer the socket was read into: the read took all there was.
+        self.reading.read(at: .now(), emptied: bytes.writableBytes > 0)
         if self.pending.readableBytes > 0 {
             self.pending.writeBuffer(&bytes)
             bytes = self.pending
@@ -145,11 +147,24 @@ final class ReadingState {
     private(set) var isPaused = false
     /// When reading last resumed, if it ever paused.
     private(set) var resumedAt: NIODeadline?
+    /// When a read last found the socket empty: it returned less than its
+    /// buffer could take, so nothing more was waiting in the kernel.
+    private(set) var emptiedAt: NIODeadline?
+    /// When the current read started (the first frame of a read is served
+    /// as of then, however long serving the frames before it takes).
+    private(set) var readStartedAt: NIODeadline?
 
     init() {}
 
     /// Reading stops.
     func pause() { self.isPaused = true }
+
+    /// A read of the socket delivered its bytes at `now`; `emptied` when it
+    /// did not fill its buffer.
+    func read(at now: NIODeadline, emptied: Bool) {
+        self.readStartedAt = now
+        if emptied { self.emptiedAt = now }
+    }
 
     /// Reading goes on, as of `now` (the event loop's clock).
     func resume(at now: NIODeadline) {
