@@ -25,11 +25,8 @@ enum GatewayLookupBenchmarks {
 
     static func run() throws {
         let environment = ProcessInfo.processInfo.environment
-        guard let redisSocket = environment["CACHE_GATEWAY_TEST_REDIS_SOCKET"], let redisPID = environment["CACHE_GATEWAY_TEST_REDIS_PID"].flatMap(Int32.init) else {
-            throw BenchmarkFailure("run through scripts/bench.sh, which starts a private redis-server")
-        }
-        let latencyCPU = environment["BENCH_CPU"].flatMap(Int.init) ?? 1
-        let serverCPU = latencyCPU == 0 ? 1 : 0
+        let bench = try BenchEnvironment.current()
+        let (redisSocket, redisPID, latencyCPU, serverCPU) = (bench.redisSocket, bench.redisPID, bench.clientCPU, bench.otherCPU)
         print("== Gateway lookups (release build; \(valueSize)-byte values) ==")
 
         let value = ByteBuffer(bytes: (0..<Self.valueSize).map { UInt8(truncatingIfNeeded: $0 &* 7) })
@@ -188,24 +185,34 @@ final class GatewayUnderTest {
         self.process.executableURL = binary
         self.process.arguments = ["serve", "--socket", self.socketPath, "--log-level", "warning"] + arguments
         try self.process.run()
-        let deadline = ContinuousClock.now + .seconds(15)
-        while ContinuousClock.now < deadline {
-            if let fd = try? connectUnixSocket(self.socketPath) {
-                close(fd)
-                return
-            }
-            usleep(10_000)
-        }
-        throw BenchmarkFailure("the gateway did not start listening on \(self.socketPath)")
+        try waitUntilListening(self.socketPath, what: "the gateway")
     }
 
     var pid: Int32 { self.process.processIdentifier }
 
     func stop() {
-        if self.process.isRunning {
-            self.process.terminate()
-            self.process.waitUntilExit()
-        }
-        try? FileManager.default.removeItem(atPath: self.directory)
+        stopProcess(self.process, removing: self.directory)
     }
+}
+
+/// Waits until a server accepts connections on the Unix socket `path`.
+func waitUntilListening(_ path: String, what: String) throws {
+    let deadline = ContinuousClock.now + .seconds(15)
+    while ContinuousClock.now < deadline {
+        if let fd = try? connectUnixSocket(path) {
+            close(fd)
+            return
+        }
+        usleep(10_000)
+    }
+    throw BenchmarkFailure("\(what) did not start listening on \(path)")
+}
+
+/// Stops a server started by a benchmark (SIGTERM, then waits) and removes its folder.
+func stopProcess(_ process: Process, removing directory: String) {
+    if process.isRunning {
+        process.terminate()
+        process.waitUntilExit()
+    }
+    try? FileManager.default.removeItem(atPath: directory)
 }

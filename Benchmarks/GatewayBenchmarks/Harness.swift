@@ -201,3 +201,22 @@ final class BenchResults: Sendable {
 func blackHole<T>(_ value: T) {
     withExtendedLifetime(value) {}
 }
+
+/// What scripts/bench.sh hands every group: its private redis-server, and
+/// the CPU the benchmark's client runs on (`BENCH_CPU`, default 1).
+struct BenchEnvironment {
+    let redisSocket: String
+    let redisPID: Int32
+    let clientCPU: Int
+    /// The other of the two CPUs, for servers in throughput runs.
+    var otherCPU: Int { self.clientCPU == 0 ? 1 : 0 }
+
+    /// Reads it; throws when the benchmark was not started by scripts/bench.sh.
+    static func current() throws -> BenchEnvironment {
+        let environment = ProcessInfo.processInfo.environment
+        guard let socket = environment["CACHE_GATEWAY_TEST_REDIS_SOCKET"], let pid = environment["CACHE_GATEWAY_TEST_REDIS_PID"].flatMap(Int32.init) else {
+            throw BenchmarkFailure("run through scripts/bench.sh, which starts a private redis-server")
+        }
+        return BenchEnvironment(redisSocket: socket, redisPID: pid, clientCPU: environment["BENCH_CPU"].flatMap(Int.init) ?? 1)
+    }
+}

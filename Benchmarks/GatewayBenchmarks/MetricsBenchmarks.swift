@@ -16,12 +16,8 @@ import Glibc
 /// really recorded every lookup.
 enum MetricsBenchmarks {
     static func run() throws {
-        let environment = ProcessInfo.processInfo.environment
-        guard let redisSocket = environment["CACHE_GATEWAY_TEST_REDIS_SOCKET"], let redisPID = environment["CACHE_GATEWAY_TEST_REDIS_PID"].flatMap(Int32.init) else {
-            throw BenchmarkFailure("run through scripts/bench.sh, which starts a private redis-server")
-        }
-        let latencyCPU = environment["BENCH_CPU"].flatMap(Int.init) ?? 1
-        let serverCPU = latencyCPU == 0 ? 1 : 0
+        let bench = try BenchEnvironment.current()
+        let (redisSocket, redisPID, latencyCPU, serverCPU) = (bench.redisSocket, bench.redisPID, bench.clientCPU, bench.otherCPU)
         print("== Metrics overhead (release build; \(GatewayLookupBenchmarks.valueSize)-byte hits) ==")
 
         let directory = NSTemporaryDirectory() + "cg-bench-metrics-\(getpid())"

@@ -25,19 +25,15 @@ enum PurgeBenchmarks {
     static let namespace = "benchpurge"
 
     static func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        guard let redisSocket = environment["CACHE_GATEWAY_TEST_REDIS_SOCKET"], let redisPID = environment["CACHE_GATEWAY_TEST_REDIS_PID"].flatMap(Int32.init) else {
-            throw BenchmarkFailure("run through scripts/bench.sh, which starts a private redis-server")
-        }
-        let clientCPU = environment["BENCH_CPU"].flatMap(Int.init) ?? 1
-        let redisCPU = clientCPU == 0 ? 1 : 0
+        let bench = try BenchEnvironment.current()
+        let (redisSocket, redisPID, clientCPU, redisCPU) = (bench.redisSocket, bench.redisPID, bench.clientCPU, bench.otherCPU)
         print("== Purge of \(Self.entries) entries, \(Self.readers) readers of another function (release build) ==")
         let redisURL = try RedisURL("unix://\(redisSocket)")
         let redis = try BlockingRedisClient(url: redisURL, timeout: .seconds(120))
         _ = try redis.send(RedisCommand("FLUSHALL"))
 
         // BENCH_PURGE_BATCH tries another --purge-batch-size than the default.
-        let batchSize = environment["BENCH_PURGE_BATCH"].map { ["--purge-batch-size", $0] } ?? []
+        let batchSize = ProcessInfo.processInfo.environment["BENCH_PURGE_BATCH"].map { ["--purge-batch-size", $0] } ?? []
         let gateway = try GatewayUnderTest(arguments: [
             "--redis", "unix://\(redisSocket)", "--namespace", Self.namespace, "--purge", "eager",
             "--lookup-timeout-ms", "1000", "--write-timeout-ms", "30000",

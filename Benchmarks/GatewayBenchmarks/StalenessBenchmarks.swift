@@ -14,12 +14,8 @@ enum StalenessBenchmarks {
     static let samples = 1_000
 
     static func run() throws {
-        let environment = ProcessInfo.processInfo.environment
-        guard let redisSocket = environment["CACHE_GATEWAY_TEST_REDIS_SOCKET"], let redisPID = environment["CACHE_GATEWAY_TEST_REDIS_PID"].flatMap(Int32.init) else {
-            throw BenchmarkFailure("run through scripts/bench.sh, which starts a private redis-server")
-        }
-        let clientCPU = environment["BENCH_CPU"].flatMap(Int.init) ?? 1
-        let serverCPU = clientCPU == 0 ? 1 : 0
+        let bench = try BenchEnvironment.current()
+        let (redisSocket, redisPID, clientCPU, serverCPU) = (bench.redisSocket, bench.redisPID, bench.clientCPU, bench.otherCPU)
         print("== Near-cache staleness (release build; A changes, B reads; \(Self.samples) changes) ==")
         let arguments = ["--redis", "unix://\(redisSocket)", "--namespace", "staleness", "--lookup-timeout-ms", "1000"]
         let gatewayA = try GatewayUnderTest(arguments: arguments)

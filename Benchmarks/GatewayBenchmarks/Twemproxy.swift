@@ -40,24 +40,12 @@ final class TwemproxyUnderTest {
         self.process.standardOutput = FileHandle.nullDevice
         self.process.standardError = FileHandle.nullDevice
         try self.process.run()
-        let deadline = ContinuousClock.now + .seconds(15)
-        while ContinuousClock.now < deadline {
-            if let fd = try? connectUnixSocket(self.socketPath) {
-                close(fd)
-                return
-            }
-            usleep(10_000)
-        }
-        throw BenchmarkFailure("nutcracker did not start listening on \(self.socketPath)")
+        try waitUntilListening(self.socketPath, what: "nutcracker")
     }
 
     var pid: Int32 { self.process.processIdentifier }
 
     func stop() {
-        if self.process.isRunning {
-            self.process.terminate()
-            self.process.waitUntilExit()
-        }
-        try? FileManager.default.removeItem(atPath: self.directory)
+        stopProcess(self.process, removing: self.directory)
     }
 }
