@@ -132,9 +132,16 @@ public final class Registry: Service, Sendable {
     }
 
     private enum Command: Sendable {
-        case acquire(HeldVersion)
+        /// A registration; `attempt` counts from 1 (see `maximumAcquireAttempts`).
+        case acquire(HeldVersion, attempt: Int = 1)
         case release(HeldVersion)
     }
+
+    /// How often a registration that Redis did not take is tried again
+    /// (after 100 ms, 200 ms, … apart). A renewal takes the lease anyway,
+    /// but only a registration retires other versions under `eager`, so a
+    /// registration is not given up on a passing fault.
+    static let maximumAcquireAttempts = 5
 
     private struct PurgeJob: Sendable {
         var namespace: String
@@ -316,7 +323,7 @@ public final class Registry: Service, Sendable {
         let duration = self.configuration.leaseDuration.nanoseconds / 1_000_000
         let gateway = self.configuration.gatewayID
         switch command {
-        case .acquire(let held):
+        case .acquire(let held, let attempt):
             let eager = self.configuration.purgePolicy == .eager
             do {
                 let acquired = try await backend.modify(namespace: held.namespace, function: held.function) { record in
@@ -330,7 +337,16 @@ public final class Registry: Service, Sendable {
                     self.purgeSink.yield(PurgeJob(namespace: held.namespace, function: held.function, claim: claim))
                 }
             } catch {
-                self.registryFault("could not take a lease on \(held.function) \(held.version): \(error)")
+                self.registryFault("could not take a lease on \(held.function) \(held.version) (attempt \(attempt)): \(error)")
+                guard attempt < Self.maximumAcquireAttempts else { return }
+                // Queued again after a pause, behind what came meanwhile.
+                let sink = self.commandSink
+                Task {
+                    try? await Task.sleep(for: .milliseconds(100 * attempt))
+                    // Not if its connections have gone meanwhile.
+                    guard self.local.withLockedValue({ $0.holders[held] != nil }) else { return }
+                    sink.yield(.acquire(held, attempt: attempt + 1))
+                }
             }
         case .release(let held):
             do {
