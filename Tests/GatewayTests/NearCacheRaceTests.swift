@@ -27,6 +27,12 @@ extension IntegrationTests {
             near.start()
             redis.start()
             writer.start()
+            // Both pools connected before anything is sent (a loaded machine takes a moment).
+            let connected = await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                redis.pool.availableConnectionCount == redis.pool.configuration.size
+                    && writer.pool.availableConnectionCount == writer.pool.configuration.size
+            }
+            #expect(connected)
             do {
                 try await Self.race(near: near, writer: writer, on: loop)
             } catch {
