@@ -12,9 +12,12 @@ extension ClientIntegrationTests {
     /// redis-server, and DemoWorker processes running two versions of the same
     /// `@Cached` function side by side, as during a rolling deploy.
     ///
-    /// Timings are shortened (lease 300 ms, grace 400 ms, sweeps every 20 ms) so
-    /// that retirements happen within the test; every wait is on an observed
-    /// change of the registry or the counters, never a fixed sleep.
+    /// Timings are shortened (lease 1 s, renewed every 333 ms; grace 600 ms;
+    /// sweeps every 20 ms) so that retirements happen within the test; every
+    /// wait is on an observed change of the registry or the counters, never a
+    /// fixed sleep. A lease lapses, as designed, when its gateway cannot renew
+    /// it for the lease's time and the grace: 1.6 s here, which a loaded
+    /// machine does not starve a gateway for.
     @Suite(.serialized) struct RegistryEndToEndTests {
         typealias Worker = EndToEndTests.Worker
 
@@ -33,7 +36,7 @@ extension ClientIntegrationTests {
                 var gateways: [GatewayProcess] = []
                 for index in 0..<count {
                     var arguments = [
-                        "--purge", policy, "--purge-grace-ms", "400", "--lease-ms", "300",
+                        "--purge", policy, "--purge-grace-ms", "600", "--lease-ms", "1000",
                         "--sweep-interval-ms", "20", "--gateway-id", "host-\(index)",
                         // Generous, so that a loaded machine's slow Redis answer is not a skipped store.
                         "--lookup-timeout-ms", "1000", "--write-timeout-ms", "5000",
@@ -129,7 +132,7 @@ extension ClientIntegrationTests {
 
             // While the old worker runs, its version is leased by host 0 and stays,
             // however long (several grace periods of sweeps).
-            try await hosts.waitForSweeps(60)
+            try await hosts.waitForSweeps(100)
             let leased = try #require(try await hosts.version(v1))
             #expect(leased.state == "active" && leased.entries == 3 && leased.leases.map(\.gateway) == ["host-0"])
             #expect(try await hosts.total("purges") == 0)
