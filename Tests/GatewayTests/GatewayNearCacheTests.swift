@@ -157,6 +157,35 @@ extension IntegrationTests {
             #expect(try await Self.stat(pair.connectionB, "computeSavedMicroseconds") >= 10 * 1_000)
         }
 
+        @Test func whatAGatewayStoresItServesFromItsNearCacheAndStillHearsOfChanges() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+            try await Self.store(pair.connectionB, 1, "stored by B")
+            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+            // No read from Redis first: the store filled B's near-cache.
+            #expect(try await Self.lookup(pair.connectionB, 1) == .hit(ByteBuffer(string: "stored by B")))
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits + 1)
+            // The store left the key tracked for B: A's overwrite reaches it.
+            try await Self.change(pair) { try await Self.store(pair.connectionA, 1, "overwritten by A") }
+            #expect(try await Self.lookup(pair.connectionB, 1) == .hit(ByteBuffer(string: "overwritten by A")))
+            // And so does a delete typed into redis-cli after B stored again.
+            try await Self.store(pair.connectionB, 2, "stored by B again")
+            #expect(try await Self.lookup(pair.connectionB, 2) == .hit(ByteBuffer(string: "stored by B again")))
+            try await Self.change(pair) {
+                let deleted = try pair.redisCLI(["DEL", try Self.entryKey(pair, 2)])
+                #expect(deleted == "1")
+            }
+            #expect(try await Self.lookup(pair.connectionB, 2) == .miss)
+        }
+
+        /// The Redis key of entry `index`, found in Redis (the README's layout).
+        static func entryKey(_ pair: Pair, _ index: Int) throws -> String {
+            let suffix = ":\(Self.function.version):\(try Self.key(index).digest.hexString)"
+            let keys = try pair.redisCLI(["--scan", "--pattern", "cg:near:e:*"]).split(separator: "\n").map(String.init)
+            guard let key = keys.first(where: { $0.hasSuffix(suffix) }) else { throw TestFailure("no entry \(index) in \(keys)") }
+            return key
+        }
+
         @Test func anEntryIsNotServedFromTheNearCachePastItsTTL() async throws {
             let pair = try await Pair()
             defer { pair.stop() }
