@@ -189,8 +189,13 @@ public final class NearCacheStore: CacheStore {
         }
     }
 
-    /// Writes through to Redis and holds the value once Redis took it.
+    /// Writes through to Redis and holds the value once Redis took it, if
+    /// the Redis store keeps stored keys tracked (`tracksStoredKeys`; without
+    /// it a later change by another gateway would not be heard of).
     public func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        guard self.redis.configuration.tracksStoredKeys else {
+            return self.inner.store(key, entry: entry, on: eventLoop)
+        }
         let ticket = self.beginFill(key)
         let result = self.inner.store(key, entry: entry, on: eventLoop)
         guard let ticket else { return result }
