@@ -194,7 +194,12 @@ public final class NearCacheStore: CacheStore {
     /// it a later change by another gateway would not be heard of).
     public func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
         guard self.redis.configuration.tracksStoredKeys else {
-            return self.inner.store(key, entry: entry, on: eventLoop)
+            // What it held under the key is replaced: dropped before and after.
+            guard let backendKey = self.inner.backendKey(for: key) else { return self.inner.store(key, entry: entry, on: eventLoop) }
+            self.deleted(.key(backendKey))
+            let result = self.inner.store(key, entry: entry, on: eventLoop)
+            result.whenComplete { _ in self.deleted(.key(backendKey)) }
+            return result
         }
         let ticket = self.beginFill(key)
         let result = self.inner.store(key, entry: entry, on: eventLoop)
