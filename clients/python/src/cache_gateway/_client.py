@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, cast
 
 from . import _protocol as protocol
 from ._connection import CLOSED, TIMEOUT, Connection, _Waiter
@@ -304,7 +304,7 @@ class Client:
             code = reply.fields[0] if reply.fields and type(reply.fields[0]) is int else None
             message = reply.fields[1] if len(reply.fields) > 1 else ""
             raise GatewayError(f"the gateway answered error {code}: {message}", code)
-        return reply
+        return cast(protocol.Reply, reply)
 
     # MARK: Diagnostics
 

@@ -319,7 +319,8 @@ def key_of(function: Any, *args: Any, **kwargs: Any) -> bytes:
 def _invalidate_reply(reply: protocol.Reply) -> int:
     if reply.type != protocol.INVALIDATE_REPLY or not reply.fields or type(reply.fields[0]) is not int:
         raise GatewayError(f"the gateway answered invalidate with message type {reply.type}")
-    return cast(int, reply.fields[0])
+    deleted: int = reply.fields[0]
+    return deleted
 
 
 def invalidate(function: Any, *args: Any, **kwargs: Any) -> int:

@@ -36,9 +36,12 @@ import enum
 import hashlib
 import math
 import struct
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, cast
 
 import msgpack
+
+#: msgpack has no type information: its packer, typed.
+_packb: Callable[..., bytes] = msgpack.packb
 
 from ._protocol import MAXIMUM_DEPTH
 
@@ -87,13 +90,13 @@ def _map_header(count: int) -> bytes:
 
 
 def _ext(code: int, payload: bytes) -> bytes:
-    return msgpack.packb(msgpack.ExtType(code, payload))
+    return _packb(msgpack.ExtType(code, payload))
 
 
 def _encode_int(value: int, path: str) -> bytes:
     if value < _MIN_INT or value > _MAX_UINT:
         raise Unencodable(value, path, f"the integer {value} does not fit in 64 bits")
-    return msgpack.packb(value)
+    return _packb(value)
 
 
 def _encode_float(value: float, path: str) -> bytes:
@@ -106,13 +109,13 @@ def _encode_float(value: float, path: str) -> bytes:
 
 def _encode_str(value: str, path: str) -> bytes:
     try:
-        return msgpack.packb(value)
+        return _packb(value)
     except UnicodeEncodeError:
         raise Unencodable(value, path, "the string is not valid Unicode (it has lone surrogates)") from None
 
 
 def _encode_bytes(value: Any, path: str) -> bytes:
-    return msgpack.packb(bytes(value), use_bin_type=True)
+    return _packb(bytes(value), use_bin_type=True)
 
 
 _SCALARS: Dict[type, Callable[[Any, str], bytes]] = {
@@ -161,25 +164,27 @@ def _encode_map(items: Any, path: str, depth: int) -> bytes:
 def _encode_other(value: Any, path: str, depth: int) -> bytes:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is not None and value.utcoffset() is not None:
-            return msgpack.packb(msgpack.Timestamp.from_datetime(value))
+            return _packb(msgpack.Timestamp.from_datetime(value))
         return _ext(EXT_NAIVE_DATETIME, value.isoformat().encode())
     if isinstance(value, datetime.date):
         return _ext(EXT_DATE, value.isoformat().encode())
     if isinstance(value, type):
         return _ext(EXT_CLASS, qualified_name(value).encode("utf-8", "surrogatepass"))
     if isinstance(value, enum.Enum):
-        material = [qualified_name(type(value)), value.name]
+        material: List[Any] = [qualified_name(type(value)), value.name]
         return _ext(EXT_ENUM, canonical(material, path, depth + 1))
     if dataclasses.is_dataclass(value):
         fields = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
         material = [qualified_name(type(value)), fields]
         return _ext(EXT_RECORD, canonical(material, path, depth + 1))
     if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        material = [qualified_name(type(value)), dict(zip(type(value)._fields, value))]
+        field_names = getattr(type(value), "_fields")
+        material = [qualified_name(type(value)), dict(zip(field_names, value))]
         return _ext(EXT_RECORD, canonical(material, path, depth + 1))
     # Subclasses of the built-in types behave like them unless they say otherwise.
-    for base in (bool, int, float, str, bytes):
-        if isinstance(value, base):
+    bases: Tuple[Callable[[Any], Any], ...] = (int, float, str, bytes)
+    for base in bases:
+        if isinstance(value, cast(type, base)):
             return canonical(base(value), path, depth)
     if isinstance(value, (list, tuple)):
         return canonical(list(value), path, depth)

@@ -8,9 +8,12 @@ decoded into ``Reply`` tuples. Nothing here does I/O.
 from __future__ import annotations
 
 import struct
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import msgpack
+
+#: msgpack has no type information: its packer, typed.
+_packb: Callable[..., bytes] = msgpack.packb
 
 PROTOCOL_VERSION = 1
 
@@ -82,7 +85,7 @@ def frame(payload: bytes) -> bytes:
 
 
 def _pack(message: List[Any]) -> bytes:
-    return frame(msgpack.packb(message, **_packer_options))
+    return frame(_packb(message, **_packer_options))
 
 
 def hello(request_id: int, client_name: str, pid: int) -> bytes:
@@ -102,8 +105,8 @@ def register(request_id: int, function: str, version: str) -> bytes:
 
 def store(request_id: int, fields: bytes, key: bytes, ttl_milliseconds: int, compute_microseconds: int, value: bytes) -> bytes:
     """A framed store (type 4); ``fields`` is ``function_fields(function, version)``."""
-    head = b"\x98\x04" + msgpack.packb(request_id) + fields + msgpack.packb(key, use_bin_type=True)
-    tail = msgpack.packb(ttl_milliseconds) + msgpack.packb(compute_microseconds) + msgpack.packb(value, use_bin_type=True)
+    head = b"\x98\x04" + _packb(request_id) + fields + _packb(key, use_bin_type=True)
+    tail = _packb(ttl_milliseconds) + _packb(compute_microseconds) + _packb(value, use_bin_type=True)
     return frame(head + tail)
 
 
@@ -113,13 +116,13 @@ def lookup(request_id: int, fields: bytes, key: bytes) -> bytes:
     Built by hand (it is the hit path), the same bytes as packing
     ``[3, id, function, version, key]``.
     """
-    payload = b"\x95\x03" + msgpack.packb(request_id) + fields + b"\xc4\x20" + key
+    payload = b"\x95\x03" + _packb(request_id) + fields + b"\xc4\x20" + key
     return _LENGTH.pack(len(payload)) + payload
 
 
 def function_fields(function: str, version: str) -> bytes:
     """The packed ``function`` and ``version`` strings, as lookups and stores carry them."""
-    return msgpack.packb(function) + msgpack.packb(version)
+    return _packb(function) + _packb(version)
 
 
 def invalidate(request_id: int, function: str, version: Optional[str], key: Optional[bytes]) -> bytes:

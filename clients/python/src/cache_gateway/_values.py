@@ -29,9 +29,12 @@ import dataclasses
 import datetime
 import threading
 import typing
-from typing import Any, Dict, List, Type, TypeVar
+from typing import Any, Callable, Dict, List, Type, TypeVar
 
 import msgpack
+
+#: msgpack has no type information: its packer, typed.
+_packb: Callable[..., bytes] = msgpack.packb
 
 from ._keys import EXT_DATE, EXT_NAIVE_DATETIME, EXT_RECORD, qualified_name
 
@@ -104,7 +107,7 @@ def _default(value: Any) -> Any:
 
 
 def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True, strict_types=True, default=_default, datetime=False)
+    return _packb(value, use_bin_type=True, strict_types=True, default=_default, datetime=False)
 
 
 def encode(value: Any) -> bytes:
