@@ -122,7 +122,7 @@ class Client:
 
     def _open_socket(self) -> Optional[Connection]:
         try:
-            return Connection(self.path)
+            return Connection(self.path, self.settings.connect_timeout)
         except OSError:
             self._connect_failed()
             return None

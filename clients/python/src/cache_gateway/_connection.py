@@ -16,7 +16,6 @@ coroutine's loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import select
 import socket
@@ -57,10 +56,12 @@ def _resolve(future: "asyncio.Future[Any]", value: Any) -> None:
 class Connection:
     """A connected, non-blocking Unix socket to the gateway and the requests in flight on it."""
 
-    def __init__(self, path: str) -> None:
-        """Connects to ``path``; raises ``OSError`` when nobody listens there."""
+    def __init__(self, path: str, timeout: float) -> None:
+        """Connects to ``path`` within ``timeout`` seconds (a full listen backlog
+        makes a Unix socket's connect wait); raises ``OSError`` when nobody listens there."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            sock.settimeout(timeout)
             sock.connect(path)
         except BaseException:
             sock.close()
@@ -71,7 +72,10 @@ class Connection:
         self.pid = os.getpid()
         self.hello: Optional[protocol.HelloReply] = None
         self.max_value_size = 0
-        self._max_frame = 64 * 1024 * 1024
+        # Replies are not bounded by the hello's maxFrameSize (a functions
+        # reply grows with the registry): any 32-bit length is read, as the
+        # Swift client does.
+        self._max_frame = 0xFFFFFFFF
         self._write_lock = threading.Lock()
         self._condition = threading.Condition(threading.Lock())
         self._waiters: Dict[int, _Waiter] = {}
@@ -103,7 +107,6 @@ class Connection:
         """Records the gateway's limits from its hello reply."""
         self.hello = hello
         self.max_value_size = hello.max_value_size
-        self._max_frame = max(self._max_frame, hello.max_frame_size, hello.max_value_size + 4096)
 
     # MARK: Writing
 
@@ -338,7 +341,3 @@ class Connection:
         except OSError:
             pass
 
-
-def connect_error_is_absent(error: OSError) -> bool:
-    """Whether a connect failure means that no gateway listens (rather than a bug)."""
-    return error.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN, errno.EACCES, errno.ENOTSOCK)
