@@ -84,7 +84,13 @@ class Gateway:
     def start(self) -> "Gateway":
         arguments = [str(gateway_binary()), "serve", "--socket", self.path, "--namespace", self.namespace, "--log-level", "warning"]
         if self.backend == "redis":
-            arguments += ["--redis", f"unix://{os.environ['CACHE_GATEWAY_TEST_REDIS_SOCKET']}"]
+            # Redis's answers wait as long as the loaded machine makes them: the
+            # tests check the client, not the gateway's 5 ms lookup timeout
+            # (a lookup over it is answered "miss, do not store").
+            arguments += [
+                "--redis", f"unix://{os.environ['CACHE_GATEWAY_TEST_REDIS_SOCKET']}",
+                "--lookup-timeout-ms", "60000", "--write-timeout-ms", "60000",
+            ]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(arguments + self.extra, stdout=log, stderr=subprocess.STDOUT)
         self.wait_ready()
@@ -116,6 +122,32 @@ class Gateway:
     def signal(self, number: int) -> None:
         assert self.process is not None
         self.process.send_signal(number)
+
+    def pause(self) -> None:
+        """SIGSTOP, then waits until every thread of the gateway has stopped
+        (a signal is delivered asynchronously: a thread may still answer a
+        request meanwhile)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while True:
+            states = []
+            for task in tasks.iterdir():
+                try:
+                    # The state follows the command name, which is in parentheses.
+                    states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+                except (OSError, IndexError):
+                    pass
+            if states and all(state in ("T", "t") for state in states):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not stop: thread states {states}")
+            time.sleep(0.001)
+
+    def resume(self) -> None:
+        """SIGCONT."""
+        self.signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL: the gateway dies without closing anything in order."""

@@ -529,11 +529,13 @@ def test_a_gateway_that_stops_answering_opens_the_circuit(backend: str, start_ga
     client = _client.client_for(None)
     while client.connection is None:
         f(0)
-    gateway.signal(signal.SIGSTOP)
+    gateway.pause()
     try:
+        trace = []
         for n in range(3):
             assert f(n) == n
-        assert client.circuit_state == "open"
+            trace.append((client.circuit_state, client._breaker.timeouts, client.connection is not None))
+        assert client.circuit_state == "open", trace
         connection = client.connection
         assert connection is not None
         sent = connection._next_id
@@ -543,7 +545,7 @@ def test_a_gateway_that_stops_answering_opens_the_circuit(backend: str, start_ga
         assert client.circuit_state == "open"
         assert calls == [0, 0, 1, 2, 9] or calls[-4:] == [0, 1, 2, 9]
     finally:
-        gateway.signal(signal.SIGCONT)
+        gateway.resume()
 
 
 # MARK: Concurrency
@@ -620,7 +622,7 @@ def test_asyncio_calls_do_not_block_the_event_loop(gateway: Gateway) -> None:
 
         # While the gateway is stopped, a lookup waits for its reply (the
         # lookup timeout is long here); the loop runs other tasks meanwhile.
-        gateway.signal(signal.SIGSTOP)
+        gateway.pause()
         ticked = asyncio.Event()
         try:
             lookup = asyncio.ensure_future(fetch(77))
@@ -632,7 +634,7 @@ def test_asyncio_calls_do_not_block_the_event_loop(gateway: Gateway) -> None:
             done, _ = await asyncio.wait({lookup, ticker}, return_when=asyncio.FIRST_COMPLETED)
             assert ticker in done and lookup not in done and ticked.is_set()
         finally:
-            gateway.signal(signal.SIGCONT)
+            gateway.resume()
         assert await lookup == {"x": 77}
         assert await fetch(77) == {"x": 77}
         assert calls.count(77) == 1
