@@ -284,6 +284,22 @@ def test_a_value_above_the_gateways_limit_is_returned_and_not_stored(backend: st
     assert calls == [2000, 2000, 10]
 
 
+def test_errors_propagate_and_are_never_cached(gateway: Gateway) -> None:
+    calls: List[int] = []
+
+    @cache(ttl=300)
+    def flaky(n: int) -> int:
+        calls.append(n)
+        if len(calls) == 1:
+            raise ValueError("first call fails")
+        return n
+
+    with pytest.raises(ValueError):
+        flaky(1)
+    assert flaky(1) == 1 and flaky(1) == 1
+    assert calls == [1, 1]
+
+
 def test_ttl_zero_runs_uncached(gateway: Gateway) -> None:
     calls: List[int] = []
 

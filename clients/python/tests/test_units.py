@@ -135,6 +135,21 @@ def test_values_round_trip() -> None:
     assert decoded["when"].tzinfo is not None
 
 
+def test_subclasses_of_built_in_types_are_stored_as_their_base() -> None:
+    import collections
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Code(str, enum.Enum):
+        OK = "ok"
+
+    value = [collections.OrderedDict(b=1, a=2), collections.defaultdict(list, x=[1]), Level.HIGH, Code.OK]
+    decoded = _values.decode(_values.encode(value))
+    assert decoded == [{"b": 1, "a": 2}, {"x": [1]}, 3, "ok"]
+    assert [type(element) for element in decoded] == [dict, dict, int, str]
+
+
 def test_unsupported_values_raise_type_error() -> None:
     with pytest.raises(TypeError):
         _values.encode(object())

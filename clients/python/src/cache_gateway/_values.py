@@ -99,6 +99,13 @@ def _default(value: Any) -> Any:
         cls = kind
         fields = dict(zip(kind._fields, value))
     else:
+        # Subclasses of the built-in types (OrderedDict, defaultdict, IntEnum,
+        # StrEnum, ...) are stored as their base type and read back as it.
+        if isinstance(value, str):
+            return str.__str__(value)  # the characters, whatever the subclass's __str__
+        for base in (dict, list, tuple, bytes, int, float):
+            if isinstance(value, base):
+                return list(value) if base is tuple else base(value)
         raise TypeError(f"a {kind.__module__}.{kind.__qualname__} object cannot be cached (see cache_gateway's value types)")
     name = qualified_name(cls)
     if _registry.get(name) is not cls:
