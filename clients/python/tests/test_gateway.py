@@ -126,6 +126,21 @@ def test_a_bad_argument_raises_a_type_error_naming_it(gateway: Gateway) -> None:
         badly_keyed(1)
 
 
+def test_socket_and_name_options(gateway: Gateway, tmp_path: Path) -> None:
+    cache_gateway.configure(socket=str(tmp_path / "absent.sock"), **PATIENT)
+    calls: List[int] = []
+
+    @cache(ttl=300, socket=gateway.path, name="renamed")
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    assert f(1) == f(1) == 1
+    assert calls == [1]  # served by the gateway of socket=, not the absent default
+    assert cache_gateway.name_of(f) == f"{__name__}.renamed"
+    assert invalidate_all(f) == 1
+
+
 # MARK: Methods
 
 
