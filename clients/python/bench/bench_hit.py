@@ -27,6 +27,7 @@ import time
 from typing import Callable, List
 
 import redis
+import redis.utils
 
 import cache_gateway
 from cache_gateway import cache, key_of, name_of, version_of
@@ -118,6 +119,8 @@ def main() -> None:
         expected = options.rounds * options.calls
         if served < expected:
             sys.exit(f"only {served} of {expected} calls were gateway hits: the figures are not of hits")
+        parser = "hiredis" if getattr(redis.utils, "HIREDIS_AVAILABLE", False) else "pure-Python"
+        print(f"redis-py {redis.__version__} with its {parser} reply parser")
         print(f"Python {platform.python_version()}, gateway {options.gateway}, value {len(VALUE)} B "
               f"(the entry is {len(stored)} B in Redis), {options.rounds} rounds x {options.calls} calls")
         print(f"@cache hit   µs/call: {spread(hits)}")
