@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what cache-gateway needs on Debian/Ubuntu, skipping what is already there:
 # the three C libraries (-dev packages), pkg-config, redis-server (tests and the
-# Redis backend) and systemd (systemd-analyze, which a test runs on the unit).
+# Redis backend), systemd (systemd-analyze, which a test runs on the unit) and
+# python3-venv with python3-pip (the Python client's tests make a virtual
+# environment: scripts/python-venv.sh).
 # Swift itself is expected to be installed.
 set -euo pipefail
 
-packages=(libmsgpack-dev libhiredis-dev libssl-dev pkg-config redis-server systemd)
+packages=(libmsgpack-dev libhiredis-dev libssl-dev pkg-config redis-server systemd python3-venv python3-pip)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make test`: builds everything with the tests, fails on any compiler warning in
 # our own code, runs every test beside a private redis-server, then fuzzes the
-# frame and message decoders for a bounded time (scripts/fuzz.sh).
+# frame and message decoders for a bounded time (scripts/fuzz.sh). The Python
+# client's tests (scripts/python-test.sh) run after the Swift tests, against
+# the debug gateway just built, beside a redis-server of their own.
 #   scripts/test.sh [swift test arguments]
-# With arguments (a --filter, say) only the tests run. CACHE_GATEWAY_FUZZ_SECONDS
+# With arguments (a --filter, say) only the Swift tests run. CACHE_GATEWAY_FUZZ_SECONDS
 # sets the fuzzing time (default 60; 0 skips it). The fuzz build has its own
 # scratch folder (.build-fuzz): about 5 minutes on 2 CPUs the first time, seconds after.
 set -euo pipefail
@@ -27,6 +29,10 @@ if grep -E "^$root/(Sources|Tests|Benchmarks|Examples)/.*: warning:" "$log" | so
 fi
 
 scripts/with-redis.sh swift test "${flags[@]}" --skip-build "$@"
+
+if [ $# -eq 0 ]; then
+    CACHE_GATEWAY_BINARY="$(pwd)/.build/debug/cache-gateway" scripts/with-redis.sh scripts/python-test.sh
+fi
 
 fuzz_seconds=${CACHE_GATEWAY_FUZZ_SECONDS:-60}
 if [ $# -eq 0 ] && [ "$fuzz_seconds" -gt 0 ]; then
