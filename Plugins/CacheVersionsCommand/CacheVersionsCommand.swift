@@ -1,0 +1,36 @@
+import Foundation
+import PackagePlugin
+
+/// `swift package cache-versions [--target NAME]...`: prints, for each target
+/// (all Swift source targets by default), each `@Cached` function, its
+/// version and the declarations of the module that the version depends on,
+/// as the `CacheVersions` build-tool plugin computes them.
+@main
+struct CacheVersionsCommand: CommandPlugin {
+    func performCommand(context: PluginContext, arguments: [String]) throws {
+        var extractor = ArgumentExtractor(arguments)
+        let names = extractor.extractOption(named: "target")
+        let targets = try names.isEmpty ? context.package.targets : context.package.targets(named: names)
+        let tool = try context.tool(named: "CacheVersionsTool").url
+        let folding = try PackageFolding(package: context.package)
+        for target in targets {
+            guard let module = target as? SourceModuleTarget, module.kind != .test || !names.isEmpty else { continue }
+            let sources = module.sourceFiles(withSuffix: "swift").map(\.url.path)
+            guard !sources.isEmpty else { continue }
+            print("== \(target.name)")
+            let process = Process()
+            process.executableURL = tool
+            process.arguments = ["--explain"] + folding.arguments + sources
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else {
+                throw CommandError(description: "CacheVersionsTool failed on \(target.name)")
+            }
+        }
+    }
+}
+
+/// A failure of the command, shown by SwiftPM.
+struct CommandError: Error, CustomStringConvertible {
+    var description: String
+}
