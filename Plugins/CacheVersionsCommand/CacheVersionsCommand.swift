@@ -15,11 +15,17 @@ struct CacheVersionsCommand: CommandPlugin {
         let folding = try PackageFolding(package: context.package)
         for target in targets {
             guard let module = target as? SourceModuleTarget, module.kind != .test || !names.isEmpty else { continue }
-            let sources = module.sourceFiles(withSuffix: "swift").map(\.url.path)
+            // Paths relative to the package, run from there: shorter listings that
+            // compare across checkouts.
+            let root = context.package.directoryURL.path + "/"
+            let sources = module.sourceFiles(withSuffix: "swift").map(\.url.path).map { path in
+                path.hasPrefix(root) ? String(path.dropFirst(root.count)) : path
+            }
             guard !sources.isEmpty else { continue }
             print("== \(target.name)")
             let process = Process()
             process.executableURL = tool
+            process.currentDirectoryURL = context.package.directoryURL
             process.arguments = ["--explain"] + folding.arguments + sources
             try process.run()
             process.waitUntilExit()
