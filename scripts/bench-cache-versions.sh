@@ -75,18 +75,20 @@ echo "CacheVersionsTool (release): median ${tool_median} s, min ${tool_min}, max
 
 # The module's debug build: the compile command SwiftPM recorded for
 # VersionedWorker (a target with the plugin), on these sources and the table.
-mapfile -t compile < <(python3 - "$manifest" <<'PY'
+mapfile -t compile < <(python3 - "$manifest" "$work/objects/Generated.swiftmodule" <<'PY'
 import sys, json
 lines = open(sys.argv[1]).read().split("\n")
 start = next(i for i, l in enumerate(lines) if l.startswith('  "C.VersionedWorker-') and l.endswith('-debug.module":'))
 args = json.loads(next(l for l in lines[start:] if l.startswith("    args: "))[len("    args: "):])
-drop = {"-emit-dependencies", "-incremental", "-serialize-diagnostics", "-parseable-output", "-enable-testing", "-emit-module"}
-drop_value = {"-emit-module-path", "-output-file-map", "-index-store-path", "-module-name"}
+drop = {"-emit-dependencies", "-incremental", "-serialize-diagnostics", "-parseable-output"}
+drop_value = {"-output-file-map", "-index-store-path", "-module-name"}
 out, i = [], 0
 while i < len(args):
     a = args[i]
     if a == "-Xfrontend" and args[i + 1] == "-entry-point-function-name":
         i += 4; continue
+    if a == "-emit-module-path":
+        out += [a, sys.argv[2]]; i += 2; continue
     if a in drop or a.startswith("@"):
         i += 1; continue
     if a in drop_value:

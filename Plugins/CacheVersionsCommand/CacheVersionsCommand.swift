@@ -12,7 +12,7 @@ struct CacheVersionsCommand: CommandPlugin {
         let names = extractor.extractOption(named: "target")
         let targets = try names.isEmpty ? context.package.targets : context.package.targets(named: names)
         let tool = try context.tool(named: "CacheVersionsTool").url
-        let folding = try PackageFolding(package: context.package)
+        let folding = PackageFolding(package: context.package)
         for target in targets {
             guard let module = target as? SourceModuleTarget, module.kind != .test || !names.isEmpty else { continue }
             // Paths relative to the package, run from there: shorter listings that

@@ -1,9 +1,13 @@
 // cache-versions: the tool behind the CacheVersions plugins.
 //
-//   CacheVersionsTool --output FILE [--package ID=VERSION]... SOURCE...
+//   CacheVersionsTool --output FILE [options] SOURCE...
 //       writes the module's table of versions to FILE, only if its content changed
-//   CacheVersionsTool --explain [--package ID=VERSION]... SOURCE...
+//   CacheVersionsTool --explain [options] SOURCE...
 //       prints each @Cached function, its version and the declarations it depends on
+// Options:
+//   --package ID=VERSION     fold this package version into every version
+//   --resolved ID=VERSION    a package of the graph, folded in when --fold-config names it
+//   --fold-config FILE       a cache-versions.json: {"packages": ["ID", ...]} or ["*"]
 //   @FILE as an argument reads more arguments from FILE, one per line.
 import Foundation
 import GatewayVersions
@@ -29,6 +33,8 @@ for argument in CommandLine.arguments.dropFirst() {
 var output: String?
 var explain = false
 var packages: [String] = []
+var resolved: [String] = []
+var foldConfiguration: String?
 var sources: [String] = []
 var remaining = arguments[...]
 while let argument = remaining.popFirst() {
@@ -39,6 +45,12 @@ while let argument = remaining.popFirst() {
     case "--package":
         guard let value = remaining.popFirst() else { fail("--package needs ID=VERSION", status: 2) }
         packages.append(value)
+    case "--resolved":
+        guard let value = remaining.popFirst() else { fail("--resolved needs ID=VERSION", status: 2) }
+        resolved.append(value)
+    case "--fold-config":
+        guard let value = remaining.popFirst() else { fail("--fold-config needs a file", status: 2) }
+        foldConfiguration = value
     case "--explain":
         explain = true
     default:
@@ -46,6 +58,20 @@ while let argument = remaining.popFirst() {
     }
 }
 guard output != nil || explain else { fail("give --output FILE or --explain", status: 2) }
+
+if let foldConfiguration {
+    guard let data = FileManager.default.contents(atPath: foldConfiguration),
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let wanted = object["packages"] as? [String]
+    else {
+        fail("\(foldConfiguration): expected {\"packages\": [\"identity\", ...]}")
+    }
+    let selection = PackageSelection.select(wanted, from: resolved)
+    packages += selection.folded
+    if !selection.unmatched.isEmpty {
+        FileHandle.standardError.write(Data("\(foldConfiguration): warning: no such package in the graph: \(selection.unmatched.joined(separator: ", "))\n".utf8))
+    }
+}
 
 var files: [SourceFile] = []
 for path in sources {

@@ -208,3 +208,21 @@ struct ModuleVersionsTests {
         #expect(!text.contains("unrelated"))
     }
 }
+
+/// Which packages `cache-versions.json` folds in.
+@Suite("Package selection")
+struct PackageSelectionTests {
+    let resolved = ["swift-nio=2.81.0@abc", "swift-log=1.6.1@def", "pricing-rules=local"]
+
+    @Test func namedPackagesAreFoldedInByIdentityIgnoringCase() {
+        let selection = PackageSelection.select(["Swift-NIO", "pricing-rules", "missing"], from: self.resolved)
+        #expect(selection.folded == ["pricing-rules=local", "swift-nio=2.81.0@abc"])
+        #expect(selection.unmatched == ["missing"])
+    }
+
+    @Test func aStarFoldsInEveryPackage() {
+        let selection = PackageSelection.select(["*"], from: self.resolved)
+        #expect(selection.folded == self.resolved.sorted())
+        #expect(selection.unmatched.isEmpty)
+    }
+}
