@@ -10,46 +10,66 @@
 /// (not their other members). A protocol requirement brings in every
 /// declaration of its name: the witnesses. An extra declaration costs a cache
 /// miss after it changes; a missing one would serve results of old code.
-struct DependencyClosure {
+///
+/// One instance computes the closures of all the functions of a module in
+/// turn: what it has seen is marked with the number of the current closure
+/// rather than kept in sets, so that nothing is cleared or hashed between
+/// functions.
+final class DependencyClosure {
     private let index: ModuleIndex
-    private(set) var included = Set<Int>()
-    private var fullyIncluded = Set<Int>()
-    private var resolved = Set<String>()
-    private var pending: [String] = []
+    private var generation = 0
+    private var includedMark: [Int]
+    private var fullyIncludedMark: [Int]
+    private var resolvedMark: [Int]
+    private var included: [Int] = []
+    private var pending: [Int] = []
 
-    /// The closure of the declarations `roots`.
-    init(of roots: [Int], in index: ModuleIndex) {
+    init(index: ModuleIndex) {
         self.index = index
+        self.includedMark = Array(repeating: 0, count: index.declarations.count)
+        self.fullyIncludedMark = Array(repeating: 0, count: index.declarations.count)
+        self.resolvedMark = Array(repeating: 0, count: index.nameCount)
+    }
+
+    /// The declarations that `roots` reach, the roots included, in no particular order.
+    func closure(of roots: [Int]) -> [Int] {
+        self.generation += 1
+        self.included = []
+        self.pending = []
         for root in roots { self.include(root) }
         while let name = self.pending.popLast() {
-            guard self.resolved.insert(name).inserted else { continue }
-            for found in index.declarations(named: name) {
-                if index.declarations[found].kind == .member {
+            guard self.resolvedMark[name] != self.generation else { continue }
+            self.resolvedMark[name] = self.generation
+            for found in self.index.byName[name] {
+                if self.index.isMember[found] {
                     self.include(found)
                 } else {
                     self.includeFully(found)
                 }
             }
         }
+        return self.included
     }
 
     /// Includes a declaration and the headers around it, and queues what it refers to.
-    private mutating func include(_ declaration: Int) {
+    private func include(_ declaration: Int) {
         var current: Int? = declaration
-        while let next = current, self.included.insert(next).inserted {
+        while let next = current, self.includedMark[next] != self.generation {
+            self.includedMark[next] = self.generation
+            self.included.append(next)
             self.pending += self.index.references(of: next)
-            let found = self.index.declarations[next]
-            if found.isRequirement { self.pending += found.names }
-            current = found.parent
+            if self.index.isRequirement[next] { self.pending += self.index.ownNames[next] }
+            current = self.index.parents[next]
         }
     }
 
     /// Includes a type or extension with everything inside it.
-    private mutating func includeFully(_ header: Int) {
-        guard self.fullyIncluded.insert(header).inserted else { return }
+    private func includeFully(_ header: Int) {
+        guard self.fullyIncludedMark[header] != self.generation else { return }
+        self.fullyIncludedMark[header] = self.generation
         self.include(header)
-        for member in self.index.declarations[header].contents {
-            if self.index.declarations[member].kind == .member {
+        for member in self.index.contents[header] {
+            if self.index.isMember[member] {
                 self.include(member)
             } else {
                 self.includeFully(member)

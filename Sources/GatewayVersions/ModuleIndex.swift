@@ -4,13 +4,31 @@ import SwiftSyntax
 
 /// The declarations of a module's source files, found by name, with what
 /// each one refers to and its hash, both worked out on first use.
+///
+/// Names are numbered: the closures look names up millions of times on a
+/// large module, and comparing numbers is much cheaper than hashing strings.
+/// A reference to a name that the module does not declare (a standard
+/// library function, a local variable) is dropped when it is first read.
 final class ModuleIndex {
     let files: [SourceFile]
     private(set) var declarations: [Declaration] = []
     private(set) var cached: [CachedFunction] = []
-    /// The declarations (members, type and extension headers) by the names they are found under.
-    private var byName: [String: [Int]] = [:]
-    private var referenceCache: [Int: [String]] = [:]
+    /// The number of each name that a declaration of the module is found under.
+    private var nameNumbers: [String: Int] = [:]
+    /// The declarations (members, type and extension headers) by the number of a name they are found under.
+    private(set) var byName: [[Int]] = []
+    /// The numbers of each declaration's own names.
+    private(set) var ownNames: [[Int]] = []
+    /// Each declaration's ``Declaration/parent``, its kind (whether it is a
+    /// member), ``Declaration/isRequirement`` and ``Declaration/contents``, in
+    /// arrays of their own: the closures read them millions of times, and
+    /// reading a field of a `Declaration` in an array copies all of it in a
+    /// debug build.
+    private(set) var parents: [Int?] = []
+    private(set) var isMember: [Bool] = []
+    private(set) var isRequirement: [Bool] = []
+    private(set) var contents: [[Int]] = []
+    private var referenceCache: [[Int]?] = []
     private var hashCache: [Int: SHA256Digest] = [:]
     private var trees: [SourceFileSyntax] = []
     private var converters: [Int: SourceLocationConverter] = [:]
@@ -27,16 +45,30 @@ final class ModuleIndex {
             self.cached += collector.cached
         }
         for (index, declaration) in self.declarations.enumerated() {
+            var own: [Int] = []
             for name in declaration.names {
-                self.byName[name, default: []].append(index)
+                let number: Int
+                if let known = self.nameNumbers[name] {
+                    number = known
+                } else {
+                    number = self.byName.count
+                    self.nameNumbers[name] = number
+                    self.byName.append([])
+                }
+                self.byName[number].append(index)
+                own.append(number)
             }
+            self.ownNames.append(own)
+            self.parents.append(declaration.parent)
+            self.isMember.append(declaration.kind == .member)
+            self.isRequirement.append(declaration.isRequirement)
+            self.contents.append(declaration.contents)
         }
+        self.referenceCache = Array(repeating: nil, count: self.declarations.count)
     }
 
-    /// The declarations found under `name`.
-    func declarations(named name: String) -> [Int] {
-        self.byName[name] ?? []
-    }
+    /// How many different names the module's declarations are found under.
+    var nameCount: Int { self.byName.count }
 
     /// The line on which declaration `index` starts.
     func line(of index: Int) -> Int {
@@ -91,7 +123,7 @@ final class ModuleIndex {
     /// subscript for a member access, the enclosing type for `Self`. The names
     /// it declares itself (and an extension's extended type) are left out: a
     /// declaration does not refer to itself by being declared.
-    func references(of index: Int) -> [String] {
+    func references(of index: Int) -> [Int] {
         if let known = self.referenceCache[index] { return known }
         let declaration = self.declarations[index]
         let declared = Set(self.declaredNameTokens(of: declaration.node).map(\.positionAfterSkippingLeadingTrivia))
@@ -118,7 +150,7 @@ final class ModuleIndex {
                 break
             }
         }
-        let result = names.sorted()
+        let result = names.compactMap { self.nameNumbers[$0] }.sorted()
         self.referenceCache[index] = result
         return result
     }

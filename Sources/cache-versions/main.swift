@@ -80,7 +80,7 @@ for path in sources {
 }
 
 do {
-    let versions = try ModuleVersions(files: files, packages: packages)
+    let versions = try ModuleVersions(files: files, packages: packages, listingDependencies: explain)
     if explain {
         print(versions.explanation(), terminator: "")
     }
