@@ -95,6 +95,48 @@ struct ModuleVersionsTests {
         #expect(one != (try self.base.version()))
     }
 
+    @Test func anExtensionOfAReachedTypeIsIncluded() throws {
+        let extended = self.base.adding("Quote+Display.swift", "extension Quote {\n    var display: String { product }\n}\n")
+        #expect(try extended.version() != self.base.version())
+        let edited = extended.replacing("{ product }", with: "{ product.uppercased() }", in: "Quote+Display.swift")
+        #expect(try edited.version() != extended.version(), "a conformance or member added in an extension can change the encoding")
+    }
+
+    @Test func theConditionsOfIfConfigCount() throws {
+        let module = Fixture(files: [
+            "A.swift": """
+                @Cached(ttl: .seconds(60))
+                func rate() -> Int { base() }
+                #if DEBUG
+                func base() -> Int { 1 }
+                #else
+                func base() -> Int { 2 }
+                #endif
+                """,
+        ])
+        let both = try #require(try module.versions().function(named: "rate()")).dependencies.map(\.display)
+        #expect(both == ["func base()", "func base()"], "every branch counts")
+        let flipped = module.replacing("#if DEBUG", with: "#if !DEBUG", in: "A.swift")
+        #expect(try flipped.version(of: "rate()") != module.version(of: "rate()"))
+    }
+
+    @Test func aLocalCachedFunctionGetsAVersion() throws {
+        let module = Fixture(files: [
+            "A.swift": """
+                func outer(_ x: Int) -> Int {
+                    @Cached(ttl: .seconds(60))
+                    func inner(_ y: Int) -> Int { helper(y) }
+                    return inner(x)
+                }
+                func helper(_ y: Int) -> Int { y + 1 }
+                """,
+        ])
+        let inner = try #require(try module.versions().function(named: "outer(_:).inner(_:)"))
+        #expect(inner.version != nil)
+        let edited = module.replacing("y + 1", with: "y + 2", in: "A.swift")
+        #expect(try edited.version(of: "outer(_:).inner(_:)") != inner.version)
+    }
+
     // MARK: What keeps it
 
     @Test func commentsAndWhitespaceInTheHelperKeepIt() throws {
