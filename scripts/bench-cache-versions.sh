@@ -7,7 +7,9 @@
 # module imports and for the compile flags SwiftPM recorded for a target with
 # the plugin); builds CacheVersionsTool in release in .build-release (the
 # first time: swift-syntax with optimisations, about 10 minutes on one CPU).
-# Both sides are pinned to BENCH_CPU (default 1).
+# Both sides are pinned to BENCH_CPU (default 1). Each figure is given as wall
+# time and as CPU time (user + system, from /usr/bin/time): on a CPU that
+# other work shares, the CPU time is the steadier of the two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
@@ -63,15 +65,17 @@ echo "module: $(ls "$work/Sources" | wc -l) files, $(cat "$work/Sources"/*.swift
 
 # Median and spread of a list of seconds.
 stats() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f %.3f %.3f\n", m, a[1], a[NR]}'; }
-seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null; end=$(date +%s.%N); echo "$end - $start" | bc -l; }
+# Runs a command; prints its wall time and its CPU time (user + system), in seconds.
+seconds() { /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" >/dev/null; awk '{printf "%s %.3f\n", $1, $2 + $3}' "$work/time"; }
 
 tool_times=()
 for _ in $(seq "$runs"); do
     rm -f "$work/CacheVersions.swift"
     tool_times+=("$(seconds taskset -c "$cpu" "$tool" --output "$work/CacheVersions.swift" "$work"/Sources/*.swift)")
 done
-read -r tool_median tool_min tool_max < <(printf '%s\n' "${tool_times[@]}" | stats)
-echo "CacheVersionsTool (release): median ${tool_median} s, min ${tool_min}, max ${tool_max} (${runs} runs)"
+read -r tool_median tool_min tool_max < <(printf '%s\n' "${tool_times[@]}" | cut -d' ' -f1 | stats)
+read -r tool_cpu tool_cpu_min tool_cpu_max < <(printf '%s\n' "${tool_times[@]}" | cut -d' ' -f2 | stats)
+echo "CacheVersionsTool (release): wall median ${tool_median} s (${tool_min}-${tool_max}), CPU median ${tool_cpu} s (${tool_cpu_min}-${tool_cpu_max}), ${runs} runs"
 
 # The module's debug build: the compile command SwiftPM recorded for
 # VersionedWorker (a target with the plugin), on these sources and the table.
@@ -103,6 +107,7 @@ for _ in $(seq "$builds"); do
     rm -rf "$work/objects"/*
     build_times+=("$(cd "$work/objects" && seconds taskset -c "$cpu" "${compile[@]}" -module-name Generated -parse-as-library "$work"/Sources/*.swift "$work/CacheVersions.swift")")
 done
-read -r build_median build_min build_max < <(printf '%s\n' "${build_times[@]}" | stats)
-echo "the module's debug build (swiftc, as SwiftPM compiles the target): median ${build_median} s, min ${build_min}, max ${build_max} (${builds} builds)"
-echo "tool / debug build: $(echo "$tool_median / $build_median * 100" | bc -l | xargs printf '%.1f')%"
+read -r build_median build_min build_max < <(printf '%s\n' "${build_times[@]}" | cut -d' ' -f1 | stats)
+read -r build_cpu build_cpu_min build_cpu_max < <(printf '%s\n' "${build_times[@]}" | cut -d' ' -f2 | stats)
+echo "the module's debug build (swiftc, as SwiftPM compiles the target, without indexing): wall median ${build_median} s (${build_min}-${build_max}), CPU median ${build_cpu} s (${build_cpu_min}-${build_cpu_max}), ${builds} builds"
+echo "tool / debug build: wall $(echo "$tool_median / $build_median * 100" | bc -l | xargs printf '%.1f')%, CPU $(echo "$tool_cpu / $build_cpu * 100" | bc -l | xargs printf '%.1f')%"
