@@ -8,16 +8,21 @@
 //   Sources/Protocol             wire protocol: frames, messages, MessagePack Codable, cache keys, GatewayError
 //   Sources/System               system calls (EINTR retried, errno as GatewayError), Unix socket addresses and the
 //                                exponential backoff, shared by the gateway and the client
-//   Sources/Gateway              the daemon's engine: server, stores, registry, Redis connection, metrics, systemd,
-//                                and their assembly (Application/GatewayApplication)
+//   Sources/Gateway              the daemon's engine: server, stores, the near-cache, registry, Redis connection,
+//                                metrics, systemd, and their assembly (Application/GatewayApplication)
 //   Sources/GatewayConnection    an async (SwiftNIO) connection to a gateway, for the admin commands, the tests and the benchmarks
 //   Sources/cache-gateway        the executable: arguments, the admin commands (ping, stats, ...); it runs GatewayApplication
 //   Sources/GatewayClientRuntime the worker-side runtime: `cache(ttl:)` and the gateway client
 //   Sources/GatewayClient        what workers import: the runtime and the `@Cached` macro
 //   Sources/GatewayClientMacros  the `@Cached` macro plugin
+//   Sources/GatewayVersions      versions that follow the code a function calls: parse a module, resolve names, digest
+//   Sources/cache-versions       the tool the CacheVersions plugins run (writes the table, or explains it)
+//   Plugins/                     CacheVersions (build tool: the table of versions) and CacheVersionsCommand
+//                                (`swift package cache-versions`: what each version depends on)
 //   Examples/DemoWorker          a worker that uses `@Cached`
 //   Benchmarks/                  release-build benchmarks
 //   Tests/                       unit and integration tests, their shared support and the canonical-encoding fixture
+//   clients/python               the Python client (not built by SwiftPM; scripts/python-test.sh tests it)
 import CompilerPluginSupport
 import PackageDescription
 
@@ -30,6 +35,8 @@ let package = Package(
         .library(name: "GatewayClient", targets: ["GatewayClient"]),
         .library(name: "GatewayClientRuntime", targets: ["GatewayClientRuntime"]),
         .executable(name: "cache-gateway", targets: ["CacheGatewayCommand"]),
+        .plugin(name: "CacheVersions", targets: ["CacheVersions"]),
+        .plugin(name: "CacheVersionsCommand", targets: ["CacheVersionsCommand"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -130,10 +137,40 @@ let package = Package(
             ],
             path: "Sources/cache-gateway"
         ),
+        .target(
+            name: "GatewayVersions",
+            dependencies: [
+                "GatewayDigest",
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftParser", package: "swift-syntax"),
+            ],
+            path: "Sources/GatewayVersions"
+        ),
+        .executableTarget(
+            name: "CacheVersionsTool",
+            dependencies: ["GatewayVersions"],
+            path: "Sources/cache-versions"
+        ),
+        .plugin(
+            name: "CacheVersions",
+            capability: .buildTool(),
+            dependencies: ["CacheVersionsTool"],
+            path: "Plugins/CacheVersions"
+        ),
+        .plugin(
+            name: "CacheVersionsCommand",
+            capability: .command(
+                intent: .custom(verb: "cache-versions", description: "List each @Cached function's version and the declarations it depends on"),
+                permissions: []
+            ),
+            dependencies: ["CacheVersionsTool"],
+            path: "Plugins/CacheVersionsCommand"
+        ),
         .macro(
             name: "GatewayClientMacros",
             dependencies: [
                 "GatewayDigest",
+                "GatewayVersions",
                 .product(name: "SwiftSyntax", package: "swift-syntax"),
                 .product(name: "SwiftParser", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
@@ -252,6 +289,23 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "GatewayVersionsTests",
+            dependencies: [
+                "GatewayVersions",
+                "GatewayDigest",
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftParser", package: "swift-syntax"),
+            ]
+        ),
+        // Built with the CacheVersions plugin; the end-to-end test of versions
+        // that follow callees runs it, and builds it a second time with a changed helper.
+        .executableTarget(
+            name: "VersionedWorker",
+            dependencies: ["GatewayClient"],
+            path: "Tests/VersionedWorker",
+            plugins: ["CacheVersions"]
+        ),
+        .testTarget(
             name: "GatewaySystemTests",
             dependencies: [
                 "GatewaySystem",
@@ -266,6 +320,7 @@ let package = Package(
                 "GatewayConnection",
                 "GatewaySystem",
                 "GatewayTestSupport",
+                "GatewayVersions",
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

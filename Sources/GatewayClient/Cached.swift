@@ -14,7 +14,7 @@
 ///
 /// ```swift
 /// func exchangeRate(from: Currency, to: Currency) async throws -> Decimal {
-///     try await GatewayClient.cache(ttl: .seconds(300), function: "exchangeRate(from:to:)", version: "3f1c…", arguments: from, to) { () throws in
+///     try await GatewayClient.cache(ttl: .seconds(300), function: "exchangeRate(from:to:)", version: __cacheGatewayVersion(0x3f1c…, "3f1c…"), arguments: from, to) { () throws in
 ///         try await ratesService.fetch(from, to)
 ///     }
 /// }
@@ -37,8 +37,12 @@
 /// - The **version** is the SHA-256 of the function's tokens (signature and
 ///   body, without comments, whitespace or this attribute), so every edit to the
 ///   function's code gives it new entries, and redeployed code never reads
-///   results of the old code. Pass `version:` to set it by hand instead, for
-///   example to keep entries across a refactoring that changes nothing.
+///   results of the old code. In a target built with the `CacheVersions`
+///   plugin, it also covers every declaration of the module the function
+///   reaches (callees, constants, its result type...): the expansion's
+///   `__cacheGatewayVersion(key, "own hash")` then finds the plugin's table
+///   (see ``__cacheGatewayVersion(_:_:)``). Pass `version:` to set it by hand
+///   instead, for example to keep entries across a refactoring that changes nothing.
 /// - The **name** is the function's full name with its enclosing types, such as
 ///   `InvoiceService.total(for:currency:)`; the runtime prepends the module
 ///   the function is declared in, giving its full name

@@ -21,7 +21,7 @@ import SwiftSyntaxMacros
 ///
 /// ```swift
 /// {
-///     try await GatewayClient.cache(ttl: .seconds(300), function: "InvoiceService.total(for:currency:)", version: "<64 hex digits>", arguments: self, customer, currency) { () throws in
+///     try await GatewayClient.cache(ttl: .seconds(300), function: "InvoiceService.total(for:currency:)", version: __cacheGatewayVersion(0x<16 hex digits>, "<64 hex digits>"), arguments: self, customer, currency) { () throws in
 ///         BODY
 ///     }
 /// }
@@ -38,7 +38,9 @@ import SwiftSyntaxMacros
 /// - `function:` is the enclosing types and the function's full name
 ///   (``CachedName``), or the `name:` literal. The module is not part of it:
 ///   the runtime prepends it from `#fileID`.
-/// - `version:` is ``CachedVersion`` of the declaration, or the `version:` literal.
+/// - `version:` is the `version:` literal, or else a call that finds the
+///   function's version in the module's table when the `CacheVersions` plugin
+///   made one and is the function's own hash otherwise (``CachedVersion``).
 /// - `arguments:` lists the parameters by their internal names, in order. An
 ///   instance method puts `self` first (so `Self` must be `Encodable`), or
 ///   `self[keyPath: K]` with `key: K`. A function without parameters (and not
@@ -214,7 +216,7 @@ private struct Expander<Context: MacroExpansionContext> {
         let name = options.name.map(\.trimmedDescription)
             ?? StringLiteralExprSyntax(content: placement.qualifiedName).description
         let version = try options.version.map(\.trimmedDescription)
-            ?? "\"\(CachedVersion.version(of: self.function, excluding: self.attribute))\""
+            ?? CachedVersion.expression(of: self.function, excluding: self.attribute)
 
         var passed: [String] = []
         if isInstanceMethod {

@@ -1,62 +1,45 @@
-import GatewayDigest
+import GatewayVersions
 import SwiftSyntax
 
-/// The code version of a `@Cached` function: a SHA-256 of its tokens.
+/// The code version of a `@Cached` function as the expansion states it.
 ///
-/// The hashed text is the function declaration (attributes, modifiers,
-/// signature, generic clauses and body) *without* the `@Cached` attribute
-/// itself, as a sequence of tokens with no trivia at all: comments, spaces and
-/// line breaks never change the version, and the cache's own settings (`ttl:`,
-/// `key:`, `version:`, `name:`) don't either. Any other edit does, including
-/// one that is semantically neutral (renaming a local variable, for example):
-/// that costs a cache miss after the deployment, never a stale hit.
+/// The expansion passes `version: __cacheGatewayVersion(KEY, "OWN")`, where
+/// `OWN` is ``OwnVersion`` of the declaration (the SHA-256 of its tokens,
+/// without trivia or this attribute) and `KEY` its first 16 hex digits as a
+/// number (``OwnVersion/lookupKey(of:)``). Unqualified, the call finds:
 ///
-/// The tokens are serialised without ambiguity: each one is written as its
-/// UTF-8 length in decimal, a colon, and its text. A token's text can contain
-/// spaces, quotes or line breaks (a string literal segment can), so joining
-/// with a separator would let two different token sequences produce the same
-/// bytes; a length prefix cannot. The serialisation starts with ``scheme``, so
-/// that a future change to the algorithm changes every version.
+/// - in a module built with the `CacheVersions` plugin, the internal function
+///   the plugin generates there, which returns the digest of the function and
+///   of everything in the module it reaches (a declaration of the current
+///   module shadows an imported one with the same signature);
+/// - anywhere else, the public one in `GatewayClient`, which returns `OWN`:
+///   the version is then exactly the function's own hash.
+///
+/// A `version:` written in the attribute replaces all of this with its literal.
 enum CachedVersion {
     /// The first line of the hashed text: names this algorithm.
-    static let scheme = "cache-gateway @Cached version 1\n"
+    static let scheme = OwnVersion.scheme
 
     /// The 64-hex-digit version of `declaration`, leaving out `attribute` (the
     /// `@Cached` attribute the macro is expanding) wherever it is in the
     /// declaration's attribute list.
     static func version(of declaration: FunctionDeclSyntax, excluding attribute: AttributeSyntax?) throws -> String {
-        try SHA256.hash(self.serialization(of: declaration, excluding: attribute)).hexString
+        try OwnVersion.version(of: declaration, excluding: attribute)
     }
 
     /// The exact bytes that ``version(of:excluding:)`` hashes.
     static func serialization(of declaration: FunctionDeclSyntax, excluding attribute: AttributeSyntax?) -> [UInt8] {
-        var bytes = Array(self.scheme.utf8)
-        for token in self.tokens(of: declaration, excluding: attribute) {
-            let text = token.text.utf8
-            bytes.append(contentsOf: String(text.count).utf8)
-            bytes.append(UInt8(ascii: ":"))
-            bytes.append(contentsOf: text)
-        }
-        return bytes
+        OwnVersion.serialization(of: declaration, excluding: attribute)
     }
 
     /// The tokens of `declaration` as written, without those of `attribute`.
     static func tokens(of declaration: FunctionDeclSyntax, excluding attribute: AttributeSyntax?) -> [TokenSyntax] {
-        var declaration = declaration
-        if let attribute {
-            // The attribute the compiler hands the macro is a detached copy of the one
-            // in the declaration, so it is found by its tokens, not by its identity.
-            let texts = attribute.tokens(viewMode: .sourceAccurate).map(\.text)
-            let elements = Array(declaration.attributes)
-            if let index = elements.firstIndex(where: { element in
-                guard case .attribute(let candidate) = element else { return false }
-                return candidate.tokens(viewMode: .sourceAccurate).map(\.text) == texts
-            }) {
-                var remaining = elements
-                remaining.remove(at: index)
-                declaration.attributes = AttributeListSyntax(remaining)
-            }
-        }
-        return Array(declaration.tokens(viewMode: .sourceAccurate))
+        OwnVersion.tokens(of: declaration, excluding: attribute)
+    }
+
+    /// The expression the expansion passes as `version:` for `declaration`.
+    static func expression(of declaration: FunctionDeclSyntax, excluding attribute: AttributeSyntax?) throws -> String {
+        let own = try self.version(of: declaration, excluding: attribute)
+        return "__cacheGatewayVersion(\(OwnVersion.lookupKeyLiteral(of: own)), \"\(own)\")"
     }
 }

@@ -669,7 +669,7 @@ struct CachedDiagnosticsTests {
                 struct Counter: Codable {
                     var hits = 0
                     mutating func next(after value: Int) -> Int {
-                        GatewayClient.cacheSync(ttl: .seconds(1), function: "Counter.next(after:)", version: "5da7dd553fb65f5b6185b413536143fa6efb23db4cad67d27ef9cef35f455880", arguments: self, value) {
+                        GatewayClient.cacheSync(ttl: .seconds(1), function: "Counter.next(after:)", version: __cacheGatewayVersion(0x5da7dd553fb65f5b, "5da7dd553fb65f5b6185b413536143fa6efb23db4cad67d27ef9cef35f455880"), arguments: self, value) {
                             hits += 1
                             return value + 1
                         }
@@ -704,7 +704,7 @@ struct CachedDiagnosticsTests {
                 struct Importer {
                     func run(batch: Int) -> Int {
                         func parse(_ line: String) -> Int {
-                            GatewayClient.cacheSync(ttl: .seconds(1), function: "Importer.run(batch:).parse(_:)", version: "cb92bf536bcde47056c2df9803990eaaedf1e7821189e096205c5f522c55c8c4", arguments: line) {
+                            GatewayClient.cacheSync(ttl: .seconds(1), function: "Importer.run(batch:).parse(_:)", version: __cacheGatewayVersion(0xcb92bf536bcde470, "cb92bf536bcde47056c2df9803990eaaedf1e7821189e096205c5f522c55c8c4"), arguments: line) {
                                 Int(line)! + batch
                             }
                         }

@@ -16,7 +16,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func square(_ x: Int) -> Int {
-                    GatewayClient.cacheSync(ttl: .seconds(60), function: "square(_:)", version: "869c03748c9e5b7ecd76a683ee5761f39f1b299b7f98cb0b2444f4e6bd61758f", arguments: x) {
+                    GatewayClient.cacheSync(ttl: .seconds(60), function: "square(_:)", version: __cacheGatewayVersion(0x869c03748c9e5b7e, "869c03748c9e5b7ecd76a683ee5761f39f1b299b7f98cb0b2444f4e6bd61758f"), arguments: x) {
                         x * x
                     }
                 }
@@ -35,7 +35,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func parse(text: String, radix: Int) throws -> Int {
-                    try GatewayClient.cacheSync(ttl: .minutes(5), function: "parse(text:radix:)", version: "433d30520762a275b31106bec2d112b4d4ab9ccf5d15ca5d98bce34ceb4a9cfd", arguments: text, radix) { () throws in
+                    try GatewayClient.cacheSync(ttl: .minutes(5), function: "parse(text:radix:)", version: __cacheGatewayVersion(0x433d30520762a275, "433d30520762a275b31106bec2d112b4d4ab9ccf5d15ca5d98bce34ceb4a9cfd"), arguments: text, radix) { () throws in
                         guard let value = Int(text, radix: radix) else { throw ParseError() }
                         return value
                     }
@@ -54,7 +54,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func weather(in city: String) async -> Forecast {
-                    await GatewayClient.cache(ttl: .seconds(30), function: "weather(in:)", version: "99710f3fe73d5b1e4e50784bc16eb3244a5d86e6a97b8deacd135977b5c7de48", arguments: city) {
+                    await GatewayClient.cache(ttl: .seconds(30), function: "weather(in:)", version: __cacheGatewayVersion(0x99710f3fe73d5b1e, "99710f3fe73d5b1e4e50784bc16eb3244a5d86e6a97b8deacd135977b5c7de48"), arguments: city) {
                         await service.forecast(city)
                     }
                 }
@@ -72,7 +72,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func exchangeRate(from: Currency, to: Currency) async throws -> Decimal {
-                    try await GatewayClient.cache(ttl: .seconds(300), function: "exchangeRate(from:to:)", version: "9c7cd2542fcde90b9650535e3f63cd1f13cd2d9ec33162e91c8f986bda8f3786", arguments: from, to) { () throws in
+                    try await GatewayClient.cache(ttl: .seconds(300), function: "exchangeRate(from:to:)", version: __cacheGatewayVersion(0x9c7cd2542fcde90b, "9c7cd2542fcde90b9650535e3f63cd1f13cd2d9ec33162e91c8f986bda8f3786"), arguments: from, to) { () throws in
                         try await rates.fetch(from, to)
                     }
                 }
@@ -90,7 +90,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func load(id: Int) async throws(LoadError) -> Record {
-                    try await GatewayClient.cache(ttl: .seconds(1), function: "load(id:)", version: "705a072d910ef3bc4715fc00671960bce30f8b9d1ad5e28131961f848c00409c", arguments: id) { () throws(LoadError) in
+                    try await GatewayClient.cache(ttl: .seconds(1), function: "load(id:)", version: __cacheGatewayVersion(0x705a072d910ef3bc, "705a072d910ef3bc4715fc00671960bce30f8b9d1ad5e28131961f848c00409c"), arguments: id) { () throws(LoadError) in
                         try await store.load(id)
                     }
                 }
@@ -108,7 +108,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func now() -> Date {
-                    GatewayClient.cacheSync(ttl: .seconds(10), function: "now()", version: "002bdbe64105da1a06fa0203f95b0a1827cb9c41403d621f6032bea12700c7f4") {
+                    GatewayClient.cacheSync(ttl: .seconds(10), function: "now()", version: __cacheGatewayVersion(0x002bdbe64105da1a, "002bdbe64105da1a06fa0203f95b0a1827cb9c41403d621f6032bea12700c7f4")) {
                         Date()
                     }
                 }
@@ -131,7 +131,7 @@ struct CachedExpansionTests {
             expandedSource: """
                 struct InvoiceService {
                     func total(for customer: CustomerID, currency: Currency) async throws -> Money {
-                        try await GatewayClient.cache(ttl: .seconds(300), function: "InvoiceService.total(for:currency:)", version: "4a6df1c60a2638a8053595319973134b4e67f8ae82f305baf77e680bbbee1577", arguments: self, customer, currency) { () throws in
+                        try await GatewayClient.cache(ttl: .seconds(300), function: "InvoiceService.total(for:currency:)", version: __cacheGatewayVersion(0x4a6df1c60a2638a8, "4a6df1c60a2638a8053595319973134b4e67f8ae82f305baf77e680bbbee1577"), arguments: self, customer, currency) { () throws in
                             try await database.sumInvoices(customer, currency)   // runs only on a miss
                         }
                     }
@@ -153,7 +153,7 @@ struct CachedExpansionTests {
             expandedSource: """
                 final class Catalog: Encodable {
                     func price(of sku: String) throws -> Int {
-                        try GatewayClient.cacheSync(ttl: .seconds(60), function: "Catalog.price(of:)", version: "5d720e18426185de69ee48c1aec14d77efe65145603700b2455df24b0a07adb5", arguments: self, sku) { () throws in
+                        try GatewayClient.cacheSync(ttl: .seconds(60), function: "Catalog.price(of:)", version: __cacheGatewayVersion(0x5d720e18426185de, "5d720e18426185de69ee48c1aec14d77efe65145603700b2455df24b0a07adb5"), arguments: self, sku) { () throws in
                             try lookup(sku)
                         }
                     }
@@ -178,7 +178,7 @@ struct CachedExpansionTests {
                 enum Region: String, Codable {
                     case eu, us
                     func holidays(in year: Int) async -> [Date] {
-                        await GatewayClient.cache(ttl: .seconds(3600), function: "Region.holidays(in:)", version: "eb24cec9407582376cfe22529c6c1584a659ab37a62f20162ba540cf23496bc9", arguments: self, year) {
+                        await GatewayClient.cache(ttl: .seconds(3600), function: "Region.holidays(in:)", version: __cacheGatewayVersion(0xeb24cec940758237, "eb24cec9407582376cfe22529c6c1584a659ab37a62f20162ba540cf23496bc9"), arguments: self, year) {
                             await calendar.holidays(self.rawValue, year)
                         }
                     }
@@ -202,7 +202,7 @@ struct CachedExpansionTests {
                 actor Recommender {
                     let id: String
                     func recommendations(for user: UserID) async throws -> [ItemID] {
-                        try await GatewayClient.cache(ttl: .seconds(120), function: "Recommender.recommendations(for:)", version: "53ad6b1e2f9896bcc5e5a8317595c748532a384eeccf5f87dc9ab278ecf2d03e", arguments: self[keyPath: \\Recommender.id], user) { () throws in
+                        try await GatewayClient.cache(ttl: .seconds(120), function: "Recommender.recommendations(for:)", version: __cacheGatewayVersion(0x53ad6b1e2f9896bc, "53ad6b1e2f9896bcc5e5a8317595c748532a384eeccf5f87dc9ab278ecf2d03e"), arguments: self[keyPath: \\Recommender.id], user) { () throws in
                             try await model.rank(user)
                         }
                     }
@@ -248,7 +248,7 @@ struct CachedExpansionTests {
             expandedSource: """
                 struct Rates {
                     static func current(in currency: Currency) async throws -> Decimal {
-                        try await GatewayClient.cache(ttl: .seconds(60), function: "Rates.current(in:)", version: "6841c5914d1e80e0509cf62b1ca66de3216199d89efa735d957108f13cfc67fb", arguments: currency) { () throws in
+                        try await GatewayClient.cache(ttl: .seconds(60), function: "Rates.current(in:)", version: __cacheGatewayVersion(0x6841c5914d1e80e0, "6841c5914d1e80e0509cf62b1ca66de3216199d89efa735d957108f13cfc67fb"), arguments: currency) { () throws in
                             try await fetch(currency)
                         }
                     }
@@ -270,7 +270,7 @@ struct CachedExpansionTests {
             expandedSource: """
                 class Loader {
                     class func defaults() -> [String: String] {
-                        GatewayClient.cacheSync(ttl: .seconds(60), function: "Loader.defaults()", version: "c3647276d0b9876acb1bba6386d0f5699fcb225a5ca758370d886703f0f160a3") {
+                        GatewayClient.cacheSync(ttl: .seconds(60), function: "Loader.defaults()", version: __cacheGatewayVersion(0xc3647276d0b9876a, "c3647276d0b9876acb1bba6386d0f5699fcb225a5ca758370d886703f0f160a3")) {
                             readDefaults()
                         }
                     }
@@ -289,7 +289,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func largest<Element: Comparable & Codable>(of values: [Element], default fallback: Element) -> Element where Element: Sendable {
-                    GatewayClient.cacheSync(ttl: .seconds(60), function: "largest(of:default:)", version: "385a672ff61bc289764fc7873fadfe1f8badfd6c7de5cc71a288107048bea36f", arguments: values, fallback) {
+                    GatewayClient.cacheSync(ttl: .seconds(60), function: "largest(of:default:)", version: __cacheGatewayVersion(0x385a672ff61bc289, "385a672ff61bc289764fc7873fadfe1f8badfd6c7de5cc71a288107048bea36f"), arguments: values, fallback) {
                         values.max() ?? fallback
                     }
                 }
@@ -323,7 +323,7 @@ struct CachedExpansionTests {
                 enum Outer {
                     struct Inner {
                         static func g(_ x: Int, y: Int) -> Int {
-                            GatewayClient.cacheSync(ttl: .seconds(1), function: "Outer.Inner.g(_:y:)", version: "39900150194b1484904f9a847f6998b5df84262c1c4a9827519f3a239528ccb7", arguments: x, y) {
+                            GatewayClient.cacheSync(ttl: .seconds(1), function: "Outer.Inner.g(_:y:)", version: __cacheGatewayVersion(0x39900150194b1484, "39900150194b1484904f9a847f6998b5df84262c1c4a9827519f3a239528ccb7"), arguments: x, y) {
                                 x + y
                             }
                         }
@@ -331,7 +331,7 @@ struct CachedExpansionTests {
                 }
                 extension Outer.Inner {
                     static func h() -> Int {
-                        GatewayClient.cacheSync(ttl: .seconds(1), function: "Outer.Inner.h()", version: "56231599c755fb665a936720f27eafb53949dfb35b7b14dc70d12c53162d5418") {
+                        GatewayClient.cacheSync(ttl: .seconds(1), function: "Outer.Inner.h()", version: __cacheGatewayVersion(0x56231599c755fb66, "56231599c755fb665a936720f27eafb53949dfb35b7b14dc70d12c53162d5418")) {
                             1
                         }
                     }
@@ -339,7 +339,7 @@ struct CachedExpansionTests {
                 extension Outer {
                     final class Deep {
                         static func k(`default`: Int) -> Int {
-                            GatewayClient.cacheSync(ttl: .seconds(1), function: "Outer.Deep.k(default:)", version: "8932274f3c692db72b692a673baef3534c4dfbfdb1534f2b9493b6920e580d5f", arguments: `default`) {
+                            GatewayClient.cacheSync(ttl: .seconds(1), function: "Outer.Deep.k(default:)", version: __cacheGatewayVersion(0x8932274f3c692db7, "8932274f3c692db72b692a673baef3534c4dfbfdb1534f2b9493b6920e580d5f"), arguments: `default`) {
                                 `default`
                             }
                         }
@@ -359,7 +359,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func count(in: [Int]) -> Int {
-                    GatewayClient.cacheSync(ttl: .seconds(1), function: "count(in:)", version: "f402287f643669beaf8270d2c94f4c4a01a306880f1e465c560de38c3933cfab", arguments: `in`) {
+                    GatewayClient.cacheSync(ttl: .seconds(1), function: "count(in:)", version: __cacheGatewayVersion(0xf402287f643669be, "f402287f643669beaf8270d2c94f4c4a01a306880f1e465c560de38c3933cfab"), arguments: `in`) {
                         `in`.count
                     }
                 }
@@ -380,7 +380,7 @@ struct CachedExpansionTests {
             expandedSource: """
                 struct InvoiceService {
                     func grandTotal(for customer: CustomerID) async throws -> Money {
-                        try await GatewayClient.cache(ttl: .seconds(300), function: "Billing.total(for:)", version: "d7b7e9bc61c647fcd3800f37f29a80b766281dbd8c0603b17113e0dc7d3d9874", arguments: self, customer) { () throws in
+                        try await GatewayClient.cache(ttl: .seconds(300), function: "Billing.total(for:)", version: __cacheGatewayVersion(0xd7b7e9bc61c647fc, "d7b7e9bc61c647fcd3800f37f29a80b766281dbd8c0603b17113e0dc7d3d9874"), arguments: self, customer) { () throws in
                             try await database.sum(customer)
                         }
                     }
@@ -435,7 +435,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func report(month: Int) -> Report {
-                    GatewayClient.cacheSync(ttl: .seconds(300), function: "report(month:)", version: "8d44d1e0515061fdbcedbc326348905ce299eb9ef14f3d1f72458b654f0a9201", arguments: month) {
+                    GatewayClient.cacheSync(ttl: .seconds(300), function: "report(month:)", version: __cacheGatewayVersion(0x8d44d1e0515061fd, "8d44d1e0515061fdbcedbc326348905ce299eb9ef14f3d1f72458b654f0a9201"), arguments: month) {
                         build(month)
                     }
                 }
@@ -453,7 +453,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func f(x: Int) -> Int {
-                    GatewayClient.cacheSync(ttl: Self.defaultTTL * /* doubled */ 2, function: "f(x:)", version: "7f179c150b7db274d712a0db4367f83f9aaecbeda3d4c26317e80cc03fe0c2de", arguments: x) {
+                    GatewayClient.cacheSync(ttl: Self.defaultTTL * /* doubled */ 2, function: "f(x:)", version: __cacheGatewayVersion(0x7f179c150b7db274, "7f179c150b7db274d712a0db4367f83f9aaecbeda3d4c26317e80cc03fe0c2de"), arguments: x) {
                         x
                     }
                 }
@@ -483,7 +483,7 @@ struct CachedExpansionTests {
             expandedSource: #"""
                 struct Reports {
                     static func render(title: String, rows: [Row]) -> String {
-                        GatewayClient.cacheSync(ttl: .seconds(60), function: "Reports.render(title:rows:)", version: "e46091543c488e4477bf1e29dfe13171ca8c8072e134fa9318009d253f399743", arguments: title, rows) {
+                        GatewayClient.cacheSync(ttl: .seconds(60), function: "Reports.render(title:rows:)", version: __cacheGatewayVersion(0xe46091543c488e44, "e46091543c488e4477bf1e29dfe13171ca8c8072e134fa9318009d253f399743"), arguments: title, rows) {
                             // Header first.
                             var text = """
                                 # \(title)
@@ -516,7 +516,7 @@ struct CachedExpansionTests {
                 struct Service {
                     @discardableResult
                     @inlinable public nonisolated func refresh(_ id: Int) async -> Bool {
-                        await GatewayClient.cache(ttl: .seconds(60), function: "Service.refresh(_:)", version: "d3a8dc7ae34dcc9ffa6b6a32ae6195cbb8235f4b342e758d38d187f66a657650", arguments: self, id) {
+                        await GatewayClient.cache(ttl: .seconds(60), function: "Service.refresh(_:)", version: __cacheGatewayVersion(0xd3a8dc7ae34dcc9f, "d3a8dc7ae34dcc9ffa6b6a32ae6195cbb8235f4b342e758d38d187f66a657650"), arguments: self, id) {
                             await reload(id)
                         }
                     }
@@ -535,7 +535,7 @@ struct CachedExpansionTests {
             """,
             expandedSource: """
                 func sum(_ values: Int..., scale: Int = 1) -> Int {
-                    GatewayClient.cacheSync(ttl: .seconds(60), function: "sum(_:scale:)", version: "76dbd423e31bdb10dfc1870bce7807ffd849535ace0de7da6cfca168c297b95a", arguments: values, scale) {
+                    GatewayClient.cacheSync(ttl: .seconds(60), function: "sum(_:scale:)", version: __cacheGatewayVersion(0x76dbd423e31bdb10, "76dbd423e31bdb10dfc1870bce7807ffd849535ace0de7da6cfca168c297b95a"), arguments: values, scale) {
                         values.reduce(0, +) * scale
                     }
                 }
@@ -556,7 +556,7 @@ struct CachedExpansionTests {
             expandedSource: """
                 extension Matrix {
                     static func * (lhs: Matrix, rhs: Matrix) -> Matrix {
-                        GatewayClient.cacheSync(ttl: .seconds(60), function: "Matrix.*(_:_:)", version: "6c6ef6d5dd3e5e5eb5a2c0eb2defefddcbbbce501b379810a422083cc60a638f", arguments: lhs, rhs) {
+                        GatewayClient.cacheSync(ttl: .seconds(60), function: "Matrix.*(_:_:)", version: __cacheGatewayVersion(0x6c6ef6d5dd3e5e5e, "6c6ef6d5dd3e5e5eb5a2c0eb2defefddcbbbce501b379810a422083cc60a638f"), arguments: lhs, rhs) {
                             multiply(lhs, rhs)
                         }
                     }

@@ -50,16 +50,24 @@ func expand(_ source: String) -> (source: String, diagnostics: [Diagnostic]) {
     return (expanded.description, context.diagnostics)
 }
 
-/// The `version:` argument of the one `@Cached` expansion in `source`, found by
-/// expanding it.
+/// The version that the one `@Cached` expansion in `source` passes when the
+/// module has no table of versions (the function's own hash), found by
+/// expanding it: the expansion is `version: __cacheGatewayVersion(0xKEY, "VERSION")`,
+/// and KEY must be the first 16 hex digits of VERSION.
 func expandedVersion(_ source: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> String {
     let (expanded, diagnostics) = expand(source)
     #expect(diagnostics.isEmpty, "\(diagnostics.map(\.message))", sourceLocation: sourceLocation)
-    let marker = "version: \""
+    let marker = "version: __cacheGatewayVersion(0x"
     let start = try #require(expanded.firstRange(of: marker), "no version in \(expanded)", sourceLocation: sourceLocation)
     let rest = expanded[start.upperBound...]
-    let end = try #require(rest.firstIndex(of: "\""), sourceLocation: sourceLocation)
-    return String(rest[..<end])
+    let key = rest.prefix(16)
+    let afterKey = rest.dropFirst(16)
+    try #require(afterKey.hasPrefix(", \""), "no version after the key in \(expanded)", sourceLocation: sourceLocation)
+    let versionText = afterKey.dropFirst(3)
+    let end = try #require(versionText.firstIndex(of: "\""), sourceLocation: sourceLocation)
+    let version = String(versionText[..<end])
+    #expect(version.hasPrefix(key), "the key is not the version's first 16 digits", sourceLocation: sourceLocation)
+    return version
 }
 
 /// The version of the first function in `source`, computed directly.

@@ -1,0 +1,1 @@
+../CacheVersions/PackageFolding.swift
