@@ -23,7 +23,7 @@ set -e
 
 # Our code must build without warnings (dependencies' warnings are not ours).
 root=$(pwd)
-if grep -E "^$root/(Sources|Tests|Benchmarks|Examples)/.*: warning:" "$log" | sort -u | grep .; then
+if grep -E "^$root/(Sources|Tests|Benchmarks|Examples|Plugins)/.*: warning:" "$log" | sort -u | grep .; then
     echo "test: the warnings above are in our code; fix them" >&2
     exit 1
 fi
