@@ -41,8 +41,8 @@ import NIOCore
 ///   after that is dropped. Replies to requests nobody awaits (stores,
 ///   registers) are read and dropped the same way.
 /// - **Failure.** The end of the stream, a failed write or an unreadable frame
-///   closes the connection: every awaited request fails with the error and
-///   `onClose` runs once. The descriptor is shut down at once (waking any
+///   closes the connection: `onClose` runs once, then every awaited request
+///   fails with the error. The descriptor is shut down at once (waking any
 ///   reader) and closed when the last reference goes. While no reply is
 ///   awaited nobody reads, so a gateway that died while the process was idle
 ///   is noticed by the next call (its write or read fails and it runs
@@ -233,8 +233,11 @@ package final class GatewayLink: @unchecked Sendable {
         guard let closing else { return }
         UnixSocket.shutdown(self.fd)
         self.wakePipe.wake()
-        for completion in closing.completions { completion.run() }
+        // The handler first: by the time a caller learns that its request
+        // failed, the client has let go of this connection, so its next call
+        // connects anew instead of finding this one.
         closing.handler?(self)
+        for completion in closing.completions { completion.run() }
     }
 
     /// Whether the connection has closed.
