@@ -1,3 +1,4 @@
+import GatewayVersions
 import SwiftSyntax
 
 /// The name under which a `@Cached` function's results are stored.
@@ -64,15 +65,7 @@ enum CachedName {
 
     /// `name(label:label:)`, `_` for an unlabelled argument.
     static func fullName(of function: FunctionDeclSyntax) -> String {
-        let labels: [String]
-        switch function.name.tokenKind {
-        case .binaryOperator, .prefixOperator, .postfixOperator:
-            // An operator's arguments are never labelled.
-            labels = function.signature.parameterClause.parameters.map { _ in "_" }
-        default:
-            labels = function.signature.parameterClause.parameters.map(\.firstName.nameText)
-        }
-        return self.fullName(function.name.nameText, labels)
+        FunctionNames.fullName(of: function)
     }
 
     private static func fullName(_ base: String, _ labels: [String]) -> String {

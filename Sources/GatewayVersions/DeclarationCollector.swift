@@ -229,16 +229,10 @@ final class DeclarationCollector: SyntaxVisitor {
         }
     }
 
-    /// `name(label:label:)`, `_` for an unlabelled argument.
+    /// `name(label:label:)`, `_` for an unlabelled argument: the name the
+    /// `@Cached` macro gives a function (`FunctionNames`).
     static func fullName(_ function: FunctionDeclSyntax) -> String {
-        let labels: [String]
-        switch function.name.tokenKind {
-        case .binaryOperator, .prefixOperator, .postfixOperator:
-            labels = function.signature.parameterClause.parameters.map { _ in "_" }
-        default:
-            labels = function.signature.parameterClause.parameters.map(\.firstName.nameText)
-        }
-        return "\(function.name.nameText)(\(labels.map { "\($0):" }.joined()))"
+        FunctionNames.fullName(of: function)
     }
 }
 
