@@ -212,8 +212,8 @@ struct ModuleVersionsTests {
 
     // MARK: The table and the functions' own versions
 
-    @Test func theOwnVersionIsTodaysVersion() throws {
-        // The version the macro gave `square(_:)` before this plugin existed
+    @Test func theOwnVersionIsTheVersionWithoutThePlugin() throws {
+        // The hash of the function's own tokens, as the macro computes it
         // (CachedExpansionTests.synchronousFunction): without the plugin, the
         // expansion passes it and GatewayClient's default returns it unchanged.
         let module = Fixture(files: ["A.swift": "@Cached(ttl: .seconds(60))\nfunc square(_ x: Int) -> Int {\n    x * x\n}\n"])
