@@ -78,6 +78,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var backlog = CircularBuffer<ByteBuffer>()
     /// When the gateway told this connection to drain (see `drainWindowEnd`).
     private var drainRequested: NIODeadline?
+    /// While draining: the read count (`ReadingState.reads`) last seen, and
+    /// when the read it counts started; nil until a read since `drainRequested`.
+    private var drainRead: (count: UInt64, startedAt: NIODeadline?) = (0, nil)
     /// The first read since `drainRequested` that found the socket empty.
     private var drainEmptied: NIODeadline?
     /// Whether this handler has stopped reading; shared with the `FrameReader`
@@ -132,7 +135,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         self.inReadBurst = true
-        if self.drainRequested != nil { _ = self.drainWindowEnd() }
+        if self.drainRequested != nil { self.noteDrainRead() }
         guard self.backlog.isEmpty, self.mayServe(context: context) else {
             self.holdBack(payload, context: context)
             return
@@ -339,7 +342,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Whether a request (other than hello) may be served now; if not, it
     /// has been answered with the reason.
     private func admit(id: UInt64, context: ChannelHandlerContext) -> Bool {
-        if self.drainRequested != nil, (self.reading.readStartedAt ?? .now()) >= self.drainWindowEnd() {
+        if self.drainRequested != nil, (self.drainRead.startedAt ?? .now()) >= self.drainWindowEnd() {
             self.fail(id: id, GatewayError(.shuttingDown, "the gateway is shutting down"), context: context)
             return false
         }
@@ -569,27 +572,35 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// machine) still answers it. A peer that never stops sending never
     /// empties the socket: its window closes `maximumDrain` after the drain
     /// began. A connection that read nothing since closes `drainGrace` after.
-    /// A request counts as read when the socket read that brought it began.
+    /// A request counts as read when the first frame of the socket read that
+    /// brought it was seen (`noteDrainRead`).
     private func drainWindowEnd() -> NIODeadline {
         guard let requested = self.drainRequested else { return .distantFuture }
-        // The first such read only: a peer that keeps sending a little at a
-        // time empties the socket with every read, and must not keep the
-        // window open.
-        if self.drainEmptied == nil, let emptied = self.reading.emptiedAt, emptied >= requested {
-            self.drainEmptied = emptied
-        }
         if let emptied = self.drainEmptied {
             return emptied + Self.drainGrace
         }
-        if let read = self.reading.readStartedAt, read >= requested {
+        if self.drainRead.startedAt != nil {
             return requested + Self.maximumDrain
         }
         return requested + Self.drainGrace
     }
 
+    /// While draining, at each frame: a new read of the socket starts now,
+    /// and the first one since the drain that emptied the socket is kept
+    /// (the first only: a peer that keeps sending a little at a time empties
+    /// the socket with every read, and must not keep the window open).
+    private func noteDrainRead() {
+        guard self.reading.reads != self.drainRead.count else { return }
+        let now = NIODeadline.now()
+        self.drainRead = (self.reading.reads, now)
+        if self.drainEmptied == nil, self.reading.lastReadEmptied { self.drainEmptied = now }
+    }
+
     private func startDraining(context: ChannelHandlerContext) {
         guard self.drainRequested == nil else { return }
         self.drainRequested = .now()
+        // Reads counted from here on are the drain's.
+        self.drainRead = (self.reading.reads, nil)
         self.scheduleDrainCheck(in: Self.drainGrace, context: context)
     }
 

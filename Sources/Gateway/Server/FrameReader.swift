@@ -52,7 +52,7 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
         guard !self.failed else { return }
         var bytes = Self.unwrapInboundIn(data)
         // Room left in the buffer the socket was read into: the read took all there was.
-        self.reading.read(at: .now(), emptied: bytes.writableBytes > 0)
+        self.reading.read(emptied: bytes.writableBytes > 0)
         if self.pending.readableBytes > 0 {
             self.pending.writeBuffer(&bytes)
             bytes = self.pending
@@ -147,23 +147,24 @@ final class ReadingState {
     private(set) var isPaused = false
     /// When reading last resumed, if it ever paused.
     private(set) var resumedAt: NIODeadline?
-    /// When a read last found the socket empty: it returned less than its
-    /// buffer could take, so nothing more was waiting in the kernel.
-    private(set) var emptiedAt: NIODeadline?
-    /// When the current read started (the first frame of a read is served
-    /// as of then, however long serving the frames before it takes).
-    private(set) var readStartedAt: NIODeadline?
+    /// How many reads of the socket delivered bytes (a draining
+    /// `ConnectionHandler` tells one read from the next by it).
+    private(set) var reads: UInt64 = 0
+    /// Whether the last read found the socket empty: it returned less than
+    /// its buffer could take, so nothing more was waiting in the kernel.
+    private(set) var lastReadEmptied = false
 
     init() {}
 
     /// Reading stops.
     func pause() { self.isPaused = true }
 
-    /// A read of the socket delivered its bytes at `now`; `emptied` when it
-    /// did not fill its buffer.
-    func read(at now: NIODeadline, emptied: Bool) {
-        self.readStartedAt = now
-        if emptied { self.emptiedAt = now }
+    /// A read of the socket delivered its bytes; `emptied` when it did not
+    /// fill its buffer. No clock is read here: only a draining connection
+    /// needs the time, and it reads the clock itself.
+    func read(emptied: Bool) {
+        self.reads &+= 1
+        self.lastReadEmptied = emptied
     }
 
     /// Reading goes on, as of `now` (the event loop's clock).
