@@ -35,10 +35,7 @@ extension ClientIntegrationTests {
 
         /// A `DemoWorker serve` process: one call per line on stdin, one JSON answer per line on stdout.
         final class Worker {
-            let process = Process()
-            private let input = Pipe()
-            private let output = Pipe()
-            private var buffered = Data()
+            private let child: LineProcess
 
             /// A worker; with `uid`, run as that user and group (setpriv; the tests
             /// run as root).
@@ -50,42 +47,22 @@ extension ClientIntegrationTests {
             init(socketPath: String, uid: UInt32? = nil, lookupTimeoutMilliseconds: Int = 2000) throws {
                 let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("DemoWorker")
                 let arguments = ["serve", "--socket", socketPath, "--lookup-timeout-ms", "\(lookupTimeoutMilliseconds)", "--connect-timeout-ms", "2000"]
-                self.process.executableURL = executable
-                self.process.arguments = arguments
                 if let uid {
-                    self.process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-                    self.process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--", executable.path] + arguments
-                }
-                self.process.standardInput = self.input
-                self.process.standardOutput = self.output
-                self.process.standardError = FileHandle.nullDevice
-                try self.process.run()
-            }
-
-            deinit {
-                if self.process.isRunning {
-                    // SIGKILL, not SIGTERM: a child spawned from one of the test's
-                    // dispatch threads can inherit their mask, SIGTERM blocked, and
-                    // then never exit (observed: the test hung in waitUntilExit).
-                    kill(self.process.processIdentifier, SIGKILL)
-                    self.process.waitUntilExit()
+                    self.child = try LineProcess(
+                        executable: URL(fileURLWithPath: "/usr/bin/setpriv"),
+                        arguments: ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--", executable.path] + arguments
+                    )
+                } else {
+                    self.child = try LineProcess(executable: executable, arguments: arguments)
                 }
             }
 
-            var pid: Int32 { self.process.processIdentifier }
+            var process: Process { self.child.process }
+            var pid: Int32 { self.child.pid }
 
             /// Asks for the quote of `product` from code version `version`.
             func call(_ product: String, version: Int) throws -> Answer {
-                self.input.fileHandleForWriting.write(Data("\(version) \(product)\n".utf8))
-                while !self.buffered.contains(UInt8(ascii: "\n")) {
-                    let chunk = self.output.fileHandleForReading.availableData
-                    guard !chunk.isEmpty else { throw TestFailure("the worker exited") }
-                    self.buffered += chunk
-                }
-                let end = self.buffered.firstIndex(of: UInt8(ascii: "\n"))!
-                let line = self.buffered[..<end]
-                self.buffered = Data(self.buffered[(end + 1)...])
-                return try JSONDecoder().decode(Answer.self, from: line)
+                try JSONDecoder().decode(Answer.self, from: try self.child.exchange("\(version) \(product)"))
             }
         }
 

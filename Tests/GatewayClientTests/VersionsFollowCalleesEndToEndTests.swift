@@ -45,38 +45,14 @@ extension ClientIntegrationTests {
                 var ranHere: Bool
             }
 
-            let process = Process()
-            private let input = Pipe()
-            private let output = Pipe()
-            private var buffered = Data()
+            private let child: LineProcess
 
             init(executable: URL, socketPath: String) throws {
-                self.process.executableURL = executable
-                self.process.arguments = ["serve", "--socket", socketPath]
-                self.process.standardInput = self.input
-                self.process.standardOutput = self.output
-                self.process.standardError = FileHandle.nullDevice
-                try self.process.run()
-            }
-
-            deinit {
-                if self.process.isRunning {
-                    kill(self.process.processIdentifier, SIGKILL)
-                    self.process.waitUntilExit()
-                }
+                self.child = try LineProcess(executable: executable, arguments: ["serve", "--socket", socketPath])
             }
 
             func call(_ product: String) throws -> Answer {
-                self.input.fileHandleForWriting.write(Data("\(product)\n".utf8))
-                while !self.buffered.contains(UInt8(ascii: "\n")) {
-                    let chunk = self.output.fileHandleForReading.availableData
-                    guard !chunk.isEmpty else { throw TestFailure("the worker exited") }
-                    self.buffered += chunk
-                }
-                let end = self.buffered.firstIndex(of: UInt8(ascii: "\n"))!
-                let line = self.buffered[..<end]
-                self.buffered = Data(self.buffered[(end + 1)...])
-                return try JSONDecoder().decode(Answer.self, from: line)
+                try JSONDecoder().decode(Answer.self, from: try self.child.exchange(product))
             }
         }
 
