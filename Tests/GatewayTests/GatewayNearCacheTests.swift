@@ -270,6 +270,26 @@ extension IntegrationTests {
             #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") < 256)
         }
 
+        /// A negative size, or an environment value that is not a number of
+        /// bytes, stops the gateway with a clear error before it serves.
+        @Test(arguments: [
+            (["--near-cache-size=-1"], [String: String](), "--near-cache-size cannot be negative"),
+            ([], ["CACHE_GATEWAY_NEAR_CACHE_SIZE": "64MB"], "CACHE_GATEWAY_NEAR_CACHE_SIZE is not a number of bytes: 64MB"),
+        ])
+        func aBadNearCacheSizeIsRefusedClearly(arguments: [String], environment: [String: String], message: String) throws {
+            let directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("cg-near-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let process = Process()
+            process.executableURL = try GatewayProcess.executable
+            process.arguments = ["serve", "--socket", directory.appendingPathComponent("g.sock").path, "--redis", "unix://\(try TestRedis.socketPath)"] + arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            let (status, text) = try process.runToEnd()
+            #expect(status != 0)
+            #expect(text.contains(message), "\(text)")
+            #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("g.sock").path))
+        }
+
         @Test func zeroTurnsTheNearCacheOff() async throws {
             let pair = try await Pair(nearCacheSize: nil)
             defer { pair.stop() }
