@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The CacheVersions plugin's speed on a generated module of 200 files and
 # 20,000 lines (200 @Cached functions, each reaching helpers across up to 200
-# files), against that module's own debug build on the same CPU.
+# files), against that module's own debug build on the same CPU. The tool is
+# timed as built in release and as built in debug (what `swift build` runs
+# for a user's debug build), each on a first run (no summary cache), after a
+# comment was added to one file, and with nothing changed.
 #   scripts/bench-cache-versions.sh [runs]      (default 5 runs of the tool, 3 builds)
-# Needs a debug build first (`swift build`, for the modules the generated
+# Needs a debug build first (`swift build`, for the debug tool, the modules the generated
 # module imports and for the compile flags SwiftPM recorded for a target with
 # the plugin); builds CacheVersionsTool in release in .build-release (the
 # first time: swift-syntax with optimisations, about 10 minutes on one CPU).
@@ -68,14 +71,33 @@ stats() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1]
 # Runs a command; prints its wall time and its CPU time (user + system), in seconds.
 seconds() { /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" >/dev/null; awk '{printf "%s %.3f\n", $1, $2 + $3}' "$work/time"; }
 
-tool_times=()
-for _ in $(seq "$runs"); do
-    rm -f "$work/CacheVersions.swift"
-    tool_times+=("$(seconds taskset -c "$cpu" "$tool" --output "$work/CacheVersions.swift" "$work"/Sources/*.swift)")
-done
-read -r tool_median tool_min tool_max < <(printf '%s\n' "${tool_times[@]}" | cut -d' ' -f1 | stats)
-read -r tool_cpu tool_cpu_min tool_cpu_max < <(printf '%s\n' "${tool_times[@]}" | cut -d' ' -f2 | stats)
-echo "CacheVersionsTool (release): wall median ${tool_median} s (${tool_min}-${tool_max}), CPU median ${tool_cpu} s (${tool_cpu_min}-${tool_cpu_max}), ${runs} runs"
+# Times `tool` in three situations, each `runs` times: a first run (no
+# cache), a run after a comment was added to one file (one file parsed
+# again), and a run with nothing changed. Prints a line per situation.
+time_tool() {
+    local label="$1" tool="$2" cold=() one=() none=()
+    for i in $(seq "$runs"); do
+        rm -f "$work/CacheVersions.swift" "$work/summaries.json"
+        cold+=("$(seconds taskset -c "$cpu" "$tool" --output "$work/CacheVersions.swift" --cache "$work/summaries.json" "$work"/Sources/*.swift)")
+        echo "// edit $i" >> "$work/Sources/File100.swift"
+        one+=("$(seconds taskset -c "$cpu" "$tool" --output "$work/CacheVersions.swift" --cache "$work/summaries.json" "$work"/Sources/*.swift)")
+        none+=("$(seconds taskset -c "$cpu" "$tool" --output "$work/CacheVersions.swift" --cache "$work/summaries.json" "$work"/Sources/*.swift)")
+    done
+    for situation in cold one none; do
+        local -n times="$situation"
+        read -r median low high < <(printf '%s\n' "${times[@]}" | cut -d' ' -f1 | stats)
+        read -r cpu_median cpu_low cpu_high < <(printf '%s\n' "${times[@]}" | cut -d' ' -f2 | stats)
+        case "$situation" in
+            cold) what="first run, no cache  " ;;
+            one) what="one file changed     " ;;
+            none) what="nothing changed      " ;;
+        esac
+        echo "CacheVersionsTool ($label), $what: wall median ${median} s (${low}-${high}), CPU median ${cpu_median} s (${cpu_low}-${cpu_high}), ${runs} runs"
+        eval "${label}_${situation}=${median}"
+    done
+}
+time_tool release "$tool"
+time_tool debug "$debug_bin/CacheVersionsTool"
 
 # The module's debug build: the compile command SwiftPM recorded for
 # VersionedWorker (a target with the plugin), on these sources and the table.
@@ -110,4 +132,7 @@ done
 read -r build_median build_min build_max < <(printf '%s\n' "${build_times[@]}" | cut -d' ' -f1 | stats)
 read -r build_cpu build_cpu_min build_cpu_max < <(printf '%s\n' "${build_times[@]}" | cut -d' ' -f2 | stats)
 echo "the module's debug build (swiftc, as SwiftPM compiles the target, without indexing): wall median ${build_median} s (${build_min}-${build_max}), CPU median ${build_cpu} s (${build_cpu_min}-${build_cpu_max}), ${builds} builds"
-echo "tool / debug build: wall $(echo "$tool_median / $build_median * 100" | bc -l | xargs printf '%.1f')%, CPU $(echo "$tool_cpu / $build_cpu * 100" | bc -l | xargs printf '%.1f')%"
+for pair in "release_cold:release tool, first run" "debug_cold:debug tool, first run" "debug_one:debug tool, one file changed"; do
+    name="${pair%%:*}"
+    echo "${pair#*:} / the module's debug build: $(echo "${!name} / $build_median * 100" | bc -l | xargs printf '%.1f')% (wall)"
+done

@@ -22,7 +22,10 @@ struct CacheVersions: BuildToolPlugin {
         // The list of sources goes through a file: a large target's paths can
         // exceed what a command line holds.
         let list = context.pluginWorkDirectoryURL.appendingPathComponent("arguments.txt")
-        let lines = ["--output", output.path] + folding.arguments + sources.map(\.path)
+        // The tool keeps its parse results here between runs (`SummaryCache`):
+        // a build that changed one file parses that file only.
+        let cache = context.pluginWorkDirectoryURL.appendingPathComponent("summaries.json")
+        let lines = ["--output", output.path, "--cache", cache.path] + folding.arguments + sources.map(\.path)
         let text = lines.joined(separator: "\n") + "\n"
         if (try? String(contentsOf: list, encoding: .utf8)) != text {
             try FileManager.default.createDirectory(at: context.pluginWorkDirectoryURL, withIntermediateDirectories: true)

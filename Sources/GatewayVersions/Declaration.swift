@@ -9,7 +9,7 @@ import SwiftSyntax
 /// members mean); a type, when a name refers to it, brings in its header, all
 /// its members and nested types, and every extension of its name.
 struct Declaration {
-    enum Kind {
+    enum Kind: String, Codable, Sendable {
         /// A function, initializer, deinitializer, subscript, variable, enum
         /// case, type alias, associated type, operator, precedence group or macro.
         case member

@@ -299,3 +299,11 @@ extension TypeSyntax {
         return self.trimmedDescription
     }
 }
+
+extension AttributeSyntax {
+    /// Whether this is `@Cached` (or `@GatewayClient.Cached`).
+    var isCached: Bool {
+        let name = self.attributeName.tokens(viewMode: .sourceAccurate).map(\.text).joined()
+        return name == "Cached" || name == "GatewayClient.Cached"
+    }
+}

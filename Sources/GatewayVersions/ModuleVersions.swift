@@ -31,92 +31,104 @@ public struct ModuleVersions {
     /// depends on (``CachedFunctionVersion/dependencies``), which explanations
     /// need and the table does not.
     public init(files: [SourceFile], packages: [String] = [], listingDependencies: Bool = true) throws {
-        let index = ModuleIndex(files: files)
+        try self.init(summaries: files.map(FileSummary.init), packages: packages, listingDependencies: listingDependencies)
+    }
+
+    /// Computes the versions from the files' summaries (``FileSummary``), as
+    /// ``init(files:packages:listingDependencies:)`` does from their text.
+    public init(summaries: [FileSummary], packages: [String] = [], listingDependencies: Bool = true) throws {
+        let index = ModuleIndex(summaries: summaries)
         self.packages = packages.sorted()
-        let closures = DependencyClosure(index: index)
 
-        struct Found {
-            var cached: CachedFunction
-            var own: String
-            var closure: [Int]
+        // Declarations are numbered in the order of their hashes, so that a
+        // closure read in order is sorted by hash (``DependencyClosure``).
+        // Declarations with the same hash (the same text in the same place)
+        // count once: each position has the number of the first one with its
+        // hash (`group`), and the hashes' bytes are kept in one run, 32 each
+        // (plain arrays of numbers: the tool is often built without
+        // optimisation, where copying a tuple of a string and an array for
+        // every bit read dominated).
+        let count = index.declarationCount
+        let byHash = (0..<count).sorted { index.entry($0).hash < index.entry($1).hash }
+        var bit = Array(repeating: 0, count: count)
+        var group = Array(repeating: 0, count: count)
+        var digestBytes: [UInt8] = []
+        digestBytes.reserveCapacity(32 * count)
+        for (position, declaration) in byHash.enumerated() {
+            bit[declaration] = position
+            let hash = index.entry(declaration).hash
+            group[position] = position > 0 && index.entry(byHash[position - 1]).hash == hash ? group[position - 1] : position
+            digestBytes += try Self.bytes(ofHex: hash)
         }
-        var found: [Found] = []
-        for cached in index.cached {
-            let own = try OwnVersion.version(of: cached.syntax, excluding: cached.attribute)
-            found.append(Found(cached: cached, own: own, closure: closures.closure(of: [cached.declaration])))
-        }
-
-        // Every declaration reached is hashed once; the declarations are then
-        // ordered by hash, so that a closure is put in order by sorting numbers.
-        var reached = Array(repeating: false, count: index.declarations.count)
-        for function in found where !function.cached.syntax.hasHandWrittenVersion {
-            for declaration in function.closure { reached[declaration] = true }
-        }
-        var hashes: [(declaration: Int, hex: String, bytes: [UInt8])] = []
-        for declaration in reached.indices where reached[declaration] {
-            let digest = try index.hash(of: declaration)
-            hashes.append((declaration, digest.hexString, digest.bytes))
-        }
-        hashes.sort { $0.hex < $1.hex }
-        var rank = Array(repeating: 0, count: index.declarations.count)
-        for (position, hash) in hashes.enumerated() { rank[hash.declaration] = position }
+        let closures = DependencyClosure(index: index, roots: index.cached.map(\.declaration), bit: bit)
 
         // One version per lookup key, over everything the functions with that key reach.
         var byKey: [UInt64: [Int]] = [:]
-        for (number, function) in found.enumerated() where !function.cached.syntax.hasHandWrittenVersion {
-            byKey[OwnVersion.lookupKey(of: function.own), default: []].append(number)
+        for (number, function) in index.cached.enumerated() where !function.function.hasHandWrittenVersion {
+            byKey[OwnVersion.lookupKey(of: function.function.ownVersion), default: []].append(number)
         }
         var versions: [UInt64: String] = [:]
-        // A closure is put in hash order by marking its declarations' ranks and
-        // reading the marks in order (a linear pass instead of a sort).
-        var marks = Array(repeating: 0, count: hashes.count)
-        var mark = 0
         for (key, members) in byKey {
-            mark += 1
-            for member in members {
-                for declaration in found[member].closure { marks[rank[declaration]] = mark }
-            }
-            let ranks = marks.indices.lazy.filter { marks[$0] == mark }
+            var closure = closures.closure(of: index.cached[members[0]].declaration)
+            for member in members.dropFirst() { closure.formUnion(closures.closure(of: index.cached[member].declaration)) }
             var bytes = Array(Self.scheme.utf8)
-            for own in Set(members.map { found[$0].own }).sorted() { OwnVersion.append("own " + own, to: &bytes) }
+            for own in Set(members.map { index.cached[$0].function.ownVersion }).sorted() { OwnVersion.append("own " + own, to: &bytes) }
             var digests: [UInt8] = []
-            var count = 0
-            var last: String?
-            for position in ranks where hashes[position].hex != last {
-                last = hashes[position].hex
-                digests += hashes[position].bytes
-                count += 1
+            var distinct = 0
+            var last = -1
+            for position in closure.bits where group[position] != last {
+                last = group[position]
+                digests += digestBytes[32 * position..<32 * position + 32]
+                distinct += 1
             }
-            OwnVersion.append("declarations \(count)", to: &bytes)
+            OwnVersion.append("declarations \(distinct)", to: &bytes)
             bytes += digests
             for package in self.packages { OwnVersion.append("package " + package, to: &bytes) }
             versions[key] = try SHA256.hash(bytes).hexString
         }
 
-        self.functions = found.map { function in
-            let declaration = index.declarations[function.cached.declaration]
+        self.functions = index.cached.map { (declaration, cached) in
             var dependencies: [CachedFunctionVersion.Dependency] = []
             if listingDependencies {
-                dependencies = function.closure
-                    .filter { $0 != function.cached.declaration }
+                dependencies = closures.closure(of: declaration).bits
+                    .map { byHash[$0] }
+                    .filter { $0 != declaration }
                     .map { dependency in
-                        CachedFunctionVersion.Dependency(
-                            display: index.declarations[dependency].display,
-                            file: index.files[index.declarations[dependency].file].path,
-                            line: index.line(of: dependency)
-                        )
+                        let entry = index.entry(dependency)
+                        return CachedFunctionVersion.Dependency(display: entry.display, file: index.path(of: dependency), line: entry.line)
                     }
                     .sorted { ($0.file, $0.line, $0.display) < ($1.file, $1.line, $1.display) }
             }
             return CachedFunctionVersion(
-                name: Self.qualifiedName(of: function.cached.syntax),
-                file: index.files[declaration.file].path,
-                line: index.line(of: function.cached.declaration),
-                ownVersion: function.own,
-                version: function.cached.syntax.hasHandWrittenVersion ? nil : versions[OwnVersion.lookupKey(of: function.own)],
+                name: cached.name,
+                file: index.path(of: declaration),
+                line: index.entry(declaration).line,
+                ownVersion: cached.ownVersion,
+                version: cached.hasHandWrittenVersion ? nil : versions[OwnVersion.lookupKey(of: cached.ownVersion)],
                 dependencies: dependencies
             )
         }
+    }
+
+    /// The 32 bytes a 64-digit hex hash stands for.
+    private static func bytes(ofHex hex: String) throws(VersionsError) -> [UInt8] {
+        let digits = Array(hex.utf8)
+        guard digits.count == 64 else { throw VersionsError(.invalidSummary, "a declaration hash is not 64 hex digits: \(hex)") }
+        func value(_ digit: UInt8) throws(VersionsError) -> UInt8 {
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+            default: throw VersionsError(.invalidSummary, "a declaration hash is not 64 hex digits: \(hex)")
+            }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(32)
+        var position = 0
+        while position < 64 {
+            bytes.append(try value(digits[position]) << 4 | value(digits[position + 1]))
+            position += 2
+        }
+        return bytes
     }
 
     /// The first function named `name` (`Type.method(label:)`), for tests and tools.

@@ -8,6 +8,8 @@
 //   --package ID=VERSION     fold this package version into every version
 //   --resolved ID=VERSION    a package of the graph, folded in when --fold-config names it
 //   --fold-config FILE       a cache-versions.json: {"packages": ["ID", ...]} or ["*"]
+//   --cache FILE             keeps the files' summaries in FILE between runs, so that
+//                            only files whose text changed are parsed again
 //   @FILE as an argument reads more arguments from FILE, one per line.
 import Foundation
 import GatewayVersions
@@ -35,6 +37,7 @@ var explain = false
 var packages: [String] = []
 var resolved: [String] = []
 var foldConfiguration: String?
+var cachePath: String?
 var sources: [String] = []
 var remaining = arguments[...]
 while let argument = remaining.popFirst() {
@@ -51,6 +54,9 @@ while let argument = remaining.popFirst() {
     case "--fold-config":
         guard let value = remaining.popFirst() else { fail("--fold-config needs a file", status: 2) }
         foldConfiguration = value
+    case "--cache":
+        guard let value = remaining.popFirst() else { fail("--cache needs a file", status: 2) }
+        cachePath = value
     case "--explain":
         explain = true
     default:
@@ -73,14 +79,20 @@ if let foldConfiguration {
     }
 }
 
-var files: [SourceFile] = []
-for path in sources {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { fail("cannot read \(path)") }
-    files.append(SourceFile(path: path, text: text))
-}
+let cacheFile = cachePath.map { URL(fileURLWithPath: $0) }
+var cache = SummaryCache(contentsOf: cacheFile, toolIdentity: SummaryCache.toolIdentity(executable: Bundle.main.executablePath ?? CommandLine.arguments[0]))
 
 do {
-    let versions = try ModuleVersions(files: files, packages: packages, listingDependencies: explain)
+    var summaries: [FileSummary] = []
+    for path in sources {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { fail("cannot read \(path)") }
+        summaries.append(try cache.summary(of: SourceFile(path: path, text: text)))
+    }
+    let versions = try ModuleVersions(summaries: summaries, packages: packages, listingDependencies: explain)
+    if let cacheFile {
+        // A cache that cannot be written costs the next run time, not correctness.
+        try? cache.write(to: cacheFile)
+    }
     if explain {
         print(versions.explanation(), terminator: "")
     }
