@@ -44,21 +44,28 @@ public struct ModuleVersions {
         // closure read in order is sorted by hash (``DependencyClosure``).
         // Declarations with the same hash (the same text in the same place)
         // count once: each position has the number of the first one with its
-        // hash (`group`), and the hashes' bytes are kept in one run, 32 each
-        // (plain arrays of numbers: the tool is often built without
-        // optimisation, where copying a tuple of a string and an array for
-        // every bit read dominated).
+        // hash (`group`). The hashes are kept as numbers (4 words to sort by,
+        // and 32 bytes each in one run) and copied with pointers: SwiftPM
+        // builds the tool without optimisation in a debug build, where
+        // strings, tuples of arrays and generic appends cost several times
+        // the work itself.
         let count = index.declarationCount
-        let byHash = (0..<count).sorted { index.entry($0).hash < index.entry($1).hash }
-        var bit = Array(repeating: 0, count: count)
-        var group = Array(repeating: 0, count: count)
         var digestBytes: [UInt8] = []
         digestBytes.reserveCapacity(32 * count)
+        var sortKeys: [(UInt64, UInt64, UInt64, UInt64)] = []
+        sortKeys.reserveCapacity(count)
+        for declaration in 0..<count {
+            let bytes = try Self.bytes(ofHex: index.entry(declaration).hash)
+            digestBytes += bytes
+            func word(_ start: Int) -> UInt64 { bytes[start..<start + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+            sortKeys.append((word(0), word(8), word(16), word(24)))
+        }
+        let byHash = (0..<count).sorted { sortKeys[$0] < sortKeys[$1] }
+        var bit = Array(repeating: 0, count: count)
+        var group = Array(repeating: 0, count: count)
         for (position, declaration) in byHash.enumerated() {
             bit[declaration] = position
-            let hash = index.entry(declaration).hash
-            group[position] = position > 0 && index.entry(byHash[position - 1]).hash == hash ? group[position - 1] : position
-            digestBytes += try Self.bytes(ofHex: hash)
+            group[position] = position > 0 && sortKeys[byHash[position - 1]] == sortKeys[declaration] ? group[position - 1] : position
         }
         let closures = DependencyClosure(index: index, roots: index.cached.map(\.declaration), bit: bit)
 
@@ -71,19 +78,18 @@ public struct ModuleVersions {
         for (key, members) in byKey {
             var closure = closures.closure(of: index.cached[members[0]].declaration)
             for member in members.dropFirst() { closure.formUnion(closures.closure(of: index.cached[member].declaration)) }
-            var bytes = Array(Self.scheme.utf8)
-            for own in Set(members.map { index.cached[$0].function.ownVersion }).sorted() { OwnVersion.append("own " + own, to: &bytes) }
-            var digests: [UInt8] = []
-            var distinct = 0
+            var prefix = Array(Self.scheme.utf8)
+            for own in Set(members.map { index.cached[$0].function.ownVersion }).sorted() { OwnVersion.append("own " + own, to: &prefix) }
+            var distinct: [Int] = []
             var last = -1
             for position in closure.bits where group[position] != last {
                 last = group[position]
-                digests += digestBytes[32 * position..<32 * position + 32]
-                distinct += 1
+                distinct.append(byHash[position])
             }
-            OwnVersion.append("declarations \(distinct)", to: &bytes)
-            bytes += digests
-            for package in self.packages { OwnVersion.append("package " + package, to: &bytes) }
+            OwnVersion.append("declarations \(distinct.count)", to: &prefix)
+            var suffix: [UInt8] = []
+            for package in self.packages { OwnVersion.append("package " + package, to: &suffix) }
+            let bytes = Self.concatenate(prefix, digestBytes, distinct, suffix)
             versions[key] = try SHA256.hash(bytes).hexString
         }
 
@@ -107,6 +113,28 @@ public struct ModuleVersions {
                 version: cached.hasHandWrittenVersion ? nil : versions[OwnVersion.lookupKey(of: cached.ownVersion)],
                 dependencies: dependencies
             )
+        }
+    }
+
+    /// `prefix`, the 32-byte digests of `declarations` (declaration `d`'s at
+    /// `32 * d` in `digests`) in order, and `suffix`, copied with pointers:
+    /// see the note on debug builds above.
+    private static func concatenate(_ prefix: [UInt8], _ digests: [UInt8], _ declarations: [Int], _ suffix: [UInt8]) -> [UInt8] {
+        let total = prefix.count + 32 * declarations.count + suffix.count
+        return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            guard let target = buffer.baseAddress else { return }
+            prefix.withUnsafeBufferPointer { target.initialize(from: $0.baseAddress!, count: $0.count) }
+            digests.withUnsafeBufferPointer { digests in
+                var offset = prefix.count
+                for declaration in declarations {
+                    (target + offset).initialize(from: digests.baseAddress! + 32 * declaration, count: 32)
+                    offset += 32
+                }
+            }
+            suffix.withUnsafeBufferPointer { source in
+                if let start = source.baseAddress { (target + total - source.count).initialize(from: start, count: source.count) }
+            }
+            initialized = total
         }
     }
 
