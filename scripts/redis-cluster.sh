@@ -27,6 +27,8 @@ stop() {
             { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; } || break
             sleep 0.05
         done
+        # One that did not stop within 5 s is killed.
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
     done
 }
 
@@ -58,6 +60,9 @@ for i in 0 1 2 3 4 5; do
     port=$((base + i))
     cat > "$dir/start-$port.sh" <<NODE
 #!/usr/bin/env bash
+# The daemon keeps none of its starter's descriptors (a pipe held open would
+# make a starter that waits for end-of-file wait for good).
+for fd in /proc/\$\$/fd/*; do fd=\${fd##*/}; if [ "\$fd" -gt 2 ]; then eval "exec \$fd>&-" 2>/dev/null || true; fi; done
 exec redis-server --port $port --bind 127.0.0.1 --cluster-enabled yes \\
     --cluster-config-file "$dir/nodes-$port.conf" --cluster-node-timeout 1000 \\
     --save '' --appendonly no --dir "$dir" --logfile "$dir/node-$port.log" \\
