@@ -50,7 +50,14 @@ enum ClusterBenchmarks {
         defer { single.stop() }
         let cluster = try GatewayUnderTest(arguments: ["--redis", "redis+cluster://\(seeds)"] + common)
         defer { cluster.stop() }
-        for pid in [redisPID, single.pid, cluster.pid] + nodePIDs { try pin(pid: pid, cpus: "\(cpu)") }
+        // BENCH_BASELINE_GATEWAY: another build's cache-gateway, measured on
+        // the same single Redis, so that a change to the single-server path
+        // is compared with the build before it.
+        let other = try ProcessInfo.processInfo.environment["BENCH_BASELINE_GATEWAY"].map {
+            try GatewayUnderTest(arguments: ["--redis", "redis://127.0.0.1:\(tcpPort)"] + common, binary: URL(fileURLWithPath: $0))
+        }
+        defer { other?.stop() }
+        for pid in [redisPID, single.pid, cluster.pid] + (other.map { [$0.pid] } ?? []) + nodePIDs { try pin(pid: pid, cpus: "\(cpu)") }
         pinProcess(toCPU: cpu)
         print("every redis-server, both gateways and this client on CPU \(cpu)")
 
@@ -60,7 +67,7 @@ enum ClusterBenchmarks {
         let storeFrame = try PurgeBenchmarks.frame(.store(Store(function: function, key: key, ttlMilliseconds: 3_600_000, computeMicroseconds: 1, value: value)))
         let lookupFrame = try PurgeBenchmarks.frame(.lookup(Lookup(function: function, key: key)))
         var clients: [BlockingGatewayClient] = []
-        for gateway in [single, cluster] {
+        for gateway in [single, cluster] + (other.map { [$0] } ?? []) {
             let client = try BlockingGatewayClient(socketPath: gateway.socketPath)
             // The gateway may still be reading the topology: store until a lookup hits.
             let deadline = ContinuousClock.now + .seconds(15)
@@ -73,12 +80,21 @@ enum ClusterBenchmarks {
             clients.append(client)
         }
         let (singleClient, clusterClient) = (clients[0], clients[1])
-        let measured = try Bench.measureInterleaved([
+        var operations: [(name: String, operation: () throws -> Void)] = [
             (name: "baseline: Redis-backed hit, one Redis (TCP)", operation: { blackHole(try singleClient.roundTrip(lookupFrame)) }),
             (name: "Redis-backed hit, Redis Cluster", operation: { blackHole(try clusterClient.roundTrip(lookupFrame)) }),
-        ])
+        ]
+        if clients.count == 3 {
+            let otherClient = clients[2]
+            operations.append((name: "Redis-backed hit, one Redis (TCP), BENCH_BASELINE_GATEWAY", operation: { blackHole(try otherClient.roundTrip(lookupFrame)) }))
+        }
+        let measured = try Bench.measureInterleaved(operations)
         Bench.report(measured[0])
         Bench.report(measured[1], against: measured[0])
+        if measured.count == 3 {
+            Bench.report(measured[2])
+            Bench.report(Measurement(name: "this build: Redis-backed hit, one Redis (TCP)", nanosecondsPerOperation: measured[0].nanosecondsPerOperation, bytesPerOperation: 0), against: measured[2])
+        }
     }
 
     // MARK: Purge

@@ -65,7 +65,11 @@ enum RedisKeyLayout: Sendable, Hashable {
 
     /// The entry's key.
     func entryKey(namespace: String, functionID: String, version: String, hex: String) -> String {
-        self.bucketEntryPrefix(namespace: namespace, functionID: functionID, version: version, bucket: self.bucket(ofHex: hex)) + hex
+        // One interpolation each: this runs for every lookup.
+        switch self {
+        case .single: "cg:\(namespace):e:\(functionID):\(version):\(hex)"
+        case .cluster: "cg:\(namespace):e:{\(functionID):\(version):\(Self.hexDigits[self.bucket(ofHex: hex) ?? 0])}:\(hex)"
+        }
     }
 
     /// What every entry key of one version starts with (the near-cache drops a version by it).
