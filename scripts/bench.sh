@@ -3,7 +3,8 @@
 # them beside a private redis-server (scripts/with-redis.sh). The benchmark
 # pins itself, the gateway and redis-server with taskset: latency runs on one
 # CPU (BENCH_CPU, default 1), throughput with servers and clients on different CPUs.
-#   scripts/bench.sh [protocol] [gateway] [staleness] [client] [purge] [metrics]
+#   scripts/bench.sh [protocol] [gateway] [staleness] [client] [purge] [metrics] [cluster]
+# (cluster runs only when named: it needs the test Redis Cluster, which scripts/with-redis.sh then starts)
 # It also writes the figures as JSON to BENCH_RESULTS (default
 # .build/bench-results.json; the previous file, if any, is kept as
 # *.previous.json), with the commit, the date and the machine, and then
@@ -38,6 +39,9 @@ if ! command -v nutcracker >/dev/null && [ ! -x /usr/sbin/nutcracker ]; then
 fi
 # Redis also on TCP loopback, for the GET over TCP baseline: a port that was free a moment ago.
 export WITH_REDIS_TCP_PORT="${WITH_REDIS_TCP_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+
+# The test cluster only for the group that measures it.
+if [[ " $* " != *" cluster "* ]]; then export WITH_REDIS_CLUSTER=0; fi
 
 echo "GatewayBenchmarks on $BENCH_MACHINE; commit $BENCH_COMMIT"
 scripts/with-redis.sh "$bin/GatewayBenchmarks" "$@"

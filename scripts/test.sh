@@ -31,7 +31,8 @@ fi
 scripts/with-redis.sh swift test "${flags[@]}" --skip-build "$@"
 
 if [ $# -eq 0 ]; then
-    CACHE_GATEWAY_BINARY="$(pwd)/.build/debug/cache-gateway" scripts/with-redis.sh scripts/python-test.sh
+    # The Python tests need no cluster.
+    WITH_REDIS_CLUSTER=0 CACHE_GATEWAY_BINARY="$(pwd)/.build/debug/cache-gateway" scripts/with-redis.sh scripts/python-test.sh
 fi
 
 fuzz_seconds=${CACHE_GATEWAY_FUZZ_SECONDS:-60}

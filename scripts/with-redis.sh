@@ -3,6 +3,11 @@
 # the command's outcome. The server listens only on a Unix socket in a fresh
 # temporary directory (no TCP port), keeps nothing on disk, and is exported to
 # the command as CACHE_GATEWAY_TEST_REDIS_SOCKET.
+# Beside it, a Redis Cluster of 3 masters with one replica each
+# (scripts/redis-cluster.sh) on free local ports: its seeds are exported as
+# CACHE_GATEWAY_TEST_REDIS_CLUSTER_SEEDS (host:port,...), its directory (with
+# each node's start-PORT.sh) as CACHE_GATEWAY_TEST_REDIS_CLUSTER_DIR.
+# WITH_REDIS_CLUSTER=0 skips the cluster.
 #   scripts/with-redis.sh swift test
 set -euo pipefail
 
@@ -11,6 +16,7 @@ socket="$dir/redis.sock"
 redis_pid=""
 
 cleanup() {
+    if [ -d "$dir/cluster" ]; then "$(dirname "$0")/redis-cluster.sh" stop "$dir/cluster" || true; fi
     if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
         kill "$redis_pid" 2>/dev/null || true
         wait "$redis_pid" 2>/dev/null || true
@@ -37,6 +43,11 @@ done
 export CACHE_GATEWAY_TEST_REDIS_SOCKET="$socket"
 export CACHE_GATEWAY_TEST_REDIS_PID="$redis_pid"
 if [ "$port" != 0 ]; then export CACHE_GATEWAY_TEST_REDIS_TCP_PORT="$port"; fi
+if [ "${WITH_REDIS_CLUSTER:-1}" != 0 ]; then
+    CACHE_GATEWAY_TEST_REDIS_CLUSTER_SEEDS=$("$(dirname "$0")/redis-cluster.sh" start "$dir/cluster")
+    export CACHE_GATEWAY_TEST_REDIS_CLUSTER_SEEDS
+    export CACHE_GATEWAY_TEST_REDIS_CLUSTER_DIR="$dir/cluster"
+fi
 set +e
 "$@"
 status=$?

@@ -177,11 +177,12 @@ final class GatewayUnderTest {
     let socketPath: String
     private let directory: String
 
-    init(arguments: [String]) throws {
+    /// A gateway from the `cache-gateway` beside this benchmark, or from `binary`.
+    init(arguments: [String], binary: URL? = nil) throws {
         self.directory = NSTemporaryDirectory() + "cg-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         self.socketPath = self.directory + "/gateway.sock"
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cache-gateway")
+        let binary = binary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cache-gateway")
         self.process.executableURL = binary
         self.process.arguments = ["serve", "--socket", self.socketPath, "--log-level", "warning"] + arguments
         try self.process.run()

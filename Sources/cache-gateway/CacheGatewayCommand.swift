@@ -46,7 +46,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The socket file's group (name or number).")
     var socketGroup: String?
 
-    @Option(help: "Redis: redis://[user:password@]host:port/db or unix:///path/to/redis.sock?db=N (env CACHE_GATEWAY_REDIS). Without it, entries stay in this process's memory.")
+    @Option(help: "Redis: redis://[user:password@]host:port/db, unix:///path/to/redis.sock?db=N, or a Redis Cluster as redis+cluster://[user:password@]host1:port1,host2:port2 (env CACHE_GATEWAY_REDIS). Without it, entries stay in this process's memory.")
     var redis: String?
 
     @Option(help: "The bound of the embedded in-memory store, in bytes.")
@@ -163,7 +163,11 @@ struct Serve: AsyncParsableCommand {
                     writeTimeout: .milliseconds(self.writeTimeoutMs),
                     deleteBatchSize: self.purgeBatchSize
                 )
-                configuration.backend = .redis(url: try RedisURL(redisURL), configuration: redisConfiguration)
+                if RedisClusterURL.matches(redisURL) {
+                    configuration.backend = .redisCluster(url: try RedisClusterURL(redisURL), configuration: redisConfiguration)
+                } else {
+                    configuration.backend = .redis(url: try RedisURL(redisURL), configuration: redisConfiguration)
+                }
                 let nearCacheText = environment["CACHE_GATEWAY_NEAR_CACHE_SIZE"].flatMap { $0.isEmpty ? nil : $0 }
                 let nearCacheSize = try self.nearCacheSize ?? nearCacheText.map { text in
                     guard let size = Int(text) else { throw GatewayError(.invalidConfiguration, "CACHE_GATEWAY_NEAR_CACHE_SIZE is not a number of bytes: \(text)") }

@@ -29,8 +29,8 @@ extension IntegrationTests {
             writer.start()
             // Both pools connected before anything is sent (a loaded machine takes a moment).
             let connected = await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
-                redis.pool.availableConnectionCount == redis.pool.configuration.size
-                    && writer.pool.availableConnectionCount == writer.pool.configuration.size
+                redis.standalonePool!.availableConnectionCount == redis.standalonePool!.configuration.size
+                    && writer.standalonePool!.availableConnectionCount == writer.standalonePool!.configuration.size
             }
             #expect(connected)
             do {

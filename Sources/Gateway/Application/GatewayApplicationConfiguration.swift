@@ -70,6 +70,7 @@ extension GatewayApplication {
         enum Base: Sendable {
             case memory(limitBytes: Int)
             case redis(url: RedisURL, configuration: RedisStore.Configuration)
+            case redisCluster(url: RedisClusterURL, configuration: RedisStore.Configuration)
         }
 
         let base: Base
@@ -86,11 +87,20 @@ extension GatewayApplication {
             Backend(base: .redis(url: url, configuration: configuration))
         }
 
-        /// `memory (N bytes)`, or `redis` with the server's address (never its password).
+        /// A Redis Cluster reached through `url`'s seeds (`RedisStore` with the
+        /// cluster layout): each master gets a pool of `configuration.pool`.
+        /// The near-cache is not available on a cluster; the gateway runs without it.
+        public static func redisCluster(url: RedisClusterURL, configuration: RedisStore.Configuration = RedisStore.Configuration()) -> Backend {
+            Backend(base: .redisCluster(url: url, configuration: configuration))
+        }
+
+        /// `memory (N bytes)`, `redis` with the server's address, or
+        /// `redis-cluster` with the seeds (never a password).
         public var description: String {
             switch self.base {
             case .memory(let limit): "memory (\(limit) bytes)"
             case .redis(let url, _): "redis (\(url.endpoint))"
+            case .redisCluster(let url, _): "redis-cluster (\(url.seeds.map { "\($0.endpoint)" }.joined(separator: ",")))"
             }
         }
 
@@ -100,7 +110,7 @@ extension GatewayApplication {
             switch self.base {
             case .memory(let limit):
                 guard limit >= 1024 else { throw fail("the memory limit must be at least 1 KiB, is \(limit)") }
-            case .redis(_, let configuration):
+            case .redis(_, let configuration), .redisCluster(_, let configuration):
                 guard configuration.lookupTimeout > .zero, configuration.writeTimeout > .zero else {
                     throw fail("the Redis timeouts must be positive")
                 }

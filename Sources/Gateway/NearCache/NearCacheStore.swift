@@ -84,7 +84,9 @@ public final class NearCacheStore: CacheStore {
     /// A near-cache in front of `inner`, which keeps its entries in `redis`
     /// (`inner` is `redis` itself, or a store that wraps it, such as
     /// `IntegrityStore`). Nothing starts here: `start()` wires it to Redis.
+    /// `redis` must be a single-server store (its `standalonePool` is set).
     public init(wrapping inner: any CacheStore, redis: RedisStore, configuration: Configuration = Configuration(), logger: Logger, metrics: GatewayMetrics) {
+        precondition(redis.standalonePool != nil, "the near-cache needs a single-server Redis store")
         self.inner = inner
         self.redis = redis
         self.configuration = configuration
@@ -98,9 +100,9 @@ public final class NearCacheStore: CacheStore {
     /// Calling it again does nothing.
     public func start() {
         let listener = InvalidationListener(
-            url: self.redis.pool.url,
+            url: self.redis.standalonePool!.url,
             configuration: self.redis.configuration.pool.connection,
-            eventLoop: self.redis.pool.eventLoopGroup.next(),
+            eventLoop: self.redis.standalonePool!.eventLoopGroup.next(),
             logger: self.logger,
             pingInterval: self.configuration.pingInterval
         ) { [self] event in
@@ -112,7 +114,7 @@ public final class NearCacheStore: CacheStore {
             return true
         }
         guard isFirst else { return }
-        self.redis.pool.observeOpenings { [self] connection in self.connectionOpening(connection) }
+        self.redis.standalonePool!.observeOpenings { [self] connection in self.connectionOpening(connection) }
         self.redis.observeDeletions { [self] deletion in self.deleted(deletion) }
         listener.start()
     }

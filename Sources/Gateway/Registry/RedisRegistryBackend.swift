@@ -13,6 +13,12 @@ import NIOCore
 /// I/O), the shared connections stay free of per-connection state such as
 /// WATCH, and with Redis Cluster every key a script touches shares the
 /// function's hash tag.
+///
+/// On a cluster, a version's index is split into buckets in other slots
+/// (`RedisKeyLayout`), so the script cannot rename them: it only writes the
+/// record, and the gateway that won a claim captures each bucket as its purge
+/// starts (`RedisStore.captureAndDelete`). Entries stored between the claim
+/// and that capture are deleted with the rest.
 final class RedisRegistryBackend: RegistryBackend {
     private let store: RedisStore
 
@@ -54,10 +60,13 @@ final class RedisRegistryBackend: RegistryBackend {
             var record = current?.record ?? FunctionRecord(name: function)
             let (result, claims) = change(&record)
             let encoded = try MessagePackEncoder().encode(record)
-            var keys = [RedisStore.recordKey(namespace: namespace, functionID: functionID)]
-            for claim in claims {
-                keys.append(RedisStore.indexKey(namespace: namespace, functionID: functionID, version: claim.version))
-                keys.append(RedisStore.purgeIndexKey(namespace: namespace, functionID: functionID, version: claim.version, tag: "\(claim.epoch)"))
+            let recordKey = RedisStore.recordKey(namespace: namespace, functionID: functionID)
+            var keys = [recordKey]
+            if self.store.layout.registryCapturesIndexes {
+                for claim in claims {
+                    keys.append(self.store.layout.indexKey(namespace: namespace, functionID: functionID, version: claim.version, bucket: nil))
+                    keys.append(self.store.layout.purgeIndexKey(namespace: namespace, functionID: functionID, version: claim.version, bucket: nil, tag: "\(claim.epoch)"))
+                }
             }
             var arguments = [
                 ByteBuffer(string: Self.compareAndSetScript),
@@ -69,12 +78,14 @@ final class RedisRegistryBackend: RegistryBackend {
                 ByteBuffer(bytes: encoded),
                 ByteBuffer(string: "\(Self.recordLifetime.nanoseconds / 1_000_000)"),
             ]
-            let reply = try await self.store.pool.send(RedisCommand("EVAL", arguments: arguments), timeout: self.timeout).checked()
+            let reply = try await self.store.target.send(RedisCommand("EVAL", arguments: arguments), routedBy: recordKey, timeout: self.timeout).checked()
             if reply.integer == 1 {
                 if current == nil {
                     // A new function: list it. Idempotent, so a repeat is harmless.
-                    _ = try await self.store.pool.send(
-                        RedisCommand("HSET", arguments: [RedisStore.functionsKey(namespace: namespace), ByteBuffer(string: functionID), ByteBuffer(string: function)]),
+                    let functionsKey = RedisStore.functionsKey(namespace: namespace)
+                    _ = try await self.store.target.send(
+                        RedisCommand("HSET", arguments: [functionsKey, ByteBuffer(string: functionID), ByteBuffer(string: function)]),
+                        routedBy: functionsKey,
                         timeout: self.timeout
                     ).checked()
                 }
@@ -91,27 +102,39 @@ final class RedisRegistryBackend: RegistryBackend {
     }
 
     func functionNames(namespace: String) async throws -> [String] {
-        let reply = try await self.store.pool.send(RedisCommand("HVALS", arguments: [RedisStore.functionsKey(namespace: namespace)]), timeout: self.timeout).checked()
+        let functionsKey = RedisStore.functionsKey(namespace: namespace)
+        let reply = try await self.store.target.send(RedisCommand("HVALS", arguments: [functionsKey]), routedBy: functionsKey, timeout: self.timeout).checked()
         return (reply.array ?? []).compactMap(\.string)
     }
 
     func purge(namespace: String, function: String, claim: FunctionRecord.PurgeClaim) async throws -> UInt64 {
         let functionID = RedisStore.functionID(function)
+        let layout = self.store.layout
+        guard layout.registryCapturesIndexes else {
+            return try await self.store.captureAndDelete(namespace: namespace, functionID: functionID, version: claim.version, tag: "\(claim.epoch)", exclusive: true)
+        }
         return try await self.store.deleteCaptured(
             namespace: namespace,
             functionID: functionID,
             version: claim.version,
-            index: RedisStore.purgeIndexKey(namespace: namespace, functionID: functionID, version: claim.version, tag: "\(claim.epoch)")
+            bucket: nil,
+            index: layout.purgeIndexKey(namespace: namespace, functionID: functionID, version: claim.version, bucket: nil, tag: "\(claim.epoch)")
         )
     }
 
     func entryCount(namespace: String, function: String, version: String) async throws -> UInt64 {
-        let index = RedisStore.indexKey(namespace: namespace, functionID: RedisStore.functionID(function), version: version)
-        let reply = try await self.store.pool.send(
-            RedisCommand("ZCOUNT", arguments: [index, ByteBuffer(string: "(\(RedisStore.nowMilliseconds())"), ByteBuffer(string: "+inf")]),
-            timeout: self.timeout
-        ).checked()
-        return UInt64(max(0, reply.integer ?? 0))
+        let functionID = RedisStore.functionID(function)
+        let now = ByteBuffer(string: "(\(RedisStore.nowMilliseconds())")
+        var count: UInt64 = 0
+        // One index on a single server; a cluster's buckets, each on its master.
+        let replies = self.store.layout.buckets.map { bucket in
+            let index = self.store.layout.indexKey(namespace: namespace, functionID: functionID, version: version, bucket: bucket)
+            return self.store.target.sendFuture(RedisCommand("ZCOUNT", arguments: [index, now, ByteBuffer(string: "+inf")]), routedBy: index, timeout: self.timeout)
+        }
+        for reply in replies {
+            count += UInt64(max(0, try await reply.get().checked().integer ?? 0))
+        }
+        return count
     }
 }
 
@@ -122,7 +145,8 @@ extension RedisStore: RegistryBackendProvider {
 
     /// The function's registry record and the exact bytes it was read as (for compare-and-set).
     func registryRecord(namespace: String, functionID: String) async throws -> (record: FunctionRecord, bytes: ByteBuffer)? {
-        let reply = try await self.pool.send(.get(Self.recordKey(namespace: namespace, functionID: functionID)), timeout: self.configuration.writeTimeout).checked()
+        let recordKey = Self.recordKey(namespace: namespace, functionID: functionID)
+        let reply = try await self.target.send(.get(recordKey), routedBy: recordKey, timeout: self.configuration.writeTimeout).checked()
         guard let bytes = reply.bytes else { return nil }
         do {
             return (try MessagePackDecoder().decode(FunctionRecord.self, from: bytes), bytes)

@@ -12,7 +12,9 @@ import Synchronization
 /// Entries in Redis, shared by every gateway that points at the same server.
 ///
 /// **Keys.** For namespace `ns`, a function whose name hashes (SHA-256, first
-/// 16 bytes in hex) to `F`, version `V` and argument key `K` (hex):
+/// 16 bytes in hex) to `F`, version `V` and argument key `K` (hex), on one
+/// server (`RedisKeyLayout` gives the cluster's names, which tag entries and
+/// indexes by bucket):
 /// - `cg:ns:e:F:V:K` — the entry (a string with a TTL);
 /// - `cg:{ns:F}:i:V` — the version's index: a sorted set of `K`, scored by the
 ///   entry's expiry in Unix milliseconds, so that a version's entries can be
@@ -27,10 +29,7 @@ import Synchronization
 /// - `cg:ns:fns` — a hash from `F` to the function's name, listing the namespace's functions.
 /// The function name is hashed so that any name fits and no name can contain
 /// the separator; the namespace is restricted to `[A-Za-z0-9_.-]` for the
-/// same reason. A function's registry record and indexes share the hash tag
-/// `{ns:F}`, so that with Redis Cluster the record and the indexes it renames
-/// live on one node; entries carry no tag, so that a popular version's entries
-/// spread over every node instead of loading one.
+/// same reason.
 ///
 /// **Entry format.** One byte 0x02 (the format), the compute time in
 /// microseconds as 8 bytes big-endian, the entry's expiry in Unix
@@ -125,7 +124,12 @@ public final class RedisStore: CacheStore {
         }
     }
 
-    let pool: RedisConnectionPool
+    /// Where commands go: one server's pool or a cluster's router.
+    let target: RedisTarget
+    /// The key names (one server's, or a cluster's).
+    let layout: RedisKeyLayout
+    /// The pool of a single-server store; nil on a cluster.
+    let standalonePool: RedisConnectionPool?
     let configuration: Configuration
     private let faults: RateLimitedLog
     private let lookupFaults = Atomic<UInt64>(0)
@@ -160,21 +164,49 @@ public final class RedisStore: CacheStore {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.metrics = metrics
-        self.pool = try RedisConnectionPool(url: url, configuration: configuration.pool, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+        let pool = try RedisConnectionPool(url: url, configuration: configuration.pool, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+        self.standalonePool = pool
+        self.target = .single(pool)
+        self.layout = .single
+        self.faults = RateLimitedLog(logger: logger, interval: configuration.logInterval)
+    }
+
+    /// Creates a store on the Redis Cluster at `cluster`, with the cluster
+    /// layout (`RedisKeyLayout.cluster`): a pool of `configuration.pool` per
+    /// master, found and followed as `RedisClusterRouter` describes.
+    /// `tracksStoredKeys` must be false (the near-cache needs one server).
+    public init(cluster: RedisClusterURL, configuration: Configuration = Configuration(), router routerConfiguration: RedisClusterRouter.Configuration? = nil, eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
+        guard !configuration.tracksStoredKeys else {
+            throw GatewayError(.invalidConfiguration, "the near-cache's key tracking is not available on a Redis Cluster")
+        }
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.metrics = metrics
+        var routerConfiguration = routerConfiguration ?? RedisClusterRouter.Configuration()
+        routerConfiguration.pool = configuration.pool
+        self.target = .cluster(try RedisClusterRouter(url: cluster, configuration: routerConfiguration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics))
+        self.standalonePool = nil
+        self.layout = .cluster
         self.faults = RateLimitedLog(logger: logger, interval: configuration.logInterval)
     }
 
     /// Starts connecting to Redis in the background. Calling it again, or
     /// after `shutdown()`, does nothing. A started store must be shut down.
     public func start() {
-        self.pool.start()
+        self.target.start()
     }
 
-    /// `redis`.
-    public var kind: String { "redis" }
+    /// Waits until every connection made its first connect attempt (on a
+    /// cluster, once the topology was first read); see `RedisConnectionPool.waitForFirstConnectAttempts()`.
+    public func waitForFirstConnectAttempts() async {
+        await self.target.waitForFirstConnectAttempts()
+    }
+
+    /// `redis`, or `redis-cluster`.
+    public var kind: String { self.layout == .cluster ? "redis-cluster" : "redis" }
 
     /// Whether at least one connection is up.
-    public var isHealthy: Bool { self.pool.availableConnectionCount > 0 }
+    public var isHealthy: Bool { self.target.availableConnectionCount > 0 }
 
     /// Lookups and stores that Redis could not serve, and entries that were not in our format.
     public var statistics: [String: Stats.Value] {
@@ -182,7 +214,7 @@ public final class RedisStore: CacheStore {
             "backendLookupFaults": .count(self.lookupFaults.load(ordering: .relaxed)),
             "backendStoreFaults": .count(self.storeFaults.load(ordering: .relaxed)),
             "corruptEntries": .count(self.corruptEntries.load(ordering: .relaxed)),
-            "backendConnections": .count(UInt64(self.pool.availableConnectionCount)),
+            "backendConnections": .count(UInt64(self.target.availableConnectionCount)),
         ]
     }
 
@@ -211,26 +243,18 @@ public final class RedisStore: CacheStore {
         return id
     }
 
-    static func entryKey(_ key: StorageKey) -> ByteBuffer {
-        ByteBuffer(string: "cg:\(key.namespace):e:\(self.functionID(key.function.function)):\(key.function.version):\(key.key.digest.hexString)")
-    }
+    // The key names are `RedisKeyLayout`'s. Entry keys carry their hash tag
+    // (on a cluster) before the argument key: a key derived from an entry key
+    // by appending a suffix (a fill lease: `entryKey + ":l"`) stays in the
+    // entry's slot, so that it can go with the entry in one command or script.
 
-    /// What every entry key of one version starts with.
-    static func entryKeyPrefix(namespace: String, functionID: String, version: String) -> String {
-        "cg:\(namespace):e:\(functionID):\(version):"
+    func entryKey(_ key: StorageKey) -> ByteBuffer {
+        ByteBuffer(string: self.layout.entryKey(namespace: key.namespace, functionID: Self.functionID(key.function.function), version: key.function.version, hex: key.key.digest.hexString))
     }
 
     /// The entry's Redis key.
     public func backendKey(for key: StorageKey) -> String? {
-        String(buffer: Self.entryKey(key))
-    }
-
-    static func indexKey(namespace: String, functionID: String, version: String) -> ByteBuffer {
-        ByteBuffer(string: "cg:{\(namespace):\(functionID)}:i:\(version)")
-    }
-
-    static func purgeIndexKey(namespace: String, functionID: String, version: String, tag: String) -> ByteBuffer {
-        ByteBuffer(string: "cg:{\(namespace):\(functionID)}:p:\(version):\(tag)")
+        String(buffer: self.entryKey(key))
     }
 
     static func versionsKey(namespace: String, functionID: String) -> ByteBuffer {
@@ -248,7 +272,8 @@ public final class RedisStore: CacheStore {
     // MARK: CacheStore
 
     public func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup> {
-        let future = self.pool.sendFuture(.get(Self.entryKey(key)), timeout: self.configuration.lookupTimeout, preferring: eventLoop)
+        let entryKey = self.entryKey(key)
+        let future = self.target.sendFuture(.get(entryKey), routedBy: entryKey, timeout: self.configuration.lookupTimeout, preferring: eventLoop)
         return future.hop(to: eventLoop).map { reply -> StoreLookup in
             switch reply {
             case .bulkString(nil):
@@ -300,9 +325,10 @@ public final class RedisStore: CacheStore {
         payload.writeImmutableBuffer(entry.value)
 
         let functionID = Self.functionID(key.function.function)
-        let index = Self.indexKey(namespace: key.namespace, functionID: functionID, version: key.function.version)
+        let hex = key.key.digest.hexString
+        let index = self.layout.indexKey(namespace: key.namespace, functionID: functionID, version: key.function.version, bucket: self.layout.bucket(ofHex: hex))
         let versions = Self.versionsKey(namespace: key.namespace, functionID: functionID)
-        let entryKey = Self.entryKey(key)
+        let entryKey = ByteBuffer(string: self.layout.entryKey(namespace: key.namespace, functionID: functionID, version: key.function.version, hex: hex))
         let set = RedisCommand("SET", arguments: [entryKey, payload, ByteBuffer(string: "PX"), ByteBuffer(string: "\(ttlMilliseconds)")])
         // With tracking, the write and a read of the key are one transaction,
         // so that no other client's write can fall between them untracked.
@@ -310,7 +336,7 @@ public final class RedisStore: CacheStore {
             ? [RedisCommand("MULTI"), set, RedisCommand("PTTL", arguments: [entryKey]), RedisCommand("EXEC")]
             : [set]
         let commands = write + [
-            RedisCommand("ZADD", arguments: [index, ByteBuffer(string: "\(expiresAt)"), ByteBuffer(string: key.key.digest.hexString)]),
+            RedisCommand("ZADD", arguments: [index, ByteBuffer(string: "\(expiresAt)"), ByteBuffer(string: hex)]),
             // Members whose entries have expired leave the index as it is written
             // to; with a minute's margin, so that a gateway whose clock runs ahead
             // does not drop members of entries that are still live.
@@ -323,7 +349,19 @@ public final class RedisStore: CacheStore {
             RedisCommand("PEXPIRE", arguments: [versions, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "GT")]),
             RedisCommand("PEXPIRE", arguments: [versions, ByteBuffer(string: "\(ttlMilliseconds)"), ByteBuffer(string: "NX")]),
         ]
-        return self.pool.pipelineFuture(commands, timeout: self.configuration.writeTimeout, preferring: eventLoop)
+        let sent: EventLoopFuture<[RESPValue]>
+        switch self.target {
+        case .single(let pool):
+            sent = pool.pipelineFuture(commands, timeout: self.configuration.writeTimeout, preferring: eventLoop)
+        case .cluster(let router):
+            // The entry and its bucket's index share a slot; the versions set
+            // is in the function's slot: two pipelines, to two masters.
+            let split = commands.count - 3
+            let entryReplies = router.pipelineFuture(Array(commands[..<split]), slot: ClusterSlot(key: entryKey), timeout: self.configuration.writeTimeout, preferring: eventLoop)
+            let versionReplies = router.pipelineFuture(Array(commands[split...]), slot: ClusterSlot(key: versions), timeout: self.configuration.writeTimeout, preferring: eventLoop)
+            sent = entryReplies.and(versionReplies).map { $0 + $1 }
+        }
+        return sent
             .hop(to: eventLoop)
             .map { replies -> Bool in
                 // The SET's own reply: plain, or the first of EXEC's.
@@ -364,7 +402,8 @@ public final class RedisStore: CacheStore {
             if let version {
                 versions = [version]
             } else {
-                let stored = try await self.pool.send(RedisCommand("SMEMBERS", arguments: [Self.versionsKey(namespace: namespace, functionID: functionID)]), timeout: self.configuration.writeTimeout).checked()
+                let versionsKey = Self.versionsKey(namespace: namespace, functionID: functionID)
+                let stored = try await self.target.send(RedisCommand("SMEMBERS", arguments: [versionsKey]), routedBy: versionsKey, timeout: self.configuration.writeTimeout).checked()
                 var all = Set((stored.array ?? []).compactMap(\.string))
                 if let record = try await self.registryRecord(namespace: namespace, functionID: functionID)?.record {
                     all.formUnion(record.versions.keys)
@@ -386,15 +425,17 @@ public final class RedisStore: CacheStore {
 
     private func deleteEntry(namespace: String, functionID: String, version: String, key: CacheKey) async throws -> UInt64 {
         let hex = key.digest.hexString
-        let entryKey = Self.entryKeyPrefix(namespace: namespace, functionID: functionID, version: version) + hex
+        let entryKey = self.layout.entryKey(namespace: namespace, functionID: functionID, version: version, hex: hex)
         // Told before and after: a read that was out while the entry went
         // cannot leave its old value behind in the near-cache.
         self.noteDeletion(.key(entryKey))
         defer { self.noteDeletion(.key(entryKey)) }
-        let replies = try await self.pool.pipeline([
-            RedisCommand("UNLINK", arguments: [ByteBuffer(string: entryKey)]),
-            RedisCommand("ZREM", arguments: [Self.indexKey(namespace: namespace, functionID: functionID, version: version), ByteBuffer(string: hex)]),
-        ], timeout: self.configuration.writeTimeout)
+        let entryKeyBytes = ByteBuffer(string: entryKey)
+        let index = self.layout.indexKey(namespace: namespace, functionID: functionID, version: version, bucket: self.layout.bucket(ofHex: hex))
+        let replies = try await self.target.pipeline([
+            RedisCommand("UNLINK", arguments: [entryKeyBytes]),
+            RedisCommand("ZREM", arguments: [index, ByteBuffer(string: hex)]),
+        ], routedBy: entryKeyBytes, timeout: self.configuration.writeTimeout)
         return UInt64(try replies[0].checked().integer ?? 0)
     }
 
@@ -402,15 +443,36 @@ public final class RedisStore: CacheStore {
     /// renamed first, so that what is deleted is what existed at that moment,
     /// and workers storing meanwhile start a new index.
     private func deleteVersion(namespace: String, functionID: String, version: String) async throws -> UInt64 {
-        let index = Self.indexKey(namespace: namespace, functionID: functionID, version: version)
-        let captured = Self.purgeIndexKey(namespace: namespace, functionID: functionID, version: version, tag: "m\(UInt64.random(in: 1...UInt64.max))")
-        let renamed = try await self.pool.send(RedisCommand("RENAME", arguments: [index, captured]), timeout: self.configuration.writeTimeout)
-        if case .error(let message) = renamed {
-            // No index: the version has no entries (RENAME's only error for a missing key).
-            if message.contains("no such key") { return 0 }
-            throw GatewayError(.backendError, "Redis refused RENAME: \(message)")
+        try await self.captureAndDelete(namespace: namespace, functionID: functionID, version: version, tag: "m\(UInt64.random(in: 1...UInt64.max))", exclusive: false)
+    }
+
+    /// Renames each bucket's index of a version (one on a single server) to
+    /// a purge index tagged `tag`, then deletes the entries it lists; the
+    /// buckets of a cluster go at once, each on its own master. With
+    /// `exclusive` (a registry purge on a cluster, which may be a retry), a
+    /// bucket whose purge index already exists is not captured again: its
+    /// earlier capture is deleted instead (RENAMENX).
+    func captureAndDelete(namespace: String, functionID: String, version: String, tag: String, exclusive: Bool) async throws -> UInt64 {
+        try await withThrowingTaskGroup(of: UInt64.self) { group in
+            for bucket in self.layout.buckets {
+                group.addTask {
+                    let index = self.layout.indexKey(namespace: namespace, functionID: functionID, version: version, bucket: bucket)
+                    let captured = self.layout.purgeIndexKey(namespace: namespace, functionID: functionID, version: version, bucket: bucket, tag: tag)
+                    let renamed = try await self.target.send(RedisCommand(exclusive ? "RENAMENX" : "RENAME", arguments: [index, captured]), routedBy: index, timeout: self.configuration.writeTimeout)
+                    if case .error(let message) = renamed {
+                        // No index: the bucket has no entries (RENAME's only
+                        // error for a missing key); an exclusive purge may
+                        // still find its earlier capture.
+                        guard message.contains("no such key") else { throw GatewayError(.backendError, "Redis refused RENAME: \(message)") }
+                        if !exclusive { return 0 }
+                    }
+                    return try await self.deleteCaptured(namespace: namespace, functionID: functionID, version: version, bucket: bucket, index: captured)
+                }
+            }
+            var deleted: UInt64 = 0
+            for try await count in group { deleted += count }
+            return deleted
         }
-        return try await self.deleteCaptured(namespace: namespace, functionID: functionID, version: version, index: captured)
     }
 
     /// Deletes the entries listed in a captured index, then the index.
@@ -426,16 +488,15 @@ public final class RedisStore: CacheStore {
     /// previous one's replies, so Redis serves other clients between two
     /// groups: a purge never holds it for longer than one group.
     ///
-    /// The script names the entry keys itself rather than in KEYS, which a
-    /// standalone Redis allows; with Redis Cluster, where a version's entries
-    /// spread over every node, the purge will instead send each node the
-    /// UNLINKs of its own keys.
-    func deleteCaptured(namespace: String, functionID: String, version: String, index: ByteBuffer) async throws -> UInt64 {
+    /// The script names the entry keys itself rather than in KEYS; on a
+    /// cluster they share the index's hash tag (`RedisKeyLayout`), so they
+    /// are in its slot, on the node the script runs on.
+    func deleteCaptured(namespace: String, functionID: String, version: String, bucket: Int?, index: ByteBuffer) async throws -> UInt64 {
         // Lua's unpack() takes at most about 8,000 values.
         let batch = min(5_000, max(1, self.configuration.deleteBatchSize))
         let depth = max(1, self.configuration.deletePipelineDepth)
-        let prefixText = Self.entryKeyPrefix(namespace: namespace, functionID: functionID, version: version)
-        let prefix = ByteBuffer(string: prefixText)
+        let prefixText = self.layout.entryKeyPrefix(namespace: namespace, functionID: functionID, version: version)
+        let prefix = ByteBuffer(string: self.layout.bucketEntryPrefix(namespace: namespace, functionID: functionID, version: version, bucket: bucket))
         self.noteDeletion(.prefix(prefixText))
         defer { self.noteDeletion(.prefix(prefixText)) }
         let script = ByteBuffer(string: Self.deleteBatchScript)
@@ -451,7 +512,7 @@ public final class RedisStore: CacheStore {
                 ]))
             }
             var finished = false
-            for reply in try await self.pool.pipeline(commands, timeout: self.configuration.writeTimeout) {
+            for reply in try await self.target.pipeline(commands, routedBy: index, timeout: self.configuration.writeTimeout) {
                 let counts = try reply.checked().array ?? []
                 guard counts.count == 2, let removed = counts[0].integer, let read = counts[1].integer else {
                     throw GatewayError(.backendError, "the purge script answered \(reply)")
@@ -462,7 +523,7 @@ public final class RedisStore: CacheStore {
             if finished { break }
             start += depth * batch
         }
-        _ = try await self.pool.send(RedisCommand("UNLINK", arguments: [index]), timeout: self.configuration.writeTimeout)
+        _ = try await self.target.send(RedisCommand("UNLINK", arguments: [index]), routedBy: index, timeout: self.configuration.writeTimeout)
         return deleted
     }
 
@@ -479,7 +540,7 @@ public final class RedisStore: CacheStore {
     /// Stops reconnecting and closes every connection; commands fail with
     /// `.shuttingDown` from then on.
     public func shutdown() async {
-        await self.pool.shutdown()
+        await self.target.shutdown()
     }
 
     // MARK: Faults
