@@ -42,6 +42,7 @@ export WITH_REDIS_TCP_PORT="${WITH_REDIS_TCP_PORT:-$(python3 -c 'import socket; 
 
 # The test cluster only for the group that measures it.
 if [[ " $* " != *" cluster "* ]]; then export WITH_REDIS_CLUSTER=0; fi
+export REDIS_CLUSTER_NODE_TIMEOUT="${REDIS_CLUSTER_NODE_TIMEOUT:-10000}"
 
 echo "GatewayBenchmarks on $BENCH_MACHINE; commit $BENCH_COMMIT"
 scripts/with-redis.sh "$bin/GatewayBenchmarks" "$@"

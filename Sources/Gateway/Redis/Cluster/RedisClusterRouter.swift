@@ -170,7 +170,25 @@ public final class RedisClusterRouter: Sendable {
 
     /// Sends `command` to the master of `slot`, following redirects; see the type.
     public func sendFuture(_ command: RedisCommand, slot: ClusterSlot, timeout: TimeAmount, preferring eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<RESPValue> {
-        self.pipelineFuture([command], slot: slot, timeout: timeout, preferring: eventLoop).map { $0[0] }
+        // The lookups' path: one command, sent as such (no pipeline of one),
+        // and only an error reply goes through the redirect logic.
+        let deadline = NIODeadline.now() + timeout
+        switch self.masterPool(for: slot) {
+        case .success(let (endpoint, pool)):
+            return pool.sendFuture(command, timeout: timeout, preferring: eventLoop)
+                .flatMapError { error in
+                    if let error = error as? GatewayError, error.code == .unavailable || error.code == .connectionClosed {
+                        self.requestRefresh()
+                    }
+                    return pool.eventLoopGroup.any().makeFailedFuture(error)
+                }
+                .flatMap { reply in
+                    guard case .error = reply else { return (eventLoop ?? pool.eventLoopGroup.any()).makeSucceededFuture(reply) }
+                    return self.followRedirects([command], replies: [reply], from: endpoint, slot: slot, deadline: deadline, redirects: 0, preferring: eventLoop).map { $0[0] }
+                }
+        case .failure(let error):
+            return (eventLoop ?? self.eventLoopGroup.any()).makeFailedFuture(error)
+        }
     }
 
     /// Sends `commands`, all keyed in `slot`, to its master as one pipeline, following redirects.
