@@ -3,7 +3,7 @@
 # them beside a private redis-server (scripts/with-redis.sh). The benchmark
 # pins itself, the gateway and redis-server with taskset: latency runs on one
 # CPU (BENCH_CPU, default 1), throughput with servers and clients on different CPUs.
-#   scripts/bench.sh [protocol] [gateway] [staleness] [client] [purge] [metrics]
+#   scripts/bench.sh [protocol] [gateway] [staleness] [client] [purge] [tls] [metrics]
 # It also writes the figures as JSON to BENCH_RESULTS (default
 # .build/bench-results.json; the previous file, if any, is kept as
 # *.previous.json), with the commit, the date and the machine, and then

@@ -2,7 +2,8 @@
 # Runs a command beside a private redis-server, then stops the server whatever
 # the command's outcome. The server listens only on a Unix socket in a fresh
 # temporary directory (no TCP port), keeps nothing on disk, and is exported to
-# the command as CACHE_GATEWAY_TEST_REDIS_SOCKET.
+# the command as CACHE_GATEWAY_TEST_REDIS_SOCKET. The Sentinel and TLS
+# topologies (scripts/redis-sentinel.sh, scripts/redis-tls.sh) run beside it.
 #   scripts/with-redis.sh swift test
 set -euo pipefail
 
@@ -38,7 +39,8 @@ export CACHE_GATEWAY_TEST_REDIS_SOCKET="$socket"
 export CACHE_GATEWAY_TEST_REDIS_PID="$redis_pid"
 if [ "$port" != 0 ]; then export CACHE_GATEWAY_TEST_REDIS_TCP_PORT="$port"; fi
 set +e
-"$@"
+# The Sentinel and TLS topologies, each started once for the whole run.
+"$(dirname "$0")/redis-sentinel.sh" "$(dirname "$0")/redis-tls.sh" "$@"
 status=$?
 set -e
 exit $status

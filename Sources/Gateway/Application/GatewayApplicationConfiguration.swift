@@ -1,4 +1,6 @@
 import GatewayProtocol
+import Logging
+import NIOCore
 import ServiceLifecycle
 import UnixSignals
 
@@ -70,6 +72,7 @@ extension GatewayApplication {
         enum Base: Sendable {
             case memory(limitBytes: Int)
             case redis(url: RedisURL, configuration: RedisStore.Configuration)
+            case sentinel(RedisSentinelConfiguration, configuration: RedisStore.Configuration)
         }
 
         let base: Base
@@ -86,11 +89,27 @@ extension GatewayApplication {
             Backend(base: .redis(url: url, configuration: configuration))
         }
 
+        /// The Redis master that the sentinels of `sentinel` name, found again
+        /// on every reconnect and followed through failovers (`SentinelResolver`).
+        public static func sentinel(_ sentinel: RedisSentinelConfiguration, configuration: RedisStore.Configuration = RedisStore.Configuration()) -> Backend {
+            Backend(base: .sentinel(sentinel, configuration: configuration))
+        }
+
+        /// Where a Redis backend's pool connects; nil for the memory backend.
+        func endpointSource(eventLoopGroup: any EventLoopGroup, logger: Logger) -> (any RedisEndpointSource)? {
+            switch self.base {
+            case .memory: nil
+            case .redis(let url, _): FixedRedisEndpoint(url)
+            case .sentinel(let sentinel, _): SentinelResolver(configuration: sentinel, eventLoopGroup: eventLoopGroup, logger: logger)
+            }
+        }
+
         /// `memory (N bytes)`, or `redis` with the server's address (never its password).
         public var description: String {
             switch self.base {
             case .memory(let limit): "memory (\(limit) bytes)"
-            case .redis(let url, _): "redis (\(url.endpoint))"
+            case .redis(let url, _): "redis (\(url.endpoint)\(url.tls.map { ", " + $0.summary } ?? ""))"
+            case .sentinel(let sentinel, _): "redis (\(sentinel)\(sentinel.master.tls.map { ", " + $0.summary } ?? ""))"
             }
         }
 
@@ -100,20 +119,29 @@ extension GatewayApplication {
             switch self.base {
             case .memory(let limit):
                 guard limit >= 1024 else { throw fail("the memory limit must be at least 1 KiB, is \(limit)") }
-            case .redis(_, let configuration):
-                guard configuration.lookupTimeout > .zero, configuration.writeTimeout > .zero else {
-                    throw fail("the Redis timeouts must be positive")
-                }
-                // A Lua script unpacks the keys of one step.
-                guard (1...5_000).contains(configuration.deleteBatchSize) else {
-                    throw fail("the purge batch size must be 1 to 5000, is \(configuration.deleteBatchSize)")
-                }
-                guard configuration.deletePipelineDepth >= 1 else {
-                    throw fail("the purge pipeline depth must be at least 1, is \(configuration.deletePipelineDepth)")
-                }
-                guard configuration.pool.size >= 1 else {
-                    throw fail("a Redis pool needs at least one connection, not \(configuration.pool.size)")
-                }
+            case .redis(let url, let configuration):
+                try url.tls?.validate()
+                try Self.validate(configuration)
+            case .sentinel(let sentinel, let configuration):
+                try sentinel.validate()
+                try Self.validate(configuration)
+            }
+        }
+
+        private static func validate(_ configuration: RedisStore.Configuration) throws {
+            func fail(_ message: String) -> GatewayError { GatewayError(.invalidConfiguration, message) }
+            guard configuration.lookupTimeout > .zero, configuration.writeTimeout > .zero else {
+                throw fail("the Redis timeouts must be positive")
+            }
+            // A Lua script unpacks the keys of one step.
+            guard (1...5_000).contains(configuration.deleteBatchSize) else {
+                throw fail("the purge batch size must be 1 to 5000, is \(configuration.deleteBatchSize)")
+            }
+            guard configuration.deletePipelineDepth >= 1 else {
+                throw fail("the purge pipeline depth must be at least 1, is \(configuration.deletePipelineDepth)")
+            }
+            guard configuration.pool.size >= 1 else {
+                throw fail("a Redis pool needs at least one connection, not \(configuration.pool.size)")
             }
         }
     }
