@@ -3,7 +3,7 @@
 # them beside a private redis-server (scripts/with-redis.sh). The benchmark
 # pins itself, the gateway and redis-server with taskset: latency runs on one
 # CPU (BENCH_CPU, default 1), throughput with servers and clients on different CPUs.
-#   scripts/bench.sh [protocol] [gateway] [staleness] [client] [purge] [metrics] [cluster]
+#   scripts/bench.sh [protocol] [gateway] [staleness] [client] [purge] [tls] [metrics] [cluster]
 # (cluster runs only when named: it needs the test Redis Cluster, which scripts/with-redis.sh then starts)
 # It also writes the figures as JSON to BENCH_RESULTS (default
 # .build/bench-results.json; the previous file, if any, is kept as

@@ -3,11 +3,12 @@
 # the three C libraries (-dev packages), pkg-config, redis-server (tests and the
 # Redis backend), systemd (systemd-analyze, which a test runs on the unit) and
 # python3-venv with python3-pip (the Python client's tests make a virtual
-# environment: scripts/python-venv.sh).
+# environment: scripts/python-venv.sh), and openssl (scripts/redis-tls.sh makes
+# the TLS tests' CA and certificates with it).
 # Swift itself is expected to be installed.
 set -euo pipefail
 
-packages=(libmsgpack-dev libhiredis-dev libssl-dev pkg-config redis-server systemd python3-venv python3-pip)
+packages=(libmsgpack-dev libhiredis-dev libssl-dev pkg-config redis-server systemd python3-venv python3-pip openssl)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -7,7 +7,8 @@
 # (scripts/redis-cluster.sh) on free local ports: its seeds are exported as
 # CACHE_GATEWAY_TEST_REDIS_CLUSTER_SEEDS (host:port,...), its directory (with
 # each node's start-PORT.sh) as CACHE_GATEWAY_TEST_REDIS_CLUSTER_DIR.
-# WITH_REDIS_CLUSTER=0 skips the cluster.
+# WITH_REDIS_CLUSTER=0 skips the cluster. The Sentinel and TLS topologies
+# (scripts/redis-sentinel.sh, scripts/redis-tls.sh) run beside them too.
 #   scripts/with-redis.sh swift test
 set -euo pipefail
 
@@ -49,7 +50,8 @@ if [ "${WITH_REDIS_CLUSTER:-1}" != 0 ]; then
     export CACHE_GATEWAY_TEST_REDIS_CLUSTER_DIR="$dir/cluster"
 fi
 set +e
-"$@"
+# The Sentinel and TLS topologies, each started once for the whole run.
+"$(dirname "$0")/redis-sentinel.sh" "$(dirname "$0")/redis-tls.sh" "$@"
 status=$?
 set -e
 exit $status

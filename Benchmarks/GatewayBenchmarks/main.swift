@@ -3,7 +3,7 @@ import Foundation
 // Release-build benchmarks for cache-gateway. Run through `make bench`, which
 // builds in release mode and starts a private redis-server; each group pins
 // itself (and the servers it measures) to CPUs.
-//   GatewayBenchmarks [protocol] [gateway] [staleness] [client] [purge] [metrics] [cluster]
+//   GatewayBenchmarks [protocol] [gateway] [staleness] [client] [purge] [tls] [metrics] [cluster]
 // With BENCH_RESULTS set it also writes the figures there as JSON.
 let selected = Set(CommandLine.arguments.dropFirst())
 
@@ -27,6 +27,10 @@ do {
     if selected.isEmpty || selected.contains("purge") {
         BenchResults.shared.begin(group: "purge")
         try await PurgeBenchmarks.run()
+    }
+    if selected.isEmpty || selected.contains("tls") {
+        BenchResults.shared.begin(group: "tls")
+        try TLSBenchmarks.run()
     }
     // Not in the default set: it needs the test cluster (scripts/bench.sh cluster).
     if selected.contains("cluster") {

@@ -46,8 +46,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The socket file's group (name or number).")
     var socketGroup: String?
 
-    @Option(help: "Redis: redis://[user:password@]host:port/db, unix:///path/to/redis.sock?db=N, or a Redis Cluster as redis+cluster://[user:password@]host1:port1,host2:port2 (env CACHE_GATEWAY_REDIS). Without it, entries stay in this process's memory.")
+    @Option(help: "Redis: redis://[user:password@]host:port/db, rediss://… (TLS), unix:///path/to/redis.sock?db=N, a Redis Cluster as redis+cluster://[user:password@]host1:port1,host2:port2 (rediss+cluster:// for TLS), or redis+sentinel://[user:password@]host:26379,host:26379/master-name?db=N (rediss+sentinel:// for TLS) (env CACHE_GATEWAY_REDIS). Without it, entries stay in this process's memory.")
     var redis: String?
+
+    @OptionGroup var redisConnection: RedisConnectionOptions
 
     @Option(help: "The bound of the embedded in-memory store, in bytes.")
     var memoryLimit: Int = MemoryStore.defaultLimitBytes
@@ -163,11 +165,7 @@ struct Serve: AsyncParsableCommand {
                     writeTimeout: .milliseconds(self.writeTimeoutMs),
                     deleteBatchSize: self.purgeBatchSize
                 )
-                if RedisClusterURL.matches(redisURL) {
-                    configuration.backend = .redisCluster(url: try RedisClusterURL(redisURL), configuration: redisConfiguration)
-                } else {
-                    configuration.backend = .redis(url: try RedisURL(redisURL), configuration: redisConfiguration)
-                }
+                configuration.backend = try self.redisConnection.backend(url: redisURL, configuration: redisConfiguration, environment: environment)
                 let nearCacheText = environment["CACHE_GATEWAY_NEAR_CACHE_SIZE"].flatMap { $0.isEmpty ? nil : $0 }
                 let nearCacheSize = try self.nearCacheSize ?? nearCacheText.map { text in
                     guard let size = Int(text) else { throw GatewayError(.invalidConfiguration, "CACHE_GATEWAY_NEAR_CACHE_SIZE is not a number of bytes: \(text)") }

@@ -119,4 +119,25 @@ import Testing
             #expect(throws: GatewayError.self, "\(bad)") { try RedisClusterURL(bad) }
         }
     }
+
+    @Test func theTLSFormMakesEveryNodeATLSConnection() throws {
+        let url = try RedisClusterURL("rediss+cluster://:pw@a:7000,b:7001")
+        #expect(RedisClusterURL.matches("rediss+cluster://a:7000"))
+        #expect(url.usesTLS)
+        #expect(url.seeds.allSatisfy { $0.tls != nil && $0.password == "pw" })
+        #expect(url.nodeURL(.tcp(host: "c", port: 7002)).tls != nil)
+        #expect("\(url)".hasPrefix("rediss+cluster://"))
+        #expect(!"\(url)".contains("pw"))
+        #expect(try !RedisClusterURL("redis+cluster://a:7000").usesTLS)
+    }
+
+    @Test func overTLSTheNodesTLSPortsAreUsed() throws {
+        let node = RESPValue.array([
+            Self.bulk("id"), Self.bulk("a"), Self.bulk("port"), .integer(7000), Self.bulk("tls-port"), .integer(17000),
+            Self.bulk("ip"), Self.bulk("127.0.0.1"), Self.bulk("role"), Self.bulk("master"), Self.bulk("health"), Self.bulk("online"),
+        ])
+        let reply = RESPValue.array([Self.shard([(0, 16383)], [node])])
+        #expect(try ClusterSlotMap.parseShards(reply, defaultHost: "h", usesTLSPort: true).master(for: ClusterSlot(5)) == .tcp(host: "127.0.0.1", port: 17000))
+        #expect(try ClusterSlotMap.parseShards(reply, defaultHost: "h").master(for: ClusterSlot(5)) == .tcp(host: "127.0.0.1", port: 7000))
+    }
 }

@@ -30,6 +30,8 @@ struct RedisURLTests {
                 RedisURL(endpoint: .unixSocket(path: "/tmp/r.sock"), username: "app", password: "pa&ss", database: 2)
             ),
             ("unix://:pw@/tmp/r.sock", RedisURL(endpoint: .unixSocket(path: "/tmp/r.sock"), password: "pw")),
+            ("rediss://cache.example.com", RedisURL(endpoint: .tcp(host: "cache.example.com", port: 6379), tls: RedisTLS())),
+            ("REDISS://app:pw@10.0.0.1:6380/2", RedisURL(endpoint: .tcp(host: "10.0.0.1", port: 6380), username: "app", password: "pw", database: 2, tls: RedisTLS())),
         ]
     )
     func parses(text: String, expected: RedisURL) throws {
@@ -42,7 +44,9 @@ struct RedisURLTests {
             ("", "no scheme"),
             ("localhost:6379", "no scheme"),
             ("http://localhost", "scheme 'http'"),
-            ("rediss://localhost", "TLS"),
+            ("rediss://localhost?db=1", "no query"),
+            ("rediss://", "no host"),
+            ("redis+cluster://h:1", "scheme 'redis+cluster'"),
             ("redis://", "no host"),
             ("redis://:6379", "no host"),
             ("redis://host:0", "port '0'"),
@@ -98,12 +102,13 @@ struct RedisURLTests {
         #expect(try RedisURL("redis://:hunter2@[::1]").description == "redis://:***@[::1]:6379/0")
         #expect(try RedisURL("unix://:hunter2@/tmp/r.sock?db=3").description == "unix://:***@/tmp/r.sock?db=3")
         #expect(try RedisURL("unix:///tmp/r.sock").description == "unix:///tmp/r.sock")
+        #expect(try RedisURL("rediss://app:hunter2@h:6380").description == "rediss://app:***@h:6380/0")
         let unixError = #expect(throws: GatewayError.self) { try RedisURL("unix://u:hunter2@/tmp/r.sock?db=z") }
         #expect(unixError?.message.contains("hunter2") == false)
     }
 
     @Test func descriptionRoundTrips() throws {
-        for text in ["redis://h:1/0", "redis://[::1]:6379/5", "unix:///tmp/r.sock", "unix:///tmp/r.sock?db=9"] {
+        for text in ["redis://h:1/0", "redis://[::1]:6379/5", "unix:///tmp/r.sock", "unix:///tmp/r.sock?db=9", "rediss://h:6380/1"] {
             #expect(try RedisURL(text).description == text)
         }
     }

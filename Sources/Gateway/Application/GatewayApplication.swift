@@ -85,14 +85,17 @@ public struct GatewayApplication: Service {
         switch configuration.backend.base {
         case .memory(let limitBytes):
             store = MemoryStore(limitBytes: limitBytes)
-        case .redis(let url, var redisConfiguration):
+        case .redis(_, var redisConfiguration), .sentinel(_, var redisConfiguration):
             // The near-cache holds what it stores only if each store leaves its key tracked.
             if let nearCache = configuration.nearCache, nearCache.capacityBytes > 0 { redisConfiguration.tracksStoredKeys = true }
             // A reply may be as large as the largest value plus the entry header.
             let connection = redisConfiguration.pool.connection
             redisConfiguration.pool.connection.maximumReplySize = max(connection.maximumReplySize, configuration.server.maxValueSize + 1024)
             redisConfiguration.pool.connection.maximumCommandSize = max(connection.maximumCommandSize, configuration.server.maxValueSize + 4096)
-            let redisStore = try RedisStore(url: url, configuration: redisConfiguration, eventLoopGroup: self.eventLoopGroup, logger: logger, metrics: metrics)
+            guard let source = configuration.backend.endpointSource(eventLoopGroup: self.eventLoopGroup, logger: logger) else {
+                throw GatewayError(.invalidConfiguration, "the Redis backend has no endpoint")
+            }
+            let redisStore = try RedisStore(source: source, configuration: redisConfiguration, eventLoopGroup: self.eventLoopGroup, logger: logger, metrics: metrics)
             redis = redisStore
             store = redisStore
         case .redisCluster(let url, var redisConfiguration):

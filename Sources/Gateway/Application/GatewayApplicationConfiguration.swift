@@ -1,4 +1,6 @@
 import GatewayProtocol
+import Logging
+import NIOCore
 import ServiceLifecycle
 import UnixSignals
 
@@ -71,6 +73,7 @@ extension GatewayApplication {
             case memory(limitBytes: Int)
             case redis(url: RedisURL, configuration: RedisStore.Configuration)
             case redisCluster(url: RedisClusterURL, configuration: RedisStore.Configuration)
+            case sentinel(RedisSentinelConfiguration, configuration: RedisStore.Configuration)
         }
 
         let base: Base
@@ -89,18 +92,35 @@ extension GatewayApplication {
 
         /// A Redis Cluster reached through `url`'s seeds (`RedisStore` with the
         /// cluster layout): each master gets a pool of `configuration.pool`.
-        /// The near-cache is not available on a cluster; the gateway runs without it.
         public static func redisCluster(url: RedisClusterURL, configuration: RedisStore.Configuration = RedisStore.Configuration()) -> Backend {
             Backend(base: .redisCluster(url: url, configuration: configuration))
         }
 
-        /// `memory (N bytes)`, `redis` with the server's address, or
-        /// `redis-cluster` with the seeds (never a password).
+        /// The Redis master that the sentinels of `sentinel` name, found again
+        /// on every reconnect and followed through failovers (`SentinelResolver`).
+        public static func sentinel(_ sentinel: RedisSentinelConfiguration, configuration: RedisStore.Configuration = RedisStore.Configuration()) -> Backend {
+            Backend(base: .sentinel(sentinel, configuration: configuration))
+        }
+
+        /// Where a single-server Redis backend's pool connects; nil for the
+        /// memory backend and for a cluster (whose router finds its masters).
+        func endpointSource(eventLoopGroup: any EventLoopGroup, logger: Logger) -> (any RedisEndpointSource)? {
+            switch self.base {
+            case .memory, .redisCluster: nil
+            case .redis(let url, _): FixedRedisEndpoint(url)
+            case .sentinel(let sentinel, _): SentinelResolver(configuration: sentinel, eventLoopGroup: eventLoopGroup, logger: logger)
+            }
+        }
+
+        /// `memory (N bytes)`, `redis` with the server's address (or the
+        /// sentinels and master name), or `redis-cluster` with the seeds;
+        /// never a password.
         public var description: String {
             switch self.base {
             case .memory(let limit): "memory (\(limit) bytes)"
-            case .redis(let url, _): "redis (\(url.endpoint))"
+            case .redis(let url, _): "redis (\(url.endpoint)\(url.tls.map { ", " + $0.summary } ?? ""))"
             case .redisCluster(let url, _): "redis-cluster (\(url.seeds.map { "\($0.endpoint)" }.joined(separator: ",")))"
+            case .sentinel(let sentinel, _): "redis (\(sentinel)\(sentinel.master.tls.map { ", " + $0.summary } ?? ""))"
             }
         }
 
@@ -110,20 +130,32 @@ extension GatewayApplication {
             switch self.base {
             case .memory(let limit):
                 guard limit >= 1024 else { throw fail("the memory limit must be at least 1 KiB, is \(limit)") }
-            case .redis(_, let configuration), .redisCluster(_, let configuration):
-                guard configuration.lookupTimeout > .zero, configuration.writeTimeout > .zero else {
-                    throw fail("the Redis timeouts must be positive")
-                }
-                // A Lua script unpacks the keys of one step.
-                guard (1...5_000).contains(configuration.deleteBatchSize) else {
-                    throw fail("the purge batch size must be 1 to 5000, is \(configuration.deleteBatchSize)")
-                }
-                guard configuration.deletePipelineDepth >= 1 else {
-                    throw fail("the purge pipeline depth must be at least 1, is \(configuration.deletePipelineDepth)")
-                }
-                guard configuration.pool.size >= 1 else {
-                    throw fail("a Redis pool needs at least one connection, not \(configuration.pool.size)")
-                }
+            case .redis(let url, let configuration):
+                try url.tls?.validate()
+                try Self.validate(configuration)
+            case .redisCluster(let url, let configuration):
+                try url.seeds.first?.tls?.validate()
+                try Self.validate(configuration)
+            case .sentinel(let sentinel, let configuration):
+                try sentinel.validate()
+                try Self.validate(configuration)
+            }
+        }
+
+        private static func validate(_ configuration: RedisStore.Configuration) throws {
+            func fail(_ message: String) -> GatewayError { GatewayError(.invalidConfiguration, message) }
+            guard configuration.lookupTimeout > .zero, configuration.writeTimeout > .zero else {
+                throw fail("the Redis timeouts must be positive")
+            }
+            // A Lua script unpacks the keys of one step.
+            guard (1...5_000).contains(configuration.deleteBatchSize) else {
+                throw fail("the purge batch size must be 1 to 5000, is \(configuration.deleteBatchSize)")
+            }
+            guard configuration.deletePipelineDepth >= 1 else {
+                throw fail("the purge pipeline depth must be at least 1, is \(configuration.deletePipelineDepth)")
+            }
+            guard configuration.pool.size >= 1 else {
+                throw fail("a Redis pool needs at least one connection, not \(configuration.pool.size)")
             }
         }
     }

@@ -15,6 +15,12 @@ import Synchronization
 /// closed, so that a silently dead connection (a network partition) cannot
 /// keep the near-cache serving without invalidations for longer than two
 /// intervals.
+///
+/// It connects where the pool's `RedisEndpointSource` says, as the data
+/// connections do (a Sentinel's master). A subscription made to an endpoint
+/// that stopped being the current one before it completed is closed instead
+/// of reported, so that data connections never redirect their tracking to a
+/// client id of another server; `reconnect()` moves it after a failover.
 final class InvalidationListener: Sendable {
     /// What the listener reports.
     enum Event: Sendable, Equatable {
@@ -36,7 +42,7 @@ final class InvalidationListener: Sendable {
         var isShutDown = false
     }
 
-    private let url: RedisURL
+    private let source: any RedisEndpointSource
     private let configuration: RedisConnection.Configuration
     private let eventLoop: any EventLoop
     private let logger: Logger
@@ -47,10 +53,10 @@ final class InvalidationListener: Sendable {
     /// While Redis is away every reconnect fails: said once per 10 s.
     private let lostLog: RateLimitedLog
 
-    /// A listener for `url`; it connects once started. `onEvent` is called on
+    /// A listener that connects where `source` says, once started. `onEvent` is called on
     /// `eventLoop`, in the order the events happen.
     init(
-        url: RedisURL,
+        source: any RedisEndpointSource,
         configuration: RedisConnection.Configuration,
         eventLoop: any EventLoop,
         logger: Logger,
@@ -58,11 +64,11 @@ final class InvalidationListener: Sendable {
         pingInterval: TimeAmount = .seconds(1),
         onEvent: @escaping @Sendable (Event) -> Void
     ) {
-        self.url = url
+        self.source = source
         self.configuration = configuration
         self.eventLoop = eventLoop
         var logger = logger
-        logger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
+        logger[metadataKey: "redis.endpoint"] = "\(source)"
         logger[metadataKey: "redis.role"] = "invalidations"
         self.logger = logger
         self.lostLog = RateLimitedLog(logger: logger, interval: .seconds(10))
@@ -95,17 +101,35 @@ final class InvalidationListener: Sendable {
     /// The listener's connection, if open (for tests that kill it).
     var isConnected: Bool { self.state.withLock { $0.channel?.isActive ?? false } }
 
+    /// Closes the connection (it reconnects, to wherever the source now
+    /// says): the server moved.
+    func reconnect() {
+        let channel = self.state.withLock { $0.channel }
+        channel?.close(promise: nil)
+    }
+
     private func connect() {
-        let handshake = RedisConnection.handshakeCommands(for: self.url, clientName: "cache-gateway-invalidations")
+        let eventLoop = self.eventLoop
         let configuration = self.configuration
         let pingInterval = self.pingInterval
         let logger = self.logger
-        let onEvent: @Sendable (Event) -> Void = { event in
-            if case .subscribed = event { self.subscribed() }
-            self.onEvent(event)
-        }
-        let connected = RedisConnection.connectChannel(to: self.url, configuration: configuration, on: self.eventLoop) {
-            InvalidationHandler(handshake: handshake, pingInterval: pingInterval, logger: logger, onEvent: onEvent)
+        let source = self.source
+        let connected = self.source.resolve(on: eventLoop).flatMap { url in
+            let handshake = RedisConnection.handshakeCommands(for: url, clientName: "cache-gateway-invalidations")
+            let onEvent: @Sendable (Event, any Channel) -> Void = { event, channel in
+                if case .subscribed = event {
+                    // Subscribed to a server that is no longer current: its client id must not be used.
+                    if let current = source.currentEndpoint, current != url.endpoint {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    self.subscribed()
+                }
+                self.onEvent(event)
+            }
+            return RedisConnection.connectChannel(to: url, configuration: configuration, on: eventLoop) {
+                InvalidationHandler(handshake: handshake, pingInterval: pingInterval, logger: logger, onEvent: onEvent)
+            }
         }
         connected.whenComplete { result in
             switch result {
@@ -163,11 +187,11 @@ private final class InvalidationHandler: ChannelInboundHandler {
     private let handshake: [RedisCommand]
     private let pingInterval: TimeAmount
     private let logger: Logger
-    private let onEvent: @Sendable (InvalidationListener.Event) -> Void
+    private let onEvent: @Sendable (InvalidationListener.Event, any Channel) -> Void
     private var pingTimer: RepeatedTask?
     private var awaitingPong = false
 
-    init(handshake: [RedisCommand], pingInterval: TimeAmount, logger: Logger, onEvent: @escaping @Sendable (InvalidationListener.Event) -> Void) {
+    init(handshake: [RedisCommand], pingInterval: TimeAmount, logger: Logger, onEvent: @escaping @Sendable (InvalidationListener.Event, any Channel) -> Void) {
         self.replies = InvalidationReplies(handshakeReplies: handshake.count)
         self.handshake = handshake
         self.pingInterval = pingInterval
@@ -190,11 +214,11 @@ private final class InvalidationHandler: ChannelInboundHandler {
         case .subscribed(let id):
             self.logger.info("near-cache invalidations subscribed", metadata: ["redis.client_id": "\(id)"])
             self.startPinging(context: context)
-            self.onEvent(.subscribed(clientID: id))
+            self.onEvent(.subscribed(clientID: id), context.channel)
         case .invalidated(let keys):
-            self.onEvent(.invalidated(keys))
+            self.onEvent(.invalidated(keys), context.channel)
         case .flushed:
-            self.onEvent(.flushed)
+            self.onEvent(.flushed, context.channel)
         case .pong:
             self.awaitingPong = false
         case .failed(let reason):
@@ -206,7 +230,7 @@ private final class InvalidationHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.pingTimer?.cancel()
         self.pingTimer = nil
-        self.onEvent(.lost)
+        self.onEvent(.lost, context.channel)
         context.fireChannelInactive()
     }
 

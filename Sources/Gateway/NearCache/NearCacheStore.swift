@@ -14,7 +14,10 @@ import Synchronization
 /// for every connection; only then does the near-cache fill (`NearCache`).
 /// When the listener's connection drops, or a data connection does (Redis
 /// forgets what that connection tracked), or Redis restarts, the near-cache
-/// is flushed, and it fills again once tracking is complete again.
+/// is flushed, and it fills again once tracking is complete again. When the
+/// Redis master moves (a Sentinel failover), what the old master would have
+/// said is lost: the near-cache is flushed and stops filling, and the
+/// listener moves to the new master before tracking is complete again.
 ///
 /// **What enters.** The values that lookups read from Redis and that stores
 /// wrote, with the expiry they have in Redis. Lookups and stores both fill
@@ -100,7 +103,7 @@ public final class NearCacheStore: CacheStore {
     /// Calling it again does nothing.
     public func start() {
         let listener = InvalidationListener(
-            url: self.redis.standalonePool!.url,
+            source: self.redis.standalonePool!.source,
             configuration: self.redis.configuration.pool.connection,
             eventLoop: self.redis.standalonePool!.eventLoopGroup.next(),
             logger: self.logger,
@@ -115,6 +118,7 @@ public final class NearCacheStore: CacheStore {
         }
         guard isFirst else { return }
         self.redis.standalonePool!.observeOpenings { [self] connection in self.connectionOpening(connection) }
+        self.redis.standalonePool!.source.observeChanges { [self] endpoint in self.masterMoved(to: endpoint) }
         self.redis.observeDeletions { [self] deletion in self.deleted(deletion) }
         listener.start()
     }
@@ -270,6 +274,17 @@ public final class NearCacheStore: CacheStore {
             self.state.withLock { $0.tracking.listenerLost() }
             self.flush(stopFilling: true, reason: nil)
         }
+    }
+
+    /// The master moved: invalidations from the old one are lost, and its
+    /// listener's client id means nothing on the new one.
+    private func masterMoved(to endpoint: RedisURL.Endpoint) {
+        let listener = self.state.withLock { state in
+            state.tracking.listenerLost()
+            return state.listener
+        }
+        self.flush(stopFilling: true, reason: "the Redis master moved to \(endpoint)")
+        listener?.reconnect()
     }
 
     private func connectionOpening(_ connection: RedisConnection) {

@@ -269,8 +269,11 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Not forwarded: this is the last handler, and the error is reported
-        // to every pending command through the close.
-        self.fail(context: context, reason: "\(error)")
+        // to every pending command through the close. A connection refused
+        // while being established (`.unavailable`, such as a TLS server that
+        // rejects this client) is reported by the pool, rate-limited: not here.
+        let establishing = (error as? GatewayError)?.code == .unavailable
+        self.fail(context: context, reason: "\(error)", level: establishing ? .debug : .warning)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -284,10 +287,11 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     // MARK: Closing
 
-    private func fail(context: ChannelHandlerContext, reason: String) {
+    private func fail(context: ChannelHandlerContext, reason: String, level: Logger.Level = .warning) {
         guard self.isOpen else { return }
         if self.closeReason == nil { self.closeReason = reason }
-        self.logger.warning(
+        self.logger.log(
+            level: level,
             "closing the Redis connection",
             metadata: ["redis.reason": "\(reason)", "redis.in_flight": "\(self.inFlight.count)"]
         )

@@ -57,6 +57,11 @@ public final class RedisConnection: Sendable {
         /// Redis's silence (see `RedisCommandHandler`). nil (the default) is
         /// no bound; the gateway's store sets one (`RedisStore.Configuration`).
         public var maximumInFlight: Int?
+        /// Whether the handshake also sends `ROLE` and fails with
+        /// `.backendError` unless the server says it is a master: a
+        /// Sentinel's master is confirmed this way on every connect, so that
+        /// a demoted one is never written to. Default false.
+        public var requiresMaster: Bool = false
 
         /// The defaults: 1 s to connect, 1 s per command, closed after 5 s
         /// more without an answer, replies and commands up to 64 MiB.
@@ -136,6 +141,7 @@ public final class RedisConnection: Sendable {
             )
         }
         return connected.flatMapErrorThrowing { error in
+            if let error = error as? GatewayError { throw error }
             throw GatewayError(.unavailable, "cannot connect to Redis at \(url.endpoint): \(error)")
         }.flatMap { channel in
             let connection = RedisConnection(channel: channel, url: url, configuration: configuration, logger: logger)
@@ -152,16 +158,33 @@ public final class RedisConnection: Sendable {
     /// pipeline decodes RESP replies, encodes commands and ends with the
     /// handler `makeHandler` makes: the data connections' and the near-cache
     /// listener's.
+    ///
+    /// With `url.tls`, the pipeline starts with the TLS handlers
+    /// (`RedisTLSContext`) and the future succeeds only once the TLS
+    /// handshake has: a certificate that does not verify fails it with
+    /// `.unavailable`. Without it, the pipeline has no TLS handler at all.
     static func connectChannel(
         to url: RedisURL,
         configuration: Configuration,
         on eventLoop: any EventLoop,
         makeHandler: @escaping @Sendable () -> any ChannelHandler
     ) -> EventLoopFuture<any Channel> {
+        let tlsHandlers: (@Sendable () throws -> [any ChannelHandler])?
+        if let tls = url.tls, case .tcp(let host, _) = url.endpoint {
+            let endpoint = "\(url.endpoint)"
+            // The TLS handshake gets as long as the TCP connect.
+            let timeout = configuration.connectTimeout
+            tlsHandlers = { try RedisTLSContext.makeHandlers(tls, host: host, endpoint: endpoint, timeout: timeout) }
+        } else {
+            tlsHandlers = nil
+        }
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsHandlers {
+                        try channel.pipeline.syncOperations.addHandlers(tlsHandlers())
+                    }
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize)),
                         MessageToByteHandler(RESPCommandEncoder()),
@@ -169,11 +192,24 @@ public final class RedisConnection: Sendable {
                     )
                 }
             }
+        let connected: EventLoopFuture<any Channel>
         switch url.endpoint {
         case .tcp(let host, let port):
-            return bootstrap.connect(host: host, port: port)
+            connected = bootstrap.connect(host: host, port: port)
         case .unixSocket(let path):
-            return bootstrap.connect(unixDomainSocketPath: path)
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        }
+        guard tlsHandlers != nil else { return connected }
+        return connected.flatMap { channel in
+            // The handler leaves the pipeline once the handshake is done; it
+            // is there still, since this runs right after the connect.
+            let handshake: EventLoopFuture<Void>
+            do {
+                handshake = try channel.pipeline.syncOperations.handler(type: RedisTLSHandshakeHandler.self).handshakeResult(on: channel.eventLoop)
+            } catch {
+                handshake = channel.eventLoop.makeSucceededVoidFuture()
+            }
+            return handshake.map { channel }
         }
     }
 
@@ -204,7 +240,9 @@ public final class RedisConnection: Sendable {
     }
 
     private func handshake() -> EventLoopFuture<Void> {
-        let commands = Self.handshakeCommands(for: self.url, clientName: self.configuration.clientName)
+        let requiresMaster = self.configuration.requiresMaster
+        let commands = Self.handshakeCommands(for: self.url, clientName: self.configuration.clientName) + (requiresMaster ? [RedisCommand("ROLE")] : [])
+        let endpoint = self.url.endpoint
         // Always bounded, so that a server that accepts but never answers
         // cannot hang `connect` even when commands have no timeout.
         let timeout = self.configuration.commandTimeout ?? self.configuration.connectTimeout
@@ -213,6 +251,12 @@ public final class RedisConnection: Sendable {
                 if case .error(let message) = reply {
                     // The message is Redis's; it never echoes the password.
                     throw GatewayError(.backendError, "Redis refused \(command.name) on connect: \(message)")
+                }
+            }
+            if requiresMaster, let role = replies.last {
+                let name = SentinelReplies.role(role)
+                guard name == "master" else {
+                    throw GatewayError(.backendError, "Redis at \(endpoint) is not a master (ROLE says \(name ?? "something unreadable")): the Sentinels' answer is out of date")
                 }
             }
         }

@@ -13,6 +13,14 @@ import Synchronization
 /// Commands go to the connected slots in round-robin order; a pipeline goes
 /// to one connection as a whole, so its commands stay in order.
 ///
+/// **Where it connects.** Every connect asks the pool's `RedisEndpointSource`
+/// for the URL: a fixed one, or a Sentinel's master found again each time.
+/// When the source's endpoint changes (a failover), every connection to
+/// another endpoint is taken out of use at once and closed, and the slots
+/// waiting out a backoff connect at once; a connection that opens to an
+/// endpoint that is no longer current is closed as a failed connect. So no
+/// command is sent to the old server once the change is known.
+///
 /// **Fail fast.** When no connection is up, a command fails at once with
 /// `GatewayError(.unavailable)` instead of waiting for a reconnect: the
 /// gateway treats Redis as a cache and would rather miss than stall. Commands
@@ -74,8 +82,11 @@ public final class RedisConnectionPool: Sendable {
         }
     }
 
-    /// The server (its description hides the password).
-    public let url: RedisURL
+    /// Where connections go.
+    public let source: any RedisEndpointSource
+    /// The server (its description hides the password): with a source that
+    /// moves, the URL as last resolved.
+    public var url: RedisURL { self.source.currentURL }
     /// The pool's settings.
     public let configuration: Configuration
     let eventLoopGroup: any EventLoopGroup
@@ -104,8 +115,21 @@ public final class RedisConnectionPool: Sendable {
     /// `GatewayError(.invalidConfiguration)` when `size` is below 1. With
     /// `metrics`, it records connects, reconnects, lost connections and the
     /// round trip of every command.
-    public init(
+    public convenience init(
         url: RedisURL,
+        configuration: Configuration = Configuration(),
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        metrics: GatewayMetrics? = nil
+    ) throws {
+        try self.init(source: FixedRedisEndpoint(url), configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+    }
+
+    /// Creates a pool that asks `source` where to connect before every
+    /// connect (see the type's documentation); it starts and stops `source`
+    /// with itself.
+    public init(
+        source: any RedisEndpointSource,
         configuration: Configuration = Configuration(),
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
@@ -114,11 +138,13 @@ public final class RedisConnectionPool: Sendable {
         guard configuration.size >= 1 else {
             throw GatewayError(.invalidConfiguration, "a Redis pool needs at least one connection, not \(configuration.size)")
         }
-        self.url = url
+        self.source = source
+        var configuration = configuration
+        if source.requiresMaster { configuration.connection.requiresMaster = true }
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         var logger = logger
-        logger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
+        logger[metadataKey: "redis.endpoint"] = "\(source)"
         self.logger = logger
         self.metrics = metrics
         self.faults = RateLimitedLog(logger: logger, interval: Self.faultLogInterval)
@@ -126,6 +152,7 @@ public final class RedisConnectionPool: Sendable {
             Slot(machine: RedisReconnectStateMachine(backoff: configuration.backoff), eventLoop: eventLoopGroup.next())
         }
         self.state = Mutex(State(slots: slots, firstAttemptsPending: Set(slots.indices)))
+        source.observeChanges { [weak self] endpoint in self?.endpointChanged(to: endpoint) }
     }
 
     /// The number of connections that are up right now.
@@ -140,6 +167,7 @@ public final class RedisConnectionPool: Sendable {
     /// Starts connecting every slot, in the background. Calling it again, or
     /// after `shutdown()`, does nothing.
     public func start() {
+        self.source.start()
         let actions = self.state.withLock { state in
             state.slots.indices.map { index in (index, state.slots[index].machine.start()) }
         }
@@ -211,6 +239,7 @@ public final class RedisConnectionPool: Sendable {
                 await connection.close()
             }
         }
+        await self.source.shutdown()
         self.logger.debug("Redis pool shut down")
     }
 
@@ -254,7 +283,7 @@ public final class RedisConnectionPool: Sendable {
     private func nextConnection(preferring preferred: (any EventLoop)? = nil) -> Result<RedisConnection, GatewayError> {
         self.state.withLock { state in
             if state.isShutDown {
-                return .failure(GatewayError(.shuttingDown, "the Redis pool for \(self.url.endpoint) is shut down"))
+                return .failure(GatewayError(.shuttingDown, "the Redis pool for \(self.source) is shut down"))
             }
             if let preferred {
                 for slot in state.slots where slot.eventLoop === preferred {
@@ -270,10 +299,10 @@ public final class RedisConnectionPool: Sendable {
                 }
             }
             if state.slots.allSatisfy({ $0.machine.state == .idle }) {
-                return .failure(GatewayError(.unavailable, "the Redis pool for \(self.url.endpoint) has not been started"))
+                return .failure(GatewayError(.unavailable, "the Redis pool for \(self.source) has not been started"))
             }
             return .failure(
-                GatewayError(.unavailable, "no connection to Redis at \(self.url.endpoint) is up (\(count) reconnecting)")
+                GatewayError(.unavailable, "no connection to Redis at \(self.source) is up (\(count) reconnecting)")
             )
         }
     }
@@ -311,13 +340,11 @@ public final class RedisConnectionPool: Sendable {
         var slotLogger = self.logger
         slotLogger[metadataKey: "redis.pool.slot"] = "\(index)"
         let logger = slotLogger
-        let attempt = RedisConnection.connect(
-            to: self.url,
-            configuration: self.configuration.connection,
-            on: eventLoop,
-            logger: logger,
-            metrics: self.metrics
-        )
+        let configuration = self.configuration.connection
+        let metrics = self.metrics
+        let attempt = self.source.resolve(on: eventLoop).flatMap { url in
+            RedisConnection.connect(to: url, configuration: configuration, on: eventLoop, logger: logger, metrics: metrics)
+        }
         self.state.withLock { $0.slots[index].connectAttempt = attempt }
         attempt.whenComplete { result in
             self.connectCompleted(slot: index, result: result, logger: logger)
@@ -326,6 +353,11 @@ public final class RedisConnectionPool: Sendable {
 
     private func connectCompleted(slot index: Int, result: Result<RedisConnection, any Error>, logger: Logger) {
         switch result {
+        case .success(let connection) where self.source.currentEndpoint.map({ $0 != connection.url.endpoint }) ?? false:
+            // The endpoint moved while this connection was being made.
+            connection.close()
+            let error = GatewayError(.unavailable, "Redis moved from \(connection.url.endpoint) while connecting to it")
+            self.connectCompleted(slot: index, result: .failure(error), logger: logger)
         case .success(let connection):
             self.openingObserver.withLock { $0 }?(connection)
             let (action, reconnect, waiters) = self.state.withLock { state in
@@ -396,6 +428,40 @@ public final class RedisConnectionPool: Sendable {
         guard let metrics = self.metrics else { return }
         metrics.recordBackendDisconnect()
         metrics.recordBackendConnections(self.availableConnectionCount)
+    }
+
+    /// The source's endpoint moved to `endpoint`: connections to another
+    /// one leave the pool at once and close, and slots waiting out a backoff
+    /// connect now (to the new endpoint).
+    private func endpointChanged(to endpoint: RedisURL.Endpoint) {
+        let (stale, actions) = self.state.withLock { state -> ([RedisConnection], [(Int, RedisReconnectStateMachine.Action)]) in
+            guard !state.isShutDown else { return ([], []) }
+            var stale: [RedisConnection] = []
+            var actions: [(Int, RedisReconnectStateMachine.Action)] = []
+            for index in state.slots.indices {
+                if let connection = state.slots[index].connection, connection.url.endpoint != endpoint {
+                    stale.append(connection)
+                    state.slots[index].connection = nil
+                    actions.append((index, state.slots[index].machine.connectionClosed(now: .now(), random: Double.random(in: 0..<1))))
+                } else if case .waitingToReconnect = state.slots[index].machine.state {
+                    // Cancelled below, outside the lock; a timer that fires
+                    // meanwhile finds the slot connecting and does nothing.
+                    actions.append((index, .cancelReconnectTimer))
+                    actions.append((index, state.slots[index].machine.reconnectTimerFired()))
+                }
+            }
+            return (stale, actions)
+        }
+        guard !stale.isEmpty || !actions.isEmpty else { return }
+        self.logger.notice(
+            "Redis moved; replacing the pool's connections",
+            metadata: ["redis.new_endpoint": "\(endpoint)", "redis.closed_connections": "\(stale.count)"]
+        )
+        if !stale.isEmpty { self.noteDisconnect() }
+        for (index, action) in actions {
+            self.perform(action, slot: index, connection: nil)
+        }
+        for connection in stale { connection.close() }
     }
 
     private func reconnectTimerFired(slot index: Int) {

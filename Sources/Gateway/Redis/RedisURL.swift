@@ -13,6 +13,9 @@ import GatewaySystem
 ///     (`AUTH secret`, the `default` user); `redis://app:secret@host` as the
 ///     ACL user `app` (`AUTH app secret`). A username with an empty password
 ///     (`redis://app:@host`) suits an ACL user marked `nopass`.
+/// - `rediss://…`: the same as `redis://`, over TLS (`tls`, set to
+///   `RedisTLS()`: the system's trust store and the host's name; the gateway's
+///   `--redis-tls-*` options fill in the rest).
 /// - `unix://[[username]:password@]/path/to/redis.sock[?db=N]`
 ///   - the socket path must be absolute; the database is given as the `db`
 ///     query parameter, the only one accepted.
@@ -23,9 +26,9 @@ import GatewaySystem
 ///
 /// The username, the password and the socket path are percent-decoded, so
 /// reserved characters can be written as `%40` (`@`), `%3A` (`:`), `%2F`
-/// (`/`) and so on. Anything else (another scheme, `rediss://` (hiredis 0.14
-/// has no TLS), a query on `redis://`, a fragment, a malformed port or
-/// database, a username without a password) is refused with
+/// (`/`) and so on. Anything else (another scheme, a query on `redis://`, a
+/// fragment, a malformed port or database, a username without a password) is
+/// refused with
 /// `GatewayError(.invalidConfiguration)` and a message that says what is wrong.
 ///
 /// `description` never shows the password.
@@ -60,13 +63,16 @@ public struct RedisURL: Sendable, Hashable {
     public var password: String?
     /// The database index for `SELECT` (0 is Redis's default and is not selected explicitly).
     public var database: Int
+    /// TLS settings (`rediss://`), or nil for a plain connection.
+    public var tls: RedisTLS?
 
     /// A URL from its parts, without validation.
-    public init(endpoint: Endpoint, username: String? = nil, password: String? = nil, database: Int = 0) {
+    public init(endpoint: Endpoint, username: String? = nil, password: String? = nil, database: Int = 0, tls: RedisTLS? = nil) {
         self.endpoint = endpoint
         self.username = username
         self.password = password
         self.database = database
+        self.tls = tls
     }
 
     /// Parses a `redis://` or `unix://` URL; see the type's documentation for
@@ -89,9 +95,10 @@ public struct RedisURL: Sendable, Hashable {
         case "unix":
             self = try Self.parseUnix(rest, url: string)
         case "rediss":
-            throw Self.invalid(string, "TLS (rediss://) is not supported: hiredis 0.14 has no TLS")
+            self = try Self.parseTCP(rest, url: string)
+            self.tls = RedisTLS()
         default:
-            throw Self.invalid(string, "the scheme '\(scheme)' is not supported; use redis:// or unix://")
+            throw Self.invalid(string, "the scheme '\(scheme)' is not supported; use redis://, rediss://, redis+sentinel://, rediss+sentinel:// or unix://")
         }
     }
 
@@ -99,7 +106,7 @@ public struct RedisURL: Sendable, Hashable {
 
     private static func parseTCP(_ rest: Substring, url: String) throws -> RedisURL {
         if rest.contains("?") {
-            throw invalid(url, "redis:// URLs take no query parameters; give the database as the path (redis://host:6379/2)")
+            throw invalid(url, "redis:// and rediss:// URLs take no query parameters; give the database as the path (redis://host:6379/2)")
         }
         let authority: Substring
         let path: Substring
@@ -154,7 +161,7 @@ public struct RedisURL: Sendable, Hashable {
 
     /// Splits `[userinfo@]rest`, decoding the credentials. The last `@`
     /// separates them, so an unencoded `@` in a password still parses.
-    private static func splitUserinfo(
+    static func splitUserinfo(
         _ authority: Substring,
         url: String
     ) throws -> (username: String?, password: String?, rest: Substring) {
@@ -175,7 +182,7 @@ public struct RedisURL: Sendable, Hashable {
         return (username.isEmpty ? nil : username, password, rest)
     }
 
-    private static func parseHostPort(_ hostPort: Substring, url: String) throws -> (String, Int) {
+    static func parseHostPort(_ hostPort: Substring, url: String) throws -> (String, Int) {
         let host: Substring
         let portText: Substring?
         if hostPort.first == "[" {
@@ -221,7 +228,7 @@ public struct RedisURL: Sendable, Hashable {
         return (String(host), port)
     }
 
-    private static func parseDatabase(_ text: Substring, url: String) throws -> Int {
+    static func parseDatabase(_ text: Substring, url: String) throws -> Int {
         guard !text.isEmpty, text.count <= 9, text.allSatisfy(\.isASCIIDigit), let database = Int(text) else {
             throw invalid(url, "the database '\(text)' is not a non-negative integer (below 10^9)")
         }
@@ -246,13 +253,13 @@ public struct RedisURL: Sendable, Hashable {
     }
 
     /// The `://` after the scheme (the text before the first `:`).
-    private static func schemeSeparator(in url: String) -> Range<String.Index>? {
+    static func schemeSeparator(in url: String) -> Range<String.Index>? {
         guard let colon = url.firstIndex(of: ":"), url[colon...].hasPrefix("://") else { return nil }
         return colon..<url.index(colon, offsetBy: 3)
     }
 
     /// Decodes `%XX` escapes; the result must be valid UTF-8.
-    private static func percentDecode(_ text: Substring, what: String, url: String) throws -> String {
+    static func percentDecode(_ text: Substring, what: String, url: String) throws -> String {
         guard text.contains("%") else { return String(text) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count)
@@ -284,7 +291,7 @@ public struct RedisURL: Sendable, Hashable {
 
     /// The error for a URL that cannot be used. The URL is shown redacted: a
     /// malformed URL may still hold a real password.
-    private static func invalid(_ url: String, _ reason: String) -> GatewayError {
+    static func invalid(_ url: String, _ reason: String) -> GatewayError {
         GatewayError(.invalidConfiguration, "invalid Redis URL '\(redact(url))': \(reason)")
     }
 
@@ -313,13 +320,13 @@ extension RedisURL: CustomStringConvertible {
         }
         switch self.endpoint {
         case .tcp:
-            return "redis://\(credentials)\(self.endpoint)/\(self.database)"
+            return "\(self.tls == nil ? "redis" : "rediss")://\(credentials)\(self.endpoint)/\(self.database)"
         case .unixSocket(let path):
             return "unix://\(credentials)\(path)" + (self.database == 0 ? "" : "?db=\(self.database)")
         }
     }
 
-    private static func encodeUserinfo(_ text: String) -> String {
+    static func encodeUserinfo(_ text: String) -> String {
         var out = ""
         for byte in text.utf8 {
             let scalar = Unicode.Scalar(byte)

@@ -160,11 +160,17 @@ public final class RedisStore: CacheStore {
     /// `Service`), and until then every command fails at once as Redis being
     /// down does. `metrics` (by default through `MetricsSystem.factory`)
     /// records its faults, its connections and the round trips of its commands.
-    public init(url: RedisURL, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
+    public convenience init(url: RedisURL, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
+        try self.init(source: FixedRedisEndpoint(url), configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+    }
+
+    /// Creates the store on a pool that asks `source` where Redis is before
+    /// every connect (a Sentinel's master: `SentinelResolver`); see `init(url:…)`.
+    public init(source: any RedisEndpointSource, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.metrics = metrics
-        let pool = try RedisConnectionPool(url: url, configuration: configuration.pool, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+        let pool = try RedisConnectionPool(source: source, configuration: configuration.pool, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
         self.standalonePool = pool
         self.target = .single(pool)
         self.layout = .single

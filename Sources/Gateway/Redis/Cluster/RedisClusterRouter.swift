@@ -471,6 +471,7 @@ public final class RedisClusterRouter: Sendable {
             }
             return try ClusterSlotMap.parseSlots(try await send(RedisCommand("CLUSTER", "SLOTS")).checked(), defaultHost: defaultHost)
         }
-        return try ClusterSlotMap.parseShards(shards, defaultHost: defaultHost)
+        // Over TLS the nodes listen for clients on their TLS ports.
+        return try ClusterSlotMap.parseShards(shards, defaultHost: defaultHost, usesTLSPort: self.url.usesTLS)
     }
 }

@@ -4,7 +4,9 @@ import GatewayProtocol
 /// credentials every node shares.
 ///
 /// The form is `redis+cluster://[[username]:password@]host1:port1[,host2:port2...]`,
-/// for example `redis+cluster://app:secret@10.0.0.1:7000,10.0.0.2:7000`.
+/// for example `redis+cluster://app:secret@10.0.0.1:7000,10.0.0.2:7000`;
+/// `rediss+cluster://` is the same over TLS (every node's connection is a
+/// `rediss://` one, and the nodes' TLS ports are read from `CLUSTER SHARDS`).
 /// Each seed is a host and port as in a `redis://` URL (IPv6 in brackets,
 /// port 6379 by default); the credentials are written once, before the first
 /// seed, and are percent-decoded as in `RedisURL`. A cluster has only
@@ -18,6 +20,8 @@ import GatewayProtocol
 public struct RedisClusterURL: Sendable, Hashable, CustomStringConvertible {
     /// The scheme of the form.
     public static let scheme = "redis+cluster"
+    /// The scheme of the form over TLS.
+    public static let tlsScheme = "rediss+cluster"
 
     /// The seed nodes, in the order given; at least one.
     public var seeds: [RedisURL]
@@ -27,10 +31,14 @@ public struct RedisClusterURL: Sendable, Hashable, CustomStringConvertible {
         self.seeds = seeds
     }
 
-    /// Whether `string` is written in this form (its scheme is `redis+cluster`).
+    /// Whether `string` is written in this form (its scheme is `redis+cluster` or `rediss+cluster`).
     public static func matches(_ string: String) -> Bool {
-        string.lowercased().hasPrefix(Self.scheme + "://")
+        let lowercased = string.lowercased()
+        return lowercased.hasPrefix(Self.scheme + "://") || lowercased.hasPrefix(Self.tlsScheme + "://")
     }
+
+    /// Whether the nodes are reached over TLS (`rediss+cluster://`).
+    public var usesTLS: Bool { self.seeds.first?.tls != nil }
 
     /// Parses a `redis+cluster://` URL; throws `GatewayError(.invalidConfiguration)`
     /// with a message that says what is wrong (never showing the password).
@@ -38,7 +46,8 @@ public struct RedisClusterURL: Sendable, Hashable, CustomStringConvertible {
         guard Self.matches(string) else {
             throw GatewayError(.invalidConfiguration, "invalid Redis Cluster URL: expected redis+cluster://host1:port1,host2:port2")
         }
-        var rest = Substring(string.dropFirst(Self.scheme.count + 3))
+        let tls = string.lowercased().hasPrefix(Self.tlsScheme + "://")
+        var rest = Substring(string.dropFirst((tls ? Self.tlsScheme : Self.scheme).count + 3))
         if rest.hasSuffix("/0") { rest = rest.dropLast(2) } else if rest.hasSuffix("/") { rest = rest.dropLast() }
         let atIndex = rest.lastIndex(of: "@")
         let hostList = atIndex.map { rest[rest.index(after: $0)...] } ?? rest
@@ -52,7 +61,7 @@ public struct RedisClusterURL: Sendable, Hashable, CustomStringConvertible {
         }
         // Each seed is parsed as a redis:// URL with the shared credentials,
         // so the grammar (and its error messages) is RedisURL's own.
-        self.seeds = try hosts.map { host in try RedisURL("redis://\(userinfo)\(host)") }
+        self.seeds = try hosts.map { host in try RedisURL("\(tls ? "rediss" : "redis")://\(userinfo)\(host)") }
     }
 
     /// The connection settings for `endpoint`: the first seed's, with only the endpoint replaced.
@@ -62,9 +71,9 @@ public struct RedisClusterURL: Sendable, Hashable, CustomStringConvertible {
         return url
     }
 
-    /// `redis+cluster://` and the seeds, never the password.
+    /// `redis+cluster://` (or `rediss+cluster://`) and the seeds, never the password.
     public var description: String {
         let credentials = self.seeds[0].password == nil ? "" : "\(self.seeds[0].username ?? ""):***@"
-        return "\(Self.scheme)://\(credentials)" + self.seeds.map { "\($0.endpoint)" }.joined(separator: ",")
+        return "\(self.usesTLS ? Self.tlsScheme : Self.scheme)://\(credentials)" + self.seeds.map { "\($0.endpoint)" }.joined(separator: ",")
     }
 }
