@@ -123,6 +123,20 @@ extension IntegrationTests {
             )
         }
 
+        @Test func theServerNameOptionNamesTheCertificateToExpectAtAnAddress() async throws {
+            // The certificate is for localhost and lists no IP address: reached by address, it does not verify…
+            var arguments = Self.tlsArguments(port: TestRedisTopologies.tlsPort, extra: ["--near-cache-size", "0"])
+            arguments[1] = "rediss://127.0.0.1:\(TestRedisTopologies.tlsPort)"
+            try await Self.expectBackendDown(arguments, logMentions: ["TLS handshake", "for its IP address"])
+            // …unless the name to expect is given.
+            let named = arguments + ["--redis-tls-server-name", "localhost"]
+            let first = try GatewayProcess(arguments: named)
+            let second = try GatewayProcess(arguments: named)
+            try await Self.storeAndFind(writer: first, reader: second, label: "named")
+            #expect(first.stop() == 0)
+            #expect(second.stop() == 0)
+        }
+
         @Test func tlsOptionsWithoutATLSURLOrWithMissingFilesAreRefusedBeforeServing() throws {
             let cases: [([String], String)] = [
                 (["--redis", "redis://localhost:\(TestRedisTopologies.tlsPort)", "--redis-tls-ca-file", TestRedisTopologies.tlsFile("ca.crt")], "need a TLS URL"),
