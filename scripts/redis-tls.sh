@@ -7,7 +7,7 @@
 #   client.crt, client.key a client certificate (mutual TLS)
 #   other-ca.crt           an unrelated CA (trusting it instead must fail)
 # The servers, on 127.0.0.1 only, with no plain port:
-#   CACHE_GATEWAY_TEST_REDIS_TLS_PORT             certificate for localhost and 127.0.0.1; client certificates optional
+#   CACHE_GATEWAY_TEST_REDIS_TLS_PORT             certificate for localhost (no IP address); client certificates optional
 #                                                 (its pid: CACHE_GATEWAY_TEST_REDIS_TLS_PID, for the benchmarks' pinning)
 #   CACHE_GATEWAY_TEST_REDIS_TLS_MTLS_PORT        the same certificate; a client certificate is required
 #   CACHE_GATEWAY_TEST_REDIS_TLS_WRONG_NAME_PORT  a certificate (from the same CA) for wrong-name.example only
@@ -42,7 +42,7 @@ certificate() {
 }
 openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$dir/ca.key" -subj "/CN=cache-gateway test CA" -days 2 -out "$dir/ca.crt" 2>/dev/null
 openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$dir/other-ca.key" -subj "/CN=an unrelated CA" -days 2 -out "$dir/other-ca.crt" 2>/dev/null
-certificate server "DNS:localhost,IP:127.0.0.1" serverAuth
+certificate server "DNS:localhost" serverAuth
 certificate wrong-name "DNS:wrong-name.example" serverAuth
 certificate client "DNS:cache-gateway-client" clientAuth
 chmod 600 "$dir"/*.key

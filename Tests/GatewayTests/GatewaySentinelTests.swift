@@ -168,8 +168,12 @@ extension IntegrationTests {
             _ = try TestRedisTopologies.redisCLI(["-p", "\(newMaster)", "ping"])
             let restart = Process()
             restart.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            restart.arguments = ["redis-server", "\(TestRedisTopologies.sentinelDirectory)/node-\(oldMaster).conf"]
-            _ = try restart.runToEnd()
+            // In the foreground, as a child that is never waited for: it writes
+            // its pid file, which scripts/redis-sentinel.sh stops it by.
+            restart.arguments = ["redis-server", "\(TestRedisTopologies.sentinelDirectory)/node-\(oldMaster).conf", "--daemonize", "no"]
+            restart.standardOutput = FileHandle.nullDevice
+            restart.standardError = FileHandle.nullDevice
+            try restart.run()
             let rejoined = await RedisTestSupport.waitUntil(timeout: .seconds(60)) {
                 guard let info = try? TestRedisTopologies.redisCLI(["-p", "\(oldMaster)", "info", "replication"]) else { return false }
                 return info.contains("role:slave") && info.contains("master_port:\(newMaster)") && info.contains("master_link_status:up")

@@ -85,6 +85,8 @@ extension IntegrationTests {
             #expect(clients.contains("name=cache-gateway-invalidations"))
             #expect(first.stop() == 0)
             #expect(second.stop() == 0)
+            // Redis answers a TLS close without close_notify: no news at shutdown.
+            #expect(!first.log.contains("closing the Redis connection"), "\(first.log)")
         }
 
         @Test func mutualTLSWithAClientCertificateStoresAndFinds() async throws {
@@ -121,6 +123,20 @@ extension IntegrationTests {
                 Self.tlsArguments(port: TestRedisTopologies.tlsPort, extra: ["--redis-tls-server-name", "not-the-server.example"]),
                 logMentions: ["TLS handshake", "for the name 'not-the-server.example'"]
             )
+        }
+
+        @Test func theServerNameOptionNamesTheCertificateToExpectAtAnAddress() async throws {
+            // The certificate is for localhost and lists no IP address: reached by address, it does not verify…
+            var arguments = Self.tlsArguments(port: TestRedisTopologies.tlsPort, extra: ["--near-cache-size", "0"])
+            arguments[1] = "rediss://127.0.0.1:\(TestRedisTopologies.tlsPort)"
+            try await Self.expectBackendDown(arguments, logMentions: ["TLS handshake", "for its IP address"])
+            // …unless the name to expect is given.
+            let named = arguments + ["--redis-tls-server-name", "localhost"]
+            let first = try GatewayProcess(arguments: named)
+            let second = try GatewayProcess(arguments: named)
+            try await Self.storeAndFind(writer: first, reader: second, label: "named")
+            #expect(first.stop() == 0)
+            #expect(second.stop() == 0)
         }
 
         @Test func tlsOptionsWithoutATLSURLOrWithMissingFilesAreRefusedBeforeServing() throws {

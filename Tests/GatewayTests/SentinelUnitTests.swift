@@ -12,8 +12,8 @@ struct SentinelUnitTests {
         #expect(plain.masterName == "mymaster")
         #expect(plain.master.password == nil && plain.master.database == 0 && plain.master.tls == nil)
 
-        let full = try RedisSentinelConfiguration("rediss+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2:26379/cache%20main?db=3")
-        #expect(full.masterName == "cache main")
+        let full = try RedisSentinelConfiguration("rediss+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2:26379/cache%2Dmain?db=3")
+        #expect(full.masterName == "cache-main")
         #expect(full.master.username == "app" && full.master.password == "s@cret" && full.master.database == 3)
         #expect(full.master.tls == RedisTLS())
         // The sentinels get their own credentials and the master's TLS.
@@ -34,6 +34,7 @@ struct SentinelUnitTests {
             ("redis+sentinel://h1:0/m", "port '0'"),
             ("redis+sentinel://h1/", "master name"),
             ("redis+sentinel://h1/a/b", "master name"),
+            ("redis+sentinel://h1/a%20b", "master name"),
             ("redis+sentinel://h1/m?db=x", "database 'x'"),
             ("redis+sentinel://h1/m?password=x", "credentials do not go in the query"),
             ("redis+sentinel://h1/m?foo=1", "'foo=1'"),

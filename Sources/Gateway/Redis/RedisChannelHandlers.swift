@@ -143,6 +143,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     private var inFlight = CircularBuffer<InFlight>(initialCapacity: 16)
     private var isOpen = true
+    /// Whether this side asked the channel to close: an error after that
+    /// (a TLS server that answers the close without `close_notify`) is no news.
+    private var isClosing = false
     /// Why the channel is being closed, for the error given to pending commands.
     private var closeReason: String?
     private var timer: Scheduled<Void>?
@@ -273,7 +276,12 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         // while being established (`.unavailable`, such as a TLS server that
         // rejects this client) is reported by the pool, rate-limited: not here.
         let establishing = (error as? GatewayError)?.code == .unavailable
-        self.fail(context: context, reason: "\(error)", level: establishing ? .debug : .warning)
+        self.fail(context: context, reason: "\(error)", level: establishing || self.isClosing ? .debug : .warning)
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        self.isClosing = true
+        context.close(mode: mode, promise: promise)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
