@@ -1,0 +1,207 @@
+import Foundation
+import GatewayConnection
+import GatewayProtocol
+import GatewayTestSupport
+import NIOCore
+import Testing
+
+@testable import Gateway
+
+extension IntegrationTests {
+    /// The near-cache on the suite's Redis Cluster, with two real gateway
+    /// processes (A and B): B serves what it read from its near-cache, every
+    /// change to an entry on any of the three masters reaches it, and the loss
+    /// of its invalidation listener on one master flushes it.
+    ///
+    /// As in `GatewayNearCacheTests`, each change is followed by waiting for B
+    /// to hear of it (a counter grows), then by B's next lookup, which must not
+    /// return the old value; the waiting is bounded only by a generous timeout.
+    @Suite(.serialized, .enabled(if: TestCluster.isAvailable, TestCluster.missing))
+    struct GatewayClusterNearCacheTests {
+        static let function = FunctionVersion(function: "Tests.clusterNear(x:)", version: "v1")
+
+        /// Two gateways on the cluster, with the near-cache on (the default).
+        final class Pair {
+            let namespace = "cln\(UInt32.random(in: 0...UInt32.max))"
+            let a: GatewayProcess
+            let b: GatewayProcess
+            let connectionA: GatewayConnection
+            let connectionB: GatewayConnection
+
+            init() async throws {
+                try await TestCluster.waitUntilHealthy()
+                let arguments = ["--redis", try TestCluster.url, "--namespace", self.namespace, "--lookup-timeout-ms", "5000", "--write-timeout-ms", "10000"]
+                self.a = try GatewayProcess(arguments: arguments)
+                self.b = try GatewayProcess(arguments: arguments)
+                self.connectionA = try await self.a.connect(name: "A")
+                self.connectionB = try await self.b.connect(name: "B")
+                try await Self.waitUntilFilling(self.connectionA)
+                try await Self.waitUntilFilling(self.connectionB)
+            }
+
+            func stop() {
+                _ = self.a.stop()
+                _ = self.b.stop()
+            }
+
+            /// Waits until the gateway's near-cache fills (every master tracks).
+            static func waitUntilFilling(_ connection: GatewayConnection) async throws {
+                let filling = try await RedisTestSupport.waitUntil(timeout: .seconds(60)) {
+                    try await GatewayClusterNearCacheTests.stat(connection, "nearCacheFilling") == 1
+                }
+                guard filling else { throw TestFailure("the near-cache did not start filling on the cluster") }
+            }
+
+            /// The Redis key of entry `index`, and the master that holds it.
+            func entry(_ index: Int, in map: ClusterSlotMap) throws -> (key: String, master: RedisURL.Endpoint) {
+                let key = RedisKeyLayout.cluster.entryKey(
+                    namespace: self.namespace,
+                    functionID: RedisStore.functionID(GatewayClusterNearCacheTests.function.function),
+                    version: GatewayClusterNearCacheTests.function.version,
+                    hex: try GatewayClusterNearCacheTests.key(index).digest.hexString
+                )
+                guard let master = map.master(for: ClusterSlot(key: key)) else { throw TestFailure("no master for \(key)") }
+                return (key, master)
+            }
+
+            /// For each master, `count` entry indexes whose keys it holds.
+            func indexesPerMaster(_ map: ClusterSlotMap, count: Int) throws -> [RedisURL.Endpoint: [Int]] {
+                var found: [RedisURL.Endpoint: [Int]] = [:]
+                var index = 0
+                while found.count < map.masters.count || found.values.contains(where: { $0.count < count }) {
+                    let master = try self.entry(index, in: map).master
+                    if found[master, default: []].count < count { found[master, default: []].append(index) }
+                    index += 1
+                    guard index < 10_000 else { throw TestFailure("no entries on every master: \(found)") }
+                }
+                return found
+            }
+        }
+
+        static func stat(_ connection: GatewayConnection, _ name: String) async throws -> UInt64 {
+            guard case .statsReply(let stats) = try await connection.request(.stats) else { throw TestFailure("no stats") }
+            return stats[count: name] ?? 0
+        }
+
+        /// B's listener client id on each master (`nearCacheTrackingClientIDs`).
+        static func listenerIDs(_ connection: GatewayConnection) async throws -> [String: Int64] {
+            guard case .statsReply(let stats) = try await connection.request(.stats) else { throw TestFailure("no stats") }
+            guard case .text(let text)? = stats.values["nearCacheTrackingClientIDs"] else { return [:] }
+            var ids: [String: Int64] = [:]
+            for pair in text.split(separator: ",") {
+                let parts = pair.split(separator: "=")
+                if parts.count == 2, let id = Int64(parts[1]) { ids[String(parts[0])] = id }
+            }
+            return ids
+        }
+
+        static func key(_ index: Int) throws -> CacheKey { try CacheKey(hashing: "cluster-near-\(index)") }
+
+        static func store(_ connection: GatewayConnection, _ index: Int, _ value: String) async throws {
+            let store = Store(function: Self.function, key: try Self.key(index), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: value))
+            #expect(try await connection.request(.store(store)) == .storeReply(stored: true))
+        }
+
+        static func lookup(_ connection: GatewayConnection, _ index: Int) async throws -> LookupReply {
+            guard case .lookupReply(let reply) = try await connection.request(.lookup(Lookup(function: Self.function, key: try Self.key(index)))) else {
+                throw TestFailure("no lookup reply")
+            }
+            return reply
+        }
+
+        /// Stores `value` through A, reads it through B from Redis, then from B's near-cache.
+        static func holdInB(_ pair: Pair, _ index: Int, _ value: String) async throws {
+            try await Self.store(pair.connectionA, index, value)
+            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+            #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: value)))
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits, "the first read goes to Redis")
+            #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: value)))
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits + 1, "the second is served from B's near-cache")
+        }
+
+        /// Runs `change`, then waits until B's counter `signal` grows past its value before it.
+        static func change(_ pair: Pair, signal: String = "nearCacheInvalidationMessages", _ change: () async throws -> Void) async throws {
+            let before = try await Self.stat(pair.connectionB, signal)
+            try await change()
+            let arrived = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                try await Self.stat(pair.connectionB, signal) > before
+            }
+            #expect(arrived, "B did not hear of the change (\(signal))")
+        }
+
+        @Test func bServesFromItsNearCacheAndHearsOfEveryChangeOnEachMaster() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+            let map = try await TestCluster.slotMap()
+            let indexes = try pair.indexesPerMaster(map, count: 3)
+            #expect(indexes.count == 3)
+            // B has a listener on every master.
+            #expect(try await Self.listenerIDs(pair.connectionB).count == 3)
+
+            for (master, onMaster) in indexes.sorted(by: { $0.key.description < $1.key.description }) {
+                // invalidate through A.
+                try await Self.holdInB(pair, onMaster[0], "one")
+                try await Self.change(pair) {
+                    let reply = try await pair.connectionA.request(.invalidate(Invalidate(function: Self.function.function, version: Self.function.version, key: try Self.key(onMaster[0]))))
+                    #expect(reply == .invalidateReply(deleted: 1))
+                }
+                #expect(try await Self.lookup(pair.connectionB, onMaster[0]) == .miss, "on \(master)")
+
+                // A new value stored through A under the same key: B returns the new bytes.
+                try await Self.holdInB(pair, onMaster[1], "old")
+                try await Self.change(pair) { try await Self.store(pair.connectionA, onMaster[1], "new") }
+                #expect(try await Self.lookup(pair.connectionB, onMaster[1]) == .hit(ByteBuffer(string: "new")), "on \(master)")
+
+                // DEL on the owning master, as typed into redis-cli.
+                try await Self.holdInB(pair, onMaster[2], "three")
+                let (entryKey, owner) = try pair.entry(onMaster[2], in: map)
+                #expect(owner == master)
+                try await Self.change(pair) {
+                    let deleted = try await TestCluster.withConnection(owner) { try await $0.send(RedisCommand("DEL", entryKey), timeout: .seconds(5)).checked().integer }
+                    #expect(deleted == 1)
+                }
+                #expect(try await Self.lookup(pair.connectionB, onMaster[2]) == .miss, "on \(master)")
+            }
+            #expect(try await Self.stat(pair.connectionB, "errors") == 0)
+            #expect(try await Self.stat(pair.connectionB, "nearCacheFilling") == 1)
+        }
+
+        @Test func killingBsListenerOnOneMasterFlushesBsNearCache() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+            let map = try await TestCluster.slotMap()
+            let indexes = try pair.indexesPerMaster(map, count: 2)
+            let masters = map.masters.sorted { $0.description < $1.description }
+            let victim = masters[0]
+            // B holds an entry of each master.
+            for master in masters { try await Self.holdInB(pair, indexes[master]![0], "held \(master)") }
+            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 3)
+
+            let before = try await Self.listenerIDs(pair.connectionB)
+            let listener = try #require(before[victim.description], "B's listener on \(victim) in \(before)")
+            try await Self.change(pair, signal: "nearCacheFlushes") {
+                let killed = try await TestCluster.withConnection(victim) {
+                    try await $0.send(RedisCommand("CLIENT", "KILL", "ID", "\(listener)"), timeout: .seconds(5)).checked().integer
+                }
+                #expect(killed == 1)
+            }
+            // Everything went, the entries of the other masters too: none is
+            // served from the near-cache.
+            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 0)
+            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+            for master in masters {
+                #expect(try await Self.lookup(pair.connectionB, indexes[master]![0]) == .hit(ByteBuffer(string: "held \(master)")))
+            }
+            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits)
+
+            // B's listener comes back on that master (a new client), and the
+            // near-cache fills again.
+            try await Pair.waitUntilFilling(pair.connectionB)
+            let after = try await Self.listenerIDs(pair.connectionB)
+            #expect(after.count == 3)
+            #expect(after[victim.description] != nil && after[victim.description] != listener)
+            // (A key B has not read: an overwrite's invalidation could still be on its way.)
+            try await Self.holdInB(pair, indexes[victim]![1], "again")
+        }
+    }
+}
