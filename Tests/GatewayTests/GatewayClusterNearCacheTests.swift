@@ -4,6 +4,9 @@ import GatewayProtocol
 import GatewayTestSupport
 import NIOCore
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @testable import Gateway
 
@@ -202,6 +205,83 @@ extension IntegrationTests {
             #expect(after[victim.description] != nil && after[victim.description] != listener)
             // (A key B has not read: an overwrite's invalidation could still be on its way.)
             try await Self.holdInB(pair, indexes[victim]![1], "again")
+        }
+
+        /// A master is killed with SIGKILL while B holds entries of every
+        /// master: B flushes at once (its listener there is lost) and fills
+        /// again only once the promoted replica tracks; values A stores
+        /// after the failover, and an overwrite after B read them from the
+        /// new master, reach B. The killed node is started again and rejoins
+        /// as a replica, leaving the cluster as the other tests expect it.
+        @Test func aFailoverLeavesNothingStaleInBsNearCache() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+            let map = try await TestCluster.slotMap()
+            let indexes = try pair.indexesPerMaster(map, count: 2)
+            let masters = map.masters.sorted { $0.description < $1.description }
+            let victim = masters[0]
+            for master in masters { try await Self.holdInB(pair, indexes[master]![0], "before") }
+            let replicated = try await TestCluster.withConnection(victim) { try await $0.send(RedisCommand("WAIT", "1", "5000"), timeout: .seconds(10)).checked().integer }
+            #expect(replicated == 1)
+            let replica = try await Self.replica(of: victim)
+
+            let directory = try TestCluster.directory
+            let victimPort = TestCluster.port(victim)
+            let pidText = try String(contentsOfFile: "\(directory)/node-\(victimPort).pid", encoding: .utf8)
+            let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+            try await Self.change(pair, signal: "nearCacheFlushes") {
+                #expect(kill(pid, SIGKILL) == 0)
+            }
+            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 0)
+
+            let promoted = await RedisTestSupport.waitUntil(timeout: .seconds(60)) {
+                let role = try? await TestCluster.withConnection(replica) { try await $0.send(RedisCommand("ROLE"), timeout: .seconds(1)).array?.first?.string }
+                return role == "master"
+            }
+            try #require(promoted, "the replica was not promoted")
+            // A stores new values for every master's key once its store is taken.
+            for master in masters {
+                let index = indexes[master]![0]
+                let stored = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                    let store = Store(function: Self.function, key: try Self.key(index), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: "after"))
+                    return try await pair.connectionA.request(.store(store)) == .storeReply(stored: true)
+                }
+                #expect(stored, "A's store on \(master)'s slot")
+            }
+            // B fills again once every master, the promoted one included, tracks to it.
+            try await Pair.waitUntilFilling(pair.connectionB)
+            let ids = try await Self.listenerIDs(pair.connectionB)
+            #expect(ids[replica.description] != nil, "B listens on the promoted master: \(ids)")
+            #expect(ids[victim.description] == nil, "and no longer on the killed one: \(ids)")
+            for master in masters {
+                let index = indexes[master]![0]
+                let served = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                    try await Self.lookup(pair.connectionB, index) != .miss
+                }
+                #expect(served)
+                #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: "after")), "nothing stale on \(master)")
+            }
+            // The promoted master's invalidations reach B.
+            let onNewMaster = indexes[victim]![1]
+            try await Self.holdInB(pair, onNewMaster, "old")
+            try await Self.change(pair) { try await Self.store(pair.connectionA, onNewMaster, "new") }
+            #expect(try await Self.lookup(pair.connectionB, onNewMaster) == .hit(ByteBuffer(string: "new")))
+
+            // Bring the node back: it rejoins as the new master's replica.
+            #expect(try TestCluster.run("\(directory)/start-\(victimPort).sh") == 0)
+            try await TestCluster.waitUntilHealthy()
+        }
+
+        /// The replica attached to `master` (its `INFO replication`).
+        static func replica(of master: RedisURL.Endpoint) async throws -> RedisURL.Endpoint {
+            try await TestCluster.withConnection(master) { connection -> RedisURL.Endpoint in
+                let info = try await connection.send(RedisCommand("INFO", "replication"), timeout: .seconds(2)).string ?? ""
+                guard let line = info.split(separator: "\r\n").first(where: { $0.hasPrefix("slave0:") }),
+                    let portField = line.split(separator: ",").first(where: { $0.hasPrefix("port=") }),
+                    let port = Int(portField.dropFirst(5))
+                else { throw TestFailure("no replica in \(info)") }
+                return .tcp(host: "127.0.0.1", port: port)
+            }
         }
     }
 }
