@@ -272,6 +272,56 @@ extension IntegrationTests {
             try await TestCluster.waitUntilHealthy()
         }
 
+        /// A manual failover (`CLUSTER FAILOVER` on a replica): no connection
+        /// need drop, yet the slots change master, which flushes B; after it,
+        /// A's new values and the new master's invalidations reach B. A second
+        /// manual failover gives the slots back.
+        @Test func aManualFailoverFlushesBAndLeavesNothingStale() async throws {
+            let pair = try await Pair()
+            defer { pair.stop() }
+            let map = try await TestCluster.slotMap()
+            let indexes = try pair.indexesPerMaster(map, count: 3)
+            let master = map.masters.sorted { $0.description < $1.description }[1]
+            let onMaster = indexes[master]!
+            try await Self.holdInB(pair, onMaster[0], "before")
+            let replica = try await Self.replica(of: master)
+
+            try await Self.change(pair, signal: "nearCacheFlushes") {
+                try await Self.failover(to: replica)
+                // B learns of the new map from its next read there (a MOVED) or its periodic read of the map.
+                _ = try await Self.lookup(pair.connectionB, onMaster[1])
+            }
+            let stored = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                let store = Store(function: Self.function, key: try Self.key(onMaster[0]), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: "after"))
+                return try await pair.connectionA.request(.store(store)) == .storeReply(stored: true)
+            }
+            #expect(stored)
+            try await Pair.waitUntilFilling(pair.connectionB)
+            #expect(try await Self.listenerIDs(pair.connectionB)[replica.description] != nil)
+            let served = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                try await Self.lookup(pair.connectionB, onMaster[0]) == .hit(ByteBuffer(string: "after"))
+            }
+            #expect(served, "nothing stale after the failover")
+            try await Self.holdInB(pair, onMaster[2], "old")
+            try await Self.change(pair) { try await Self.store(pair.connectionA, onMaster[2], "new") }
+            #expect(try await Self.lookup(pair.connectionB, onMaster[2]) == .hit(ByteBuffer(string: "new")))
+
+            // Give the slots back.
+            try await Self.failover(to: master)
+            try await TestCluster.waitUntilHealthy()
+        }
+
+        /// Runs `CLUSTER FAILOVER` on `replica` and waits until it is a master.
+        static func failover(to replica: RedisURL.Endpoint) async throws {
+            let reply = try await TestCluster.withConnection(replica) { try await $0.send(RedisCommand("CLUSTER", "FAILOVER"), timeout: .seconds(5)).checked().string }
+            #expect(reply == "OK")
+            let promoted = await RedisTestSupport.waitUntil(timeout: .seconds(60)) {
+                let role = try? await TestCluster.withConnection(replica) { try await $0.send(RedisCommand("ROLE"), timeout: .seconds(1)).array?.first?.string }
+                return role == "master"
+            }
+            try #require(promoted, "\(replica) did not take over")
+        }
+
         /// The replica attached to `master` (its `INFO replication`).
         static func replica(of master: RedisURL.Endpoint) async throws -> RedisURL.Endpoint {
             try await TestCluster.withConnection(master) { connection -> RedisURL.Endpoint in
