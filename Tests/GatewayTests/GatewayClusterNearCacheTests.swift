@@ -272,10 +272,11 @@ extension IntegrationTests {
             try await TestCluster.waitUntilHealthy()
         }
 
-        /// A manual failover (`CLUSTER FAILOVER` on a replica): no connection
-        /// need drop, yet the slots change master, which flushes B; after it,
-        /// A's new values and the new master's invalidations reach B. A second
-        /// manual failover gives the slots back.
+        /// A manual failover (`CLUSTER FAILOVER` on a replica; the old master
+        /// stays up): the slots change master and the old master's pool is
+        /// retired, either of which flushes B; after it, A's new values and
+        /// the new master's invalidations reach B. A second manual failover
+        /// gives the slots back.
         @Test func aManualFailoverFlushesBAndLeavesNothingStale() async throws {
             let pair = try await Pair()
             defer { pair.stop() }
