@@ -106,9 +106,6 @@ public struct GatewayApplication: Service {
             let redisStore = try RedisStore(cluster: url, configuration: redisConfiguration, eventLoopGroup: self.eventLoopGroup, logger: logger, metrics: metrics)
             redis = redisStore
             store = redisStore
-            if let nearCache = configuration.nearCache, nearCache.capacityBytes > 0 {
-                logger.notice("the near-cache is not available on a Redis Cluster; running without it")
-            }
         }
         if let key = configuration.integrityKey {
             store = IntegrityStore(wrapping: store, key: key, logger: logger)
@@ -116,7 +113,7 @@ public struct GatewayApplication: Service {
         }
         // In front of the signatures, so that only verified values enter it.
         var nearCache: NearCacheStore?
-        if let redis, redis.standalonePool != nil, let nearCacheConfiguration = configuration.nearCache, nearCacheConfiguration.capacityBytes > 0 {
+        if let redis, let nearCacheConfiguration = configuration.nearCache, nearCacheConfiguration.capacityBytes > 0 {
             let near = NearCacheStore(wrapping: store, redis: redis, configuration: nearCacheConfiguration, logger: logger, metrics: metrics)
             nearCache = near
             store = near

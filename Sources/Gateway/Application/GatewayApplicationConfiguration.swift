@@ -92,6 +92,7 @@ extension GatewayApplication {
 
         /// A Redis Cluster reached through `url`'s seeds (`RedisStore` with the
         /// cluster layout): each master gets a pool of `configuration.pool`.
+        /// The near-cache, if on, tracks keys on every master (see `NearCacheStore`).
         public static func redisCluster(url: RedisClusterURL, configuration: RedisStore.Configuration = RedisStore.Configuration()) -> Backend {
             Backend(base: .redisCluster(url: url, configuration: configuration))
         }

@@ -25,6 +25,16 @@ import Synchronization
 /// invalidation removes, so a value that changed while its command was out
 /// is never held. Behind `IntegrityStore`, only verified values arrive here.
 ///
+/// **On a Redis Cluster** every master gets its own listener, and each
+/// connection to a master redirects its tracking to that master's listener
+/// (`CLIENT TRACKING REDIRECT` names a client of the same server);
+/// `ClusterTrackingState` keeps each node's `TrackingState`. The near-cache
+/// fills only while the tracking of every master is complete (one gate for
+/// the whole cluster: see `ClusterTrackingState` for why), and it is flushed
+/// when any node's listener or data connection drops, and whenever a slot
+/// changes master (`RedisClusterRouter.observeSlotMapChanges`). The
+/// single-server path does none of this: it keeps one `TrackingState`.
+///
 /// **This gateway's own deletions** (`invalidate`, purges, integrity
 /// failures) clear the near-cache at once, before and after they reach
 /// Redis, through `RedisStore.observeDeletions`: the data connections use
@@ -56,10 +66,23 @@ public final class NearCacheStore: CacheStore {
         /// The data connections open now, by identity.
         var connections: [ObjectIdentifier: RedisConnection] = [:]
         var listener: InvalidationListener?
+        /// On a Redis Cluster: each node's tracking (`tracking` is then unused).
+        var cluster: ClusterTrackingState<RedisURL.Endpoint, ObjectIdentifier>?
+        /// On a Redis Cluster: each node's listener, and the generation its
+        /// events carry (a node's earlier listener may still report).
+        var clusterListeners: [RedisURL.Endpoint: (generation: UInt64, listener: InvalidationListener)] = [:]
+        var nextListenerGeneration: UInt64 = 0
+        var isShutDown = false
+
+        /// A generation for a node's next listener.
+        mutating func reserveListener() -> UInt64 {
+            self.nextListenerGeneration += 1
+            return self.nextListenerGeneration
+        }
 
         /// Fills on while tracking is complete, off otherwise.
         mutating func followTracking() {
-            if self.tracking.isComplete {
+            if self.cluster?.isComplete ?? self.tracking.isComplete {
                 if !self.cache.isFilling { self.cache.startFilling() }
             } else if self.cache.isFilling {
                 self.cache.stopFilling()
@@ -87,21 +110,27 @@ public final class NearCacheStore: CacheStore {
     /// A near-cache in front of `inner`, which keeps its entries in `redis`
     /// (`inner` is `redis` itself, or a store that wraps it, such as
     /// `IntegrityStore`). Nothing starts here: `start()` wires it to Redis.
-    /// `redis` must be a single-server store (its `standalonePool` is set).
+    /// `redis` is a single-server store or a cluster's (see "On a Redis
+    /// Cluster" in the type's documentation).
     public init(wrapping inner: any CacheStore, redis: RedisStore, configuration: Configuration = Configuration(), logger: Logger, metrics: GatewayMetrics) {
-        precondition(redis.standalonePool != nil, "the near-cache needs a single-server Redis store")
         self.inner = inner
         self.redis = redis
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
-        self.state = Mutex(State(cache: NearCache(capacityBytes: configuration.capacityBytes)))
+        var state = State(cache: NearCache(capacityBytes: configuration.capacityBytes))
+        if case .cluster = redis.target { state.cluster = ClusterTrackingState() }
+        self.state = Mutex(state)
     }
 
     /// Starts the invalidation listener and has the Redis store report its
     /// connections and deletions; call it before the Redis store starts.
     /// Calling it again does nothing.
     public func start() {
+        if case .cluster(let router) = self.redis.target {
+            self.startOnCluster(router)
+            return
+        }
         let listener = InvalidationListener(
             source: self.redis.standalonePool!.source,
             configuration: self.redis.configuration.pool.connection,
@@ -146,7 +175,11 @@ public final class NearCacheStore: CacheStore {
                 "nearCacheDiscardedFills": .count(state.cache.discardedFills),
                 "nearCacheFilling": .count(state.cache.isFilling ? 1 : 0),
             ]
-            if let listener = state.tracking.listener {
+            if let cluster = state.cluster {
+                own["nearCacheTrackingClientIDs"] = .text(
+                    cluster.listenerIDs.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
+                )
+            } else if let listener = state.tracking.listener {
                 own["nearCacheTrackingClientID"] = .count(UInt64(clamping: listener))
             }
             return own
@@ -228,8 +261,13 @@ public final class NearCacheStore: CacheStore {
 
     /// Stops the listener, then the wrapped store.
     public func shutdown() async {
-        let listener = self.state.withLock { $0.listener }
+        let (listener, clusterListeners) = self.state.withLock { state in
+            state.isShutDown = true
+            defer { state.clusterListeners = [:] }
+            return (state.listener, state.clusterListeners.values.map(\.listener))
+        }
         await listener?.shutdown()
+        for listener in clusterListeners { await listener.shutdown() }
         await self.inner.shutdown()
     }
 
@@ -356,6 +394,139 @@ public final class NearCacheStore: CacheStore {
                 }
                 self.state.withLock { $0.tracking.trackingFailed(id, redirect: redirect) }
                 self.logger.warning("Redis did not enable tracking on a connection; replacing it", metadata: ["reply": "\(result)"])
+                connection.close()
+            }
+        }
+    }
+}
+
+// MARK: On a Redis Cluster
+
+extension NearCacheStore {
+    /// Wires the near-cache to every node of the cluster: a listener per
+    /// master (made as the slot map names it), the tracking of each
+    /// connection redirected to its own node's listener, and a flush
+    /// whenever a slot changes master.
+    private func startOnCluster(_ router: RedisClusterRouter) {
+        let isFirst = self.state.withLock { state -> Bool in
+            guard state.nextListenerGeneration == 0, !state.isShutDown else { return false }
+            state.nextListenerGeneration = 1
+            return true
+        }
+        guard isFirst else { return }
+        router.observeOpenings { [self] endpoint, connection in self.clusterConnectionOpening(endpoint, connection, router: router) }
+        router.observeSlotMapChanges { [self] map in self.slotMapChanged(map, router: router) }
+        self.redis.observeDeletions { [self] deletion in self.deleted(deletion) }
+    }
+
+    /// A slot has another master (a resharding, a failover, a new master):
+    /// Redis tracks a key only on the node that served the read, so the
+    /// entries read from a slot's former master would hear of no change
+    /// made on its new one. Everything is flushed rather than the moved
+    /// slots' entries: slot changes are rare, the near-cache refills from
+    /// Redis at the cost of one read per key, and a flush cannot miss an
+    /// entry filled through a redirect from a node the map no longer names.
+    /// Fills stop until the new masters' tracking is complete.
+    private func slotMapChanged(_ map: ClusterSlotMap, router: RedisClusterRouter) {
+        let (added, removed) = self.state.withLock { state -> ([(RedisURL.Endpoint, UInt64)], [InvalidationListener]) in
+            guard !state.isShutDown, state.cluster != nil else { return ([], []) }
+            let (added, removed) = state.cluster!.mastersChanged(map.masters)
+            let listeners = removed.compactMap { state.clusterListeners.removeValue(forKey: $0)?.listener }
+            let generations = added.map { node in (node, state.reserveListener()) }
+            return (generations, listeners)
+        }
+        self.flush(stopFilling: true, reason: "a Redis Cluster slot changed master")
+        for (node, generation) in added { self.startListener(node, generation: generation, router: router) }
+        for listener in removed { Task { await listener.shutdown() } }
+    }
+
+    private func clusterConnectionOpening(_ node: RedisURL.Endpoint, _ connection: RedisConnection, router: RedisClusterRouter) {
+        let id = ObjectIdentifier(connection)
+        let (actions, newListener) = self.state.withLock { state -> ([ClusterTrackingState<RedisURL.Endpoint, ObjectIdentifier>.Action], UInt64?) in
+            guard !state.isShutDown, state.cluster != nil else { return ([], nil) }
+            state.connections[id] = connection
+            let (actions, isNew) = state.cluster!.connectionOpened(node: node, id)
+            // Reads already out may go to this connection, which Redis does not track yet.
+            state.followTracking()
+            return (actions, isNew ? state.reserveListener() : nil)
+        }
+        connection.closeFuture.whenComplete { _ in self.clusterConnectionClosed(node, id) }
+        if let generation = newListener { self.startListener(node, generation: generation, router: router) }
+        self.performOnCluster(actions)
+    }
+
+    private func clusterConnectionClosed(_ node: RedisURL.Endpoint, _ id: ObjectIdentifier) {
+        let (wasOpen, forgotten) = self.state.withLock { state -> (Bool, InvalidationListener?) in
+            let forgotten = state.cluster?.connectionClosed(node: node, id) ?? false
+            let listener = forgotten ? state.clusterListeners.removeValue(forKey: node)?.listener : nil
+            return (state.connections.removeValue(forKey: id) != nil, listener)
+        }
+        if let forgotten { Task { await forgotten.shutdown() } }
+        guard wasOpen else { return }
+        // What this connection tracked, its node has forgotten.
+        self.flush(stopFilling: true, reason: nil)
+    }
+
+    private func startListener(_ node: RedisURL.Endpoint, generation: UInt64, router: RedisClusterRouter) {
+        let listener = InvalidationListener(
+            url: router.url.nodeURL(node),
+            configuration: router.configuration.pool.connection,
+            eventLoop: router.eventLoopGroup.next(),
+            logger: self.logger,
+            pingInterval: self.configuration.pingInterval
+        ) { [self] event in
+            self.clusterListenerEvent(event, node: node, generation: generation)
+        }
+        let keep = self.state.withLock { state -> Bool in
+            guard !state.isShutDown, state.cluster?.knows(node) == true,
+                state.clusterListeners[node].map({ $0.generation < generation }) ?? true
+            else { return false }
+            state.clusterListeners[node] = (generation, listener)
+            return true
+        }
+        if keep { listener.start() }
+    }
+
+    private func clusterListenerEvent(_ event: InvalidationListener.Event, node: RedisURL.Endpoint, generation: UInt64) {
+        switch event {
+        case .subscribed(let clientID):
+            let actions = self.state.withLock { state -> [ClusterTrackingState<RedisURL.Endpoint, ObjectIdentifier>.Action] in
+                guard state.clusterListeners[node]?.generation == generation else { return [] }
+                let actions = state.cluster?.listenerSubscribed(node: node, id: clientID) ?? []
+                state.followTracking()
+                return actions
+            }
+            self.performOnCluster(actions)
+        case .invalidated, .flushed:
+            self.listenerEvent(event)
+        case .lost:
+            // Whichever listener it was (a node's earlier one included), its
+            // node's invalidations may have been missed meanwhile.
+            self.state.withLock { state in
+                if state.clusterListeners[node]?.generation == generation { state.cluster?.listenerLost(node: node) }
+            }
+            self.flush(stopFilling: true, reason: nil)
+        }
+    }
+
+    /// Sends `CLIENT TRACKING` where the cluster's tracking state asks for
+    /// it; a connection that refuses it is closed, and its pool replaces it.
+    private func performOnCluster(_ actions: [ClusterTrackingState<RedisURL.Endpoint, ObjectIdentifier>.Action]) {
+        for action in actions {
+            guard case .enableTracking(let node, let id, let redirect) = action,
+                let connection = self.state.withLock({ $0.connections[id] })
+            else { continue }
+            let command = RedisCommand("CLIENT", "TRACKING", "on", "REDIRECT", "\(redirect)", "NOLOOP")
+            connection.sendFuture(command, timeout: self.redis.configuration.writeTimeout).whenComplete { result in
+                if case .success(.simpleString("OK")) = result {
+                    self.state.withLock { state in
+                        state.cluster?.trackingEnabled(node: node, id, redirect: redirect)
+                        state.followTracking()
+                    }
+                    return
+                }
+                self.state.withLock { $0.cluster?.trackingFailed(node: node, id, redirect: redirect) }
+                self.logger.warning("Redis did not enable tracking on a connection; replacing it", metadata: ["reply": "\(result)", "redis.endpoint": "\(node)"])
                 connection.close()
             }
         }

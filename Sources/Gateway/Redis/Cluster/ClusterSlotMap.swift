@@ -54,6 +54,18 @@ public struct ClusterSlotMap: Sendable, Equatable {
         return ranges
     }
 
+    /// Whether every slot has the same master in `other` (replicas and the
+    /// order of the masters aside).
+    public func hasSameOwners(as other: ClusterSlotMap) -> Bool {
+        if self.masters == other.masters { return self.owners == other.owners }
+        for slot in 0..<ClusterSlot.count {
+            let mine = self.owners[slot] == Self.unassigned ? nil : self.masters[Int(self.owners[slot])]
+            let theirs = other.owners[slot] == Self.unassigned ? nil : other.masters[Int(other.owners[slot])]
+            if mine != theirs { return false }
+        }
+        return true
+    }
+
     /// Records that `slot` now lives on `endpoint` (a `MOVED` redirect),
     /// adding the endpoint as a master when the map did not know it.
     public mutating func move(_ slot: ClusterSlot, to endpoint: RedisURL.Endpoint) {

@@ -81,6 +81,7 @@ public final class RedisClusterRouter: Sendable {
     private let faults: RateLimitedLog
     private let state = Mutex(State())
     private let openingObserver = Mutex<(@Sendable (RedisURL.Endpoint, RedisConnection) -> Void)?>(nil)
+    private let slotMapObserver = Mutex<(@Sendable (ClusterSlotMap) -> Void)?>(nil)
 
     /// Creates a router; it reads the topology and connects once started.
     public init(url: RedisClusterURL, configuration: Configuration, eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics? = nil) throws {
@@ -102,6 +103,17 @@ public final class RedisClusterRouter: Sendable {
     /// `RedisConnectionPool.observeOpenings`). Set it before `start()`.
     public func observeOpenings(_ observer: @escaping @Sendable (RedisURL.Endpoint, RedisConnection) -> Void) {
         self.openingObserver.withLock { $0 = observer }
+    }
+
+    /// Calls `observer` with the slot map each time a slot gets another
+    /// master (a read of the topology, or a `MOVED`), just after the map is
+    /// installed. Set it before `start()`.
+    public func observeSlotMapChanges(_ observer: @escaping @Sendable (ClusterSlotMap) -> Void) {
+        self.slotMapObserver.withLock { $0 = observer }
+    }
+
+    private func slotMapChanged(_ map: ClusterSlotMap) {
+        self.slotMapObserver.withLock { $0 }?(map)
     }
 
     /// The slot map as last read and corrected.
@@ -289,10 +301,13 @@ public final class RedisClusterRouter: Sendable {
         case .resend(let target, let asking, let updatesMap):
             let pool = self.pool(for: target)
             if updatesMap {
-                self.state.withLock { state in
+                let changed = self.state.withLock { state -> ClusterSlotMap? in
+                    let before = state.map.master(for: slot)
                     state.map.move(slot, to: target)
                     Self.alignPools(&state, make: self.makePool)
+                    return before == target ? nil : state.map
                 }
+                if let changed { self.slotMapChanged(changed) }
                 self.requestRefresh()
             }
             next = self.send(again, asking: asking, to: target, pool: pool, slot: slot, deadline: deadline, redirects: redirects + 1, preferring: eventLoop)
@@ -427,9 +442,10 @@ public final class RedisClusterRouter: Sendable {
             self.faults.log("cluster-topology", "cannot read the Redis Cluster's slot map: \(lastError.map { "\($0)" } ?? "no slot is assigned")")
             return
         }
-        let (created, retired, isStarted) = self.state.withLock { state -> ([RedisConnectionPool], [RedisConnectionPool], Bool) in
-            guard !state.isShutDown else { return ([], [], false) }
+        let (created, retired, isStarted, ownersChanged) = self.state.withLock { state -> ([RedisConnectionPool], [RedisConnectionPool], Bool, Bool) in
+            guard !state.isShutDown else { return ([], [], false, false) }
             let changed = state.map.masters != map.masters
+            let ownersChanged = !state.map.hasSameOwners(as: map)
             state.map = map
             let created = Self.alignPools(&state, make: self.makePool)
             var retired: [RedisConnectionPool] = []
@@ -440,8 +456,9 @@ public final class RedisClusterRouter: Sendable {
             if changed {
                 self.logger.info("Redis Cluster masters", metadata: ["redis.masters": "\(map.masters.map(\.description).joined(separator: ","))"])
             }
-            return (created, retired, state.isStarted)
+            return (created, retired, state.isStarted, ownersChanged)
         }
+        if ownersChanged { self.slotMapChanged(map) }
         if isStarted { for pool in created { pool.start() } }
         for pool in retired { await pool.shutdown() }
     }
