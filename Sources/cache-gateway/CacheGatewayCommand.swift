@@ -70,7 +70,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Single-flight: 'on' holds a lookup that misses while another worker computes the same entry on this gateway until its value is stored (clients that announce support only); 'off' tells every missing lookup to compute (env CACHE_GATEWAY_SINGLE_FLIGHT; default on).")
     var singleFlight: String?
 
-    @Option(help: "The longest a computation may run before a lookup waiting for it is told to compute instead, in milliseconds (the bound is twice the function's last recorded compute time plus 20 ms, at most this; default 2000).")
+    @Option(help: "The longest a computation may run before a lookup waiting for it is told to compute instead, in milliseconds (the bound is twice the function's last recorded compute time plus 500 ms, at most this; default 2000).")
     var fillWaitMaxMs: Int64 = 2_000
 
     @Option(help: "How long a frame may take to arrive once it has started, in milliseconds; a stalled peer is disconnected.")

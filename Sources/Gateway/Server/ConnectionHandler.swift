@@ -371,10 +371,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func lookup(id: UInt64, function: FunctionVersion, key: CacheKey, hold: UInt64, counters: FunctionCountersHandle, context: ChannelHandlerContext) {
         let key = StorageKey(namespace: self.namespace, function: function, key: key)
         let started = self.shared.metrics.startTime()
+        // Read before the store is asked: single-flight compares it with stores' completions.
+        let lookupStarted: NIODeadline = self.shared.fills == nil ? .uptimeNanoseconds(0) : .now()
         // The hit path: a store that can answer at once (memory) is answered
         // here, inside this read, with no future and no callback.
         if let result = self.shared.store.lookupImmediately(key) {
-            self.answerLookup(id: id, key: key, result: result, hold: hold, counters: counters, startedAt: started, context: context)
+            self.answerLookup(id: id, key: key, result: result, hold: hold, counters: counters, startedAt: started, lookupStarted: lookupStarted, context: context)
             return
         }
         self.inFlight += 1
@@ -385,7 +387,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             defer { handler.serveHeldBack(context: context) }
             switch result {
             case .success(let found):
-                handler.answerLookup(id: id, key: key, result: found, hold: hold, counters: counters, startedAt: started, context: context)
+                handler.answerLookup(id: id, key: key, result: found, hold: hold, counters: counters, startedAt: started, lookupStarted: lookupStarted, context: context)
             case .failure(let error):
                 handler.fail(id: id, (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)"), context: context)
             }
@@ -402,6 +404,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         hold: UInt64,
         counters: FunctionCountersHandle,
         startedAt: UInt64,
+        lookupStarted: NIODeadline,
         context: ChannelHandlerContext
     ) {
         let reply = counters.count(result, in: self.shared.statistics)
@@ -417,7 +420,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         let giveUpAt: NIODeadline? = holdFor > 0 ? .now() + .milliseconds(Int64(holdFor - holdFor / 10)) : nil
         let loop = context.eventLoop
         let loopBound = NIOLoopBound((self, context), eventLoop: loop)
-        let decision = fills.miss(key, connection: self.connectionID, hold: giveUpAt, mayWait: mayWait, on: loop) { answer in
+        let decision = fills.miss(key, connection: self.connectionID, hold: giveUpAt, mayWait: mayWait, lookupStarted: lookupStarted, on: loop) { answer in
             loop.execute {
                 let (handler, context) = loopBound.value
                 handler.inFlight -= 1

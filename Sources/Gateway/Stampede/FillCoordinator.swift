@@ -60,6 +60,7 @@ final class FillCoordinator: Sendable {
         connection: UInt64,
         hold: NIODeadline?,
         mayWait: Bool,
+        lookupStarted: NIODeadline,
         on eventLoop: any EventLoop,
         respond: @escaping Responder
     ) -> FillTable<StorageKey, ByteBuffer>.MissDecision {
@@ -67,7 +68,9 @@ final class FillCoordinator: Sendable {
         let decision = self.state.withLockedValue { state in
             let bound = self.waitBound.bound(computeMicroseconds: state.computeTimes[key.function])
             let token = state.nextToken
-            let decision = state.table.miss(key, connection: connection, request: token, hold: hold, mayWait: mayWait, now: now, bound: bound)
+            let decision = state.table.miss(
+                key, connection: connection, request: token, hold: hold, mayWait: mayWait, now: now, bound: bound, lookupStarted: lookupStarted
+            )
             if decision == .hold {
                 state.nextToken += 1
                 state.responders[token] = respond
@@ -99,7 +102,8 @@ final class FillCoordinator: Sendable {
 
     /// The backend has answered the store of `key`.
     func storeFinished(_ key: StorageKey) {
-        self.state.withLockedValue { $0.table.storeFinished(key) }
+        let now = NIODeadline.now()
+        self.state.withLockedValue { $0.table.storeFinished(key, now: now) }
     }
 
     /// `connection` closed: its held lookups go, and its fills pass to a waiter each.

@@ -16,7 +16,10 @@ import NIOCore
 /// - A store of the key ends the fill: every held lookup gets the value, and
 ///   so does a lookup that misses while the store is on its way to the
 ///   backend (its read may have passed the write there), until
-///   `storeFinished`.
+///   `storeFinished`. A lookup that started before the backend confirmed the
+///   store and still missed (its read passed the write on another backend
+///   connection) starts no new fill: it is told to wait, and its held
+///   lookup reads the entry (for `raceWindow` after each store).
 /// - When the filler's connection closes without storing, or the fill's
 ///   deadline passes, the oldest held lookup becomes the filler (told to
 ///   compute) with a new deadline: one at a time.
@@ -65,6 +68,15 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
     private(set) var fills: [Key: Fill] = [:]
     /// Values stored whose store the backend has not confirmed yet.
     private(set) var storing: [Key: Value] = [:]
+    /// When the backend confirmed the last store of each key, for
+    /// `raceWindow`; `finishedOrder` lists them oldest first, to forget them.
+    private var finished: [Key: NIODeadline] = [:]
+    private var finishedOrder: [(key: Key, at: NIODeadline)] = []
+    private var finishedHead = 0
+
+    /// How long after a store a lookup that started before it may still be
+    /// answered by a read that missed it.
+    static var raceWindow: TimeAmount { .seconds(1) }
 
     /// An empty table.
     init() {}
@@ -73,6 +85,7 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
     /// moment a held lookup (`request`) must be answered, nil for a plain
     /// lookup; `mayWait` whether the connection understands status 3;
     /// `bound` how long a fill started now may run before a waiter takes over.
+    /// `lookupStarted` is when the lookup went to the backend.
     mutating func miss(
         _ key: Key,
         connection: UInt64,
@@ -80,9 +93,14 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         hold: NIODeadline?,
         mayWait: Bool,
         now: NIODeadline,
-        bound: TimeAmount
+        bound: TimeAmount,
+        lookupStarted: NIODeadline? = nil
     ) -> MissDecision {
         if let value = self.storing[key] { return .value(value) }
+        self.forgetFinished(now: now)
+        if self.fills[key] == nil, let finishedAt = self.finished[key], (lookupStarted ?? now) < finishedAt {
+            return mayWait ? .wait : .compute(startsFill: false)
+        }
         guard var fill = self.fills[key] else {
             self.fills[key] = Fill(filler: connection, deadline: now + bound, bound: bound)
             return .compute(startsFill: true)
@@ -102,9 +120,26 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         return self.fills.removeValue(forKey: key)?.waiters ?? []
     }
 
-    /// The backend has the store of `key` (or dropped it): lookups read it there again.
-    mutating func storeFinished(_ key: Key) {
+    /// The backend has the store of `key` (or dropped it) at `now`: lookups
+    /// read it there again.
+    mutating func storeFinished(_ key: Key, now: NIODeadline) {
         self.storing.removeValue(forKey: key)
+        self.forgetFinished(now: now)
+        self.finished[key] = now
+        self.finishedOrder.append((key, now))
+    }
+
+    /// Forgets stores older than `raceWindow`.
+    private mutating func forgetFinished(now: NIODeadline) {
+        while self.finishedHead < self.finishedOrder.count, self.finishedOrder[self.finishedHead].at + Self.raceWindow <= now {
+            let (key, at) = self.finishedOrder[self.finishedHead]
+            if self.finished[key] == at { self.finished.removeValue(forKey: key) }
+            self.finishedHead += 1
+        }
+        if self.finishedHead > 64, self.finishedHead * 2 > self.finishedOrder.count {
+            self.finishedOrder.removeFirst(self.finishedHead)
+            self.finishedHead = 0
+        }
     }
 
     /// `connection` closed: its held lookups are dropped, and each fill it
