@@ -60,7 +60,11 @@ def run_once(single_flight, directory):
                 worker.stdin.flush()
             return [json.loads(worker.stdout.readline()) for worker in workers]
 
-        burst("warm")  # every worker connected before the cold burst
+        for worker in workers:  # every worker connected before the cold burst
+            worker.stdin.write("warm\n")
+            worker.stdin.flush()
+        for worker in workers:
+            worker.stdout.readline()
         reports = burst("cold")
         latencies = sorted(latency / 1000 for report in reports for latency in report["latenciesUs"])
         return {
@@ -94,7 +98,7 @@ def steady(single_flight, directory, seconds, ttl_ms=2000, compute_ms=200, worke
                 f"{BIN}/StampedeWorker", "--socket", path, "--callers", str(callers), "--compute-ms", str(compute_ms),
                 "--ttl-ms", str(ttl_ms), "--lookup-timeout-ms", "2000",
             ]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1))
-        for command in ("burst warm", f"steady key {seconds * 1000}"):
+        for command in ("warm", f"steady key {seconds * 1000}"):
             for worker in workers:
                 worker.stdin.write(command + "\n")
                 worker.stdin.flush()

@@ -44,9 +44,9 @@ struct FillTableTests {
         #expect(table.miss("k", connection: 4, request: 4, hold: nil, mayWait: true, now: self.start, bound: self.bound) == .value(42))
         table.storeFinished("k", now: self.at(10))
         // A lookup that started before the backend had the store, and missed
-        // it, starts no second fill: it waits (or computes, if it cannot).
-        #expect(table.miss("k", connection: 4, request: 5, hold: nil, mayWait: true, now: self.at(20), bound: self.bound, lookupStarted: self.at(5)) == .wait)
-        #expect(table.miss("k", connection: 5, request: 6, hold: nil, mayWait: false, now: self.at(20), bound: self.bound, lookupStarted: self.at(5)) == .compute(startsFill: false))
+        // it, starts no second fill: it reads again, whoever sent it.
+        #expect(table.miss("k", connection: 4, request: 5, hold: nil, mayWait: true, now: self.at(20), bound: self.bound, lookupStarted: self.at(5)) == .retry)
+        #expect(table.miss("k", connection: 5, request: 6, hold: self.at(100), mayWait: false, now: self.at(20), bound: self.bound, lookupStarted: self.at(5)) == .retry)
         #expect(table.fills.isEmpty)
         // One that started after it really misses (the entry expired or was invalidated).
         #expect(table.miss("k", connection: 4, request: 7, hold: nil, mayWait: true, now: self.at(20), bound: self.bound, lookupStarted: self.at(15)) == .compute(startsFill: true))

@@ -6,6 +6,8 @@
 //
 // --held-timeout-ms 0 makes a client that announces nothing (never held).
 // stdin, one command per line; stdout, one JSON object per command:
+//   warm            one call of another function (connects; records no compute
+//                   time for the stampede function): {"calls": 1, ...}
 //   burst KEY       the callers call once each, at once:
 //                   {"calls", "computations", "values": [distinct values], "latenciesUs": [...],
 //                    "intervals": [[startUs, endUs], ...] (wall clock, of this process's computations)}
@@ -93,6 +95,10 @@ func timedCall(_ key: String) async -> Call {
 while let line = readLine() {
     let parts = line.split(separator: " ").map(String.init)
     switch parts.first {
+    case "warm":
+        let started = wallMicroseconds()
+        let value = await cache(ttl: .seconds(60), function: "warm", version: "1", arguments: getpid()) { "warm" }
+        try report([Call(value: value, startedUs: started, latencyUs: wallMicroseconds() - started)])
     case "burst" where parts.count == 2:
         let calls = await withTaskGroup(of: Call.self) { group in
             for _ in 0..<callers { group.addTask { await timedCall(parts[1]) } }
@@ -117,6 +123,6 @@ while let line = readLine() {
         }
         try report(calls)
     default:
-        FileHandle.standardOutput.write(Data(#"{"error":"expected: burst KEY | steady KEY MS"}"#.utf8 + [10]))
+        FileHandle.standardOutput.write(Data(#"{"error":"expected: warm | burst KEY | steady KEY MS"}"#.utf8 + [10]))
     }
 }

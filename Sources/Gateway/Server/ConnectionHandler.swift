@@ -440,6 +440,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.answer(id: id, .lookupReply(.wait), context: context)
         case .value(let value):
             self.answer(id: id, .lookupReply(.hit(value)), context: context)
+        case .retry:
+            // Read again, after the store that this read may have passed.
+            self.lookup(id: id, function: key.function, key: key.key, hold: hold, counters: counters, context: context)
+            return
         case .hold:
             // Answered by the responder; in flight until then.
             self.inFlight += 1

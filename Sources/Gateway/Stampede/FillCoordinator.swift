@@ -84,7 +84,7 @@ final class FillCoordinator: Sendable {
         case .compute(startsFill: true): self.count(self.fills, self.metrics.fills)
         case .wait: self.count(self.waits, self.metrics.waits)
         case .hold: self.count(self.held, self.metrics.held)
-        case .compute, .value: break
+        case .compute, .value, .retry: break
         }
         return decision
     }

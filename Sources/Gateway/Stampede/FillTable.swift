@@ -18,8 +18,8 @@ import NIOCore
 ///   backend (its read may have passed the write there), until
 ///   `storeFinished`. A lookup that started before the backend confirmed the
 ///   store and still missed (its read passed the write on another backend
-///   connection) starts no new fill: it is told to wait, and its held
-///   lookup reads the entry (for `raceWindow` after each store).
+///   connection) starts no new fill: it is read again (`retry`), now after
+///   the write (for `raceWindow` after each store).
 /// - When the filler's connection closes without storing, or the fill's
 ///   deadline passes, the oldest held lookup becomes the filler (told to
 ///   compute) with a new deadline: one at a time.
@@ -53,6 +53,9 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         case hold
         /// A hit: the value a store that is still on its way carries.
         case value(Value)
+        /// Read the entry again: this lookup's read may have passed a store
+        /// that the backend has confirmed since.
+        case retry
     }
 
     /// An answer to a held lookup that the table decided.
@@ -99,7 +102,7 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         if let value = self.storing[key] { return .value(value) }
         self.forgetFinished(now: now)
         if self.fills[key] == nil, let finishedAt = self.finished[key], (lookupStarted ?? now) < finishedAt {
-            return mayWait ? .wait : .compute(startsFill: false)
+            return .retry
         }
         guard var fill = self.fills[key] else {
             self.fills[key] = Fill(filler: connection, deadline: now + bound, bound: bound)
