@@ -309,6 +309,13 @@ let package = Package(
             path: "Tests/VersionedWorker",
             plugins: ["CacheVersions"]
         ),
+        // Many concurrent callers of one slow cached function: the stampede
+        // tests and benchmark run several against real gateways.
+        .executableTarget(
+            name: "StampedeWorker",
+            dependencies: ["GatewayClientRuntime"],
+            path: "Tests/StampedeWorker"
+        ),
         .testTarget(
             name: "GatewaySystemTests",
             dependencies: [

@@ -179,7 +179,7 @@ package struct CachedCall {
         switch lookup {
         case .miss(let connection), .hit(_, let connection):
             client.store(encoded, site: self.site, key: self.key, ttl: ttl, computeTime: computeTime, on: connection)
-        case .bypass:
+        case .bypass, .wait:
             break
         }
         return encoded

@@ -58,6 +58,18 @@ public final class CacheClient: Sendable {
         public var circuitBreakerInitialOpenTime: Duration
         /// The longest the client stops asking at a time. Default: 2 s.
         public var circuitBreakerMaximumOpenTime: Duration
+        /// How long a held lookup may wait for its value: when a lookup
+        /// misses while another worker (on any host sharing the gateway's
+        /// backend) computes the same entry, the gateway says so and the
+        /// client asks again to be held until the value is stored. Past this
+        /// bound the function runs uncached. The client announces it in its
+        /// hello; zero announces nothing, and the gateway then never holds
+        /// this client's lookups (every miss computes). Default: 3 s.
+        ///
+        /// A synchronous call (`cacheSync`) blocks its thread while held; an
+        /// `async` one suspends. Either way identical calls in this process
+        /// are held once (the process's own single flight comes first).
+        public var heldLookupTimeout: Duration
         /// Where the client logs what a worker should know about its gateway:
         /// connecting and failing to, a lost connection, and the circuit
         /// breaker opening and closing (never one line per call). Default: a
@@ -86,6 +98,7 @@ public final class CacheClient: Sendable {
             circuitBreakerThreshold: Int = 3,
             circuitBreakerInitialOpenTime: Duration = .milliseconds(100),
             circuitBreakerMaximumOpenTime: Duration = .seconds(2),
+            heldLookupTimeout: Duration = .seconds(3),
             logger: Logger = Logger(label: "cache-gateway.client", factory: { _ in SwiftLogNoOpLogHandler() }),
             metricsFactory: any MetricsFactory = MetricsSystem.factory
         ) {
@@ -99,6 +112,7 @@ public final class CacheClient: Sendable {
             self.circuitBreakerThreshold = circuitBreakerThreshold
             self.circuitBreakerInitialOpenTime = circuitBreakerInitialOpenTime
             self.circuitBreakerMaximumOpenTime = circuitBreakerMaximumOpenTime
+            self.heldLookupTimeout = heldLookupTimeout
             self.logger = logger
             self.metricsFactory = metricsFactory
         }
@@ -135,6 +149,8 @@ public final class CacheClient: Sendable {
     /// `configuration`'s timeouts as the connection's deadlines take them.
     private let lookupTimeout: TimeAmount
     private let connectTimeout: TimeAmount
+    /// `configuration.heldLookupTimeout` for the connection's deadlines.
+    private let heldTimeout: TimeAmount
 
     /// Creates a client; it connects on first use.
     public init(configuration: Configuration) {
@@ -145,6 +161,7 @@ public final class CacheClient: Sendable {
         self.logger = logger
         self.lookupTimeout = TimeAmount(clamping: configuration.lookupTimeout)
         self.connectTimeout = TimeAmount(clamping: configuration.connectTimeout)
+        self.heldTimeout = TimeAmount(clamping: configuration.heldLookupTimeout)
         self.state = NIOLockedValueBox(State(machine: ConnectionStateMachine(
             initialDelay: TimeAmount(clamping: configuration.reconnectInitialDelay),
             maximumDelay: TimeAmount(clamping: configuration.reconnectMaximumDelay)
@@ -164,6 +181,10 @@ public final class CacheClient: Sendable {
         case miss(GatewayLink)
         /// Compute; do not store (the gateway said so, or it is absent, slow or failing).
         case bypass
+        /// Another worker computes the entry: ask again to be held (status 3).
+        /// Never returned by a whole lookup: `beginLookup`, `finishLookup`
+        /// and `lookupBlocking` turn it into what the held lookup found.
+        case wait(GatewayLink)
     }
 
     // MARK: Connection
@@ -219,7 +240,17 @@ public final class CacheClient: Sendable {
     }
 
     private var hello: GatewayMessage.Body {
-        .hello(Hello(clientName: self.configuration.clientName, pid: UInt64(ProcessInfo.processInfo.processIdentifier)))
+        .hello(Hello(
+            clientName: self.configuration.clientName,
+            pid: UInt64(ProcessInfo.processInfo.processIdentifier),
+            holdMilliseconds: self.holdMilliseconds
+        ))
+    }
+
+    /// `heldLookupTimeout` in whole milliseconds for the wire (0: not held).
+    var holdMilliseconds: UInt64 {
+        guard self.configuration.heldLookupTimeout > .zero else { return 0 }
+        return CacheClient.ttlMilliseconds(self.configuration.heldLookupTimeout) ?? 0
     }
 
     private func openSocket() -> GatewayLink? {
@@ -306,6 +337,8 @@ public final class CacheClient: Sendable {
         case parked(GatewayLink, UInt64, reports: Bool)
         /// This call is to connect first.
         case connect
+        /// The gateway said another worker computes the entry: send a held lookup on this connection.
+        case held(GatewayLink)
     }
 
     /// Starts looking `call` up; `finishLookup` completes what it leaves
@@ -329,7 +362,10 @@ public final class CacheClient: Sendable {
                 mayLead: Self.mayBlock
             )
             switch attempt {
-            case .done(let reply): return .done(self.lookup(reply, on: connection, reports: reports))
+            case .done(let reply):
+                let lookup = self.lookup(reply, on: connection, reports: reports)
+                if case .wait(let connection) = lookup { return .unfinished(.held(connection)) }
+                return .done(lookup)
             case .parked(let id): return .unfinished(.parked(connection, id, reports: reports))
             }
         }
@@ -338,9 +374,10 @@ public final class CacheClient: Sendable {
     /// The `async` part of a lookup that `beginLookup` left unfinished.
     @usableFromInline
     func finishLookup(_ unfinished: Unfinished, _ call: CachedCall, isolation: isolated (any Actor)? = #isolation) async -> Lookup {
+        let lookup: Lookup
         switch unfinished {
         case .parked(let connection, let id, let reports):
-            return self.lookup(await connection.awaitReply(id), on: connection, reports: reports)
+            lookup = self.lookup(await connection.awaitReply(id), on: connection, reports: reports)
         case .connect:
             guard let connection = await self.connect() else {
                 self.metrics.bypassed(.unreachable)
@@ -352,8 +389,39 @@ public final class CacheClient: Sendable {
                 timeout: self.lookupTimeout,
                 mayLead: Self.mayBlock
             )
-            return self.lookup(reply, on: connection, reports: false)
+            lookup = self.lookup(reply, on: connection, reports: false)
+        case .held(let connection):
+            lookup = .wait(connection)
         }
+        guard case .wait(let connection) = lookup else { return lookup }
+        self.metrics.held.increment()
+        let reply = await connection.request(self.heldLookup(call), timeout: self.heldTimeout, mayLead: Self.mayBlock)
+        return self.heldLookup(reply, on: connection)
+    }
+
+    /// The held lookup of `call` (sent after status 3).
+    private func heldLookup(_ call: CachedCall) -> GatewayMessage.Body {
+        .lookup(GatewayProtocol.Lookup(function: call.site.function, key: call.key, holdMilliseconds: self.holdMilliseconds))
+    }
+
+    /// What a held lookup's reply means. A timeout runs the function
+    /// uncached without telling the circuit breaker: the gateway answered
+    /// the first lookup in time, and a held one takes as long as the
+    /// computation it waits for.
+    private func heldLookup(_ reply: GatewayLink.Reply, on connection: GatewayLink) -> Lookup {
+        if case .failure(let error) = reply, error.code == .timeout {
+            self.metrics.bypassed(.timeout)
+            return .bypass
+        }
+        let lookup = Self.lookup(reply, on: connection)
+        switch lookup {
+        case .hit: self.metrics.hits.increment()
+        case .miss: self.metrics.misses.increment()
+        case .bypass, .wait:
+            self.metrics.bypassed(.declined)
+            return .bypass
+        }
+        return lookup
     }
 
     /// A lookup (as `beginLookup` and `finishLookup` make it), blocking the
@@ -377,7 +445,10 @@ public final class CacheClient: Sendable {
             reports = false
         }
         let reply = connection.lookupBlocking(call.site, key: call.key, timeout: self.lookupTimeout)
-        return self.lookup(reply, on: connection, reports: reports)
+        let lookup = self.lookup(reply, on: connection, reports: reports)
+        guard case .wait(let connection) = lookup else { return lookup }
+        self.metrics.held.increment()
+        return self.heldLookup(connection.requestBlocking(self.heldLookup(call), timeout: self.heldTimeout), on: connection)
     }
 
     /// What a lookup's reply means; tells the circuit breaker about a
@@ -410,6 +481,7 @@ public final class CacheClient: Sendable {
         case .hit: self.metrics.hits.increment()
         case .miss: self.metrics.misses.increment()
         case .bypass: self.metrics.bypassed(.declined)
+        case .wait: break  // counted when the held lookup is answered
         }
         return lookup
     }
@@ -419,6 +491,7 @@ public final class CacheClient: Sendable {
         switch message.body {
         case .lookupReply(.hit(let value)): return .hit(value, connection)
         case .lookupReply(.miss): return .miss(connection)
+        case .lookupReply(.wait): return .wait(connection)
         default: return .bypass
         }
     }

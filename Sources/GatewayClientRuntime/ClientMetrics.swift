@@ -16,8 +16,10 @@ import CoreMetrics
 /// A worker whose calls all run uncached shows it here: every bypass is a call
 /// that computed instead of hitting. Also `cache_gateway_client_stores_total`
 /// (stores sent), `cache_gateway_client_stores_skipped_total` (results above
-/// the gateway's value limit) and `cache_gateway_client_connects_total` with
-/// `result` `ok` or `failed`.
+/// the gateway's value limit), `cache_gateway_client_connects_total` with
+/// `result` `ok` or `failed`, and `cache_gateway_client_held_lookups_total`
+/// (lookups sent again to be held because another worker was computing the
+/// entry; their outcome is counted in `lookups_total` as usual).
 final class ClientMetrics: Sendable {
     /// Why a lookup ran its function uncached.
     enum Bypass: Sendable {
@@ -37,6 +39,7 @@ final class ClientMetrics: Sendable {
     let storesSkipped: Counter
     let connects: Counter
     let connectFailures: Counter
+    let held: Counter
 
     init(factory: any MetricsFactory) {
         func lookups(_ result: String) -> Counter {
@@ -52,6 +55,7 @@ final class ClientMetrics: Sendable {
         self.storesSkipped = Counter(label: "cache_gateway_client_stores_skipped_total", factory: factory)
         self.connects = Counter(label: "cache_gateway_client_connects_total", dimensions: [("result", "ok")], factory: factory)
         self.connectFailures = Counter(label: "cache_gateway_client_connects_total", dimensions: [("result", "failed")], factory: factory)
+        self.held = Counter(label: "cache_gateway_client_held_lookups_total", factory: factory)
     }
 
     /// Counts one lookup that ran its function uncached.

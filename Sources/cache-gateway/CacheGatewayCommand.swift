@@ -69,6 +69,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How many entries one step of a purge deletes inside Redis (Redis backend). Smaller keeps other clients' latency lower while a version's entries go; larger purges faster.")
     var purgeBatchSize: Int = RedisStore.Configuration().deleteBatchSize
 
+    @Option(help: "Single-flight: 'on' holds a lookup that misses while another worker computes the same entry on this gateway until its value is stored (clients that announce support only); 'off' tells every missing lookup to compute (env CACHE_GATEWAY_SINGLE_FLIGHT; default on).")
+    var singleFlight: String?
+
+    @Option(help: "The longest a computation may run before a lookup waiting for it is told to compute instead, in milliseconds (the bound is twice the function's last recorded compute time plus 500 ms, at most this; default 2000).")
+    var fillWaitMaxMs: Int64 = 2_000
+
     @Option(help: "How long a frame may take to arrive once it has started, in milliseconds; a stalled peer is disconnected.")
     var frameTimeoutMs: Int64 = 10_000
 
@@ -124,7 +130,13 @@ struct Serve: AsyncParsableCommand {
         guard let mode = UInt32(self.socketMode, radix: 8) else {
             throw ValidationError("--socket-mode takes octal permission bits such as 660")
         }
-        guard self.lookupTimeoutMs > 0, self.writeTimeoutMs > 0, self.frameTimeoutMs > 0 else { throw ValidationError("timeouts must be positive") }
+        guard self.lookupTimeoutMs > 0, self.writeTimeoutMs > 0, self.frameTimeoutMs > 0, self.fillWaitMaxMs > 0 else { throw ValidationError("timeouts must be positive") }
+        let singleFlight: Bool
+        switch (self.singleFlight ?? environment["CACHE_GATEWAY_SINGLE_FLIGHT"] ?? "on").lowercased() {
+        case "on", "1", "true", "yes": singleFlight = true
+        case "off", "0", "false", "no": singleFlight = false
+        case let other: throw ValidationError("--single-flight takes 'on' or 'off', not \(other)")
+        }
         guard (1...5_000).contains(self.purgeBatchSize) else { throw ValidationError("--purge-batch-size must be 1 to 5000 (a Lua script unpacks the keys of one step)") }
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level takes trace, debug, info, notice, warning, error or critical")
@@ -204,7 +216,9 @@ struct Serve: AsyncParsableCommand {
             maxValueSize: self.maxValueSize,
             frameTimeout: .milliseconds(self.frameTimeoutMs),
             accessControl: accessControl,
-            listener: activation.map { .inherited(descriptor: $0.descriptor) } ?? .bind
+            listener: activation.map { .inherited(descriptor: $0.descriptor) } ?? .bind,
+            singleFlight: singleFlight,
+            fillWaitCap: .milliseconds(self.fillWaitMaxMs)
         )
         do {
             try configuration.validate()

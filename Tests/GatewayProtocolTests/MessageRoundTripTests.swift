@@ -42,6 +42,10 @@ struct MessageRoundTripTests {
         GatewayMessage(id: 17, .lookupReply(.hit(slicedValue))),
         GatewayMessage(id: 18, .lookupReply(.miss)),
         GatewayMessage(id: 19, .lookupReply(.missDoNotStore)),
+        GatewayMessage(id: 19, .lookupReply(.wait)),
+        GatewayMessage(id: 20, .hello(Hello(clientName: "held", pid: 7, holdMilliseconds: 3000))),
+        GatewayMessage(id: 21, .lookup(Lookup(function: function, key: keyA, holdMilliseconds: 2500))),
+        GatewayMessage(id: 22, .helloReply(HelloReply(protocolVersion: 1, gatewayVersion: "0.1.0", maxFrameSize: 8_388_608, maxValueSize: 4_194_304, holdMilliseconds: 2000))),
         GatewayMessage(id: 20, .storeReply(stored: true)),
         GatewayMessage(id: 21, .storeReply(stored: false)),
         GatewayMessage(id: 22, .registerReply),
@@ -161,6 +165,28 @@ struct MessageRoundTripTests {
         // [2, 5, "future", [1, 2]]: a ping with two extra elements.
         let decoded = try message(payload: [0x94, 0x02, 0x05, 0xa6, 0x66, 0x75, 0x74, 0x75, 0x72, 0x65, 0x92, 0x01, 0x02])
         #expect(decoded == GatewayMessage(id: 5, .ping))
+    }
+
+    @Test("stampede fields: appended only when set, so old peers see the original bytes")
+    func stampedeFieldsAppendedOnlyWhenSet() throws {
+        // A hello without holdMilliseconds is the original 5-element array.
+        let plain = try GatewayMessage(id: 1, .hello(Hello(clientName: "a", pid: 2))).encodedFrame()
+        #expect(plain.getInteger(at: plain.readerIndex + 4, as: UInt8.self) == 0x95)
+        let held = try GatewayMessage(id: 1, .hello(Hello(clientName: "a", pid: 2, holdMilliseconds: 5))).encodedFrame()
+        #expect(held.getInteger(at: held.readerIndex + 4, as: UInt8.self) == 0x96)
+        // [3, 7, "f", "v", key, 0x2a]: a held lookup.
+        let lookup: [UInt8] = [0x96, 0x03, 0x07, 0xa1, 0x66, 0xa1, 0x76, 0xc4, 0x20] + [UInt8](repeating: 0xab, count: 32) + [0x2a]
+        #expect(try message(payload: lookup) == GatewayMessage(id: 7, .lookup(Lookup(function: FunctionVersion(function: "f", version: "v"), key: Self.keyA, holdMilliseconds: 42))))
+        // nil there is a plain lookup; anything else is an invalid field.
+        var withNil = lookup
+        withNil[withNil.count - 1] = 0xc0
+        #expect(try message(payload: withNil) == GatewayMessage(id: 7, .lookup(Lookup(function: FunctionVersion(function: "f", version: "v"), key: Self.keyA))))
+        var withString = lookup
+        withString[withString.count - 1] = 0xa0
+        #expect(throws: GatewayError.self) { try message(payload: withString) }
+        // Status 3 is read by the hand-written reader too.
+        let wait = ByteBuffer(bytes: [0x94, 0xcc, 0x83, 0x07, 0x03, 0xc0])
+        #expect(LookupFrames.lookupReply(wait) == GatewayMessage(id: 7, .lookupReply(.wait)))
     }
 
     @Test("integer fields are accepted in every width")

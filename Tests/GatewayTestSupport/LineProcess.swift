@@ -39,7 +39,19 @@ public final class LineProcess {
     /// Writes `line` and a newline, and returns the next line the process
     /// writes (without its newline); throws when the process exits first.
     public func exchange(_ line: String) throws -> Data {
+        self.send(line)
+        return try self.receive()
+    }
+
+    /// Writes `line` and a newline without waiting for an answer (to start
+    /// several processes at once; `receive` reads the answers).
+    public func send(_ line: String) {
         self.input.fileHandleForWriting.write(Data("\(line)\n".utf8))
+    }
+
+    /// The next line the process writes (without its newline); throws when
+    /// the process exits first.
+    public func receive() throws -> Data {
         while !self.buffered.contains(UInt8(ascii: "\n")) {
             let chunk = self.output.fileHandleForReading.availableData
             guard !chunk.isEmpty else { throw TestFailure("the process exited") }

@@ -35,6 +35,14 @@ public struct GatewayConfiguration: Sendable {
     /// gets a namespace of its own. Default: everyone who can open the socket,
     /// one namespace.
     public var accessControl: AccessControl
+    /// Whether a lookup that misses while another lookup of the same entry
+    /// is computing on this gateway waits for its value (single-flight;
+    /// only for clients that announce support). Default: on.
+    public var singleFlight: Bool
+    /// The longest a computation may run before a waiting lookup is told to
+    /// compute instead (the bound is twice the function's last recorded
+    /// compute time, at most this). Default: 2 s.
+    public var fillWaitCap: TimeAmount
 
     /// The default socket path.
     public static let defaultSocketPath = "/run/cache-gateway/gateway.sock"
@@ -50,8 +58,12 @@ public struct GatewayConfiguration: Sendable {
         maxInFlightPerConnection: Int = 4096,
         frameTimeout: TimeAmount = .seconds(10),
         accessControl: AccessControl = AccessControl(),
-        listener: Listener = .bind
+        listener: Listener = .bind,
+        singleFlight: Bool = true,
+        fillWaitCap: TimeAmount = .seconds(2)
     ) {
+        self.singleFlight = singleFlight
+        self.fillWaitCap = fillWaitCap
         self.socketPath = socketPath
         self.listener = listener
         self.socketMode = socketMode
@@ -86,6 +98,7 @@ public struct GatewayConfiguration: Sendable {
         }
         guard self.maxInFlightPerConnection >= 1 else { throw fail("the in-flight limit must be at least 1") }
         guard self.frameTimeout > .zero else { throw fail("the frame timeout must be positive") }
+        guard self.fillWaitCap >= .milliseconds(1) else { throw fail("the fill wait cap must be at least 1 ms") }
     }
 
     /// How the gateway gets its listening socket. A struct around an internal

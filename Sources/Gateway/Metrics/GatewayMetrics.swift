@@ -155,7 +155,7 @@ public final class GatewayMetrics: Sendable {
     /// At most this many function names get series of their own.
     public let maximumFunctions: Int
 
-    private let factory: any MetricsFactory
+    let factory: any MetricsFactory
     /// Indexed by the request type's wire number (1 to 7); index 0 counts undecodable requests.
     private let requestsByType: [Counter]
     /// Indexed by the error code's wire number (1 to 13); index 0 counts codes this build does not know.

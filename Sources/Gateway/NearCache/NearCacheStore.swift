@@ -469,7 +469,7 @@ extension NearCacheStore {
 
     private func startListener(_ node: RedisURL.Endpoint, generation: UInt64, router: RedisClusterRouter) {
         let listener = InvalidationListener(
-            url: router.url.nodeURL(node),
+            source: FixedRedisEndpoint(router.url.nodeURL(node)),
             configuration: router.configuration.pool.connection,
             eventLoop: router.eventLoopGroup.next(),
             logger: self.logger,

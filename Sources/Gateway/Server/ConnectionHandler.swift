@@ -26,6 +26,8 @@ struct ServerContext: Sendable {
     let registry: Registry?
     /// Where refused connections are logged, at most one line per interval.
     let deniedLog: RateLimitedLog
+    /// Single-flight across this gateway's connections; nil when it is off.
+    var fills: FillCoordinator? = nil
 }
 
 /// Serves one worker connection, entirely on its event loop.
@@ -64,6 +66,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var memoCounters: (generation: UInt64, handle: FunctionCountersHandle)?
     private var logger: Logger
     private var greeted = false
+    /// How long this connection's client waits for a held lookup, from its
+    /// hello; 0 when it did not announce support (it is then never held).
+    private var holdMilliseconds: UInt64 = 0
     private var inFlight = 0
     private var inReadBurst = false
     private var needsFlush = false
@@ -124,6 +129,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.shared.metrics.connectionClosed()
         self.drainCheck?.cancel()
         if !self.registered.isEmpty { self.shared.registry?.connectionClosed(self.connectionID) }
+        self.shared.fills?.connectionClosed(self.connectionID)
         self.refusalDeadline?.cancel()
         context.fireChannelInactive()
     }
@@ -191,7 +197,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let (id, key) = LookupFrames.lookupRequest(payload, memo: &self.lookupMemo), let function = self.lookupMemo.function {
             self.shared.metrics.recordRequest(.lookup)
             guard self.admit(id: id, context: context) else { return }
-            self.lookup(id: id, function: function, key: key, counters: self.memoCounters(for: function.function), context: context)
+            self.lookup(id: id, function: function, key: key, hold: 0, counters: self.memoCounters(for: function.function), context: context)
             return
         }
         let message: GatewayMessage
@@ -282,7 +288,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .ping:
             self.reply(GatewayMessage(id: id, .pong), context: context)
         case .lookup(let lookup):
-            self.lookup(id: id, function: lookup.function, key: lookup.key, counters: self.counters(for: lookup.function.function), context: context)
+            self.lookup(id: id, function: lookup.function, key: lookup.key, hold: lookup.holdMilliseconds, counters: self.counters(for: lookup.function.function), context: context)
         case .store(let store):
             guard store.value.readableBytes <= self.shared.configuration.maxValueSize else {
                 self.fail(id: id, GatewayError(.valueTooLarge, "the value has \(store.value.readableBytes) bytes; the limit is \(self.shared.configuration.maxValueSize)"), context: context)
@@ -299,7 +305,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             )
             let metrics = self.shared.metrics
             let functionMetrics = metrics.function(store.function.function)
+            let fills = self.shared.fills
+            // Lookups held for this entry get the value now, whatever the backend makes of it.
+            fills?.stored(key, value: store.value, computeMicroseconds: store.computeMicroseconds)
             self.track(self.shared.store.store(key, entry: entry, on: loop), id: id, context: context) { stored, statistics in
+                fills?.storeFinished(key)
                 statistics.increment(stored ? .stores : .droppedStores)
                 metrics.recordStore(functionMetrics, stored: stored)
                 return .storeReply(stored: stored)
@@ -333,6 +343,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .stats:
             var stats = self.shared.statistics.snapshot(store: self.shared.store)
             stats.values["leasesHeld"] = .count(UInt64(self.shared.registry?.heldVersionCount ?? 0))
+            if let fills = self.shared.fills { stats.values.merge(fills.statistics) { ours, _ in ours } }
             self.reply(GatewayMessage(id: id, .statsReply(stats)), context: context)
         default:
             self.fail(id: id, GatewayError(.unknownMessageType, "message type \(message.body.type) is not served"), context: context)
@@ -356,19 +367,89 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Looks `key` up in the store and answers; `counters` are `function`'s.
-    private func lookup(id: UInt64, function: FunctionVersion, key: CacheKey, counters: FunctionCountersHandle, context: ChannelHandlerContext) {
+    /// `hold` is the lookup's `holdMilliseconds` (0 for a plain lookup).
+    private func lookup(id: UInt64, function: FunctionVersion, key: CacheKey, hold: UInt64, counters: FunctionCountersHandle, context: ChannelHandlerContext) {
         let key = StorageKey(namespace: self.namespace, function: function, key: key)
         let started = self.shared.metrics.startTime()
+        // Read before the store is asked: single-flight compares it with stores' completions.
+        let lookupStarted: NIODeadline = self.shared.fills == nil ? .uptimeNanoseconds(0) : .now()
         // The hit path: a store that can answer at once (memory) is answered
         // here, inside this read, with no future and no callback.
         if let result = self.shared.store.lookupImmediately(key) {
-            self.answer(id: id, .lookupReply(counters.count(result, in: self.shared.statistics)), context: context)
-            self.shared.metrics.recordLookup(since: started)
+            self.answerLookup(id: id, key: key, result: result, hold: hold, counters: counters, startedAt: started, lookupStarted: lookupStarted, context: context)
             return
         }
-        self.track(self.shared.store.lookup(key, on: context.eventLoop), id: id, context: context, startedAt: started) { result, statistics in
-            .lookupReply(counters.count(result, in: statistics))
+        self.inFlight += 1
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.shared.store.lookup(key, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+            let (handler, context) = loopBound.value
+            handler.inFlight -= 1
+            defer { handler.serveHeldBack(context: context) }
+            switch result {
+            case .success(let found):
+                handler.answerLookup(id: id, key: key, result: found, hold: hold, counters: counters, startedAt: started, lookupStarted: lookupStarted, context: context)
+            case .failure(let error):
+                handler.fail(id: id, (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)"), context: context)
+            }
+            handler.closeIfDrained(context: context)
         }
+    }
+
+    /// Answers a lookup with what the store found; a miss goes through
+    /// single-flight first (see `FillCoordinator`), which may hold it.
+    private func answerLookup(
+        id: UInt64,
+        key: StorageKey,
+        result: StoreLookup,
+        hold: UInt64,
+        counters: FunctionCountersHandle,
+        startedAt: UInt64,
+        lookupStarted: NIODeadline,
+        context: ChannelHandlerContext
+    ) {
+        let reply = counters.count(result, in: self.shared.statistics)
+        guard case .miss = reply, let fills = self.shared.fills else {
+            self.answer(id: id, .lookupReply(reply), context: context)
+            self.shared.metrics.recordLookup(since: startedAt)
+            return
+        }
+        let mayWait = self.holdMilliseconds > 0
+        // The gateway answers a held lookup by 90% of what its client waits,
+        // so that the answer arrives before the client gives up.
+        let holdFor = min(hold, self.holdMilliseconds)
+        let giveUpAt: NIODeadline? = holdFor > 0 ? .now() + .milliseconds(Int64(holdFor - holdFor / 10)) : nil
+        let loop = context.eventLoop
+        let loopBound = NIOLoopBound((self, context), eventLoop: loop)
+        let decision = fills.miss(key, connection: self.connectionID, hold: giveUpAt, mayWait: mayWait, lookupStarted: lookupStarted, on: loop) { answer in
+            loop.execute {
+                let (handler, context) = loopBound.value
+                handler.inFlight -= 1
+                switch answer {
+                case .value(let value): handler.answer(id: id, .lookupReply(.hit(value)), context: context)
+                case .compute: handler.answer(id: id, .lookupReply(.miss), context: context)
+                }
+                handler.shared.metrics.recordLookup(since: startedAt)
+                handler.serveHeldBack(context: context)
+                handler.closeIfDrained(context: context)
+            }
+        }
+        switch decision {
+        case .compute:
+            self.answer(id: id, .lookupReply(.miss), context: context)
+        case .wait:
+            self.answer(id: id, .lookupReply(.wait), context: context)
+        case .value(let value):
+            self.answer(id: id, .lookupReply(.hit(value)), context: context)
+        case .retry:
+            // Read again, after the store that this read may have passed.
+            self.lookup(id: id, function: key.function, key: key.key, hold: hold, counters: counters, context: context)
+            return
+        case .hold:
+            // Answered by the responder; in flight until then.
+            self.inFlight += 1
+            return
+        }
+        self.shared.metrics.recordLookup(since: startedAt)
     }
 
     /// The counters of `lookupMemo`'s function (named `function`): found
@@ -414,6 +495,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if !self.greeted {
             self.greeted = true
+            if self.shared.fills != nil { self.holdMilliseconds = hello.holdMilliseconds }
             self.logger[metadataKey: "client"] = "\(hello.clientName)[\(hello.pid)]"
             self.logger.debug("hello")
         }
@@ -421,7 +503,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             protocolVersion: GatewayMessage.protocolVersion,
             gatewayVersion: GatewayVersion.current,
             maxFrameSize: UInt64(self.shared.configuration.maxFrameSize),
-            maxValueSize: UInt64(self.shared.configuration.maxValueSize)
+            maxValueSize: UInt64(self.shared.configuration.maxValueSize),
+            holdMilliseconds: self.holdMilliseconds > 0 ? UInt64(self.shared.configuration.fillWaitCap.nanoseconds / 1_000_000) : 0
         )
         self.reply(GatewayMessage(id: id, .helloReply(reply)), context: context)
     }

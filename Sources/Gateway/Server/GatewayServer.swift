@@ -100,7 +100,10 @@ public actor GatewayServer: Service {
             logger: self.logger,
             drain: self.drain,
             registry: self.registry,
-            deniedLog: RateLimitedLog(logger: self.logger, interval: .seconds(10))
+            deniedLog: RateLimitedLog(logger: self.logger, interval: .seconds(10)),
+            fills: self.configuration.singleFlight
+                ? FillCoordinator(waitCap: self.configuration.fillWaitCap, metricsFactory: self.metrics.factory)
+                : nil
         )
         let maxFrameSize = self.configuration.maxFrameSize
         let frameTimeout = self.configuration.frameTimeout

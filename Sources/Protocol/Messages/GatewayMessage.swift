@@ -141,12 +141,18 @@ public struct Hello: Hashable, Sendable {
     public var clientName: String
     /// The client's process id, for logs.
     public var pid: UInt64
+    /// Appended field 5: how long, in milliseconds, the client waits for a
+    /// held lookup (one sent with `Lookup.holdMilliseconds`). Nonzero
+    /// announces that the client handles lookup status 3 (`wait`); 0, or the
+    /// field absent (old clients), means the gateway never holds its lookups.
+    public var holdMilliseconds: UInt64
 
     /// Creates hello fields.
-    public init(protocolVersion: UInt64 = GatewayMessage.protocolVersion, clientName: String, pid: UInt64) {
+    public init(protocolVersion: UInt64 = GatewayMessage.protocolVersion, clientName: String, pid: UInt64, holdMilliseconds: UInt64 = 0) {
         self.protocolVersion = protocolVersion
         self.clientName = clientName
         self.pid = pid
+        self.holdMilliseconds = holdMilliseconds
     }
 }
 
@@ -160,13 +166,18 @@ public struct HelloReply: Hashable, Sendable {
     public var maxFrameSize: UInt64
     /// The largest value, in bytes, the gateway stores.
     public var maxValueSize: UInt64
+    /// Appended field 6: the longest the gateway holds a lookup of this
+    /// connection, in milliseconds; 0 (or absent, an older gateway) when it
+    /// never does (the client did not announce support, or single-flight is off).
+    public var holdMilliseconds: UInt64
 
     /// Creates hello-reply fields.
-    public init(protocolVersion: UInt64, gatewayVersion: String, maxFrameSize: UInt64, maxValueSize: UInt64) {
+    public init(protocolVersion: UInt64, gatewayVersion: String, maxFrameSize: UInt64, maxValueSize: UInt64, holdMilliseconds: UInt64 = 0) {
         self.protocolVersion = protocolVersion
         self.gatewayVersion = gatewayVersion
         self.maxFrameSize = maxFrameSize
         self.maxValueSize = maxValueSize
+        self.holdMilliseconds = holdMilliseconds
     }
 }
 
@@ -184,17 +195,23 @@ public struct FunctionVersion: Hashable, Sendable {
     }
 }
 
-/// Fields of lookup: `[3, id, function, version, key]`.
+/// Fields of lookup: `[3, id, function, version, key]`, or
+/// `[3, id, function, version, key, holdMilliseconds]` for a held lookup.
 public struct Lookup: Hashable, Sendable {
     /// The function and version whose entry is wanted.
     public var function: FunctionVersion
     /// The entry's key.
     public var key: CacheKey
+    /// Appended field 5: nonzero asks the gateway to hold the lookup, at most
+    /// this many milliseconds, while another worker computes the entry (sent
+    /// after a `wait` reply). 0 (the field is then not sent) is a plain lookup.
+    public var holdMilliseconds: UInt64
 
     /// Creates lookup fields.
-    public init(function: FunctionVersion, key: CacheKey) {
+    public init(function: FunctionVersion, key: CacheKey, holdMilliseconds: UInt64 = 0) {
         self.function = function
         self.key = key
+        self.holdMilliseconds = holdMilliseconds
     }
 }
 
@@ -206,6 +223,10 @@ public enum LookupReply: Hashable, Sendable {
     case miss
     /// Status 2: the backend is unavailable; compute the value and do not store it.
     case missDoNotStore
+    /// Status 3: no entry, and another worker is computing it; send the
+    /// lookup again with `holdMilliseconds` to be answered when its value
+    /// arrives. Only sent to a connection whose hello announced support.
+    case wait
 
     /// The wire status number.
     public var status: UInt64 {
@@ -213,6 +234,7 @@ public enum LookupReply: Hashable, Sendable {
         case .hit: 0
         case .miss: 1
         case .missDoNotStore: 2
+        case .wait: 3
         }
     }
 }

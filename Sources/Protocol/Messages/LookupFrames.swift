@@ -150,6 +150,9 @@ public enum LookupFrames {
             case 0x02:
                 guard reader.byte() == 0xc0, reader.offset == raw.count else { return nil }
                 return GatewayMessage(id: id, .lookupReply(.missDoNotStore))
+            case 0x03:
+                guard reader.byte() == 0xc0, reader.offset == raw.count else { return nil }
+                return GatewayMessage(id: id, .lookupReply(.wait))
             default:
                 return nil
             }

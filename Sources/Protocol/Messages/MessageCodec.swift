@@ -88,16 +88,20 @@ extension GatewayMessage {
 
         switch self.body {
         case .hello(let hello):
-            try header(3)
+            // The appended field goes out only when it says something, so an
+            // announcing-nothing hello is byte for byte the original one.
+            try header(hello.holdMilliseconds > 0 ? 4 : 3)
             try writer.pack(hello.protocolVersion)
             try writer.pack(string: hello.clientName)
             try writer.pack(hello.pid)
+            if hello.holdMilliseconds > 0 { try writer.pack(hello.holdMilliseconds) }
         case .ping, .pong, .stats, .functions, .registerReply:
             try header(0)
         case .lookup(let lookup):
-            try header(3)
+            try header(lookup.holdMilliseconds > 0 ? 4 : 3)
             try pack(lookup.function)
             try pack(lookup.key)
+            if lookup.holdMilliseconds > 0 { try writer.pack(lookup.holdMilliseconds) }
         case .store(let store):
             try header(6)
             try pack(store.function)
@@ -115,11 +119,12 @@ extension GatewayMessage {
             if let version = invalidate.version { try writer.pack(string: version) } else { try writer.packNil() }
             if let key = invalidate.key { try pack(key) } else { try writer.packNil() }
         case .helloReply(let reply):
-            try header(4)
+            try header(reply.holdMilliseconds > 0 ? 5 : 4)
             try writer.pack(reply.protocolVersion)
             try writer.pack(string: reply.gatewayVersion)
             try writer.pack(reply.maxFrameSize)
             try writer.pack(reply.maxValueSize)
+            if reply.holdMilliseconds > 0 { try writer.pack(reply.holdMilliseconds) }
         case .lookupReply(let reply):
             try header(2)
             try writer.pack(reply.status)
@@ -241,11 +246,16 @@ extension GatewayMessage {
             body = .hello(Hello(
                 protocolVersion: try fields.unsigned(2, "protocolVersion"),
                 clientName: try fields.string(3, "clientName", maxBytes: 256, allowEmpty: true),
-                pid: try fields.unsigned(4, "pid")
+                pid: try fields.unsigned(4, "pid"),
+                holdMilliseconds: try fields.appendedUnsigned(5, "holdMilliseconds")
             ))
         case .ping: body = .ping
         case .lookup:
-            body = .lookup(Lookup(function: try fields.functionVersion(at: 2), key: try fields.key(4, "key")))
+            body = .lookup(Lookup(
+                function: try fields.functionVersion(at: 2),
+                key: try fields.key(4, "key"),
+                holdMilliseconds: try fields.appendedUnsigned(5, "holdMilliseconds")
+            ))
         case .store:
             let ttl = try fields.unsigned(5, "ttlMilliseconds")
             guard (1...Store.maximumTTLMilliseconds).contains(ttl) else {
@@ -271,7 +281,8 @@ extension GatewayMessage {
                 protocolVersion: try fields.unsigned(2, "protocolVersion"),
                 gatewayVersion: try fields.string(3, "gatewayVersion", maxBytes: 256, allowEmpty: true),
                 maxFrameSize: try fields.unsigned(4, "maxFrameSize"),
-                maxValueSize: try fields.unsigned(5, "maxValueSize")
+                maxValueSize: try fields.unsigned(5, "maxValueSize"),
+                holdMilliseconds: try fields.appendedUnsigned(6, "holdMilliseconds")
             ))
         case .pong: body = .pong
         case .lookupReply:
@@ -279,7 +290,8 @@ extension GatewayMessage {
             case 0: body = .lookupReply(.hit(try fields.binary(3, "value")))
             case 1: body = .lookupReply(.miss)
             case 2: body = .lookupReply(.missDoNotStore)
-            case let status: throw fields.invalid(2, "status", "must be 0, 1 or 2, is \(status)")
+            case 3: body = .lookupReply(.wait)
+            case let status: throw fields.invalid(2, "status", "must be 0 to 3, is \(status)")
             }
         case .storeReply: body = .storeReply(stored: try fields.bool(2, "stored"))
         case .registerReply: body = .registerReply
@@ -360,6 +372,13 @@ private struct Fields {
         let offset = start - base
         // msgpack-c points binaries into its input, which is the payload's readable bytes.
         return self.payload.getSlice(at: self.payload.readerIndex + offset, length: bytes.count)!
+    }
+
+    /// An appended unsigned field: 0 when the message ends before it (a
+    /// sender of an earlier revision) or it is nil, else it must be a uint.
+    func appendedUnsigned(_ index: Int, _ name: String) throws -> UInt64 {
+        guard index < self.array.count, self.array.element(index).kind != .nil else { return 0 }
+        return try self.unsigned(index, name)
     }
 
     /// nil when the element is MessagePack nil, otherwise what `read` returns.

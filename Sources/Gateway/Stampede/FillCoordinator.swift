@@ -1,0 +1,196 @@
+import GatewayProtocol
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import Synchronization
+
+/// What a held lookup is finally answered.
+enum FillAnswer: Sendable, Equatable {
+    /// A hit with the value that the computing worker stored.
+    case value(ByteBuffer)
+    /// Status 1: compute and store.
+    case compute
+}
+
+/// The gateway's single-flight: one `FillTable` shared by every connection,
+/// behind a lock, and the glue that carries out its decisions.
+///
+/// Connections hand it their misses, stores and closes; a held lookup comes
+/// with a `Responder` that answers it on its own connection's event loop.
+/// Deadlines run on a timer scheduled on an event loop for the earliest one.
+final class FillCoordinator: Sendable {
+    /// Answers one held lookup; called once, from any thread.
+    typealias Responder = @Sendable (FillAnswer) -> Void
+
+    private struct State: Sendable {
+        var table = FillTable<StorageKey, ByteBuffer>()
+        var responders: [UInt64: Responder] = [:]
+        var nextToken: UInt64 = 0
+        /// The last compute time each function's stores recorded, in microseconds.
+        var computeTimes: [FunctionVersion: UInt64] = [:]
+        /// The pending timer, and when it fires.
+        var timer: (at: NIODeadline, task: Scheduled<Void>)?
+    }
+
+    /// At most this many functions' compute times are kept.
+    static let maximumFunctions = 10_000
+
+    private let state = NIOLockedValueBox(State())
+    private let waitBound: FillWaitBound
+    private let metrics: FillMetrics
+
+    let fills = Synchronization.Atomic<UInt64>(0)
+    let waits = Synchronization.Atomic<UInt64>(0)
+    let held = Synchronization.Atomic<UInt64>(0)
+    let waitTimeouts = Synchronization.Atomic<UInt64>(0)
+    let takeovers = Synchronization.Atomic<UInt64>(0)
+
+    /// A coordinator whose fills run at most `waitCap` before a waiter takes over.
+    init(waitCap: TimeAmount, metricsFactory: any MetricsFactory) {
+        self.waitBound = FillWaitBound(cap: waitCap)
+        self.metrics = FillMetrics(factory: metricsFactory)
+    }
+
+    /// What a lookup of `key` that missed is answered. `hold` is the
+    /// latest moment a held lookup must be answered (nil for a plain
+    /// lookup), `mayWait` whether the connection announced support;
+    /// `respond` answers the lookup if it is held (`.hold`).
+    func miss(
+        _ key: StorageKey,
+        connection: UInt64,
+        hold: NIODeadline?,
+        mayWait: Bool,
+        lookupStarted: NIODeadline,
+        on eventLoop: any EventLoop,
+        respond: @escaping Responder
+    ) -> FillTable<StorageKey, ByteBuffer>.MissDecision {
+        let now = NIODeadline.now()
+        let decision = self.state.withLockedValue { state in
+            let bound = self.waitBound.bound(computeMicroseconds: state.computeTimes[key.function])
+            let token = state.nextToken
+            let decision = state.table.miss(
+                key, connection: connection, request: token, hold: hold, mayWait: mayWait, now: now, bound: bound, lookupStarted: lookupStarted
+            )
+            if decision == .hold {
+                state.nextToken += 1
+                state.responders[token] = respond
+                self.scheduleTimer(&state, on: eventLoop)
+            } else if decision == .compute(startsFill: true) {
+                self.scheduleTimer(&state, on: eventLoop)
+            }
+            return decision
+        }
+        switch decision {
+        case .compute(startsFill: true): self.count(self.fills, self.metrics.fills)
+        case .wait: self.count(self.waits, self.metrics.waits)
+        case .hold: self.count(self.held, self.metrics.held)
+        case .compute, .value, .retry: break
+        }
+        return decision
+    }
+
+    /// A store of `key` with `value` arrived: every held lookup of it gets the value.
+    func stored(_ key: StorageKey, value: ByteBuffer, computeMicroseconds: UInt64) {
+        let responders = self.state.withLockedValue { state -> [Responder] in
+            if state.computeTimes[key.function] != nil || state.computeTimes.count < Self.maximumFunctions {
+                state.computeTimes[key.function] = computeMicroseconds
+            }
+            return state.table.stored(key, value: value).compactMap { state.responders.removeValue(forKey: $0.request) }
+        }
+        for respond in responders { respond(.value(value)) }
+    }
+
+    /// The backend has answered the store of `key`.
+    func storeFinished(_ key: StorageKey) {
+        let now = NIODeadline.now()
+        self.state.withLockedValue { $0.table.storeFinished(key, now: now) }
+    }
+
+    /// `connection` closed: its held lookups go, and its fills pass to a waiter each.
+    func connectionClosed(_ connection: UInt64) {
+        let now = NIODeadline.now()
+        let answers = self.state.withLockedValue { state -> [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)] in
+            guard !state.table.fills.isEmpty else { return [] }
+            let outcomes = state.table.connectionClosed(connection, now: now)
+            return self.take(outcomes, from: &state)
+        }
+        self.deliver(answers)
+    }
+
+    /// How many lookups are held now.
+    var heldNow: Int { self.state.withLockedValue { $0.table.heldCount } }
+
+    /// The counters for the stats reply.
+    var statistics: [String: Stats.Value] {
+        [
+            "fills": .count(self.fills.load(ordering: .relaxed)),
+            "fillWaits": .count(self.waits.load(ordering: .relaxed)),
+            "lookupsHeld": .count(self.held.load(ordering: .relaxed)),
+            "fillWaitTimeouts": .count(self.waitTimeouts.load(ordering: .relaxed)),
+            "fillTakeovers": .count(self.takeovers.load(ordering: .relaxed)),
+            "lookupsHeldNow": .count(UInt64(self.heldNow)),
+        ]
+    }
+
+    // MARK: Carrying out
+
+    private func count(_ counter: borrowing Synchronization.Atomic<UInt64>, _ metric: Counter) {
+        counter.wrappingAdd(1, ordering: .relaxed)
+        metric.increment()
+    }
+
+    /// The responders of `outcomes`' waiters, taken out of `state` (a waiter
+    /// whose connection has gone has none).
+    private func take(
+        _ outcomes: [FillTable<StorageKey, ByteBuffer>.Outcome],
+        from state: inout State
+    ) -> [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)] {
+        outcomes.compactMap { outcome in
+            let waiter: FillTable<StorageKey, ByteBuffer>.Waiter
+            switch outcome {
+            case .promoted(let promoted, _): waiter = promoted
+            case .gaveUp(let late): waiter = late
+            }
+            return state.responders.removeValue(forKey: waiter.request).map { ($0, outcome) }
+        }
+    }
+
+    private func deliver(_ answers: [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)]) {
+        for (respond, outcome) in answers {
+            switch outcome {
+            case .promoted(_, takeover: true): self.count(self.takeovers, self.metrics.takeovers)
+            case .promoted(_, takeover: false), .gaveUp: self.count(self.waitTimeouts, self.metrics.waitTimeouts)
+            }
+            respond(.compute)
+        }
+    }
+
+    /// Makes sure a timer fires at the table's next deadline.
+    private func scheduleTimer(_ state: inout State, on eventLoop: any EventLoop) {
+        guard let next = state.table.nextDeadline else { return }
+        if let timer = state.timer, timer.at <= next { return }
+        state.timer?.task.cancel()
+        let task = eventLoop.scheduleTask(deadline: next) { [self] in self.timerFired(on: eventLoop) }
+        state.timer = (next, task)
+    }
+
+    private func timerFired(on eventLoop: any EventLoop) {
+        let now = NIODeadline.now()
+        let answers = self.state.withLockedValue { state -> [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)] in
+            state.timer = nil
+            let outcomes = state.table.expire(now: now)
+            let answers = self.take(outcomes, from: &state)
+            self.scheduleTimer(&state, on: eventLoop)
+            return answers
+        }
+        self.deliver(answers)
+    }
+
+    /// Cancels the timer; called when the server stops.
+    func shutdown() {
+        self.state.withLockedValue { state in
+            state.timer?.task.cancel()
+            state.timer = nil
+        }
+    }
+}

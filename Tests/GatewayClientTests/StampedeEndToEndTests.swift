@@ -1,0 +1,231 @@
+import Foundation
+import GatewayProtocol
+import GatewayTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension ClientIntegrationTests {
+    /// Stampede control end to end: real gateways (in memory, or sharing the
+    /// test redis-server) and StampedeWorker processes with many concurrent
+    /// callers of one slow function each.
+    @Suite(.serialized) struct StampedeEndToEndTests {
+        /// What a worker reports for one command.
+        struct Report: Decodable {
+            var calls: Int
+            var computations: Int
+            var values: [String]
+            var latenciesUs: [Int64]
+            var startsUs: [Int64]
+            var intervals: [[Int64]]
+        }
+
+        /// A `StampedeWorker` process.
+        final class Worker {
+            let child: LineProcess
+
+            /// `heldTimeoutMilliseconds` 0 makes a client that does not announce support.
+            init(socketPath: String, callers: Int, computeMilliseconds: Int, ttlMilliseconds: Int = 60_000, heldTimeoutMilliseconds: Int = 3_000) throws {
+                let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("StampedeWorker")
+                self.child = try LineProcess(executable: executable, arguments: [
+                    "--socket", socketPath, "--callers", "\(callers)", "--compute-ms", "\(computeMilliseconds)",
+                    "--ttl-ms", "\(ttlMilliseconds)", "--held-timeout-ms", "\(heldTimeoutMilliseconds)",
+                ])
+            }
+
+            func send(_ command: String) { self.child.send(command) }
+
+            /// Connects (a call of another function) and waits for it: calls
+            /// made while a connection is being opened run uncached.
+            func warm() throws {
+                self.child.send("warm")
+                _ = try self.receive()
+            }
+
+            func receive() throws -> Report {
+                try JSONDecoder().decode(Report.self, from: try self.child.receive())
+            }
+        }
+
+        /// A connection that reads the gateway's stats.
+        final class Stats {
+            private let socket: RawSocket
+            private var id: UInt64 = 1
+
+            init(_ gateway: GatewayProcess) throws {
+                self.socket = try RawSocket(path: gateway.socketPath)
+                try self.socket.write(GatewayMessage(id: 1, .hello(Hello(clientName: "stats", pid: UInt64(getpid())))))
+                _ = try self.socket.readMessage()
+            }
+
+            func counter(_ name: String) throws -> UInt64 {
+                self.id += 1
+                try self.socket.write(GatewayMessage(id: self.id, .stats))
+                guard case .statsReply(let stats) = try self.socket.readMessage().body else { throw TestFailure("no stats reply") }
+                return stats[count: name] ?? 0
+            }
+
+            /// Waits until `name` reaches `value` (the gateway's own account
+            /// of an event), polling its stats; throws after 20 s.
+            func wait(until name: String, reaches value: UInt64) throws {
+                let deadline = ContinuousClock.now + .seconds(20)
+                while try self.counter(name) < value {
+                    guard ContinuousClock.now < deadline else { throw TestFailure("\(name) did not reach \(value)") }
+                    usleep(2_000)
+                }
+            }
+        }
+
+        static func redisArguments(namespace: String) throws -> [String] {
+            ["--redis", "unix://\(try TestRedis.socketPath)", "--namespace", namespace, "--lookup-timeout-ms", "2000"]
+        }
+
+        @Test("1,000 callers of a cold key over 10 workers on 2 gateways sharing Redis: at most one computation per gateway, every caller gets a value")
+        func coldKeyStampede() throws {
+            let namespace = "stampede\(UInt32.random(in: 0...UInt32.max))"
+            // The wait bound is the product's answer to a hung worker, not
+            // what this test is about: generous, so that a loaded machine's
+            // slow computation does not pass it.
+            let gateways = try (0..<2).map { _ in try GatewayProcess(arguments: try Self.redisArguments(namespace: namespace) + ["--fill-wait-max-ms", "20000"]) }
+            let workers = try (0..<10).map { index in
+                try Worker(socketPath: gateways[index % 2].socketPath, callers: 100, computeMilliseconds: 300)
+            }
+            // Every worker connects first (a call of another function), so
+            // that the burst measures the stampede, not ten connects.
+            for worker in workers { worker.send("warm") }
+            for worker in workers { _ = try worker.receive() }
+
+            for worker in workers { worker.send("burst cold") }
+            let reports = try workers.map { try $0.receive() }
+
+            #expect(reports.map(\.calls).reduce(0, +) == 1000)
+            // The gateways share Redis but no fill lease: each computes at
+            // most once, and a caller of either may get either's value (the
+            // other's store reaches Redis first).
+            let computed = Set(reports.flatMap(\.intervals).indices)
+            #expect((1...2).contains(computed.count))
+            #expect(Set(reports.flatMap(\.values)).count == computed.count)
+            for gateway in 0..<2 {
+                let mine = reports.enumerated().filter { $0.offset % 2 == gateway }.map(\.element)
+                #expect(mine.map(\.computations).reduce(0, +) <= 1, "gateway \(gateway)")
+            }
+            // A waiter is answered when the store arrives: every call ends
+            // soon after the last computation (answered at the store, not at
+            // a timeout; the bound leaves room for a loaded debug build).
+            let lastStore = try #require(reports.flatMap(\.intervals).map { $0[1] }.max())
+            for report in reports {
+                for (start, latency) in zip(report.startsUs, report.latenciesUs) {
+                    #expect(start + latency - lastStore < 3_000_000)
+                }
+            }
+            let all = reports.flatMap(\.latenciesUs).sorted()
+            print("cold key: \(reports.map(\.computations).reduce(0, +)) computations for \(all.count) callers; p50 \(all[all.count / 2]) us, p99 \(all[all.count * 99 / 100]) us, max \(all.last!) us")
+            let stats = try gateways.map { try Stats($0) }
+            for probe in stats {
+                print(try ["hits", "misses", "fills", "fillWaits", "lookupsHeld", "fillTakeovers", "fillWaitTimeouts", "backendLookupFaults", "stores"].map { "\($0)=\(try probe.counter($0))" }.joined(separator: " "))
+            }
+            // Both gateways started a fill, and told the other callers to wait.
+            #expect(try stats.map { try $0.counter("fills") }.reduce(0, +) >= 2)
+            #expect(try stats.map { try $0.counter("fillWaits") }.reduce(0, +) >= 1)
+        }
+
+        @Test("the computing worker is killed: one waiter computes, every caller gets a value")
+        func killedFillerHandsOver() throws {
+            let gateway = try GatewayProcess()
+            let stats = try Stats(gateway)
+            let slow = try Worker(socketPath: gateway.socketPath, callers: 1, computeMilliseconds: 60_000)
+            let waiting = try Worker(socketPath: gateway.socketPath, callers: 20, computeMilliseconds: 300)
+            try slow.warm()
+            try waiting.warm()
+            // The warm calls were fills too; the slow worker's is the next one.
+            let fillsBefore = try stats.counter("fills")
+            slow.send("burst key")
+            try stats.wait(until: "fills", reaches: fillsBefore + 1)
+            waiting.send("burst key")
+            // Every caller of the second worker waits for the first one's value.
+            try stats.wait(until: "lookupsHeldNow", reaches: 20)
+            kill(slow.child.pid, SIGKILL)
+            let report = try waiting.receive()
+            #expect(report.calls == 20)
+            #expect(report.computations == 1)
+            #expect(report.values.count == 1)
+            #expect(try stats.counter("fillTakeovers") == 1)
+            #expect(try stats.counter("lookupsHeldNow") == 0)
+        }
+
+        @Test("a computation past the wait bound: one waiter at a time is told to compute")
+        func waitBoundPasses() throws {
+            // A bound long enough for the promoted waiter's 20 ms computation
+            // on a loaded machine: one waiter takes over, not a second one.
+            let gateway = try GatewayProcess(arguments: ["--fill-wait-max-ms", "1500"])
+            let stats = try Stats(gateway)
+            let slow = try Worker(socketPath: gateway.socketPath, callers: 1, computeMilliseconds: 60_000)
+            let waiting = try Worker(socketPath: gateway.socketPath, callers: 20, computeMilliseconds: 20)
+            try slow.warm()
+            try waiting.warm()
+            // The warm calls were fills too; the slow worker's is the next one.
+            let fillsBefore = try stats.counter("fills")
+            slow.send("burst key")
+            try stats.wait(until: "fills", reaches: fillsBefore + 1)
+            waiting.send("burst key")
+            let report = try waiting.receive()
+            #expect(report.calls == 20)
+            // The first waiter past the bound computes and stores; the rest get its value.
+            #expect(report.computations == 1)
+            #expect(report.values.count == 1)
+            #expect(try stats.counter("fillWaitTimeouts") == 1)
+        }
+
+        @Test("a client that does not announce support is never held")
+        func oldClientNeverHeld() throws {
+            let gateway = try GatewayProcess()
+            let stats = try Stats(gateway)
+            let slow = try Worker(socketPath: gateway.socketPath, callers: 1, computeMilliseconds: 60_000)
+            let old = try Worker(socketPath: gateway.socketPath, callers: 20, computeMilliseconds: 50, heldTimeoutMilliseconds: 0)
+            try slow.warm()
+            try old.warm()
+            // The warm calls were fills too; the slow worker's is the next one.
+            let fillsBefore = try stats.counter("fills")
+            slow.send("burst key")
+            try stats.wait(until: "fills", reaches: fillsBefore + 1)
+            old.send("burst key")
+            let report = try old.receive()
+            // It computed for itself (once: its own process's single flight),
+            // while the fill it knows nothing of still runs.
+            #expect(report.computations == 1)
+            #expect(report.calls == 20)
+            #expect(try stats.counter("fillWaits") == 0)
+            #expect(try stats.counter("lookupsHeld") == 0)
+
+            // On the wire: a hello without the field gets a reply without it,
+            // and a lookup of the entry being filled gets status 1.
+            let raw = try RawSocket(path: gateway.socketPath)
+            try raw.write(GatewayMessage(id: 1, .hello(Hello(clientName: "old", pid: 1))))
+            guard case .helloReply(let hello) = try raw.readMessage().body else { throw TestFailure("no hello reply") }
+            #expect(hello.holdMilliseconds == 0)
+        }
+
+        @Test("steady load on one key: about one computation per TTL, never two at once")
+        func steadyLoad() throws {
+            let gateway = try GatewayProcess(arguments: try Self.redisArguments(namespace: "steady\(UInt32.random(in: 0...UInt32.max))"))
+            let ttl = 500, compute = 100, run = 6_000
+            let workers = try (0..<5).map { _ in try Worker(socketPath: gateway.socketPath, callers: 10, computeMilliseconds: compute, ttlMilliseconds: ttl) }
+            for worker in workers { worker.send("warm") }
+            for worker in workers { _ = try worker.receive() }
+            for worker in workers { worker.send("steady key \(run)") }
+            let reports = try workers.map { try $0.receive() }
+            let intervals = reports.flatMap(\.intervals).sorted { $0[0] < $1[0] }
+            // Never two at once.
+            for (earlier, later) in zip(intervals, intervals.dropFirst()) {
+                #expect(later[0] >= earlier[1], "computations overlap: \(earlier) and \(later)")
+            }
+            // Without early refresh an entry lives its TTL, then one caller
+            // computes: one computation per TTL plus compute time.
+            let expected = Double(run) / Double(ttl + compute)
+            print("steady: \(intervals.count) computations in \(run) ms (TTL \(ttl) ms, compute \(compute) ms), \(reports.map(\.calls).reduce(0, +)) calls")
+            #expect(Double(intervals.count) <= expected * 1.1 + 1)
+            #expect(Double(intervals.count) >= expected * 0.5)
+        }
+    }
+}

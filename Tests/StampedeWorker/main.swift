@@ -1,0 +1,128 @@
+// A worker for the stampede tests and benchmark: many concurrent callers of
+// one cached function whose computation takes a fixed time.
+//
+//   StampedeWorker --socket PATH --compute-ms N --ttl-ms N --callers N
+//                  [--held-timeout-ms N] [--lookup-timeout-ms N]
+//
+// --held-timeout-ms 0 makes a client that announces nothing (never held).
+// stdin, one command per line; stdout, one JSON object per command:
+//   warm            one call of another function (connects; records no compute
+//                   time for the stampede function): {"calls": 1, ...}
+//   burst KEY       the callers call once each, at once:
+//                   {"calls", "computations", "values": [distinct values], "latenciesUs": [...],
+//                    "intervals": [[startUs, endUs], ...] (wall clock, of this process's computations)}
+//   steady KEY MS   the callers call in a loop for MS milliseconds:
+//                   {"calls", "computations", "values", "intervals", "latenciesUs": [per call, with
+//                    "startsUs": [when each call started]]}
+import Foundation
+import GatewayClientRuntime
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func option(_ flag: String, default value: Int64) -> Int64 {
+    let arguments = CommandLine.arguments
+    guard let index = arguments.firstIndex(of: flag), index + 1 < arguments.count, let number = Int64(arguments[index + 1]) else { return value }
+    return number
+}
+
+let computeMilliseconds = option("--compute-ms", default: 300)
+let ttlMilliseconds = option("--ttl-ms", default: 60_000)
+let callers = Int(option("--callers", default: 100))
+
+var configuration = CacheClient.Configuration(clientName: "StampedeWorker")
+if let index = CommandLine.arguments.firstIndex(of: "--socket"), index + 1 < CommandLine.arguments.count {
+    configuration.socketPath = CommandLine.arguments[index + 1]
+}
+configuration.heldLookupTimeout = .milliseconds(option("--held-timeout-ms", default: 3_000))
+// Generous by default: the tests are about stampedes, not a loaded machine's timeouts.
+configuration.lookupTimeout = .milliseconds(option("--lookup-timeout-ms", default: 2_000))
+configuration.connectTimeout = .seconds(2)
+CacheClient.configure(configuration)
+
+/// Wall-clock microseconds: comparable between the processes of one host.
+func wallMicroseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+}
+
+let intervals = Mutex<[[Int64]]>([])
+let sequence = Atomic<Int>(0)
+
+/// The cached function: sleeps `computeMilliseconds`, returns a value that
+/// names this computation.
+func compute(_ key: String) async -> String {
+    await cache(ttl: .milliseconds(ttlMilliseconds), function: "stampede", version: "1", arguments: key) {
+        let started = wallMicroseconds()
+        try? await Task.sleep(for: .milliseconds(computeMilliseconds))
+        let number = sequence.add(1, ordering: .relaxed).newValue
+        intervals.withLock { $0.append([started, wallMicroseconds()]) }
+        return "\(key)-\(getpid())-\(number)"
+    }
+}
+
+struct Call: Sendable {
+    var value: String
+    var startedUs: Int64
+    var latencyUs: Int64
+}
+
+func report(_ calls: [Call]) throws {
+    let done = intervals.withLock { list -> [[Int64]] in
+        defer { list.removeAll() }
+        return list
+    }
+    let reply: [String: Any] = [
+        "calls": calls.count,
+        "computations": done.count,
+        "values": Array(Set(calls.map(\.value))).sorted(),
+        "latenciesUs": calls.map(\.latencyUs),
+        "startsUs": calls.map(\.startedUs),
+        "intervals": done,
+    ]
+    let data = try JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys])
+    FileHandle.standardOutput.write(data + Data("\n".utf8))
+}
+
+func timedCall(_ key: String) async -> Call {
+    let started = wallMicroseconds()
+    let value = await compute(key)
+    return Call(value: value, startedUs: started, latencyUs: wallMicroseconds() - started)
+}
+
+while let line = readLine() {
+    let parts = line.split(separator: " ").map(String.init)
+    switch parts.first {
+    case "warm":
+        let started = wallMicroseconds()
+        let value = await cache(ttl: .seconds(60), function: "warm", version: "1", arguments: getpid()) { "warm" }
+        try report([Call(value: value, startedUs: started, latencyUs: wallMicroseconds() - started)])
+    case "burst" where parts.count == 2:
+        let calls = await withTaskGroup(of: Call.self) { group in
+            for _ in 0..<callers { group.addTask { await timedCall(parts[1]) } }
+            var calls: [Call] = []
+            for await call in group { calls.append(call) }
+            return calls
+        }
+        try report(calls)
+    case "steady" where parts.count == 3:
+        let end = wallMicroseconds() + (Int64(parts[2]) ?? 0) * 1000
+        let calls = await withTaskGroup(of: [Call].self) { group in
+            for _ in 0..<callers {
+                group.addTask {
+                    var calls: [Call] = []
+                    while wallMicroseconds() < end { calls.append(await timedCall(parts[1])) }
+                    return calls
+                }
+            }
+            var calls: [Call] = []
+            for await some in group { calls += some }
+            return calls
+        }
+        try report(calls)
+    default:
+        FileHandle.standardOutput.write(Data(#"{"error":"expected: warm | burst KEY | steady KEY MS"}"#.utf8 + [10]))
+    }
+}
