@@ -160,8 +160,20 @@ public final class RedisStore: CacheStore {
     /// `Service`), and until then every command fails at once as Redis being
     /// down does. `metrics` (by default through `MetricsSystem.factory`)
     /// records its faults, its connections and the round trips of its commands.
-    public convenience init(url: RedisURL, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
-        try self.init(source: FixedRedisEndpoint(url), configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+    ///
+    /// A designated initializer, not a convenience one delegating to
+    /// `init(source:…)`: Swift 6.3's optimizer crashes (an ownership error in
+    /// CopyPropagation) on a throwing delegating initializer of a class with
+    /// `Atomic` stored properties, which breaks release builds.
+    public init(url: RedisURL, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.metrics = metrics
+        let pool = try RedisConnectionPool(url: url, configuration: configuration.pool, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+        self.standalonePool = pool
+        self.target = .single(pool)
+        self.layout = .single
+        self.faults = RateLimitedLog(logger: logger, interval: configuration.logInterval)
     }
 
     /// Creates the store on a pool that asks `source` where Redis is before
