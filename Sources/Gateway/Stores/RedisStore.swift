@@ -132,12 +132,10 @@ public final class RedisStore: CacheStore {
     let standalonePool: RedisConnectionPool?
     let configuration: Configuration
     private let faults: RateLimitedLog
-    private let lookupFaults = Atomic<UInt64>(0)
-    private let storeFaults = Atomic<UInt64>(0)
-    private let corruptEntries = Atomic<UInt64>(0)
+    /// The counters and the deletion observer (see `Counters`).
+    private let counters = Counters()
     private let eventLoopGroup: any EventLoopGroup
     private let metrics: GatewayMetrics
-    private let deletionObserver = Mutex<(@Sendable (Deletion) -> Void)?>(nil)
 
     /// Entries this gateway deletes, as the near-cache is told of them: by
     /// their Redis key, or all the keys that start with a prefix (a version).
@@ -149,22 +147,17 @@ public final class RedisStore: CacheStore {
     /// Calls `observer` whenever this store deletes entries: before the
     /// deletion is sent and again once Redis answered (set it before use).
     func observeDeletions(_ observer: @escaping @Sendable (Deletion) -> Void) {
-        self.deletionObserver.withLock { $0 = observer }
+        self.counters.deletionObserver.withLock { $0 = observer }
     }
 
     private func noteDeletion(_ deletion: Deletion) {
-        self.deletionObserver.withLock { $0 }?(deletion)
+        self.counters.deletionObserver.withLock { $0 }?(deletion)
     }
 
     /// Creates the store; it connects once started (`start()`, or `run()` as a
     /// `Service`), and until then every command fails at once as Redis being
     /// down does. `metrics` (by default through `MetricsSystem.factory`)
     /// records its faults, its connections and the round trips of its commands.
-    ///
-    /// A designated initializer, not a convenience one delegating to
-    /// `init(source:…)`: Swift 6.3's optimizer crashes (an ownership error in
-    /// CopyPropagation) on a throwing delegating initializer of a class with
-    /// `Atomic` stored properties, which breaks release builds.
     public init(url: RedisURL, configuration: Configuration = Configuration(), eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: GatewayMetrics = GatewayMetrics()) throws {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
@@ -229,9 +222,9 @@ public final class RedisStore: CacheStore {
     /// Lookups and stores that Redis could not serve, and entries that were not in our format.
     public var statistics: [String: Stats.Value] {
         [
-            "backendLookupFaults": .count(self.lookupFaults.load(ordering: .relaxed)),
-            "backendStoreFaults": .count(self.storeFaults.load(ordering: .relaxed)),
-            "corruptEntries": .count(self.corruptEntries.load(ordering: .relaxed)),
+            "backendLookupFaults": .count(self.counters.lookupFaults.load(ordering: .relaxed)),
+            "backendStoreFaults": .count(self.counters.storeFaults.load(ordering: .relaxed)),
+            "corruptEntries": .count(self.counters.corruptEntries.load(ordering: .relaxed)),
             "backendConnections": .count(UInt64(self.target.availableConnectionCount)),
         ]
     }
@@ -298,7 +291,7 @@ public final class RedisStore: CacheStore {
                 return .miss
             case .bulkString(var bytes?):
                 guard let (computeMicroseconds, expiresAt) = Self.readHeader(&bytes) else {
-                    self.corruptEntries.wrappingAdd(1, ordering: .relaxed)
+                    self.counters.corruptEntries.wrappingAdd(1, ordering: .relaxed)
                     self.metrics.recordCorruptEntry()
                     self.faults.log("entry-format", "an entry in Redis is not in the gateway's format; treated as a miss")
                     return .miss
@@ -564,13 +557,13 @@ public final class RedisStore: CacheStore {
     // MARK: Faults
 
     private func noteLookupFault(_ message: @autoclosure () -> String) {
-        self.lookupFaults.wrappingAdd(1, ordering: .relaxed)
+        self.counters.lookupFaults.wrappingAdd(1, ordering: .relaxed)
         self.metrics.recordBackendError(.lookup)
         self.faults.log("lookup", message())
     }
 
     private func noteStoreFault(_ message: @autoclosure () -> String) {
-        self.storeFaults.wrappingAdd(1, ordering: .relaxed)
+        self.counters.storeFaults.wrappingAdd(1, ordering: .relaxed)
         self.metrics.recordBackendError(.store)
         self.faults.log("store", message())
     }
@@ -596,5 +589,19 @@ extension RedisStore: Service {
         self.start()
         try? await gracefulShutdown()
         await self.shutdown()
+    }
+}
+
+extension RedisStore {
+    /// The store's fault counters and its deletion observer, in a class of
+    /// their own rather than as stored properties of `RedisStore`: Swift 6.3's
+    /// optimizer crashes (an ownership error in CopyPropagation) on a throwing
+    /// initializer of a class with `Atomic` stored properties, which broke
+    /// release builds.
+    fileprivate final class Counters: Sendable {
+        let lookupFaults = Atomic<UInt64>(0)
+        let storeFaults = Atomic<UInt64>(0)
+        let corruptEntries = Atomic<UInt64>(0)
+        let deletionObserver = Mutex<(@Sendable (Deletion) -> Void)?>(nil)
     }
 }
