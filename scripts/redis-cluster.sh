@@ -47,10 +47,13 @@ mkdir -p "$dir"
 # loaded CPU is not taken for failed in the middle of a measurement.
 node_timeout="${REDIS_CLUSTER_NODE_TIMEOUT:-1000}"
 
-# A base port whose six ports and six bus ports are all free.
+# A base port whose six ports and six bus ports are all free. Both stay below
+# the kernel's ephemeral range (32768 and up by default), where an outgoing
+# connection of anything else on the machine can take a port between this
+# check and the node's bind: the nodes on 20000-22705, their buses on 30000-32705.
 base=""
 for _ in $(seq 1 50); do
-    candidate=$((20000 + RANDOM % 20000))
+    candidate=$((20000 + RANDOM % 2700))
     ok=1
     for i in 0 1 2 3 4 5; do
         if ! port_free $((candidate + i)) || ! port_free $((candidate + i + 10000)); then ok=0; break; fi

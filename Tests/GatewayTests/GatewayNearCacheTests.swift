@@ -246,7 +246,17 @@ extension IntegrationTests {
             #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 0)
             try await Pair.waitUntilFilling(pair.connectionA)
             try await Pair.waitUntilFilling(pair.connectionB)
-            try await Self.holdInB(pair, 1, "after the restart")
+            // B's pool connections come back each on its own backoff, and one
+            // that comes back after filling resumed pauses it until its
+            // tracking is on: so B's refill is awaited, not expected at once.
+            try await Self.store(pair.connectionA, 1, "after the restart")
+            let refilled = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
+                let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+                let reply = try await Self.lookup(pair.connectionB, 1)
+                #expect(reply == .hit(ByteBuffer(string: "after the restart")), "never the value from before the restart")
+                return try await Self.stat(pair.connectionB, "nearCacheHits") > nearHits
+            }
+            #expect(refilled, "B serves from its near-cache again after the restart")
         }
 
         @Test func theNearCacheStaysWithinItsBoundUnderAStreamOfDistinctKeys() async throws {
