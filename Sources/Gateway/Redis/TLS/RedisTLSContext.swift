@@ -6,7 +6,7 @@ import NIOSSL
 /// swift-nio-ssl context and the handlers that go first in the pipeline.
 ///
 /// Only a channel to a `rediss://` URL gets them: a plain connection's
-/// pipeline is exactly what it was without TLS support.
+/// pipeline has no TLS handler at all, so the plain hot path pays nothing.
 enum RedisTLSContext {
     /// A client context that verifies the server fully, trusting `tls.caFile`
     /// (or the system's roots) and presenting the client certificate, if any.
