@@ -38,6 +38,9 @@ final class FillCoordinator: Sendable {
     private let state = NIOLockedValueBox(State())
     private let waitBound: FillWaitBound
     private let metrics: FillMetrics
+    /// The leases shared with other gateways on the same backend; nil when
+    /// this gateway is alone (the embedded store).
+    let leases: (any FillLeases)?
 
     let fills = Synchronization.Atomic<UInt64>(0)
     let waits = Synchronization.Atomic<UInt64>(0)
@@ -45,9 +48,11 @@ final class FillCoordinator: Sendable {
     let waitTimeouts = Synchronization.Atomic<UInt64>(0)
     let takeovers = Synchronization.Atomic<UInt64>(0)
 
-    /// A coordinator whose fills run at most `waitCap` before a waiter takes over.
-    init(waitCap: TimeAmount, metricsFactory: any MetricsFactory) {
+    /// A coordinator whose fills run at most `waitCap` before a waiter takes
+    /// over, sharing `leases` with the other gateways on its backend.
+    init(waitCap: TimeAmount, leases: (any FillLeases)? = nil, metricsFactory: any MetricsFactory) {
         self.waitBound = FillWaitBound(cap: waitCap)
+        self.leases = leases
         self.metrics = FillMetrics(factory: metricsFactory)
     }
 
