@@ -34,24 +34,7 @@ final class InvalidationListener: Sendable {
         case lost
     }
 
-    private struct State: Sendable {
-        var channel: (any Channel)?
-        var reconnect: Scheduled<Void>?
-        var failures = 0
-        var isStarted = false
-        var isShutDown = false
-    }
-
-    private let source: any RedisEndpointSource
-    private let configuration: RedisConnection.Configuration
-    private let eventLoop: any EventLoop
-    private let logger: Logger
-    private let backoff: ExponentialBackoff
-    private let pingInterval: TimeAmount
-    private let onEvent: @Sendable (Event) -> Void
-    private let state = Mutex(State())
-    /// While Redis is away every reconnect fails: said once per 10 s.
-    private let lostLog: RateLimitedLog
+    private let subscription: ReconnectingSubscription
 
     /// A listener that connects where `source` says, once started. `onEvent` is called on
     /// `eventLoop`, in the order the events happen.
@@ -64,116 +47,71 @@ final class InvalidationListener: Sendable {
         pingInterval: TimeAmount = .seconds(1),
         onEvent: @escaping @Sendable (Event) -> Void
     ) {
-        self.source = source
-        self.configuration = configuration
-        self.eventLoop = eventLoop
         var logger = logger
         logger[metadataKey: "redis.endpoint"] = "\(source)"
         logger[metadataKey: "redis.role"] = "invalidations"
-        self.logger = logger
-        self.lostLog = RateLimitedLog(logger: logger, interval: .seconds(10))
-        self.backoff = backoff
-        self.pingInterval = pingInterval
-        self.onEvent = onEvent
+        // While Redis is away every reconnect fails: said once per 10 s.
+        let lostLog = RateLimitedLog(logger: logger, interval: .seconds(10))
+        self.subscription = ReconnectingSubscription(
+            eventLoop: eventLoop,
+            backoff: backoff,
+            connect: { [logger] subscription in
+                Self.connect(to: source, configuration: configuration, on: eventLoop, pingInterval: pingInterval, logger: logger) { event in
+                    if case .subscribed = event { subscription.subscribed() }
+                    onEvent(event)
+                }
+            },
+            connectFailed: { [logger] error in
+                logger.debug("cannot connect the invalidation listener", metadata: ["redis.error": "\(error)"])
+            },
+            lost: {
+                lostLog.log("listener-closed", "the near-cache's invalidation connection closed; the near-cache is flushed and off until it is back")
+            }
+        )
     }
 
     /// Starts connecting, in the background; calling it again does nothing.
     func start() {
-        let start = self.state.withLock { state -> Bool in
-            guard !state.isStarted, !state.isShutDown else { return false }
-            state.isStarted = true
-            return true
-        }
-        if start { self.connect() }
+        self.subscription.start()
     }
 
     /// Stops reconnecting and closes the connection.
     func shutdown() async {
-        let (channel, timer) = self.state.withLock { state in
-            state.isShutDown = true
-            defer { state.reconnect = nil }
-            return (state.channel, state.reconnect)
-        }
-        timer?.cancel()
-        try? await channel?.close()
+        await self.subscription.shutdown()
     }
 
     /// The listener's connection, if open (for tests that kill it).
-    var isConnected: Bool { self.state.withLock { $0.channel?.isActive ?? false } }
+    var isConnected: Bool { self.subscription.isConnected }
 
     /// Closes the connection (it reconnects, to wherever the source now
     /// says): the server moved.
     func reconnect() {
-        let channel = self.state.withLock { $0.channel }
-        channel?.close(promise: nil)
+        self.subscription.reconnect()
     }
 
-    private func connect() {
-        let eventLoop = self.eventLoop
-        let configuration = self.configuration
-        let pingInterval = self.pingInterval
-        let logger = self.logger
-        let source = self.source
-        let connected = self.source.resolve(on: eventLoop).flatMap { url in
+    /// Opens one subscribed connection to where `source` says now.
+    private static func connect(
+        to source: any RedisEndpointSource,
+        configuration: RedisConnection.Configuration,
+        on eventLoop: any EventLoop,
+        pingInterval: TimeAmount,
+        logger: Logger,
+        onEvent: @escaping @Sendable (Event) -> Void
+    ) -> EventLoopFuture<any Channel> {
+        source.resolve(on: eventLoop).flatMap { url in
             let handshake = RedisConnection.handshakeCommands(for: url, clientName: "cache-gateway-invalidations")
-            let onEvent: @Sendable (Event, any Channel) -> Void = { event, channel in
-                if case .subscribed = event {
-                    // Subscribed to a server that is no longer current: its client id must not be used.
-                    if let current = source.currentEndpoint, current != url.endpoint {
-                        channel.close(promise: nil)
-                        return
-                    }
-                    self.subscribed()
-                }
-                self.onEvent(event)
-            }
-            return RedisConnection.connectChannel(to: url, configuration: configuration, on: eventLoop) {
-                InvalidationHandler(handshake: handshake, pingInterval: pingInterval, logger: logger, onEvent: onEvent)
-            }
-        }
-        connected.whenComplete { result in
-            switch result {
-            case .success(let channel):
-                let keep = self.state.withLock { state -> Bool in
-                    guard !state.isShutDown else { return false }
-                    state.channel = channel
-                    return true
-                }
-                guard keep else {
+            let report: @Sendable (Event, any Channel) -> Void = { event, channel in
+                // Subscribed to a server that is no longer current: its client id must not be used.
+                if case .subscribed = event, let current = source.currentEndpoint, current != url.endpoint {
                     channel.close(promise: nil)
                     return
                 }
-                channel.closeFuture.whenComplete { _ in self.closed(channel) }
-            case .failure(let error):
-                self.logger.debug("cannot connect the invalidation listener", metadata: ["redis.error": "\(error)"])
-                self.scheduleReconnect()
+                onEvent(event)
+            }
+            return RedisConnection.connectChannel(to: url, configuration: configuration, on: eventLoop) {
+                InvalidationHandler(handshake: handshake, pingInterval: pingInterval, logger: logger, onEvent: report)
             }
         }
-    }
-
-    private func closed(_ channel: any Channel) {
-        let shuttingDown = self.state.withLock { state in
-            if state.channel === channel { state.channel = nil }
-            return state.isShutDown
-        }
-        guard !shuttingDown else { return }
-        self.lostLog.log("listener-closed", "the near-cache's invalidation connection closed; the near-cache is flushed and off until it is back")
-        self.scheduleReconnect()
-    }
-
-    private func scheduleReconnect() {
-        self.state.withLock { state in
-            guard !state.isShutDown else { return }
-            state.failures += 1
-            let delay = self.backoff.delay(afterFailures: state.failures, random: Double.random(in: 0..<1))
-            // Scheduling runs nothing inline, so it is safe under the lock.
-            state.reconnect = self.eventLoop.scheduleTask(in: delay) { self.connect() }
-        }
-    }
-
-    /// A subscription succeeded: the backoff starts over.
-    private func subscribed() {
-        self.state.withLock { $0.failures = 0 }
     }
 }
 
@@ -185,16 +123,14 @@ private final class InvalidationHandler: ChannelInboundHandler {
 
     private var replies: InvalidationReplies
     private let handshake: [RedisCommand]
-    private let pingInterval: TimeAmount
+    private let keepAlive: SubscriptionKeepAlive
     private let logger: Logger
     private let onEvent: @Sendable (InvalidationListener.Event, any Channel) -> Void
-    private var pingTimer: RepeatedTask?
-    private var awaitingPong = false
 
     init(handshake: [RedisCommand], pingInterval: TimeAmount, logger: Logger, onEvent: @escaping @Sendable (InvalidationListener.Event, any Channel) -> Void) {
         self.replies = InvalidationReplies(handshakeReplies: handshake.count)
         self.handshake = handshake
-        self.pingInterval = pingInterval
+        self.keepAlive = SubscriptionKeepAlive(interval: pingInterval, logger: logger, peer: "the invalidation connection", then: "reconnecting")
         self.logger = logger
         self.onEvent = onEvent
     }
@@ -213,14 +149,14 @@ private final class InvalidationHandler: ChannelInboundHandler {
             break
         case .subscribed(let id):
             self.logger.info("near-cache invalidations subscribed", metadata: ["redis.client_id": "\(id)"])
-            self.startPinging(context: context)
+            self.keepAlive.start(context: context)
             self.onEvent(.subscribed(clientID: id), context.channel)
         case .invalidated(let keys):
             self.onEvent(.invalidated(keys), context.channel)
         case .flushed:
             self.onEvent(.flushed, context.channel)
         case .pong:
-            self.awaitingPong = false
+            self.keepAlive.pong()
         case .failed(let reason):
             self.logger.warning("the invalidation listener's connection failed; reconnecting", metadata: ["reason": "\(reason)"])
             context.close(promise: nil)
@@ -228,8 +164,7 @@ private final class InvalidationHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.pingTimer?.cancel()
-        self.pingTimer = nil
+        self.keepAlive.stop()
         self.onEvent(.lost, context.channel)
         context.fireChannelInactive()
     }
@@ -237,19 +172,5 @@ private final class InvalidationHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.warning("the invalidation listener's connection failed; reconnecting", metadata: ["redis.error": "\(error)"])
         context.close(promise: nil)
-    }
-
-    private func startPinging(context: ChannelHandlerContext) {
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        self.pingTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: self.pingInterval, delay: self.pingInterval) { _ in
-            let (handler, context) = loopBound.value
-            if handler.awaitingPong {
-                handler.logger.warning("the invalidation connection did not answer PING within \(handler.pingInterval.nanoseconds / 1_000_000) ms; reconnecting")
-                context.close(promise: nil)
-                return
-            }
-            handler.awaitingPong = true
-            context.writeAndFlush(Self.wrapOutboundOut(RedisCommand("PING")), promise: nil)
-        }
     }
 }

@@ -14,123 +14,79 @@ import Synchronization
 /// been announced while it was not listening. A connection that does not
 /// answer its keep-alive `PING` within `pingInterval` is closed and replaced.
 final class SentinelSwitchSubscriber: Sendable {
-    private struct State: Sendable {
-        var channel: (any Channel)?
-        var reconnect: Scheduled<Void>?
-        var failures = 0
-        var next = 0
-        var isStarted = false
-        var isShutDown = false
-    }
-
-    private let resolver: SentinelResolver
-    private let eventLoop: any EventLoop
-    private let logger: Logger
-    private let backoff = ExponentialBackoff(initial: .milliseconds(50), maximum: .seconds(1), jitter: 0.3)
-    private let pingInterval: TimeAmount
-    private let state = Mutex(State())
-    private let faults: RateLimitedLog
+    private let subscription: ReconnectingSubscription
 
     init(resolver: SentinelResolver, eventLoop: any EventLoop, logger: Logger, pingInterval: TimeAmount = .seconds(1)) {
-        self.resolver = resolver
-        self.eventLoop = eventLoop
         var logger = logger
         logger[metadataKey: "redis.role"] = "sentinel-subscription"
-        self.logger = logger
-        self.pingInterval = pingInterval
-        self.faults = RateLimitedLog(logger: logger, interval: .seconds(10))
+        let faults = RateLimitedLog(logger: logger, interval: .seconds(10))
+        // The sentinel the next attempt connects to.
+        let next = Mutex(0)
+        self.subscription = ReconnectingSubscription(
+            eventLoop: eventLoop,
+            backoff: ExponentialBackoff(initial: .milliseconds(50), maximum: .seconds(1), jitter: 0.3),
+            connect: { [logger] subscription in
+                let configuration = resolver.configuration
+                let index = next.withLock { next -> Int in
+                    defer { next = (next + 1) % configuration.sentinels.count }
+                    return next
+                }
+                let url = configuration.sentinelURL(index)
+                return Self.connect(to: url, resolver: resolver, on: eventLoop, pingInterval: pingInterval, logger: logger) {
+                    subscription.subscribed()
+                    logger.info("subscribed to +switch-master", metadata: ["redis.sentinel": "\(url.endpoint)"])
+                    // A failover announced while nobody listened is found this way.
+                    _ = resolver.resolve(on: eventLoop)
+                }.flatMapErrorThrowing { error in
+                    faults.log("sentinel-subscribe", "cannot subscribe to +switch-master on a sentinel; retrying", metadata: ["redis.sentinel": "\(url.endpoint)", "redis.error": "\(error)"])
+                    throw error
+                }
+            },
+            // Logged by `connect`, which knows the sentinel it tried.
+            connectFailed: { _ in },
+            lost: {
+                faults.log("sentinel-subscription-closed", "the +switch-master subscription closed; subscribing again")
+            }
+        )
     }
 
     /// Starts connecting, in the background; calling it again does nothing.
     func start() {
-        let start = self.state.withLock { state -> Bool in
-            guard !state.isStarted, !state.isShutDown else { return false }
-            state.isStarted = true
-            return true
-        }
-        if start { self.connect() }
+        self.subscription.start()
     }
 
     /// Stops reconnecting and closes the connection.
     func shutdown() async {
-        let (channel, timer) = self.state.withLock { state in
-            state.isShutDown = true
-            defer { state.reconnect = nil }
-            return (state.channel, state.reconnect)
-        }
-        timer?.cancel()
-        try? await channel?.close()
+        await self.subscription.shutdown()
     }
 
-    private func connect() {
-        let configuration = self.resolver.configuration
-        let index = self.state.withLock { state -> Int in
-            defer { state.next = (state.next + 1) % configuration.sentinels.count }
-            return state.next
-        }
-        let url = configuration.sentinelURL(index)
+    /// Opens one subscribed connection to the sentinel at `url`; `subscribed`
+    /// runs each time the subscription is confirmed.
+    private static func connect(
+        to url: RedisURL,
+        resolver: SentinelResolver,
+        on eventLoop: any EventLoop,
+        pingInterval: TimeAmount,
+        logger: Logger,
+        subscribed: @escaping @Sendable () -> Void
+    ) -> EventLoopFuture<any Channel> {
+        let configuration = resolver.configuration
         let handshake = RedisConnection.handshakeCommands(for: url, clientName: nil)
         let masterName = configuration.masterName
-        let pingInterval = self.pingInterval
-        let logger = self.logger
         let onEvent: @Sendable (SentinelSubscriptionReplies.Event) -> Void = { event in
             switch event {
             case .subscribed:
-                self.subscribed(to: url)
+                subscribed()
             case .switched(let switched) where switched.masterName == masterName:
-                self.resolver.announced(.tcp(host: switched.newHost, port: switched.newPort))
+                resolver.announced(.tcp(host: switched.newHost, port: switched.newPort))
             default:
                 break
             }
         }
         let timeout = configuration.sentinelTimeout
         let connection = RedisConnection.Configuration(connectTimeout: timeout, commandTimeout: timeout, unresponsiveTimeout: nil, maximumReplySize: 1 << 20)
-        RedisConnection.connectChannel(to: url, configuration: connection, on: self.eventLoop) {
+        return RedisConnection.connectChannel(to: url, configuration: connection, on: eventLoop) {
             SentinelSubscriptionHandler(handshake: handshake, pingInterval: pingInterval, logger: logger, onEvent: onEvent)
-        }.whenComplete { result in
-            switch result {
-            case .success(let channel):
-                let keep = self.state.withLock { state -> Bool in
-                    guard !state.isShutDown else { return false }
-                    state.channel = channel
-                    return true
-                }
-                guard keep else {
-                    channel.close(promise: nil)
-                    return
-                }
-                channel.closeFuture.whenComplete { _ in self.closed(channel) }
-            case .failure(let error):
-                self.faults.log("sentinel-subscribe", "cannot subscribe to +switch-master on a sentinel; retrying", metadata: ["redis.sentinel": "\(url.endpoint)", "redis.error": "\(error)"])
-                self.scheduleReconnect()
-            }
-        }
-    }
-
-    private func subscribed(to url: RedisURL) {
-        self.state.withLock { $0.failures = 0 }
-        self.logger.info("subscribed to +switch-master", metadata: ["redis.sentinel": "\(url.endpoint)"])
-        // A failover announced while nobody listened is found this way.
-        _ = self.resolver.resolve(on: self.eventLoop)
-    }
-
-    private func closed(_ channel: any Channel) {
-        let shuttingDown = self.state.withLock { state in
-            if state.channel === channel { state.channel = nil }
-            return state.isShutDown
-        }
-        guard !shuttingDown else { return }
-        self.faults.log("sentinel-subscription-closed", "the +switch-master subscription closed; subscribing again")
-        self.scheduleReconnect()
-    }
-
-    private func scheduleReconnect() {
-        self.state.withLock { state in
-            guard !state.isShutDown else { return }
-            state.failures += 1
-            let delay = self.backoff.delay(afterFailures: state.failures, random: Double.random(in: 0..<1))
-            // Scheduling runs nothing inline, so it is safe under the lock.
-            state.reconnect = self.eventLoop.scheduleTask(in: delay) { self.connect() }
         }
     }
 }
@@ -144,16 +100,14 @@ private final class SentinelSubscriptionHandler: ChannelInboundHandler {
 
     private var replies: SentinelSubscriptionReplies
     private let handshake: [RedisCommand]
-    private let pingInterval: TimeAmount
+    private let keepAlive: SubscriptionKeepAlive
     private let logger: Logger
     private let onEvent: @Sendable (SentinelSubscriptionReplies.Event) -> Void
-    private var pingTimer: RepeatedTask?
-    private var awaitingPong = false
 
     init(handshake: [RedisCommand], pingInterval: TimeAmount, logger: Logger, onEvent: @escaping @Sendable (SentinelSubscriptionReplies.Event) -> Void) {
         self.replies = SentinelSubscriptionReplies(handshakeReplies: handshake.count)
         self.handshake = handshake
-        self.pingInterval = pingInterval
+        self.keepAlive = SubscriptionKeepAlive(interval: pingInterval, logger: logger, peer: "the sentinel", then: "subscribing again")
         self.logger = logger
         self.onEvent = onEvent
     }
@@ -172,12 +126,12 @@ private final class SentinelSubscriptionHandler: ChannelInboundHandler {
         case .none:
             break
         case .subscribed:
-            self.startPinging(context: context)
+            self.keepAlive.start(context: context)
             self.onEvent(event)
         case .switched:
             self.onEvent(event)
         case .pong:
-            self.awaitingPong = false
+            self.keepAlive.pong()
         case .failed(let reason):
             self.logger.warning("the +switch-master subscription failed; subscribing again", metadata: ["reason": "\(reason)"])
             context.close(promise: nil)
@@ -185,27 +139,12 @@ private final class SentinelSubscriptionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.pingTimer?.cancel()
-        self.pingTimer = nil
+        self.keepAlive.stop()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.debug("the +switch-master subscription's connection failed", metadata: ["redis.error": "\(error)"])
         context.close(promise: nil)
-    }
-
-    private func startPinging(context: ChannelHandlerContext) {
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        self.pingTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: self.pingInterval, delay: self.pingInterval) { _ in
-            let (handler, context) = loopBound.value
-            if handler.awaitingPong {
-                handler.logger.warning("the sentinel did not answer PING within \(handler.pingInterval.nanoseconds / 1_000_000) ms; subscribing again")
-                context.close(promise: nil)
-                return
-            }
-            handler.awaitingPong = true
-            context.writeAndFlush(Self.wrapOutboundOut(RedisCommand("PING")), promise: nil)
-        }
     }
 }
