@@ -21,10 +21,11 @@ extension IntegrationTests {
     /// return the old value; the waiting is bounded only by a generous timeout.
     @Suite(.serialized, .enabled(if: TestCluster.isAvailable, TestCluster.missing))
     struct GatewayClusterNearCacheTests {
+        static let probe = NearCacheProbe(function: Self.function, keyPrefix: "cluster-near")
         static let function = FunctionVersion(function: "Tests.clusterNear(x:)", version: "v1")
 
         /// Two gateways on the cluster, with the near-cache on (the default).
-        final class Pair {
+        final class Pair: GatewayPairConnections {
             let namespace = "cln\(UInt32.random(in: 0...UInt32.max))"
             let a: GatewayProcess
             let b: GatewayProcess
@@ -38,21 +39,13 @@ extension IntegrationTests {
                 self.b = try GatewayProcess(arguments: arguments)
                 self.connectionA = try await self.a.connect(name: "A")
                 self.connectionB = try await self.b.connect(name: "B")
-                try await Self.waitUntilFilling(self.connectionA)
-                try await Self.waitUntilFilling(self.connectionB)
+                try await NearCacheProbe.waitUntilFilling(self.connectionA, timeout: .seconds(60))
+                try await NearCacheProbe.waitUntilFilling(self.connectionB, timeout: .seconds(60))
             }
 
             func stop() {
                 _ = self.a.stop()
                 _ = self.b.stop()
-            }
-
-            /// Waits until the gateway's near-cache fills (every master tracks).
-            static func waitUntilFilling(_ connection: GatewayConnection) async throws {
-                let filling = try await RedisTestSupport.waitUntil(timeout: .seconds(60)) {
-                    try await GatewayClusterNearCacheTests.stat(connection, "nearCacheFilling") == 1
-                }
-                guard filling else { throw TestFailure("the near-cache did not start filling on the cluster") }
             }
 
             /// The Redis key of entry `index`, and the master that holds it.
@@ -61,7 +54,7 @@ extension IntegrationTests {
                     namespace: self.namespace,
                     functionID: RedisStore.functionID(GatewayClusterNearCacheTests.function.function),
                     version: GatewayClusterNearCacheTests.function.version,
-                    hex: try GatewayClusterNearCacheTests.key(index).digest.hexString
+                    hex: try GatewayClusterNearCacheTests.probe.key(index).digest.hexString
                 )
                 guard let master = map.master(for: ClusterSlot(key: key)) else { throw TestFailure("no master for \(key)") }
                 return (key, master)
@@ -81,11 +74,6 @@ extension IntegrationTests {
             }
         }
 
-        static func stat(_ connection: GatewayConnection, _ name: String) async throws -> UInt64 {
-            guard case .statsReply(let stats) = try await connection.request(.stats) else { throw TestFailure("no stats") }
-            return stats[count: name] ?? 0
-        }
-
         /// B's listener client id on each master (`nearCacheTrackingClientIDs`).
         static func listenerIDs(_ connection: GatewayConnection) async throws -> [String: Int64] {
             guard case .statsReply(let stats) = try await connection.request(.stats) else { throw TestFailure("no stats") }
@@ -96,40 +84,6 @@ extension IntegrationTests {
                 if parts.count == 2, let id = Int64(parts[1]) { ids[String(parts[0])] = id }
             }
             return ids
-        }
-
-        static func key(_ index: Int) throws -> CacheKey { try CacheKey(hashing: "cluster-near-\(index)") }
-
-        static func store(_ connection: GatewayConnection, _ index: Int, _ value: String) async throws {
-            let store = Store(function: Self.function, key: try Self.key(index), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: value))
-            #expect(try await connection.request(.store(store)) == .storeReply(stored: true))
-        }
-
-        static func lookup(_ connection: GatewayConnection, _ index: Int) async throws -> LookupReply {
-            guard case .lookupReply(let reply) = try await connection.request(.lookup(Lookup(function: Self.function, key: try Self.key(index)))) else {
-                throw TestFailure("no lookup reply")
-            }
-            return reply
-        }
-
-        /// Stores `value` through A, reads it through B from Redis, then from B's near-cache.
-        static func holdInB(_ pair: Pair, _ index: Int, _ value: String) async throws {
-            try await Self.store(pair.connectionA, index, value)
-            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
-            #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: value)))
-            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits, "the first read goes to Redis")
-            #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: value)))
-            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits + 1, "the second is served from B's near-cache")
-        }
-
-        /// Runs `change`, then waits until B's counter `signal` grows past its value before it.
-        static func change(_ pair: Pair, signal: String = "nearCacheInvalidationMessages", _ change: () async throws -> Void) async throws {
-            let before = try await Self.stat(pair.connectionB, signal)
-            try await change()
-            let arrived = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
-                try await Self.stat(pair.connectionB, signal) > before
-            }
-            #expect(arrived, "B did not hear of the change (\(signal))")
         }
 
         @Test func bServesFromItsNearCacheAndHearsOfEveryChangeOnEachMaster() async throws {
@@ -143,30 +97,30 @@ extension IntegrationTests {
 
             for (master, onMaster) in indexes.sorted(by: { $0.key.description < $1.key.description }) {
                 // invalidate through A.
-                try await Self.holdInB(pair, onMaster[0], "one")
-                try await Self.change(pair) {
-                    let reply = try await pair.connectionA.request(.invalidate(Invalidate(function: Self.function.function, version: Self.function.version, key: try Self.key(onMaster[0]))))
+                try await Self.probe.holdInB(pair, onMaster[0], "one")
+                try await Self.probe.change(pair) {
+                    let reply = try await pair.connectionA.request(.invalidate(Invalidate(function: Self.function.function, version: Self.function.version, key: try Self.probe.key(onMaster[0]))))
                     #expect(reply == .invalidateReply(deleted: 1))
                 }
-                #expect(try await Self.lookup(pair.connectionB, onMaster[0]) == .miss, "on \(master)")
+                #expect(try await Self.probe.lookup(pair.connectionB, onMaster[0]) == .miss, "on \(master)")
 
                 // A new value stored through A under the same key: B returns the new bytes.
-                try await Self.holdInB(pair, onMaster[1], "old")
-                try await Self.change(pair) { try await Self.store(pair.connectionA, onMaster[1], "new") }
-                #expect(try await Self.lookup(pair.connectionB, onMaster[1]) == .hit(ByteBuffer(string: "new")), "on \(master)")
+                try await Self.probe.holdInB(pair, onMaster[1], "old")
+                try await Self.probe.change(pair) { try await Self.probe.store(pair.connectionA, onMaster[1], "new") }
+                #expect(try await Self.probe.lookup(pair.connectionB, onMaster[1]) == .hit(ByteBuffer(string: "new")), "on \(master)")
 
                 // DEL on the owning master, as typed into redis-cli.
-                try await Self.holdInB(pair, onMaster[2], "three")
+                try await Self.probe.holdInB(pair, onMaster[2], "three")
                 let (entryKey, owner) = try pair.entry(onMaster[2], in: map)
                 #expect(owner == master)
-                try await Self.change(pair) {
+                try await Self.probe.change(pair) {
                     let deleted = try await TestCluster.withConnection(owner) { try await $0.send(RedisCommand("DEL", entryKey), timeout: .seconds(5)).checked().integer }
                     #expect(deleted == 1)
                 }
-                #expect(try await Self.lookup(pair.connectionB, onMaster[2]) == .miss, "on \(master)")
+                #expect(try await Self.probe.lookup(pair.connectionB, onMaster[2]) == .miss, "on \(master)")
             }
-            #expect(try await Self.stat(pair.connectionB, "errors") == 0)
-            #expect(try await Self.stat(pair.connectionB, "nearCacheFilling") == 1)
+            #expect(try await NearCacheProbe.stat(pair.connectionB, "errors") == 0)
+            #expect(try await NearCacheProbe.stat(pair.connectionB, "nearCacheFilling") == 1)
         }
 
         @Test func killingBsListenerOnOneMasterFlushesBsNearCache() async throws {
@@ -177,12 +131,12 @@ extension IntegrationTests {
             let masters = map.masters.sorted { $0.description < $1.description }
             let victim = masters[0]
             // B holds an entry of each master.
-            for master in masters { try await Self.holdInB(pair, indexes[master]![0], "held \(master)") }
-            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 3)
+            for master in masters { try await Self.probe.holdInB(pair, indexes[master]![0], "held \(master)") }
+            #expect(try await NearCacheProbe.stat(pair.connectionB, "nearCacheEntries") == 3)
 
             let before = try await Self.listenerIDs(pair.connectionB)
             let listener = try #require(before[victim.description], "B's listener on \(victim) in \(before)")
-            try await Self.change(pair, signal: "nearCacheFlushes") {
+            try await Self.probe.change(pair, signal: "nearCacheFlushes") {
                 let killed = try await TestCluster.withConnection(victim) {
                     try await $0.send(RedisCommand("CLIENT", "KILL", "ID", "\(listener)"), timeout: .seconds(5)).checked().integer
                 }
@@ -190,21 +144,21 @@ extension IntegrationTests {
             }
             // Everything went, the entries of the other masters too: none is
             // served from the near-cache.
-            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 0)
-            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+            #expect(try await NearCacheProbe.stat(pair.connectionB, "nearCacheEntries") == 0)
+            let nearHits = try await NearCacheProbe.stat(pair.connectionB, "nearCacheHits")
             for master in masters {
-                #expect(try await Self.lookup(pair.connectionB, indexes[master]![0]) == .hit(ByteBuffer(string: "held \(master)")))
+                #expect(try await Self.probe.lookup(pair.connectionB, indexes[master]![0]) == .hit(ByteBuffer(string: "held \(master)")))
             }
-            #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits)
+            #expect(try await NearCacheProbe.stat(pair.connectionB, "nearCacheHits") == nearHits)
 
             // B's listener comes back on that master (a new client), and the
             // near-cache fills again.
-            try await Pair.waitUntilFilling(pair.connectionB)
+            try await NearCacheProbe.waitUntilFilling(pair.connectionB, timeout: .seconds(60))
             let after = try await Self.listenerIDs(pair.connectionB)
             #expect(after.count == 3)
             #expect(after[victim.description] != nil && after[victim.description] != listener)
             // (A key B has not read: an overwrite's invalidation could still be on its way.)
-            try await Self.holdInB(pair, indexes[victim]![1], "again")
+            try await Self.probe.holdInB(pair, indexes[victim]![1], "again")
         }
 
         /// A master is killed with SIGKILL while B holds entries of every
@@ -220,7 +174,7 @@ extension IntegrationTests {
             let indexes = try pair.indexesPerMaster(map, count: 2)
             let masters = map.masters.sorted { $0.description < $1.description }
             let victim = masters[0]
-            for master in masters { try await Self.holdInB(pair, indexes[master]![0], "before") }
+            for master in masters { try await Self.probe.holdInB(pair, indexes[master]![0], "before") }
             let replicated = try await TestCluster.withConnection(victim) { try await $0.send(RedisCommand("WAIT", "1", "5000"), timeout: .seconds(10)).checked().integer }
             #expect(replicated == 1)
             let replica = try await Self.replica(of: victim)
@@ -229,10 +183,10 @@ extension IntegrationTests {
             let victimPort = TestCluster.port(victim)
             let pidText = try String(contentsOfFile: "\(directory)/node-\(victimPort).pid", encoding: .utf8)
             let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
-            try await Self.change(pair, signal: "nearCacheFlushes") {
+            try await Self.probe.change(pair, signal: "nearCacheFlushes") {
                 #expect(kill(pid, SIGKILL) == 0)
             }
-            #expect(try await Self.stat(pair.connectionB, "nearCacheEntries") == 0)
+            #expect(try await NearCacheProbe.stat(pair.connectionB, "nearCacheEntries") == 0)
 
             let promoted = await RedisTestSupport.waitUntil(timeout: .seconds(60)) {
                 let role = try? await TestCluster.withConnection(replica) { try await $0.send(RedisCommand("ROLE"), timeout: .seconds(1)).array?.first?.string }
@@ -243,29 +197,29 @@ extension IntegrationTests {
             for master in masters {
                 let index = indexes[master]![0]
                 let stored = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
-                    let store = Store(function: Self.function, key: try Self.key(index), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: "after"))
+                    let store = Store(function: Self.function, key: try Self.probe.key(index), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: "after"))
                     return try await pair.connectionA.request(.store(store)) == .storeReply(stored: true)
                 }
                 #expect(stored, "A's store on \(master)'s slot")
             }
             // B fills again once every master, the promoted one included, tracks to it.
-            try await Pair.waitUntilFilling(pair.connectionB)
+            try await NearCacheProbe.waitUntilFilling(pair.connectionB, timeout: .seconds(60))
             let ids = try await Self.listenerIDs(pair.connectionB)
             #expect(ids[replica.description] != nil, "B listens on the promoted master: \(ids)")
             #expect(ids[victim.description] == nil, "and no longer on the killed one: \(ids)")
             for master in masters {
                 let index = indexes[master]![0]
                 let served = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
-                    try await Self.lookup(pair.connectionB, index) != .miss
+                    try await Self.probe.lookup(pair.connectionB, index) != .miss
                 }
                 #expect(served)
-                #expect(try await Self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: "after")), "nothing stale on \(master)")
+                #expect(try await Self.probe.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: "after")), "nothing stale on \(master)")
             }
             // The promoted master's invalidations reach B.
             let onNewMaster = indexes[victim]![1]
-            try await Self.holdInB(pair, onNewMaster, "old")
-            try await Self.change(pair) { try await Self.store(pair.connectionA, onNewMaster, "new") }
-            #expect(try await Self.lookup(pair.connectionB, onNewMaster) == .hit(ByteBuffer(string: "new")))
+            try await Self.probe.holdInB(pair, onNewMaster, "old")
+            try await Self.probe.change(pair) { try await Self.probe.store(pair.connectionA, onNewMaster, "new") }
+            #expect(try await Self.probe.lookup(pair.connectionB, onNewMaster) == .hit(ByteBuffer(string: "new")))
 
             // Bring the node back: it rejoins as the new master's replica.
             #expect(try TestCluster.run("\(directory)/start-\(victimPort).sh") == 0)
@@ -284,28 +238,28 @@ extension IntegrationTests {
             let indexes = try pair.indexesPerMaster(map, count: 3)
             let master = map.masters.sorted { $0.description < $1.description }[1]
             let onMaster = indexes[master]!
-            try await Self.holdInB(pair, onMaster[0], "before")
+            try await Self.probe.holdInB(pair, onMaster[0], "before")
             let replica = try await Self.replica(of: master)
 
-            try await Self.change(pair, signal: "nearCacheFlushes") {
+            try await Self.probe.change(pair, signal: "nearCacheFlushes") {
                 try await Self.failover(to: replica)
                 // B learns of the new map from its next read there (a MOVED) or its periodic read of the map.
-                _ = try await Self.lookup(pair.connectionB, onMaster[1])
+                _ = try await Self.probe.lookup(pair.connectionB, onMaster[1])
             }
             let stored = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
-                let store = Store(function: Self.function, key: try Self.key(onMaster[0]), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: "after"))
+                let store = Store(function: Self.function, key: try Self.probe.key(onMaster[0]), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: "after"))
                 return try await pair.connectionA.request(.store(store)) == .storeReply(stored: true)
             }
             #expect(stored)
-            try await Pair.waitUntilFilling(pair.connectionB)
+            try await NearCacheProbe.waitUntilFilling(pair.connectionB, timeout: .seconds(60))
             #expect(try await Self.listenerIDs(pair.connectionB)[replica.description] != nil)
             let served = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
-                try await Self.lookup(pair.connectionB, onMaster[0]) == .hit(ByteBuffer(string: "after"))
+                try await Self.probe.lookup(pair.connectionB, onMaster[0]) == .hit(ByteBuffer(string: "after"))
             }
             #expect(served, "nothing stale after the failover")
-            try await Self.holdInB(pair, onMaster[2], "old")
-            try await Self.change(pair) { try await Self.store(pair.connectionA, onMaster[2], "new") }
-            #expect(try await Self.lookup(pair.connectionB, onMaster[2]) == .hit(ByteBuffer(string: "new")))
+            try await Self.probe.holdInB(pair, onMaster[2], "old")
+            try await Self.probe.change(pair) { try await Self.probe.store(pair.connectionA, onMaster[2], "new") }
+            #expect(try await Self.probe.lookup(pair.connectionB, onMaster[2]) == .hit(ByteBuffer(string: "new")))
 
             // Give the slots back.
             try await Self.failover(to: master)
