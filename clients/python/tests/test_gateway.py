@@ -756,3 +756,93 @@ def test_a_forked_child_opens_its_own_connection(gateway: Gateway) -> None:
         results = pool.map(_pool_call, [5, 6, 5, 6])
     for (value, pid, own_connection), x in zip(results, [5, 6, 5, 6]):
         assert value["square"] == x * x and own_connection and pid != os.getpid()
+
+
+# MARK: Held lookups (single-flight across processes)
+
+_WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    import cache_gateway
+    from cache_gateway import cache
+
+    socket, directory = sys.argv[1], sys.argv[2]
+    held = float(sys.argv[3])
+    cache_gateway.configure(socket=socket, lookup_timeout=10.0, connect_timeout=10.0, held_lookup_timeout=held)
+
+    @cache(ttl=300, name="tests.held.slow", version="1")
+    def slow(x):
+        with open(os.path.join(directory, "computations"), "a") as log:
+            log.write(f"{os.getpid()}\\n")
+        # The test releases the computation once the other workers are held.
+        while not os.path.exists(os.path.join(directory, "release")):
+            time.sleep(0.005)
+        return {"x": x, "by": os.getpid()}
+
+    print(slow(7)["by"], flush=True)
+    """
+)
+
+
+def _start_workers(gateway: Gateway, directory: Path, count: int, held: float) -> List[Any]:
+    import subprocess
+
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, gateway.path, str(directory), str(held)],
+            stdout=subprocess.PIPE,
+            env=environment,
+        )
+        for _ in range(count)
+    ]
+
+
+def _wait_for_stat(gateway: Gateway, name: str, value: int) -> None:
+    deadline = time.monotonic() + STARTUP_LIMIT
+    while int(gateway.stats().get(name, 0)) < value:
+        assert time.monotonic() < deadline, f"{name} did not reach {value}: {gateway.stats()}"
+        time.sleep(0.01)
+
+
+def test_processes_that_miss_one_key_at_once_compute_it_once(backend: str, start_gateway: Any, tmp_path: Path) -> None:
+    # A fill bound longer than the test can take: only the computing worker's store ends the wait.
+    gateway = start_gateway(backend, ["--fill-wait-max-ms", "600000"])
+    workers = _start_workers(gateway, tmp_path, 4, held=600.0)
+    try:
+        # One worker computes; the other three are held by the gateway.
+        _wait_for_stat(gateway, "lookupsHeldNow", 3)
+        (tmp_path / "release").touch()
+        outputs = [worker.communicate(timeout=STARTUP_LIMIT)[0].decode().strip() for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    computations = (tmp_path / "computations").read_text().split()
+    assert len(computations) == 1
+    # Every worker returns the one computed value, whose "by" names the computing process.
+    assert outputs == computations * 4
+    assert all(worker.returncode == 0 for worker in workers)
+
+
+def test_a_client_that_does_not_announce_held_lookups_computes_as_before(backend: str, start_gateway: Any, tmp_path: Path) -> None:
+    gateway = start_gateway(backend, ["--fill-wait-max-ms", "600000"])
+    first = _start_workers(gateway, tmp_path, 1, held=600.0)
+    others: List[Any] = []
+    try:
+        _wait_for_stat(gateway, "fills", 1)
+        # Without the announcement a miss while the fill runs is told to compute.
+        others = _start_workers(gateway, tmp_path, 2, held=0.0)
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while len((tmp_path / "computations").read_text().split()) < 3:
+            assert time.monotonic() < deadline, "the workers without held lookups did not compute"
+            time.sleep(0.01)
+        (tmp_path / "release").touch()
+        for worker in first + others:
+            worker.communicate(timeout=STARTUP_LIMIT)
+    finally:
+        for worker in first + others:
+            if worker.poll() is None:
+                worker.kill()
+    assert int(gateway.stats().get("lookupsHeld", 0)) == 0
+    assert int(gateway.stats().get("fillWaits", 0)) == 0

@@ -228,3 +228,28 @@ def test_circuit_breaker() -> None:
     breaker.answered()
     assert breaker.state == breaker.CLOSED
     assert breaker.decide(lambda: 0.0) == breaker.ALLOW
+
+
+def test_held_lookup_frames_are_the_documented_arrays() -> None:
+    import msgpack
+
+    from cache_gateway import _protocol
+
+    key = bytes(range(32))
+    fields = _protocol.function_fields("tests.f", "1")
+
+    def payload(frame: bytes) -> object:
+        assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+        return msgpack.unpackb(frame[4:], raw=False)
+
+    # A hello announces held lookups only with a positive holdMilliseconds (section 2a).
+    assert payload(_protocol.hello(1, "w", 42)) == [1, 1, 1, "w", 42]
+    assert payload(_protocol.hello(1, "w", 42, 3000)) == [1, 1, 1, "w", 42, 3000]
+    assert payload(_protocol.lookup(9, fields, key)) == [3, 9, "tests.f", "1", key]
+    assert payload(_protocol.held_lookup(9, fields, key, 3000)) == [3, 9, "tests.f", "1", key, 3000]
+
+    reply = _protocol.Reply(_protocol.HELLO_REPLY, 1, [1, "g", 1 << 20, 1 << 20, 2000])
+    assert _protocol.hello_reply(reply).hold_milliseconds == 2000
+    # An older gateway's reply has no such field: it never answers status 3.
+    reply = _protocol.Reply(_protocol.HELLO_REPLY, 1, [1, "g", 1 << 20, 1 << 20])
+    assert _protocol.hello_reply(reply).hold_milliseconds == 0

@@ -53,6 +53,11 @@ class Settings:
     client_name: str = dataclasses.field(default_factory=lambda: os.path.basename(sys.argv[0] or "python") or "python")
     #: How long a lookup may take before the function runs uncached.
     lookup_timeout: float = 0.010
+    #: How long a held lookup may wait for another worker's computation
+    #: (docs/PROTOCOL.md section 2a); past it the function runs and its
+    #: result is not stored. 0 does not announce held lookups: every miss
+    #: then computes, as it does with a gateway without single-flight.
+    held_lookup_timeout: float = 3.0
     #: How long connecting and saying hello may take.
     connect_timeout: float = 0.100
     #: The first wait after the gateway could not be reached; it doubles per failure.
@@ -131,8 +136,13 @@ class Client:
         with self._lock:
             self._machine.connect_failed(time.monotonic())
 
+    @property
+    def _hold_milliseconds(self) -> int:
+        """``held_lookup_timeout`` in whole milliseconds for the wire (0: not held)."""
+        return max(0, min(int(self.settings.held_lookup_timeout * 1000), protocol.MAXIMUM_TTL_MILLISECONDS))
+
     def _hello(self, request_id: int) -> bytes:
-        return protocol.hello(request_id, self.settings.client_name[:256], os.getpid())
+        return protocol.hello(request_id, self.settings.client_name[:256], os.getpid(), self._hold_milliseconds)
 
     def _finish_connecting(self, connection: Connection, reply: Any) -> Optional[Connection]:
         hello: Optional[protocol.HelloReply] = None
@@ -201,7 +211,18 @@ class Client:
         if request_id is None:
             return _BYPASS
         reply = connection.wait(request_id, waiter, self.settings.lookup_timeout)
+        if self._must_hold(reply):
+            self._answered(reports)
+            return self._held_lookup(connection, fields, registering, key)
         return self._lookup_result(reply, connection, reports)
+
+    def _held_lookup(self, connection: Connection, fields: bytes, registering: Tuple[str, str], key: bytes) -> Lookup:
+        hold = self._hold_milliseconds
+        waiter = _Waiter()
+        request_id = connection.submit(lambda i: protocol.held_lookup(i, fields, key, hold), waiter, registering)
+        if request_id is None:
+            return _BYPASS
+        return self._held_result(connection.wait(request_id, waiter, self.settings.held_lookup_timeout), connection)
 
     async def lookup_async(self, fields: bytes, registering: Tuple[str, str], key: bytes) -> Lookup:
         """``lookup`` for a coroutine: the event loop runs on while the reply is awaited."""
@@ -220,16 +241,47 @@ class Client:
         if request_id is None:
             return _BYPASS
         reply = await connection.wait_async(request_id, waiter, self.settings.lookup_timeout)
+        if self._must_hold(reply):
+            self._answered(reports)
+            hold = self._hold_milliseconds
+            waiter = _Waiter(loop, loop.create_future())
+            request_id = connection.submit(lambda i: protocol.held_lookup(i, fields, key, hold), waiter, registering)
+            if request_id is None:
+                return _BYPASS
+            reply = await connection.wait_async(request_id, waiter, self.settings.held_lookup_timeout)
+            return self._held_result(reply, connection)
         return self._lookup_result(reply, connection, reports)
+
+    def _answered(self, reports: bool) -> None:
+        """The gateway answered a lookup in time: the circuit breaker hears of it if it asked."""
+        if reports:
+            with self._lock:
+                self._breaker.answered()
+
+    def _must_hold(self, reply: Any) -> bool:
+        """Whether ``reply`` is status 3 (``wait``) on a connection that announced held lookups."""
+        return (
+            isinstance(reply, protocol.Reply)
+            and reply.type == protocol.LOOKUP_REPLY
+            and len(reply.fields) > 0
+            and reply.fields[0] == protocol.STATUS_WAIT
+            and self._hold_milliseconds > 0
+        )
+
+    def _held_result(self, reply: Any, connection: Connection) -> Lookup:
+        """What a held lookup found. Its timeout is the held wait's bound, not a
+        sign of a slow gateway: it does not count against the circuit breaker,
+        and the function runs without storing."""
+        if reply is TIMEOUT:
+            return _BYPASS
+        return self._lookup_result(reply, connection, False)
 
     def _lookup_result(self, reply: Any, connection: Connection, reports: bool) -> Lookup:
         if reply is TIMEOUT:
             with self._lock:
                 self._breaker.timed_out(time.monotonic())
             return _BYPASS
-        if reports:
-            with self._lock:
-                self._breaker.answered()
+        self._answered(reports)
         if reply is CLOSED or reply.type != protocol.LOOKUP_REPLY or not reply.fields:
             return _BYPASS
         status = reply.fields[0]

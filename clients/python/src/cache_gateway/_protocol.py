@@ -40,6 +40,8 @@ ERROR = 255
 STATUS_HIT = 0
 STATUS_MISS = 1
 STATUS_MISS_DO_NOT_STORE = 2
+#: Another worker computes the entry: send a held lookup (section 2a).
+STATUS_WAIT = 3
 
 #: Error codes (section 3) that the client treats specially.
 ERROR_NOT_ALLOWED = 10
@@ -73,6 +75,9 @@ class HelloReply(NamedTuple):
     gateway_version: str
     max_frame_size: int
     max_value_size: int
+    #: The gateway's ``--fill-wait-max-ms`` when it will hold this
+    #: connection's lookups; 0 when it never answers status 3.
+    hold_milliseconds: int = 0
 
 
 class ProtocolError(Exception):
@@ -88,9 +93,13 @@ def _pack(message: List[Any]) -> bytes:
     return frame(_packb(message, **_packer_options))
 
 
-def hello(request_id: int, client_name: str, pid: int) -> bytes:
-    """A framed hello (type 1)."""
-    return _pack([HELLO, request_id, PROTOCOL_VERSION, client_name, pid])
+def hello(request_id: int, client_name: str, pid: int, hold_milliseconds: int = 0) -> bytes:
+    """A framed hello (type 1); a ``hold_milliseconds`` above 0 is appended,
+    announcing held lookups (section 2a)."""
+    message: List[Any] = [HELLO, request_id, PROTOCOL_VERSION, client_name, pid]
+    if hold_milliseconds > 0:
+        message.append(hold_milliseconds)
+    return _pack(message)
 
 
 def ping(request_id: int) -> bytes:
@@ -117,6 +126,13 @@ def lookup(request_id: int, fields: bytes, key: bytes) -> bytes:
     ``[3, id, function, version, key]``.
     """
     payload = b"\x95\x03" + _packb(request_id) + fields + b"\xc4\x20" + key
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def held_lookup(request_id: int, fields: bytes, key: bytes, hold_milliseconds: int) -> bytes:
+    """A framed held lookup: a lookup with ``holdMilliseconds`` appended (section 2a),
+    the same bytes as packing ``[3, id, function, version, key, hold_milliseconds]``."""
+    payload = b"\x96\x03" + _packb(request_id) + fields + b"\xc4\x20" + key + _packb(hold_milliseconds)
     return _LENGTH.pack(len(payload)) + payload
 
 
@@ -184,4 +200,5 @@ def hello_reply(reply: Reply) -> HelloReply:
         or type(fields[3]) is not int
     ):
         raise ProtocolError("malformed hello reply")
-    return HelloReply(fields[0], fields[1], fields[2], fields[3])
+    hold = fields[4] if len(fields) > 4 and type(fields[4]) is int and fields[4] > 0 else 0
+    return HelloReply(fields[0], fields[1], fields[2], fields[3], hold)

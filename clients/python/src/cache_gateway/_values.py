@@ -29,7 +29,7 @@ import dataclasses
 import datetime
 import threading
 import typing
-from typing import Any, Callable, Dict, List, Type, TypeVar
+from typing import Any, Callable, Dict, List, Type, TypeVar, cast
 
 import msgpack
 
@@ -105,7 +105,7 @@ def _default(value: Any) -> Any:
             return str.__str__(value)  # the characters, whatever the subclass's __str__
         for base in (dict, list, tuple, bytes, int, float):
             if isinstance(value, base):
-                return list(value) if base is tuple else base(value)
+                return list(cast(Any, value)) if base is tuple else cast(Any, base)(value)
         raise TypeError(f"a {kind.__module__}.{kind.__qualname__} object cannot be cached (see cache_gateway's value types)")
     name = qualified_name(cls)
     if _registry.get(name) is not cls:
