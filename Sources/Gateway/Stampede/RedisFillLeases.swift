@@ -2,10 +2,11 @@ import NIOCore
 
 /// Fill leases in Redis, shared by every gateway on the same server or cluster.
 ///
-/// **Keys.** The lease of an entry is a string next to it: the entry's key
-/// with `:l` appended (`RedisKeyLayout`: on a cluster the entry key's hash
-/// tag comes before the argument key, so the lease is in the entry's slot and
-/// a script or transaction may name both). Its value is the holding
+/// **Keys.** The lease of an entry is a string beside it
+/// (`RedisKeyLayout.leaseKey`: `cg:ns:l:…` where the entry is `cg:ns:e:…`,
+/// with the entry's hash tag on a cluster, so the lease is in the entry's
+/// slot and a script or transaction may name both; outside the `e:` key
+/// space, so scans of entries and version prefixes never meet it). Its value is the holding
 /// gateway's id, random per process (`gatewayID`), so that a gateway renews
 /// or gives back only its own lease; its TTL is the fill's wait bound, so a
 /// lease whose gateway died lapses on its own.
@@ -60,14 +61,15 @@ final class RedisFillLeases: FillLeases {
         (0..<2).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined(separator: "-")
     }
 
-    /// The lease key of the entry whose key is `entryKey`.
-    static func leaseKey(entryKey: String) -> String {
-        entryKey + ":l"
+    /// The lease key of `key`'s entry.
+    func leaseKey(_ key: StorageKey) -> String {
+        self.store.layout.leaseKey(
+            namespace: key.namespace, functionID: RedisStore.functionID(key.function.function), version: key.function.version, hex: key.key.digest.hexString
+        )
     }
 
     func backendNames(for key: StorageKey) -> FillBackendNames? {
-        let entry = String(buffer: self.store.entryKey(key))
-        return FillBackendNames(entry: entry, lease: Self.leaseKey(entryKey: entry))
+        FillBackendNames(entry: String(buffer: self.store.entryKey(key)), lease: self.leaseKey(key))
     }
 
     /// KEYS: entry, lease. ARGV: gateway id, milliseconds.
@@ -90,7 +92,7 @@ final class RedisFillLeases: FillLeases {
 
     func claimFill(_ key: StorageKey, for duration: TimeAmount, on eventLoop: any EventLoop) -> EventLoopFuture<FillClaimAnswer> {
         let entry = self.store.entryKey(key)
-        let lease = ByteBuffer(string: Self.leaseKey(entryKey: String(buffer: entry)))
+        let lease = ByteBuffer(string: self.leaseKey(key))
         let command = RedisCommand("EVAL", arguments: [
             ByteBuffer(string: Self.claimScript), ByteBuffer(string: "2"), entry, lease,
             ByteBuffer(string: self.gatewayID), ByteBuffer(string: "\(Self.milliseconds(duration))"),
@@ -114,7 +116,7 @@ final class RedisFillLeases: FillLeases {
     /// `SET NX PX` and `PTTL` in one pipeline; the entry is not looked at
     /// (an early refresh asks while the entry is there).
     func acquire(_ key: StorageKey, for duration: TimeAmount, on eventLoop: any EventLoop) -> EventLoopFuture<FillLeaseResult> {
-        let lease = ByteBuffer(string: Self.leaseKey(entryKey: String(buffer: self.store.entryKey(key))))
+        let lease = ByteBuffer(string: self.leaseKey(key))
         let commands = [
             RedisCommand("SET", arguments: [
                 lease, ByteBuffer(string: self.gatewayID), ByteBuffer(string: "NX"),
@@ -138,7 +140,7 @@ final class RedisFillLeases: FillLeases {
     }
 
     func release(_ key: StorageKey, on eventLoop: any EventLoop) {
-        let lease = ByteBuffer(string: Self.leaseKey(entryKey: String(buffer: self.store.entryKey(key))))
+        let lease = ByteBuffer(string: self.leaseKey(key))
         let command = RedisCommand("EVAL", arguments: [
             ByteBuffer(string: Self.releaseScript), ByteBuffer(string: "1"), lease, ByteBuffer(string: self.gatewayID),
         ])

@@ -262,8 +262,9 @@ public final class RedisStore: CacheStore {
 
     // The key names are `RedisKeyLayout`'s. Entry keys carry their hash tag
     // (on a cluster) before the argument key: a key derived from an entry key
-    // by appending a suffix (a fill lease: `entryKey + ":l"`) stays in the
-    // entry's slot, so that it can go with the entry in one command or script.
+    // by appending a suffix stays in the entry's slot, so that it can go with
+    // the entry in one command or script; a fill lease has a key of its own
+    // with the same tag (`RedisKeyLayout.leaseKey`).
 
     func entryKey(_ key: StorageKey) -> ByteBuffer {
         ByteBuffer(string: self.layout.entryKey(namespace: key.namespace, functionID: Self.functionID(key.function.function), version: key.function.version, hex: key.key.digest.hexString))
@@ -351,7 +352,7 @@ public final class RedisStore: CacheStore {
         // so that no other client's write can fall between them untracked.
         // The entry's fill lease, if any, goes in the same transaction as the write.
         let lease = self.configuration.deletesFillLeases
-            ? [RedisCommand("DEL", arguments: [ByteBuffer(string: RedisFillLeases.leaseKey(entryKey: String(buffer: entryKey)))])]
+            ? [RedisCommand("DEL", arguments: [ByteBuffer(string: self.layout.leaseKey(namespace: key.namespace, functionID: functionID, version: key.function.version, hex: hex))])]
             : []
         let write = self.configuration.tracksStoredKeys || !lease.isEmpty
             ? [RedisCommand("MULTI"), set] + (self.configuration.tracksStoredKeys ? [RedisCommand("PTTL", arguments: [entryKey])] : []) + lease + [RedisCommand("EXEC")]
