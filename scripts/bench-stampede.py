@@ -2,9 +2,16 @@
 """The cold-key stampede benchmark (issue #18): WORKERS StampedeWorker
 processes with CALLERS concurrent callers each, spread over GATEWAYS gateways
 sharing one redis-server, all call one cold key whose computation takes
-COMPUTE_MS. Each run is made twice, with single-flight on and off (today's
-behaviour), and the figures are printed side by side: computations, callers,
-p50/p99/max of the callers' latency, and the ratio of computations.
+COMPUTE_MS. Each run is made in three modes, alternating:
+  on    single-flight and fill leases, waiting gateways told of the value by
+        the near-cache's invalidations (the default configuration);
+  poll  the same with the near-cache off (--near-cache-size 0): waiting
+        gateways poll the entry;
+  off   --single-flight off, which turns leases off too (the behaviour
+        before single-flight);
+and the figures are printed side by side: computations, callers, p50/p99/max
+of the callers' latency and of the waiters' (every caller but the ones that
+computed), and the ratio of computations.
 
 Run through scripts/bench-stampede.sh (release build, private redis-server,
 everything pinned with taskset to BENCH_CPU)."""
@@ -33,7 +40,14 @@ def wait_for(socket_path):
     raise SystemExit(f"gateway at {socket_path} did not answer")
 
 
-def run_once(single_flight, directory):
+MODES = {
+    "on": ["--single-flight", "on"],
+    "poll": ["--single-flight", "on", "--near-cache-size", "0"],
+    "off": ["--single-flight", "off"],
+}
+
+
+def run_once(mode, directory):
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     gateways, workers = [], []
     try:
@@ -43,7 +57,7 @@ def run_once(single_flight, directory):
             sockets.append(path)
             gateways.append(subprocess.Popen(pinned([
                 f"{BIN}/cache-gateway", "serve", "--socket", path, "--redis", f"unix://{REDIS}",
-                "--namespace", namespace, "--single-flight", single_flight, "--lookup-timeout-ms", "1000",
+                "--namespace", namespace, *MODES[mode], "--lookup-timeout-ms", "1000",
                 "--log-level", "error",
             ]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for path in sockets:
@@ -67,7 +81,12 @@ def run_once(single_flight, directory):
             worker.stdout.readline()
         reports = burst("cold")
         latencies = sorted(latency / 1000 for report in reports for latency in report["latenciesUs"])
+        # Waiters: the callers whose own call did not compute.
+        waiters = sorted(latency / 1000 for report in reports for index, latency in enumerate(report["latenciesUs"])
+                         if index not in set(report.get("computedCalls", []))) or [0.0]
         return {
+            "waitersP50": waiters[len(waiters) // 2],
+            "waitersP99": waiters[len(waiters) * 99 // 100],
             "computations": sum(report["computations"] for report in reports),
             "callers": len(latencies),
             "distinctValues": len({value for report in reports for value in report["values"]}),
@@ -124,25 +143,32 @@ def main():
             for mode in ("on", "off"):
                 steady(mode, directory, int(os.environ.get("SECONDS_STEADY", "60")))
         return
+    modes = os.environ.get("MODES", "on poll off").split()
     print(f"stampede: {GATEWAYS} gateways, {WORKERS} workers x {CALLERS} callers, one cold key, compute {COMPUTE_MS} ms, "
           f"{RUNS} runs per mode, everything on CPU {CPU}")
-    results = {"on": [], "off": []}
+    results = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory(prefix="cg-stampede-") as directory:
         for _ in range(RUNS):
-            for mode in ("on", "off"):  # alternating, so that drift hits both
+            for mode in modes:  # alternating, so that drift hits every mode
                 results[mode].append(run_once(mode, directory))
-    print(f"{'single-flight':>14} {'computations':>13} {'callers':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   (medians of {RUNS} runs; range of computations)")
+    keys = ("computations", "callers", "p50", "p99", "max", "waitersP50", "waitersP99")
+    print(f"{'mode':>6} {'computations':>13} {'callers':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'wait p50':>9} {'wait p99':>9}"
+          f"   (medians of {RUNS} runs; [range of computations] [range of max ms])")
     summary = {}
-    for mode in ("on", "off"):
+    for mode in modes:
         runs = results[mode]
-        median = {key: statistics.median(run[key] for run in runs) for key in ("computations", "callers", "p50", "p99", "max")}
+        median = {key: statistics.median(run[key] for run in runs) for key in keys}
         summary[mode] = median
-        spread = f"{min(r['computations'] for r in runs)}-{max(r['computations'] for r in runs)}"
-        print(f"{mode:>14} {median['computations']:>13g} {median['callers']:>8g} {median['p50']:>8.1f} {median['p99']:>8.1f} {median['max']:>8.1f}   [{spread}]")
-    ratio = summary["off"]["computations"] / max(summary["on"]["computations"], 1)
-    print(f"computations, off/on: {ratio:.1f}x (goal: 1 computation against {summary['on']['callers']:g} callers)")
-    print(f"slowest caller with single-flight: {summary['on']['max']:.1f} ms for a {COMPUTE_MS} ms computation "
-          f"(+{summary['on']['max'] - COMPUTE_MS:.1f} ms)")
+        spread = f"[{min(r['computations'] for r in runs)}-{max(r['computations'] for r in runs)}]"
+        max_spread = f"[{min(r['max'] for r in runs):.1f}-{max(r['max'] for r in runs):.1f}]"
+        print(f"{mode:>6} {median['computations']:>13g} {median['callers']:>8g} {median['p50']:>8.1f} {median['p99']:>8.1f} {median['max']:>8.1f}"
+              f" {median['waitersP50']:>9.1f} {median['waitersP99']:>9.1f}   {spread} {max_spread}")
+    if "off" in summary:
+        for mode in (m for m in modes if m != "off"):
+            ratio = summary["off"]["computations"] / max(summary[mode]["computations"], 1)
+            print(f"computations, off/{mode}: {ratio:.1f}x; {mode}: {summary[mode]['computations']:g} computation(s) against "
+                  f"{summary[mode]['callers']:g} callers (goal: 1); slowest caller {summary[mode]['max']:.1f} ms for a "
+                  f"{COMPUTE_MS} ms computation (+{summary[mode]['max'] - COMPUTE_MS:.1f} ms)")
     print(json.dumps({"stampede": results}), file=open(os.environ.get("BENCH_STAMPEDE_RESULTS", "/dev/null"), "w"))
 
 

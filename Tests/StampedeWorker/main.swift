@@ -10,7 +10,8 @@
 //                   time for the stampede function): {"calls": 1, ...}
 //   burst KEY       the callers call once each, at once:
 //                   {"calls", "computations", "values": [distinct values], "latenciesUs": [...],
-//                    "intervals": [[startUs, endUs], ...] (wall clock, of this process's computations)}
+//                    "intervals": [[startUs, endUs], ...] (wall clock, of this process's computations),
+//                    "computedCalls": [indexes of the calls whose own body computed]}
 //   steady KEY MS   the callers call in a loop for MS milliseconds:
 //                   {"calls", "computations", "values", "intervals", "latenciesUs": [per call, with
 //                    "startsUs": [when each call started]]}
@@ -49,6 +50,12 @@ func wallMicroseconds() -> Int64 {
 }
 
 let intervals = Mutex<[[Int64]]>([])
+
+/// Marks the call whose body ran (a task-local, inherited by the body's task).
+final class ComputedMark: Sendable {
+    let computed = Atomic<Bool>(false)
+    @TaskLocal static var current: ComputedMark?
+}
 let sequence = Atomic<Int>(0)
 
 /// The cached function: sleeps `computeMilliseconds`, returns a value that
@@ -56,6 +63,7 @@ let sequence = Atomic<Int>(0)
 func compute(_ key: String) async -> String {
     await cache(ttl: .milliseconds(ttlMilliseconds), function: "stampede", version: "1", arguments: key) {
         let started = wallMicroseconds()
+        ComputedMark.current?.computed.store(true, ordering: .relaxed)
         try? await Task.sleep(for: .milliseconds(computeMilliseconds))
         let number = sequence.add(1, ordering: .relaxed).newValue
         intervals.withLock { $0.append([started, wallMicroseconds()]) }
@@ -67,6 +75,7 @@ struct Call: Sendable {
     var value: String
     var startedUs: Int64
     var latencyUs: Int64
+    var computed = false
 }
 
 func report(_ calls: [Call]) throws {
@@ -80,6 +89,7 @@ func report(_ calls: [Call]) throws {
         "values": Array(Set(calls.map(\.value))).sorted(),
         "latenciesUs": calls.map(\.latencyUs),
         "startsUs": calls.map(\.startedUs),
+        "computedCalls": calls.enumerated().filter(\.element.computed).map(\.offset),
         "intervals": done,
     ]
     let data = try JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys])
@@ -88,8 +98,9 @@ func report(_ calls: [Call]) throws {
 
 func timedCall(_ key: String) async -> Call {
     let started = wallMicroseconds()
-    let value = await compute(key)
-    return Call(value: value, startedUs: started, latencyUs: wallMicroseconds() - started)
+    let mark = ComputedMark()
+    let value = await ComputedMark.$current.withValue(mark) { await compute(key) }
+    return Call(value: value, startedUs: started, latencyUs: wallMicroseconds() - started, computed: mark.computed.load(ordering: .relaxed))
 }
 
 while let line = readLine() {

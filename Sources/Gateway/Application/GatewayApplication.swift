@@ -88,6 +88,8 @@ public struct GatewayApplication: Service {
         case .redis(_, var redisConfiguration), .sentinel(_, var redisConfiguration):
             // The near-cache holds what it stores only if each store leaves its key tracked.
             if let nearCache = configuration.nearCache, nearCache.capacityBytes > 0 { redisConfiguration.tracksStoredKeys = true }
+            // Fill leases are on with single-flight: a store deletes its entry's lease.
+            redisConfiguration.deletesFillLeases = configuration.server.singleFlight
             // A reply may be as large as the largest value plus the entry header.
             let connection = redisConfiguration.pool.connection
             redisConfiguration.pool.connection.maximumReplySize = max(connection.maximumReplySize, configuration.server.maxValueSize + 1024)
@@ -103,6 +105,7 @@ public struct GatewayApplication: Service {
             redisConfiguration.pool.connection.maximumReplySize = max(connection.maximumReplySize, configuration.server.maxValueSize + 1024)
             redisConfiguration.pool.connection.maximumCommandSize = max(connection.maximumCommandSize, configuration.server.maxValueSize + 4096)
             redisConfiguration.tracksStoredKeys = false
+            redisConfiguration.deletesFillLeases = configuration.server.singleFlight
             let redisStore = try RedisStore(cluster: url, configuration: redisConfiguration, eventLoopGroup: self.eventLoopGroup, logger: logger, metrics: metrics)
             redis = redisStore
             store = redisStore
@@ -118,6 +121,19 @@ public struct GatewayApplication: Service {
             nearCache = near
             store = near
             logger.info("near-cache on", metadata: ["near_cache_bytes": "\(nearCacheConfiguration.capacityBytes)"])
+        }
+        // Fill leases: with single-flight on a Redis backend, fills are shared
+        // by every gateway on it (RedisFillLeases); a waiting gateway learns
+        // of the other's value from the near-cache's invalidations, or polls.
+        var fillSharing: (leases: any FillLeases, remote: FillRemoteReads)?
+        if let redis, configuration.server.singleFlight {
+            let changes = nearCache.map { near in FillBackendChanges(live: { [weak near] in near?.tracksChanges ?? false }) }
+            if let changes, let nearCache { nearCache.observeChanges { names in changes.changed(names) } }
+            let readStore = store
+            fillSharing = (
+                RedisFillLeases(store: redis),
+                FillRemoteReads(read: { key, loop in readStore.lookup(key, on: loop) }, changes: changes)
+            )
         }
         let storeStarted = StartGate()
         let storeService = StoreService(store: store, started: storeStarted) { [redis, nearCache] in
@@ -147,6 +163,7 @@ public struct GatewayApplication: Service {
             statistics: statistics,
             registry: registry,
             metrics: metrics,
+            fillSharing: fillSharing,
             onReady: { path in
                 notifier?.notify("READY=1\nSTATUS=serving")
                 onReady(path)

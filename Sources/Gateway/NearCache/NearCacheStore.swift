@@ -99,6 +99,21 @@ public final class NearCacheStore: CacheStore {
     private let hits = Atomic<UInt64>(0)
     private let invalidationMessages = Atomic<UInt64>(0)
     private let readHook = Mutex<(@Sendable (StorageKey) -> EventLoopFuture<Void>)?>(nil)
+    private let changeObserver = Mutex<(@Sendable ([String]?) -> Void)?>(nil)
+
+    /// Calls `observer` with the Redis keys of every invalidation message
+    /// (keys other gateways changed, that this gateway read or looked up and
+    /// missed: Redis tracks a missing key as well), and with nil when any key
+    /// may have changed unseen (a flush, or the listener's connection lost).
+    /// Fill leases learn of other gateways' values this way.
+    func observeChanges(_ observer: @escaping @Sendable ([String]?) -> Void) {
+        self.changeObserver.withLock { $0 = observer }
+    }
+
+    /// Whether invalidations arrive now (tracking is complete; the near-cache fills).
+    var tracksChanges: Bool {
+        self.state.withLock { $0.cache.isFilling }
+    }
 
     /// Tests only: runs `hook` after a lookup's reply arrived from Redis and
     /// before its value fills the near-cache, so that a test can change the
@@ -300,6 +315,7 @@ public final class NearCacheStore: CacheStore {
             self.perform(actions)
         case .invalidated(let keys):
             self.invalidationMessages.wrappingAdd(1, ordering: .relaxed)
+            defer { self.changeObserver.withLock { $0 }?(keys) }
             let (removed, entries, bytes) = self.state.withLock { state in
                 (state.cache.invalidate(backendKeys: keys), state.cache.count, state.cache.costBytes)
             }
@@ -308,9 +324,11 @@ public final class NearCacheStore: CacheStore {
         case .flushed:
             self.invalidationMessages.wrappingAdd(1, ordering: .relaxed)
             self.flush(stopFilling: false, reason: "Redis flushed the database")
+            self.changeObserver.withLock { $0 }?(nil)
         case .lost:
             self.state.withLock { $0.tracking.listenerLost() }
             self.flush(stopFilling: true, reason: nil)
+            self.changeObserver.withLock { $0 }?(nil)
         }
     }
 

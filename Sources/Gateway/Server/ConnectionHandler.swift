@@ -407,7 +407,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         lookupStarted: NIODeadline,
         context: ChannelHandlerContext
     ) {
-        let reply = counters.count(result, in: self.shared.statistics)
+        // A held lookup that misses is the second look of a call whose
+        // first lookup (answered status 3) was counted as its miss.
+        let reply: LookupReply = hold > 0 && self.holdMilliseconds > 0 && result == .miss
+            ? .miss
+            : counters.count(result, in: self.shared.statistics)
         guard case .miss = reply, let fills = self.shared.fills else {
             self.answer(id: id, .lookupReply(reply), context: context)
             self.shared.metrics.recordLookup(since: startedAt)

@@ -42,6 +42,9 @@ public actor GatewayServer: Service {
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
     private let drain = DrainSignal()
     private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
+    /// Fill leases shared with other gateways on the backend, and how their
+    /// values are learnt of; nil: fills are this gateway's alone.
+    private let fillSharing: (leases: any FillLeases, remote: FillRemoteReads)?
 
     /// How long draining may take before the remaining connections are closed.
     public static let drainDeadline = TimeAmount.seconds(10)
@@ -71,6 +74,28 @@ public actor GatewayServer: Service {
         onReady: @escaping @Sendable (String) -> Void = { _ in },
         onDraining: @escaping @Sendable () -> Void = {}
     ) {
+        self.init(
+            configuration: configuration, store: store, eventLoopGroup: eventLoopGroup, logger: logger, statistics: statistics,
+            registry: registry, metrics: metrics, fillSharing: nil, onReady: onReady, onDraining: onDraining
+        )
+    }
+
+    /// A server whose single-flight shares fills with the other gateways on
+    /// its backend through `fillSharing` (see `FillCoordinator`); the other
+    /// parameters are the public initializer's.
+    init(
+        configuration: GatewayConfiguration,
+        store: any CacheStore,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        statistics: GatewayStatistics,
+        registry: Registry?,
+        metrics: GatewayMetrics,
+        fillSharing: (leases: any FillLeases, remote: FillRemoteReads)?,
+        onReady: @escaping @Sendable (String) -> Void,
+        onDraining: @escaping @Sendable () -> Void
+    ) {
+        self.fillSharing = fillSharing
         self.configuration = configuration
         self.store = store
         self.eventLoopGroup = eventLoopGroup
@@ -102,7 +127,12 @@ public actor GatewayServer: Service {
             registry: self.registry,
             deniedLog: RateLimitedLog(logger: self.logger, interval: .seconds(10)),
             fills: self.configuration.singleFlight
-                ? FillCoordinator(waitCap: self.configuration.fillWaitCap, metricsFactory: self.metrics.factory)
+                ? FillCoordinator(
+                    waitCap: self.configuration.fillWaitCap,
+                    leases: self.fillSharing?.leases,
+                    remote: self.fillSharing?.remote,
+                    metricsFactory: self.metrics.factory
+                )
                 : nil
         )
         let maxFrameSize = self.configuration.maxFrameSize

@@ -18,6 +18,11 @@ enum FillAnswer: Sendable, Equatable {
 /// Connections hand it their misses, stores and closes; a held lookup comes
 /// with a `Responder` that answers it on its own connection's event loop.
 /// Deadlines run on a timer scheduled on an event loop for the earliest one.
+///
+/// With `leases` and `remote` (a Redis backend), fills are shared with the
+/// other gateways on the backend (`FillTable`, "Fill leases"): it sends the
+/// claims the table asks for, reads the entry again when the backend says it
+/// (or its lease) changed or a poll is due, and gives leases back.
 final class FillCoordinator: Sendable {
     /// Answers one held lookup; called once, from any thread.
     typealias Responder = @Sendable (FillAnswer) -> Void
@@ -30,6 +35,21 @@ final class FillCoordinator: Sendable {
         var computeTimes: [FunctionVersion: UInt64] = [:]
         /// The pending timer, and when it fires.
         var timer: (at: NIODeadline, task: Scheduled<Void>)?
+        /// With leases: the backend names of the fills' entries and leases
+        /// (to match change notifications), and whether each is the lease.
+        var watched: [String: (key: StorageKey, isLease: Bool)] = [:]
+        /// An event loop for work that no connection starts (notifications).
+        var loop: (any EventLoop)?
+    }
+
+    /// What carrying out some table outcomes takes, gathered under the lock
+    /// and done after it.
+    private struct Effects {
+        var answers: [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)] = []
+        var claims: [(key: StorageKey, bound: TimeAmount, renewal: Bool)] = []
+        var rereads: [StorageKey] = []
+        var releases: [StorageKey] = []
+        var leasesLost = 0
     }
 
     /// At most this many functions' compute times are kept.
@@ -41,6 +61,11 @@ final class FillCoordinator: Sendable {
     /// The leases shared with other gateways on the same backend; nil when
     /// this gateway is alone (the embedded store).
     let leases: (any FillLeases)?
+    /// How another gateway's value is learnt of; nil without leases.
+    let remote: FillRemoteReads?
+    /// Whether fills are shared through `leases`.
+    var sharesFills: Bool { self.leases != nil && self.remote != nil }
+    private let leaseCounters = LeaseCounters()
 
     let fills = Synchronization.Atomic<UInt64>(0)
     let waits = Synchronization.Atomic<UInt64>(0)
@@ -49,11 +74,16 @@ final class FillCoordinator: Sendable {
     let takeovers = Synchronization.Atomic<UInt64>(0)
 
     /// A coordinator whose fills run at most `waitCap` before a waiter takes
-    /// over, sharing `leases` with the other gateways on its backend.
-    init(waitCap: TimeAmount, leases: (any FillLeases)? = nil, metricsFactory: any MetricsFactory) {
+    /// over, sharing `leases` with the other gateways on its backend and
+    /// learning of their values through `remote`.
+    init(waitCap: TimeAmount, leases: (any FillLeases)? = nil, remote: FillRemoteReads? = nil, metricsFactory: any MetricsFactory) {
         self.waitBound = FillWaitBound(cap: waitCap)
         self.leases = leases
+        self.remote = remote
         self.metrics = FillMetrics(factory: metricsFactory)
+        if leases != nil, let changes = remote?.changes {
+            changes.observe { [weak self] names in self?.backendChanged(names) }
+        }
     }
 
     /// What a lookup of `key` that missed is answered. `hold` is the
@@ -70,21 +100,31 @@ final class FillCoordinator: Sendable {
         respond: @escaping Responder
     ) -> FillTable<StorageKey, ByteBuffer>.MissDecision {
         let now = NIODeadline.now()
-        let decision = self.state.withLockedValue { state in
+        let sharing = self.sharesFills
+        let (decision, claim) = self.state.withLockedValue { state -> (FillTable<StorageKey, ByteBuffer>.MissDecision, TimeAmount?) in
             let bound = self.waitBound.bound(computeMicroseconds: state.computeTimes[key.function])
             let token = state.nextToken
+            let existed = state.table.fills[key] != nil
             let decision = state.table.miss(
-                key, connection: connection, request: token, hold: hold, mayWait: mayWait, now: now, bound: bound, lookupStarted: lookupStarted
+                key, connection: connection, request: token, hold: hold, mayWait: mayWait, now: now, bound: bound, lookupStarted: lookupStarted,
+                leases: sharing
             )
+            var claim: TimeAmount?
+            if sharing, !existed, let fill = state.table.fills[key], fill.lease == .claiming {
+                claim = fill.bound
+                self.watch(key, in: &state)
+                state.loop = eventLoop
+            }
             if decision == .hold {
                 state.nextToken += 1
                 state.responders[token] = respond
                 self.scheduleTimer(&state, on: eventLoop)
-            } else if decision == .compute(startsFill: true) {
+            } else if decision == .compute(startsFill: true) || claim != nil {
                 self.scheduleTimer(&state, on: eventLoop)
             }
-            return decision
+            return (decision, claim)
         }
+        if let claim { self.sendClaim(key, bound: claim, renewal: false, on: eventLoop) }
         switch decision {
         case .compute(startsFill: true): self.count(self.fills, self.metrics.fills)
         case .wait: self.count(self.waits, self.metrics.waits)
@@ -114,12 +154,12 @@ final class FillCoordinator: Sendable {
     /// `connection` closed: its held lookups go, and its fills pass to a waiter each.
     func connectionClosed(_ connection: UInt64) {
         let now = NIODeadline.now()
-        let answers = self.state.withLockedValue { state -> [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)] in
-            guard !state.table.fills.isEmpty else { return [] }
+        let effects = self.state.withLockedValue { state -> Effects in
+            guard !state.table.fills.isEmpty else { return Effects() }
             let outcomes = state.table.connectionClosed(connection, now: now)
             return self.take(outcomes, from: &state)
         }
-        self.deliver(answers)
+        self.perform(effects, on: self.anyLoop)
     }
 
     /// How many lookups are held now.
@@ -134,7 +174,7 @@ final class FillCoordinator: Sendable {
             "fillWaitTimeouts": .count(self.waitTimeouts.load(ordering: .relaxed)),
             "fillTakeovers": .count(self.takeovers.load(ordering: .relaxed)),
             "lookupsHeldNow": .count(UInt64(self.heldNow)),
-        ]
+        ].merging(self.sharesFills ? self.leaseCounters.statistics : [:]) { ours, _ in ours }
     }
 
     // MARK: Carrying out
@@ -144,30 +184,156 @@ final class FillCoordinator: Sendable {
         metric.increment()
     }
 
-    /// The responders of `outcomes`' waiters, taken out of `state` (a waiter
-    /// whose connection has gone has none).
+    /// What `outcomes` take: the responders of their waiters, taken out of
+    /// `state` (a waiter whose connection has gone has none), and the
+    /// backend work they ask for.
     private func take(
         _ outcomes: [FillTable<StorageKey, ByteBuffer>.Outcome],
         from state: inout State
-    ) -> [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)] {
-        outcomes.compactMap { outcome in
+    ) -> Effects {
+        var effects = Effects()
+        for outcome in outcomes {
             let waiter: FillTable<StorageKey, ByteBuffer>.Waiter
             switch outcome {
             case .promoted(let promoted, _): waiter = promoted
             case .gaveUp(let late): waiter = late
+            case .elected(let elected, _): waiter = elected
+            case .claim(let key):
+                guard let fill = state.table.fills[key] else { continue }
+                effects.claims.append((key, fill.bound, fill.claimCause == .renewal))
+                continue
+            case .reread(let key):
+                effects.rereads.append(key)
+                continue
+            case .release(let key):
+                effects.releases.append(key)
+                continue
+            case .leaseLost:
+                effects.leasesLost += 1
+                continue
             }
-            return state.responders.removeValue(forKey: waiter.request).map { ($0, outcome) }
+            if let respond = state.responders.removeValue(forKey: waiter.request) { effects.answers.append((respond, outcome)) }
         }
+        return effects
     }
 
-    private func deliver(_ answers: [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)]) {
-        for (respond, outcome) in answers {
+    /// Carries out `effects`: answers, then the backend work, on `eventLoop`.
+    private func perform(_ effects: Effects, on eventLoop: (any EventLoop)?) {
+        for (respond, outcome) in effects.answers {
             switch outcome {
             case .promoted(_, takeover: true): self.count(self.takeovers, self.metrics.takeovers)
             case .promoted(_, takeover: false), .gaveUp: self.count(self.waitTimeouts, self.metrics.waitTimeouts)
+            case .elected(_, let takeover):
+                self.count(self.fills, self.metrics.fills)
+                if takeover { self.leaseCounters.count(\.takeovers, self.metrics.leaseTakeovers) }
+            case .claim, .reread, .release, .leaseLost: break
             }
             respond(.compute)
         }
+        for _ in 0..<effects.leasesLost { self.leaseCounters.count(\.lost, self.metrics.leasesLost) }
+        guard let eventLoop, let leases = self.leases else { return }
+        for key in effects.releases { leases.release(key, on: eventLoop) }
+        for claim in effects.claims { self.sendClaim(claim.key, bound: claim.bound, renewal: claim.renewal, on: eventLoop) }
+        for key in effects.rereads { self.reread(key, on: eventLoop) }
+    }
+
+    // MARK: Leases
+
+    /// How often a fill waiting for another gateway reads the entry while
+    /// the backend tells of no changes: a twentieth of the bound, between
+    /// 10 and 25 ms (a waiter learns of the value at most that late; each
+    /// waiting gateway costs Redis one GET per interval and key). Nil while
+    /// notifications arrive: then the entry is read when it changes.
+    private func pollInterval(bound: TimeAmount) -> TimeAmount? {
+        if self.remote?.changes?.isLive == true { return nil }
+        return min(.milliseconds(25), max(.milliseconds(10), .nanoseconds(bound.nanoseconds / 20)))
+    }
+
+    /// Remembers the backend names of `key`'s entry and lease, for
+    /// notifications; forgets those of fills that ended once they pile up.
+    private func watch(_ key: StorageKey, in state: inout State) {
+        guard let names = self.leases?.backendNames(for: key) else { return }
+        if state.watched.count > 2 * state.table.fills.count + 64 {
+            state.watched = state.watched.filter { state.table.fills[$0.value.key] != nil }
+        }
+        state.watched[names.entry] = (key, false)
+        state.watched[names.lease] = (key, true)
+    }
+
+    private var anyLoop: (any EventLoop)? { self.state.withLockedValue { $0.loop } }
+
+    private func sendClaim(_ key: StorageKey, bound: TimeAmount, renewal: Bool, on eventLoop: any EventLoop) {
+        guard let leases = self.leases else { return }
+        leases.claimFill(key, for: bound, on: eventLoop).whenComplete { result in
+            let answer = (try? result.get()) ?? .unavailable
+            switch answer {
+            case .taken: self.leaseCounters.count(\.taken, self.metrics.leasesTaken)
+            case .heldElsewhere:
+                self.leaseCounters.count(\.heldElsewhere, self.metrics.leasesHeldElsewhere)
+                if renewal { self.leaseCounters.count(\.lost, self.metrics.leasesLost) }
+            case .stored: break
+            case .unavailable: self.leaseCounters.count(\.faults, self.metrics.leaseFaults)
+            }
+            let now = NIODeadline.now()
+            let poll = self.pollInterval(bound: bound)
+            let (effects, remoteWait) = self.state.withLockedValue { state -> (Effects, Bool) in
+                let outcomes = state.table.claimed(key, answer, now: now, poll: poll)
+                let fill = state.table.fills[key]
+                let remoteWait = fill?.lease == .elsewhere && fill?.filler == nil && !renewal
+                let effects = self.take(outcomes, from: &state)
+                self.scheduleTimer(&state, on: eventLoop)
+                return (effects, remoteWait)
+            }
+            if remoteWait { self.leaseCounters.count(\.remoteWaits, self.metrics.remoteWaits) }
+            self.perform(effects, on: eventLoop)
+        }
+    }
+
+    /// Reads `key`'s entry for a fill that waits for another gateway.
+    private func reread(_ key: StorageKey, on eventLoop: any EventLoop) {
+        guard let remote = self.remote else { return }
+        self.leaseCounters.count(\.rereads, self.metrics.rereads)
+        remote.read(key, eventLoop).whenSuccess { result in
+            guard case .hit(let value, _, _) = result else { return }
+            let responders = self.state.withLockedValue { state in
+                state.table.valueArrived(key).compactMap { state.responders.removeValue(forKey: $0.request) }
+            }
+            if !responders.isEmpty { self.leaseCounters.count(\.remoteValues, self.metrics.remoteValues) }
+            for respond in responders { respond(.value(value)) }
+        }
+    }
+
+    /// The backend says `names` changed (nil: anything may have): fills of
+    /// those entries read them again; fills waiting on a lease that changed
+    /// ask for it again (its holder gave it back, or it lapsed).
+    func backendChanged(_ names: [String]?) {
+        let now = NIODeadline.now()
+        let live = self.remote?.changes?.isLive == true
+        let (effects, loop) = self.state.withLockedValue { state -> (Effects, (any EventLoop)?) in
+            guard !state.table.fills.isEmpty, let loop = state.loop else { return (Effects(), nil) }
+            var effects = Effects()
+            guard let names else {
+                effects.rereads = Array(state.table.fills.keys)
+                if !live { state.table.startPolling(every: .milliseconds(10), now: now) }
+                self.scheduleTimer(&state, on: loop)
+                return (effects, loop)
+            }
+            var outcomes: [FillTable<StorageKey, ByteBuffer>.Outcome] = []
+            for name in names {
+                guard let (key, isLease) = state.watched[name] else { continue }
+                if isLease {
+                    outcomes += state.table.leaseChanged(key, now: now)
+                } else if state.table.entryChanged(key) {
+                    outcomes.append(.reread(key))
+                }
+            }
+            let taken = self.take(outcomes, from: &state)
+            effects.claims = taken.claims
+            effects.rereads = taken.rereads
+            self.scheduleTimer(&state, on: loop)
+            return (effects, loop)
+        }
+        self.perform(effects, on: loop)
     }
 
     /// Makes sure a timer fires at the table's next deadline.
@@ -181,14 +347,14 @@ final class FillCoordinator: Sendable {
 
     private func timerFired(on eventLoop: any EventLoop) {
         let now = NIODeadline.now()
-        let answers = self.state.withLockedValue { state -> [(Responder, FillTable<StorageKey, ByteBuffer>.Outcome)] in
+        let effects = self.state.withLockedValue { state -> Effects in
             state.timer = nil
             let outcomes = state.table.expire(now: now)
-            let answers = self.take(outcomes, from: &state)
+            let effects = self.take(outcomes, from: &state)
             self.scheduleTimer(&state, on: eventLoop)
-            return answers
+            return effects
         }
-        self.deliver(answers)
+        self.perform(effects, on: eventLoop)
     }
 
     /// Cancels the timer; called when the server stops.
@@ -196,6 +362,44 @@ final class FillCoordinator: Sendable {
         self.state.withLockedValue { state in
             state.timer?.task.cancel()
             state.timer = nil
+        }
+    }
+}
+
+extension FillCoordinator {
+    /// The lease counters (counted per claim or read, not per lookup: a lock is cheap enough).
+    final class LeaseCounters: Sendable {
+        struct Values: Sendable {
+            var taken: UInt64 = 0
+            var heldElsewhere: UInt64 = 0
+            var lost: UInt64 = 0
+            var faults: UInt64 = 0
+            var takeovers: UInt64 = 0
+            var remoteWaits: UInt64 = 0
+            var remoteValues: UInt64 = 0
+            var rereads: UInt64 = 0
+        }
+
+        private let values = Mutex(Values())
+
+        func count(_ counter: WritableKeyPath<Values, UInt64> & Sendable, _ metric: Counter) {
+            self.values.withLock { $0[keyPath: counter] &+= 1 }
+            metric.increment()
+        }
+
+        /// The counters for the stats reply (docs/OPERATIONS.md, "Stampedes").
+        var statistics: [String: Stats.Value] {
+            let values = self.values.withLock { $0 }
+            return [
+                "fillLeasesTaken": .count(values.taken),
+                "fillLeasesHeldElsewhere": .count(values.heldElsewhere),
+                "fillLeasesLost": .count(values.lost),
+                "fillLeaseFaults": .count(values.faults),
+                "fillLeaseTakeovers": .count(values.takeovers),
+                "fillRemoteWaits": .count(values.remoteWaits),
+                "fillRemoteValues": .count(values.remoteValues),
+                "fillRereads": .count(values.rereads),
+            ]
         }
     }
 }

@@ -25,4 +25,52 @@ protocol FillLeases: Sendable {
     /// Gives up the lease on `key` if this gateway holds it (after its fill
     /// stored, or failed with nobody on this gateway to take over).
     func release(_ key: StorageKey, on eventLoop: any EventLoop)
+
+    /// See the extension's default.
+    func claimFill(_ key: StorageKey, for duration: TimeAmount, on eventLoop: any EventLoop) -> EventLoopFuture<FillClaimAnswer>
+
+    /// The names under which the backend's change notifications report the
+    /// entry and the lease of `key`, nil when it reports none.
+    func backendNames(for key: StorageKey) -> FillBackendNames?
+}
+
+/// What claiming the lease of a missing entry came to (`FillLeases.claimFill`).
+enum FillClaimAnswer: Sendable, Equatable {
+    /// This gateway holds the lease now (it was free, or already this gateway's).
+    case taken
+    /// Another gateway holds it, for at most `remaining` more.
+    case heldElsewhere(remaining: TimeAmount)
+    /// The entry is there: read it instead of computing it.
+    case stored
+    /// The backend could not answer in time: fail open.
+    case unavailable
+}
+
+/// The backend's names of an entry and of its lease, as its change
+/// notifications name them (see `FillCoordinator.backendChanged`).
+struct FillBackendNames: Sendable, Hashable {
+    /// The entry's key.
+    var entry: String
+    /// The lease's key.
+    var lease: String
+}
+
+extension FillLeases {
+    /// Asks for the lease of `key` for a fill of its entry, which a lookup
+    /// found missing. By default `acquire`'s answer; a backend that can
+    /// check the entry in the same step answers `.stored` when it is there
+    /// (a store that landed between the lookup and the claim) and renews a
+    /// lease this gateway holds already.
+    func claimFill(_ key: StorageKey, for duration: TimeAmount, on eventLoop: any EventLoop) -> EventLoopFuture<FillClaimAnswer> {
+        self.acquire(key, for: duration, on: eventLoop).map { result in
+            switch result {
+            case .taken: .taken
+            case .heldElsewhere(let remaining): .heldElsewhere(remaining: remaining)
+            case .unavailable: .unavailable
+            }
+        }
+    }
+
+    /// No names: the backend tells of no changes, and waiting gateways poll.
+    func backendNames(for key: StorageKey) -> FillBackendNames? { nil }
 }

@@ -8,6 +8,7 @@ import NIOCore
 /// | key | single server | cluster |
 /// |---|---|---|
 /// | entry | `cg:ns:e:F:V:K` | `cg:ns:e:{F:V:b}:K` |
+/// | entry's fill lease (`RedisFillLeases`) | `cg:ns:l:F:V:K` | `cg:ns:l:{F:V:b}:K` |
 /// | version index (sorted set of `K`) | `cg:{ns:F}:i:V` | `cg:ns:i:{F:V:b}`, one per bucket `b` |
 /// | index taken over by a purge | `cg:{ns:F}:p:V:T` | `cg:ns:p:{F:V:b}:T` |
 /// | versions with entries | `cg:{ns:F}:v` | same |
@@ -24,9 +25,10 @@ import NIOCore
 ///
 /// **Keys derived from an entry key.** An entry key carries its hash tag
 /// before the argument key, so a key made by appending a suffix to an entry
-/// key (`entryKey + ":l"`, for example a fill lease) has the entry's slot.
-/// Keep it so: anything that must go with an entry in one command or script
-/// is named by appending to its key.
+/// key has the entry's slot. Keep it so: anything that must go with an
+/// entry in one command or script is named with its tag. The fill lease
+/// takes the tag but not the `e:` prefix (`leaseKey`), so that scans of
+/// entries and a version's prefix never meet it.
 ///
 /// The single-server layout is the cluster's with one bucket and the tags
 /// placed for the registry's atomic capture: the registry's compare-and-set
@@ -69,6 +71,17 @@ enum RedisKeyLayout: Sendable, Hashable {
         switch self {
         case .single: "cg:\(namespace):e:\(functionID):\(version):\(hex)"
         case .cluster: "cg:\(namespace):e:{\(functionID):\(version):\(Self.hexDigits[self.bucket(ofHex: hex) ?? 0])}:\(hex)"
+        }
+    }
+
+    /// The fill lease of an entry: beside the entry, with the entry's hash
+    /// tag on a cluster (so in its slot: the store's transaction and the
+    /// claim script name both), and outside the entries' `e:` key space,
+    /// which scans and version prefixes walk.
+    func leaseKey(namespace: String, functionID: String, version: String, hex: String) -> String {
+        switch self {
+        case .single: "cg:\(namespace):l:\(functionID):\(version):\(hex)"
+        case .cluster: "cg:\(namespace):l:{\(functionID):\(version):\(Self.hexDigits[self.bucket(ofHex: hex) ?? 0])}:\(hex)"
         }
     }
 

@@ -80,6 +80,12 @@ public final class RedisStore: CacheStore {
         /// `CLIENT TRACKING … NOLOOP`, and a tracked key stops being tracked
         /// once written. Default false.
         public var tracksStoredKeys: Bool
+        /// Whether each store deletes the entry's fill lease (`RedisFillLeases`)
+        /// in one transaction with the write (`MULTI`, `SET`, `DEL`, `EXEC`):
+        /// once the entry is there nobody waits on the lease, and a miss after
+        /// a later invalidation finds no stale lease. Default false (the
+        /// gateway turns it on with single-flight).
+        public var deletesFillLeases: Bool = false
 
         /// Defaults: one connection per event loop (at least 2), lookups
         /// answered within 5 ms, reconnects backing off from 20 ms to 500 ms (so
@@ -256,8 +262,9 @@ public final class RedisStore: CacheStore {
 
     // The key names are `RedisKeyLayout`'s. Entry keys carry their hash tag
     // (on a cluster) before the argument key: a key derived from an entry key
-    // by appending a suffix (a fill lease: `entryKey + ":l"`) stays in the
-    // entry's slot, so that it can go with the entry in one command or script.
+    // by appending a suffix stays in the entry's slot, so that it can go with
+    // the entry in one command or script; a fill lease has a key of its own
+    // with the same tag (`RedisKeyLayout.leaseKey`).
 
     func entryKey(_ key: StorageKey) -> ByteBuffer {
         ByteBuffer(string: self.layout.entryKey(namespace: key.namespace, functionID: Self.functionID(key.function.function), version: key.function.version, hex: key.key.digest.hexString))
@@ -343,8 +350,12 @@ public final class RedisStore: CacheStore {
         let set = RedisCommand("SET", arguments: [entryKey, payload, ByteBuffer(string: "PX"), ByteBuffer(string: "\(ttlMilliseconds)")])
         // With tracking, the write and a read of the key are one transaction,
         // so that no other client's write can fall between them untracked.
-        let write = self.configuration.tracksStoredKeys
-            ? [RedisCommand("MULTI"), set, RedisCommand("PTTL", arguments: [entryKey]), RedisCommand("EXEC")]
+        // The entry's fill lease, if any, goes in the same transaction as the write.
+        let lease = self.configuration.deletesFillLeases
+            ? [RedisCommand("DEL", arguments: [ByteBuffer(string: self.layout.leaseKey(namespace: key.namespace, functionID: functionID, version: key.function.version, hex: hex))])]
+            : []
+        let write = self.configuration.tracksStoredKeys || !lease.isEmpty
+            ? [RedisCommand("MULTI"), set] + (self.configuration.tracksStoredKeys ? [RedisCommand("PTTL", arguments: [entryKey])] : []) + lease + [RedisCommand("EXEC")]
             : [set]
         let commands = write + [
             RedisCommand("ZADD", arguments: [index, ByteBuffer(string: "\(expiresAt)"), ByteBuffer(string: hex)]),
