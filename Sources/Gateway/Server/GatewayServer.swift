@@ -102,7 +102,7 @@ public actor GatewayServer: Service {
             registry: self.registry,
             deniedLog: RateLimitedLog(logger: self.logger, interval: .seconds(10)),
             fills: self.configuration.singleFlight
-                ? FillCoordinator(waitCap: self.configuration.fillWaitCap, metricsFactory: self.metrics.factory)
+                ? FillCoordinator(waitCap: self.configuration.fillWaitCap, earlyRefreshBeta: self.configuration.earlyRefreshBeta, metricsFactory: self.metrics.factory)
                 : nil
         )
         let maxFrameSize = self.configuration.maxFrameSize

@@ -12,6 +12,17 @@ enum FillAnswer: Sendable, Equatable {
     case compute
 }
 
+/// What a hit that is due for an early refresh comes to (`FillCoordinator.refresh`).
+enum RefreshGrant {
+    /// A plain hit: a refresh or fill of the entry runs already, or the
+    /// gateway just stored it.
+    case declined
+    /// Status 4: the hit's connection refreshes the entry, within `bound`.
+    case granted(bound: TimeAmount)
+    /// Decided when the fill lease answers: the bound, or nil (declined).
+    case pending(EventLoopFuture<TimeAmount?>)
+}
+
 /// The gateway's single-flight: one `FillTable` shared by every connection,
 /// behind a lock, and the glue that carries out its decisions.
 ///
@@ -41,18 +52,24 @@ final class FillCoordinator: Sendable {
     /// The leases shared with other gateways on the same backend; nil when
     /// this gateway is alone (the embedded store).
     let leases: (any FillLeases)?
+    /// When a hit asks for an early refresh (`--early-refresh-beta`).
+    let earlyRefresh: EarlyRefresh
 
     let fills = Synchronization.Atomic<UInt64>(0)
     let waits = Synchronization.Atomic<UInt64>(0)
     let held = Synchronization.Atomic<UInt64>(0)
     let waitTimeouts = Synchronization.Atomic<UInt64>(0)
     let takeovers = Synchronization.Atomic<UInt64>(0)
+    let refreshes = Synchronization.Atomic<UInt64>(0)
+    let refreshesDeclined = Synchronization.Atomic<UInt64>(0)
 
     /// A coordinator whose fills run at most `waitCap` before a waiter takes
-    /// over, sharing `leases` with the other gateways on its backend.
-    init(waitCap: TimeAmount, leases: (any FillLeases)? = nil, metricsFactory: any MetricsFactory) {
+    /// over, sharing `leases` with the other gateways on its backend, and
+    /// refreshing early with `earlyRefreshBeta` (0: never).
+    init(waitCap: TimeAmount, leases: (any FillLeases)? = nil, earlyRefreshBeta: Double = 1, metricsFactory: any MetricsFactory) {
         self.waitBound = FillWaitBound(cap: waitCap)
         self.leases = leases
+        self.earlyRefresh = EarlyRefresh(beta: earlyRefreshBeta, seed: UInt64.random(in: 0...UInt64.max))
         self.metrics = FillMetrics(factory: metricsFactory)
     }
 
@@ -92,6 +109,45 @@ final class FillCoordinator: Sendable {
         case .compute, .value, .retry: break
         }
         return decision
+    }
+
+    /// A hit of `key` on `connection` is due for an early refresh
+    /// (`earlyRefresh`): whether the connection is asked to refresh it.
+    ///
+    /// Locally first: at most one refresh or fill of an entry runs on this
+    /// gateway (`FillTable.refresh`). With leases shared with other gateways,
+    /// the refresh is granted only once this gateway takes the entry's lease
+    /// for the refresh's bound; held elsewhere or unavailable, the hit is a
+    /// plain hit (counted in `refreshesDeclined`) and the local refresh ends.
+    func refresh(_ key: StorageKey, connection: UInt64, lookupStarted: NIODeadline, on eventLoop: any EventLoop) -> RefreshGrant {
+        let now = NIODeadline.now()
+        let bound = self.state.withLockedValue { state -> TimeAmount? in
+            let bound = self.waitBound.bound(computeMicroseconds: state.computeTimes[key.function])
+            guard state.table.refresh(key, connection: connection, now: now, bound: bound, lookupStarted: lookupStarted) else { return nil }
+            self.scheduleTimer(&state, on: eventLoop)
+            return bound
+        }
+        guard let bound else { return .declined }
+        guard let leases = self.leases else {
+            self.count(self.refreshes, self.metrics.refreshes)
+            return .granted(bound: bound)
+        }
+        let decided = leases.acquire(key, for: bound, on: eventLoop)
+            .recover { _ in .unavailable }
+            .map { result -> TimeAmount? in
+                if result == .taken {
+                    self.count(self.refreshes, self.metrics.refreshes)
+                    return bound
+                }
+                self.count(self.refreshesDeclined, self.metrics.refreshesDeclined)
+                let now = NIODeadline.now()
+                let answers = self.state.withLockedValue { state in
+                    self.take(state.table.cancelRefresh(key, connection: connection, now: now), from: &state)
+                }
+                self.deliver(answers)
+                return nil
+            }
+        return .pending(decided)
     }
 
     /// A store of `key` with `value` arrived: every held lookup of it gets the value.
@@ -134,6 +190,8 @@ final class FillCoordinator: Sendable {
             "fillWaitTimeouts": .count(self.waitTimeouts.load(ordering: .relaxed)),
             "fillTakeovers": .count(self.takeovers.load(ordering: .relaxed)),
             "lookupsHeldNow": .count(UInt64(self.heldNow)),
+            "earlyRefreshes": .count(self.refreshes.load(ordering: .relaxed)),
+            "earlyRefreshesDeclined": .count(self.refreshesDeclined.load(ordering: .relaxed)),
         ]
     }
 

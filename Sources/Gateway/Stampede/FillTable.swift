@@ -25,6 +25,13 @@ import NIOCore
 ///   compute) with a new deadline: one at a time.
 /// - A held lookup whose own limit (what its client waits) passes is told to
 ///   compute, without becoming the filler.
+/// - An early refresh is a fill that a hit starts (`refresh`): the entry is
+///   still there, so hits go on, and none of them is asked to refresh it
+///   again while it runs; a lookup that misses meanwhile (the entry expired)
+///   waits for it like for any fill. It ends like any fill: the store, the
+///   filler's connection closing, or its deadline. A refresh the gateway
+///   could not grant after all (another gateway holds the entry's lease)
+///   ends at once (`cancelRefresh`).
 struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendable {
     /// A held lookup: the connection and request it came on, and when it
     /// must be answered at the latest.
@@ -41,6 +48,8 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         var bound: TimeAmount
         /// Held lookups, oldest first.
         var waiters: [Waiter] = []
+        /// Whether a hit started it (an early refresh), and its filler is still that hit's connection.
+        var isRefresh = false
     }
 
     /// What a lookup that missed is answered.
@@ -116,6 +125,39 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         return mayWait ? .wait : .compute(startsFill: false)
     }
 
+    /// A hit of `key` from `connection` is due for an early refresh: whether
+    /// it is asked to refresh (then a fill of `key` runs, with `connection`
+    /// its filler, for `bound`). Not while a fill or a store of `key` is
+    /// under way, nor for a read that started before the last store of `key`
+    /// was confirmed (it may have read the entry that store replaced).
+    mutating func refresh(_ key: Key, connection: UInt64, now: NIODeadline, bound: TimeAmount, lookupStarted: NIODeadline? = nil) -> Bool {
+        guard self.fills[key] == nil, self.storing[key] == nil else { return false }
+        self.forgetFinished(now: now)
+        if let finishedAt = self.finished[key], (lookupStarted ?? now) < finishedAt { return false }
+        self.fills[key] = Fill(filler: connection, deadline: now + bound, bound: bound, isRefresh: true)
+        return true
+    }
+
+    /// The refresh of `key` by `connection` that `refresh` started is not
+    /// granted after all: it ends, and a lookup held for it meanwhile (the
+    /// entry expired) becomes the filler, as when a filler's connection closes.
+    mutating func cancelRefresh(_ key: Key, connection: UInt64, now: NIODeadline) -> [Outcome] {
+        guard var fill = self.fills[key], fill.isRefresh, fill.filler == connection else { return [] }
+        guard !fill.waiters.isEmpty else {
+            self.fills.removeValue(forKey: key)
+            return []
+        }
+        let next = fill.waiters.removeFirst()
+        fill.filler = next.connection
+        fill.deadline = now + fill.bound
+        fill.isRefresh = false
+        self.fills[key] = fill
+        return [.promoted(next, takeover: true)]
+    }
+
+    /// Whether an early refresh of `key` runs now.
+    func isRefreshing(_ key: Key) -> Bool { self.fills[key]?.isRefresh ?? false }
+
     /// A store of `key` arrived: the fill ends; returns the lookups to answer
     /// with `value`. Until `storeFinished(key)`, misses of `key` get it too.
     mutating func stored(_ key: Key, value: Value) -> [Waiter] {
@@ -161,6 +203,7 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
                 let next = fill.waiters.removeFirst()
                 fill.filler = next.connection
                 fill.deadline = now + fill.bound
+                fill.isRefresh = false
                 outcomes.append(.promoted(next, takeover: true))
             }
             self.fills[key] = fill
@@ -187,6 +230,7 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
                 let next = fill.waiters.removeFirst()
                 fill.filler = next.connection
                 fill.deadline = now + fill.bound
+                fill.isRefresh = false
                 outcomes.append(.promoted(next, takeover: false))
             }
             self.fills[key] = fill

@@ -98,10 +98,11 @@ public enum LookupFrames {
 
     // MARK: The reply: [131, id, status, value]
 
-    /// Appends the frame of a hit, `[131, id, 0, value]`; false (nothing
-    /// appended) when the value is too large for one frame.
+    /// Appends the frame of a hit, `[131, id, 0, value]` (or, with
+    /// `refresh`, `[131, id, 4, value]`); false (nothing appended) when the
+    /// value is too large for one frame.
     @discardableResult
-    public static func appendHit(id: UInt64, value: ByteBuffer, to buffer: inout ByteBuffer) -> Bool {
+    public static func appendHit(id: UInt64, value: ByteBuffer, refresh: Bool = false, to buffer: inout ByteBuffer) -> Bool {
         let count = value.readableBytes
         let headerLength = count <= 0xff ? 2 : count <= 0xffff ? 3 : 5
         let idLength = Self.unsignedLength(id)
@@ -115,7 +116,7 @@ public enum LookupFrames {
             writer.put(0xcc)  // uint 8: type 131, lookupReply
             writer.put(0x83)
             writer.putUnsigned(id, length: idLength)
-            writer.put(0x00)  // status 0, hit
+            writer.put(refresh ? 0x04 : 0x00)  // status 4, hit and refresh, or 0, hit
             switch headerLength {  // bin 8, bin 16 or bin 32
             case 2: writer.put(0xc4); writer.put(UInt8(count))
             case 3: writer.put(0xc5); writer.put(bigEndian: UInt16(count))
@@ -134,7 +135,7 @@ public enum LookupFrames {
             var reader = Reader(raw)
             guard reader.byte() == 0x94, reader.byte() == 0xcc, reader.byte() == 0x83, let id = reader.unsigned() else { return nil }
             switch reader.byte() {
-            case 0x00:
+            case let status? where status == 0x00 || status == 0x04:
                 let length: Int?
                 switch reader.byte() {
                 case 0xc4: length = reader.bigEndian(1)
@@ -143,7 +144,8 @@ public enum LookupFrames {
                 default: length = nil
                 }
                 guard let length, reader.offset + length == raw.count else { return nil }
-                return GatewayMessage(id: id, .lookupReply(.hit(payload.getSlice(at: payload.readerIndex + reader.offset, length: length)!)))
+                let value = payload.getSlice(at: payload.readerIndex + reader.offset, length: length)!
+                return GatewayMessage(id: id, .lookupReply(status == 0x04 ? .refresh(value) : .hit(value)))
             case 0x01:
                 guard reader.byte() == 0xc0, reader.offset == raw.count else { return nil }
                 return GatewayMessage(id: id, .lookupReply(.miss))
