@@ -33,23 +33,29 @@ public enum LookupFrames {
 
     // MARK: The request: [3, id, function, version, key]
 
-    /// Appends the frame of `[3, id, function, version, key]`; `fields` is
-    /// `fields(of:)` of the function version.
-    public static func appendLookup(id: UInt64, fields: [UInt8], key: CacheKey, to buffer: inout ByteBuffer) {
+    /// Appends the frame of `[3, id, function, version, key]`, or with
+    /// `refresh` of `[3, id, function, version, key, 0, true]` (a lookup
+    /// whose caller can refresh the entry); `fields` is `fields(of:)` of the
+    /// function version.
+    public static func appendLookup(id: UInt64, fields: [UInt8], key: CacheKey, refresh: Bool = false, to buffer: inout ByteBuffer) {
         let idLength = Self.unsignedLength(id)
-        let payloadLength = 2 + idLength + fields.count + 2 + 32
+        let payloadLength = 2 + idLength + fields.count + 2 + 32 + (refresh ? 2 : 0)
         // Written through one pointer: the frame is a few dozen bytes, and
         // ByteBuffer's per-integer writes would each check bounds and uniqueness.
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 4 + payloadLength) { out in
             var writer = Writer(out)
             writer.put(bigEndian: UInt32(payloadLength))
-            writer.put(0x95)  // fixarray, 5 elements
+            writer.put(refresh ? 0x97 : 0x95)  // fixarray, 7 or 5 elements
             writer.put(0x03)  // type 3, lookup
             writer.putUnsigned(id, length: idLength)
             fields.withUnsafeBytes { writer.put($0) }
             writer.put(0xc4)  // bin 8
             writer.put(32)
             key.digest.withUnsafeBytes { writer.put($0) }
+            if refresh {
+                writer.put(0x00)  // holdMilliseconds 0
+                writer.put(0xc3)  // refresh: true
+            }
             return writer.offset
         }
     }
