@@ -94,10 +94,31 @@ struct EarlyRefreshTests {
         #expect(abs(fast - slow - 49.5) < 5, "10 hits/s: mean lead \(slow) ms")
     }
 
+    @Test func shortlyBeforeItIsDueAnEntryIsSoon() {
+        var random = SeededRandom(seed: 21)
+        let refresh = EarlyRefresh(beta: 1, seed: 10)
+        let expiry: Int64 = 100_000
+        for _ in 0..<100 {
+            let key = Self.key(&random)
+            // The entry's lead, from its draw: due from expiry - lead on.
+            let lead = -200 * log(refresh.draw(for: key, expiresAtMilliseconds: expiry))
+            let dueAt = expiry - Int64(lead.rounded(.down))
+            func decision(_ now: Int64) -> EarlyRefresh.Decision {
+                refresh.decide(key, nowMilliseconds: now, expiresAtMilliseconds: expiry, computeMicroseconds: 200_000)
+            }
+            #expect(decision(dueAt) == .due)
+            #expect(decision(dueAt - 2) == .soon)
+            #expect(decision(dueAt - 240) == .soon)
+            #expect(decision(dueAt - 260) == .notYet)
+            #expect(decision(expiry) == .due)
+        }
+    }
+
     @Test func farFromItsExpiryAnEntryIsNeverDue() {
         let key = CacheKey(bytes: [UInt8](repeating: 3, count: 32))!
         let refresh = EarlyRefresh(beta: 1, seed: 9, marginMilliseconds: 10)
-        // 100 ms computations: at most 100 * ln(2^53) + 10 = 3,682 ms of lead.
-        #expect(!refresh.shouldRefresh(key, nowMilliseconds: 0, expiresAtMilliseconds: 3_700, computeMicroseconds: 100_000))
+        // 100 ms computations: at most 100 * ln(2^53) + 10 = 3,682 ms of
+        // lead, soon 250 ms before that.
+        #expect(refresh.decide(key, nowMilliseconds: 0, expiresAtMilliseconds: 3_940, computeMicroseconds: 100_000) == .notYet)
     }
 }

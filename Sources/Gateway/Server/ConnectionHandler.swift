@@ -410,11 +410,19 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         context: ChannelHandlerContext
     ) {
         let reply = counters.count(result, in: self.shared.statistics)
-        if refresh, case .hit(let value, let computeMicroseconds, let expiresAt?) = result, let fills = self.shared.fills,
-            fills.earlyRefresh.shouldRefresh(key.key, nowMilliseconds: RedisStore.nowMilliseconds(), expiresAtMilliseconds: expiresAt, computeMicroseconds: computeMicroseconds)
-        {
-            self.answerDueHit(id: id, key: key, value: value, expiresAt: expiresAt, fills: fills, startedAt: startedAt, lookupStarted: lookupStarted, context: context)
-            return
+        if refresh, case .hit(let value, let computeMicroseconds, let expiresAt?) = result, let fills = self.shared.fills {
+            let now = RedisStore.nowMilliseconds()
+            switch fills.earlyRefresh.decide(key.key, nowMilliseconds: now, expiresAtMilliseconds: expiresAt, computeMicroseconds: computeMicroseconds) {
+            case .notYet:
+                break
+            case .soon:
+                if let until = fills.extendAhead(key, expiresAt: expiresAt, nowMilliseconds: now) {
+                    self.shared.store.extendLife(key, untilUnixMilliseconds: until, on: context.eventLoop)
+                }
+            case .due:
+                self.answerDueHit(id: id, key: key, value: value, expiresAt: expiresAt, fills: fills, startedAt: startedAt, lookupStarted: lookupStarted, context: context)
+                return
+            }
         }
         guard case .miss = reply, let fills = self.shared.fills else {
             self.answer(id: id, .lookupReply(reply), context: context)
@@ -466,6 +474,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// passed (`CacheStore.extendLife`), so that callers go on hitting it
     /// until the new value is stored; only while the entry's own expiry has
     /// not passed, so a value is served at most one bound past its TTL.
+    /// (A hit shortly before the entry was due has usually extended it
+    /// already: see `EarlyRefresh`.)
     private func answerDueHit(
         id: UInt64,
         key: StorageKey,

@@ -22,13 +22,20 @@ import GatewayProtocol
 /// the hit rate. A new entry (a new expiry) gets a new draw.
 ///
 /// **The lead and the period.** With a lead of mean `delta`, a refresh often
-/// ends after the old entry's expiry; the gateway therefore keeps the old
-/// entry until the refresh's deadline (`CacheStore.extendLife`), and callers
-/// go on hitting it until the new value is stored. The period between two
-/// computations is then `TTL + delta - lead`, whose mean is the TTL for
-/// `beta` = 1: about one computation per TTL under steady load, none of
-/// them waited for. `margin` is added to every lead: the time the extension
-/// takes to reach the backend, so that the old entry does not expire before it.
+/// ends after the old entry's expiry (63% of the time for `beta` = 1); the
+/// gateway therefore keeps the old entry until the refresh can have stored
+/// (`CacheStore.extendLife`), and callers go on hitting it until the new
+/// value is stored. The period between two computations is then
+/// `TTL + delta - lead`, whose mean is the TTL for `beta` = 1: about one
+/// computation per TTL under steady load, none of them waited for.
+///
+/// **Extending ahead.** The draw is fixed, so the moment an entry becomes
+/// due is known: a hit up to `aheadMilliseconds` before it (`soon`) extends
+/// the entry's life already, once, so that the extension has reached the
+/// backend (Redis) before the entry would expire, however short the lead
+/// and however busy the gateway. Extending when the refresh is granted
+/// instead raced with the expiry for leads of a few milliseconds.
+/// `marginMilliseconds` would be added to every lead (0: XFetch's lead).
 ///
 /// A value type without I/O.
 struct EarlyRefresh: Sendable, Equatable {
@@ -38,23 +45,42 @@ struct EarlyRefresh: Sendable, Equatable {
     /// gateways sharing a backend draw differently for the same entry.
     var seed: UInt64
     /// Added to every lead, in milliseconds (see the type's documentation).
-    var marginMilliseconds: Double = 10
+    var marginMilliseconds: Double = 0
+    /// How long before an entry is due a hit finds it `soon`.
+    var aheadMilliseconds: Double = 250
+
+    /// What a hit finds about its entry.
+    enum Decision: Equatable, Sendable {
+        /// Not due, nor soon.
+        case notYet
+        /// Due within `aheadMilliseconds`: time to extend its life.
+        case soon
+        /// Due: refresh it.
+        case due
+    }
 
     /// The largest `-ln(rand)` that a draw can give: ln(2^53). An entry whose
     /// expiry is further away than this many computations (times beta, plus
-    /// the margin) is never refreshed, so the hit path skips the draw for it.
+    /// the margin and `aheadMilliseconds`) is neither due nor soon, so the
+    /// hit path skips the draw for it.
     static let largestDraw = 53 * log(2.0)
 
-    /// Whether a hit at `nowMilliseconds` refreshes `key`'s entry, which
+    /// What a hit at `nowMilliseconds` finds about `key`'s entry, which
     /// expires at `expiresAtMilliseconds` (both Unix milliseconds) and took
     /// `computeMicroseconds` to compute.
-    func shouldRefresh(_ key: CacheKey, nowMilliseconds: Int64, expiresAtMilliseconds: Int64, computeMicroseconds: UInt64) -> Bool {
-        guard self.beta > 0, computeMicroseconds > 0 else { return false }
+    func decide(_ key: CacheKey, nowMilliseconds: Int64, expiresAtMilliseconds: Int64, computeMicroseconds: UInt64) -> Decision {
+        guard self.beta > 0, computeMicroseconds > 0 else { return .notYet }
         let remaining = Double(expiresAtMilliseconds) - Double(nowMilliseconds)
         let delta = Double(computeMicroseconds) / 1000 * self.beta
-        if remaining > delta * Self.largestDraw + self.marginMilliseconds { return false }
+        if remaining > delta * Self.largestDraw + self.marginMilliseconds + self.aheadMilliseconds { return .notYet }
         let draw = self.draw(for: key, expiresAtMilliseconds: expiresAtMilliseconds)
-        return self.isDue(remainingMilliseconds: remaining, computeMicroseconds: computeMicroseconds, draw: draw)
+        if self.isDue(remainingMilliseconds: remaining, computeMicroseconds: computeMicroseconds, draw: draw) { return .due }
+        return self.isDue(remainingMilliseconds: remaining - self.aheadMilliseconds, computeMicroseconds: computeMicroseconds, draw: draw) ? .soon : .notYet
+    }
+
+    /// Whether a hit at `nowMilliseconds` refreshes `key`'s entry (`decide` finds it due).
+    func shouldRefresh(_ key: CacheKey, nowMilliseconds: Int64, expiresAtMilliseconds: Int64, computeMicroseconds: UInt64) -> Bool {
+        self.decide(key, nowMilliseconds: nowMilliseconds, expiresAtMilliseconds: expiresAtMilliseconds, computeMicroseconds: computeMicroseconds) == .due
     }
 
     /// XFetch's condition with `draw` as `rand` (in (0, 1]), `remaining`

@@ -39,12 +39,18 @@ final class FillCoordinator: Sendable {
         var nextToken: UInt64 = 0
         /// The last compute time each function's stores recorded, in microseconds.
         var computeTimes: [FunctionVersion: UInt64] = [:]
+        /// Entries whose life was extended ahead of their refresh, with their
+        /// expiry (Unix milliseconds), so that each is extended once.
+        var extendedAhead: [StorageKey: Int64] = [:]
         /// The pending timer, and when it fires.
         var timer: (at: NIODeadline, task: Scheduled<Void>)?
     }
 
     /// At most this many functions' compute times are kept.
     static let maximumFunctions = 10_000
+    /// At most this many entries are remembered as extended ahead; past it,
+    /// entries are extended only when their refresh is granted.
+    static let maximumExtendedAhead = 4_096
 
     private let state = NIOLockedValueBox(State())
     private let waitBound: FillWaitBound
@@ -150,12 +156,31 @@ final class FillCoordinator: Sendable {
         return .pending(decided)
     }
 
+    /// A hit found `key`'s entry, which expires at `expiresAt` (Unix
+    /// milliseconds), about to be due for an early refresh: until when its
+    /// life is to be extended (its expiry plus the refresh's bound, by when
+    /// a refresh granted before the expiry has stored or ended), or nil when
+    /// it has been already (or too many entries are remembered).
+    func extendAhead(_ key: StorageKey, expiresAt: Int64, nowMilliseconds: Int64) -> Int64? {
+        self.state.withLockedValue { state -> Int64? in
+            guard state.extendedAhead[key] != expiresAt else { return nil }
+            if state.extendedAhead.count >= Self.maximumExtendedAhead {
+                state.extendedAhead = state.extendedAhead.filter { $0.value > nowMilliseconds }
+                guard state.extendedAhead.count < Self.maximumExtendedAhead else { return nil }
+            }
+            state.extendedAhead[key] = expiresAt
+            let bound = self.waitBound.bound(computeMicroseconds: state.computeTimes[key.function])
+            return expiresAt + bound.nanoseconds / 1_000_000
+        }
+    }
+
     /// A store of `key` with `value` arrived: every held lookup of it gets the value.
     func stored(_ key: StorageKey, value: ByteBuffer, computeMicroseconds: UInt64) {
         let responders = self.state.withLockedValue { state -> [Responder] in
             if state.computeTimes[key.function] != nil || state.computeTimes.count < Self.maximumFunctions {
                 state.computeTimes[key.function] = computeMicroseconds
             }
+            if !state.extendedAhead.isEmpty { state.extendedAhead.removeValue(forKey: key) }
             return state.table.stored(key, value: value).compactMap { state.responders.removeValue(forKey: $0.request) }
         }
         for respond in responders { respond(.value(value)) }
