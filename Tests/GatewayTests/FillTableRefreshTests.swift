@@ -15,6 +15,7 @@ struct FillTableRefreshTests {
         var table = Table()
         #expect(table.refresh("k", connection: 1, now: self.start, bound: self.bound) == true)
         #expect(table.isRefreshing("k"))
+        #expect(table.refreshGranted("k") == self.start)
         // Every other hit of the entry, on any connection, is a plain hit.
         #expect(table.refresh("k", connection: 2, now: self.at(1), bound: self.bound) == false)
         #expect(table.refresh("k", connection: 1, now: self.at(1), bound: self.bound) == false)
@@ -33,6 +34,7 @@ struct FillTableRefreshTests {
     @Test func noRefreshWhileAFillRuns() {
         var table = Table()
         #expect(table.miss("k", connection: 1, request: 1, hold: nil, mayWait: true, now: self.start, bound: self.bound) == .compute(startsFill: true))
+        #expect(table.refreshGranted("k") == nil)
         #expect(table.refresh("k", connection: 2, now: self.at(1), bound: self.bound) == false)
     }
 

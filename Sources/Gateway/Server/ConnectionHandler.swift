@@ -412,7 +412,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         let reply = counters.count(result, in: self.shared.statistics)
         if refresh, case .hit(let value, let computeMicroseconds, let expiresAt?) = result, let fills = self.shared.fills {
             let now = RedisStore.nowMilliseconds()
-            switch fills.earlyRefresh.decide(key.key, nowMilliseconds: now, expiresAtMilliseconds: expiresAt, computeMicroseconds: computeMicroseconds) {
+            let delta = fills.refreshDelta(key.function, computeMicroseconds: computeMicroseconds)
+            switch fills.earlyRefresh.decide(key.key, nowMilliseconds: now, expiresAtMilliseconds: expiresAt, computeMicroseconds: delta) {
             case .notYet:
                 break
             case .soon:

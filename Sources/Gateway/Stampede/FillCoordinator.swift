@@ -39,6 +39,9 @@ final class FillCoordinator: Sendable {
         var nextToken: UInt64 = 0
         /// The last compute time each function's stores recorded, in microseconds.
         var computeTimes: [FunctionVersion: UInt64] = [:]
+        /// How long each function's last early refresh took on this gateway,
+        /// from the grant to the store's arrival, in microseconds.
+        var refreshTimes: [FunctionVersion: UInt64] = [:]
         /// Entries whose life was extended ahead of their refresh, with their
         /// expiry (Unix milliseconds), so that each is extended once.
         var extendedAhead: [StorageKey: Int64] = [:]
@@ -156,6 +159,19 @@ final class FillCoordinator: Sendable {
         return .pending(decided)
     }
 
+    /// The time to recompute an entry of `function` that early refresh
+    /// decides by (XFetch's delta): the compute time the entry recorded
+    /// (`computeMicroseconds`), or, when longer, the time the function's last
+    /// early refresh took on this gateway from its grant to its store, which
+    /// counts what the compute time leaves out (the reply's way to the
+    /// client, starting the background work, the store's way back: on a busy
+    /// host, tens of milliseconds). With it the mean lead matches what a
+    /// refresh really takes, and the period stays the TTL.
+    func refreshDelta(_ function: FunctionVersion, computeMicroseconds: UInt64) -> UInt64 {
+        let measured = self.state.withLockedValue { $0.refreshTimes[function] } ?? 0
+        return max(computeMicroseconds, measured)
+    }
+
     /// A hit found `key`'s entry, which expires at `expiresAt` (Unix
     /// milliseconds), about to be due for an early refresh: until when its
     /// life is to be extended (its expiry plus the refresh's bound, by when
@@ -176,7 +192,13 @@ final class FillCoordinator: Sendable {
 
     /// A store of `key` with `value` arrived: every held lookup of it gets the value.
     func stored(_ key: StorageKey, value: ByteBuffer, computeMicroseconds: UInt64) {
+        let now = NIODeadline.now()
         let responders = self.state.withLockedValue { state -> [Responder] in
+            if let granted = state.table.refreshGranted(key),
+                state.refreshTimes[key.function] != nil || state.refreshTimes.count < Self.maximumFunctions
+            {
+                state.refreshTimes[key.function] = UInt64(max(0, (now - granted).nanoseconds / 1000))
+            }
             if state.computeTimes[key.function] != nil || state.computeTimes.count < Self.maximumFunctions {
                 state.computeTimes[key.function] = computeMicroseconds
             }

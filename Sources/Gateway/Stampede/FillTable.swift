@@ -50,6 +50,8 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         var waiters: [Waiter] = []
         /// Whether a hit started it (an early refresh), and its filler is still that hit's connection.
         var isRefresh = false
+        /// When the early refresh was granted.
+        var refreshedAt: NIODeadline? = nil
     }
 
     /// What a lookup that missed is answered.
@@ -134,8 +136,14 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         guard self.fills[key] == nil, self.storing[key] == nil else { return false }
         self.forgetFinished(now: now)
         if let finishedAt = self.finished[key], (lookupStarted ?? now) < finishedAt { return false }
-        self.fills[key] = Fill(filler: connection, deadline: now + bound, bound: bound, isRefresh: true)
+        self.fills[key] = Fill(filler: connection, deadline: now + bound, bound: bound, isRefresh: true, refreshedAt: now)
         return true
+    }
+
+    /// When the early refresh of `key` that runs now was granted; nil when none runs.
+    func refreshGranted(_ key: Key) -> NIODeadline? {
+        guard let fill = self.fills[key], fill.isRefresh else { return nil }
+        return fill.refreshedAt
     }
 
     /// The refresh of `key` by `connection` that `refresh` started is not
