@@ -385,8 +385,10 @@ extension ClientIntegrationTests {
             #expect(throws: (any Error).self) { try dying.receive() }
             dying.child.process.waitUntilExit()
             #expect(dying.child.process.terminationStatus == 3)
+            // (One, unless its refresh's bound passed before the gateway saw
+            // the connection close: then another of its hits was granted one.)
             let granted = try stats.counter("earlyRefreshes")
-            #expect(granted == 1, "\(granted) refreshes granted")
+            #expect(granted >= 1)
             // Its connection closed, so its refresh ended: the other worker's
             // hits are asked to refresh (or, if the entry expired meanwhile,
             // one of its callers fills it).
@@ -394,7 +396,7 @@ extension ClientIntegrationTests {
             let report = try healthy.receive()
             #expect(!report.values.contains("failed"))
             #expect(report.intervals.count >= 1)
-            #expect(try stats.counter("earlyRefreshes") >= 2)
+            #expect(try stats.counter("earlyRefreshes") >= granted + 1)
             #expect(try stats.counter("lookupsHeldNow") == 0)
         }
     }
