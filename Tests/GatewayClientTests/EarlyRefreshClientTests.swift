@@ -1,9 +1,40 @@
 import Foundation
+import GatewayClient
 @testable import GatewayClientRuntime
 import GatewayProtocol
 import GatewayTestSupport
 import NIOCore
 import Testing
+
+/// `@Cached(ttl:refresh: .early)` functions expanded by the real macro and
+/// compiled: typed throws, a synchronous function, an instance method of a
+/// `Sendable` type (the body captures `self`, so it must be).
+enum EarlyPricing {
+    static let runs = ClientIntegrationTests.CacheRuntimeTests.Counter()
+
+    @Cached(ttl: .seconds(2), refresh: .early, name: "EarlyPricing.price(of:)")
+    static func price(of product: String) async throws(QuoteError) -> Int {
+        runs.increment()
+        guard product != "unknown" else { throw .unknownProduct(product) }
+        return 42
+    }
+
+    @Cached(ttl: .seconds(2), refresh: .early, name: "EarlyPricing.priceSync(of:)")
+    static func priceSync(of product: String) -> Int {
+        runs.increment()
+        return 43
+    }
+
+    struct Shop: Encodable, Sendable {
+        let id: Int
+
+        @Cached(ttl: .seconds(2), key: \Shop.id, refresh: .early, name: "EarlyPricing.Shop.stock()")
+        func stock() async -> Int {
+            runs.increment()
+            return 44 + self.id
+        }
+    }
+}
 
 /// The client's side of early refresh, on the wire: only the opt-in form
 /// announces it, and status 4 returns the cached value at once while the
@@ -68,6 +99,21 @@ extension ClientIntegrationTests.CacheRuntimeTests {
         #expect(sync == 41)
         #expect(try await self.stores(peer, of: "earlySync()", count: 1).first?.value == ByteBuffer(bytes: try MessagePackEncoder().encode(43)))
         #expect(self.lookups(peer, of: "earlySync()").map(\.refresh) == [true])
+    }
+
+    @Test func theMacrosEarlyFormRefreshesInTheBackground() async throws {
+        let peer = try self.refreshingPeer()
+        let before = EarlyPricing.runs.count
+        #expect(try await EarlyPricing.price(of: "apple") == 41)
+        #expect(EarlyPricing.priceSync(of: "pear") == 41)
+        #expect(await EarlyPricing.Shop(id: 1).stock() == 41)
+        let stored = [
+            try await self.stores(peer, of: "EarlyPricing.price(of:)", count: 1),
+            try await self.stores(peer, of: "EarlyPricing.priceSync(of:)", count: 1),
+            try await self.stores(peer, of: "EarlyPricing.Shop.stock()", count: 1),
+        ].map { $0.first?.value }
+        #expect(stored == [42, 43, 45].map { ByteBuffer(bytes: try! MessagePackEncoder().encode($0)) })
+        #expect(EarlyPricing.runs.count - before == 3)
     }
 
     @Test func onlyTheEarlyFormAnnouncesRefresh() async throws {
