@@ -100,14 +100,24 @@ def run_once(mode, directory):
             process.wait()
 
 
-def steady(single_flight, directory, seconds, ttl_ms=2000, compute_ms=200, workers_count=5, callers=10):
-    """Steady load: workers_count x callers callers call one key in a loop for
-    `seconds`, TTL ttl_ms, computation compute_ms, on one gateway."""
+def stats(socket_path):
+    reply = subprocess.run(pinned([f"{BIN}/cache-gateway", "stats", "--socket", socket_path, "--json"]), capture_output=True, text=True, check=True)
+    return json.loads(reply.stdout)
+
+
+def steady(refresh, directory, seconds, ttl_ms=2000, compute_ms=200, workers_count=5, callers=10, backend="redis"):
+    """Steady load (issue #18's must-show): workers_count x callers callers
+    call one key in a loop for `seconds`, TTL ttl_ms, computation compute_ms,
+    on one gateway, with early refresh (`refresh` "early") or without
+    ("never"). One caller fills the key first; the figures are about what
+    follows: computations against run/TTL, the most running at once, and the
+    callers that waited (the gateway's misses and held lookups after the first
+    fill, and computations a caller waited for)."""
     namespace = f"steady{uuid.uuid4().hex[:8]}"
     path = os.path.join(directory, f"{namespace}.sock")
+    store = ["--redis", f"unix://{REDIS}", "--namespace", namespace] if backend == "redis" else []
     gateway = subprocess.Popen(pinned([
-        f"{BIN}/cache-gateway", "serve", "--socket", path, "--redis", f"unix://{REDIS}", "--namespace", namespace,
-        "--single-flight", single_flight, "--lookup-timeout-ms", "1000", "--log-level", "error",
+        f"{BIN}/cache-gateway", "serve", "--socket", path, *store, "--lookup-timeout-ms", "1000", "--log-level", "error",
     ]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers = []
     try:
@@ -115,22 +125,46 @@ def steady(single_flight, directory, seconds, ttl_ms=2000, compute_ms=200, worke
         for _ in range(workers_count):
             workers.append(subprocess.Popen(pinned([
                 f"{BIN}/StampedeWorker", "--socket", path, "--callers", str(callers), "--compute-ms", str(compute_ms),
-                "--ttl-ms", str(ttl_ms), "--lookup-timeout-ms", "2000",
+                "--ttl-ms", str(ttl_ms), "--lookup-timeout-ms", "2000", "--refresh", refresh,
             ]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1))
-        for command in ("warm", f"steady key {seconds * 1000}"):
-            for worker in workers:
-                worker.stdin.write(command + "\n")
+
+        def command(line, chosen):
+            for worker in chosen:
+                worker.stdin.write(line + "\n")
                 worker.stdin.flush()
-            reports = [json.loads(worker.stdout.readline()) for worker in workers]
+            return [json.loads(worker.stdout.readline()) for worker in chosen]
+
+        command("warm", workers)
+        first = command("burst key", workers[:1])[0]["intervals"]
+        before = stats(path)
+        reports = command(f"steady key {seconds * 1000}", workers)
+        after = stats(path)
         intervals = sorted(interval for report in reports for interval in report["intervals"])
-        overlaps = sum(1 for earlier, later in zip(intervals, intervals[1:]) if later[0] < earlier[1])
-        first_end = intervals[0][1] if intervals else 0
-        # Calls that started after the first fill and took at least half a computation waited for one.
-        waited = [latency for report in reports for start, latency in zip(report["startsUs"], report["latenciesUs"])
-                  if start > first_end and latency >= compute_ms * 500]
+        events = sorted([(i[0], 1) for i in first + intervals] + [(i[1], -1) for i in first + intervals], key=lambda e: (e[0], e[1]))
+        running = most = 0
+        for _, step in events:
+            running += step
+            most = max(most, running)
+        start = first[0][1]
+        end = max(s + l for report in reports for s, l in zip(report["startsUs"], report["latenciesUs"]))
+        expected = (end - start) / 1000 / ttl_ms
+        waited_for = sum(1 for interval in intervals if not interval[2])
+        delta = {name: after.get(name, 0) - before.get(name, 0) for name in ("misses", "fillWaits", "lookupsHeld", "earlyRefreshes", "hits")}
         calls = sum(report["calls"] for report in reports)
-        print(f"steady, single-flight {single_flight}: {len(intervals)} computations in {seconds} s (run/TTL = {seconds * 1000 / ttl_ms:g}), "
-              f"{overlaps} overlapping, {calls} calls, {len(waited)} calls after the first fill waited >= {compute_ms // 2} ms for a computation")
+        latencies = sorted(l / 1000 for report in reports for l in report["latenciesUs"])
+        result = {
+            "refresh": refresh, "backend": backend, "computations": len(intervals), "expected": expected,
+            "ratio": len(intervals) / expected, "mostAtOnce": most, "foregroundComputations": waited_for,
+            "misses": delta["misses"], "fillWaits": delta["fillWaits"], "held": delta["lookupsHeld"],
+            "earlyRefreshes": delta["earlyRefreshes"], "calls": calls,
+            "p50": latencies[len(latencies) // 2], "p99": latencies[len(latencies) * 99 // 100], "max": latencies[-1],
+        }
+        print(f"steady {backend}, refresh {refresh}: {len(intervals)} computations after the first fill in {(end - start) / 1e6:.1f} s "
+              f"(run/TTL = {expected:.2f}, ratio {result['ratio']:.3f}); at most {most} at once; "
+              f"{waited_for} computations a caller waited for; gateway after the first fill: {delta['misses']} misses, "
+              f"{delta['fillWaits']} wait answers, {delta['lookupsHeld']} held, {delta['earlyRefreshes']} early refreshes, {delta['hits']} hits; "
+              f"{calls} calls, latency p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms, max {result['max']:.1f} ms")
+        return result
     finally:
         for process in workers + [gateway]:
             process.kill()
@@ -139,9 +173,25 @@ def steady(single_flight, directory, seconds, ttl_ms=2000, compute_ms=200, worke
 
 def main():
     if os.environ.get("MODE") == "steady":
+        seconds = int(os.environ.get("SECONDS_STEADY", "60"))
+        ttl_ms = int(os.environ.get("TTL_MS", "2000"))
+        compute_ms = int(os.environ.get("COMPUTE_MS_STEADY", "200"))
+        print(f"steady load: 5 workers x 10 callers on one key, TTL {ttl_ms} ms, compute {compute_ms} ms, {seconds} s, "
+              f"{RUNS} runs per mode, everything on CPU {CPU}")
+        results = {"early": [], "never": []}
         with tempfile.TemporaryDirectory(prefix="cg-steady-") as directory:
-            for mode in ("on", "off"):
-                steady(mode, directory, int(os.environ.get("SECONDS_STEADY", "60")))
+            for _ in range(RUNS):
+                for refresh in ("early", "never"):
+                    results[refresh].append(steady(refresh, directory, seconds, ttl_ms=ttl_ms, compute_ms=compute_ms,
+                                                   backend=os.environ.get("BACKEND", "redis")))
+        for refresh in ("early", "never"):
+            runs = results[refresh]
+            ratios = [run["ratio"] for run in runs]
+            print(f"refresh {refresh}: computations / (run/TTL) median {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}], "
+                  f"most at once {max(run['mostAtOnce'] for run in runs)}, misses after the first fill {sum(run['misses'] for run in runs)}, "
+                  f"held {sum(run['held'] for run in runs)}, computations waited for {sum(run['foregroundComputations'] for run in runs)}, "
+                  f"max latency median {statistics.median(run['max'] for run in runs):.1f} ms")
+        print(json.dumps({"steady": results}), file=open(os.environ.get("BENCH_STAMPEDE_RESULTS", "/dev/null"), "w"))
         return
     modes = os.environ.get("MODES", "on poll off").split()
     print(f"stampede: {GATEWAYS} gateways, {WORKERS} workers x {CALLERS} callers, one cold key, compute {COMPUTE_MS} ms, "

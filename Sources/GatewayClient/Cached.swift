@@ -69,12 +69,23 @@
 /// - Parameters:
 ///   - ttl: How long an entry stays valid once stored. The expression is passed
 ///     to the runtime as written, and is evaluated at each call.
+///   - refresh: `.early` lets the gateway ask a caller to compute an entry
+///     again shortly before it expires: that call returns the cached value at
+///     once and computes the new one in the background (a detached `Task` for
+///     an `async` function, a Dispatch global queue for a synchronous one),
+///     so that under steady load entries never expire and no caller waits.
+///     The body then escapes into that background work: it is `@Sendable`,
+///     so what it captures (`self` included, for a method) must be
+///     `Sendable`, and the compiler says so where it is not; the result type
+///     must not be isolated to a global actor. Not on an actor's method.
+///     Write it as `.early` or `.never` (default): the macro reads it.
 ///   - version: A string literal that replaces the computed source hash.
 ///   - name: A string literal that replaces the computed function name (the
 ///     module is still prepended).
 @attached(body)
 public macro Cached(
     ttl: Duration,
+    refresh: CacheRefresh = .never,
     version: String? = nil,
     name: String? = nil
 ) = #externalMacro(module: "GatewayClientMacros", type: "CachedMacro")
@@ -99,18 +110,20 @@ public macro Cached(
 /// the compiler what the root of `\.id` is. The value must be `Encodable`.
 /// An actor's method needs this form: an actor is not `Encodable`.
 ///
-/// Everything else is as for ``Cached(ttl:version:name:)``. `key:` on a static
+/// Everything else is as for ``Cached(ttl:refresh:version:name:)``. `key:` on a static
 /// method or a free function is an error.
 ///
 /// - Parameters:
 ///   - ttl: How long an entry stays valid once stored.
 ///   - key: The part of `self` that identifies it for caching.
+///   - refresh: `.early` or `.never` (default), as for ``Cached(ttl:refresh:version:name:)``.
 ///   - version: A string literal that replaces the computed source hash.
 ///   - name: A string literal that replaces the computed function name.
 @attached(body)
 public macro Cached<Root, Key: Encodable>(
     ttl: Duration,
     key: KeyPath<Root, Key>,
+    refresh: CacheRefresh = .never,
     version: String? = nil,
     name: String? = nil
 ) = #externalMacro(module: "GatewayClientMacros", type: "CachedMacro")

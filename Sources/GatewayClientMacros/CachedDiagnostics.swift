@@ -118,6 +118,19 @@ struct CachedDiagnostic: DiagnosticMessage {
         )
     }
 
+    /// `written` is the argument as written.
+    static func refreshNotALiteral(_ written: String) -> Self {
+        Self(
+            "refreshNotALiteral",
+            "@Cached needs 'refresh:' written as '.early' or '.never', not '\(written)': it is read at compile time, because early refresh expands to another form (a body that runs again in the background, so it escapes and must be @Sendable)"
+        )
+    }
+
+    static let refreshOnActor = Self(
+        "refreshOnActor",
+        "@Cached 'refresh: .early' cannot be used on an actor's method: a refresh runs the body in the background, outside the actor, where its state cannot be used; cache a nonisolated function the method calls instead"
+    )
+
     // MARK: Warnings
 
     static let mutatingMethod = Self(

@@ -29,6 +29,10 @@ import SwiftSyntaxMacros
 ///
 /// - `try` only if the function throws, `await` only if it is async; a
 ///   synchronous function calls `GatewayClient.cacheSync` instead.
+/// - With `refresh: .early` the call passes `refresh: .early` and so takes
+///   the runtime's form whose body is `@escaping @Sendable` (it runs again in
+///   the background); `refresh: .never` is the plain form. Anything but these
+///   literals is an error: the form is chosen at compile time.
 /// - The closure of a throwing function is declared `() throws in` (or
 ///   `() throws(E) in`): the runtime throws what the closure throws
 ///   (`throws(Failure)`), so the call keeps a typed error's type, and a closure
@@ -163,6 +167,8 @@ private struct Expander<Context: MacroExpansionContext> {
         var key: LabeledExprSyntax?
         var version: StringLiteralExprSyntax?
         var name: StringLiteralExprSyntax?
+        /// `refresh: .early`.
+        var refreshEarly = false
     }
 
     mutating func expand() throws -> [CodeBlockItemSyntax] {
@@ -205,6 +211,9 @@ private struct Expander<Context: MacroExpansionContext> {
         if placement.isLocal {
             self.report(.localFunction)
         }
+        if options.refreshEarly, placement.isActorMember, !self.function.isStatic {
+            self.report(.refreshOnActor)
+        }
 
         if self.diagnostics.contains(where: { $0.diagMessage.severity == .error }) {
             throw DiagnosticsError(diagnostics: self.diagnostics)
@@ -245,7 +254,9 @@ private struct Expander<Context: MacroExpansionContext> {
             closure += " () \(effect.trimmedDescription) in"
         }
         call += isAsync ? "await GatewayClient.cache(" : "GatewayClient.cacheSync("
-        call += "ttl: \(ttl.trimmedDescription), function: \(name), version: \(version)"
+        call += "ttl: \(ttl.trimmedDescription), "
+        if options.refreshEarly { call += "refresh: .early, " }
+        call += "function: \(name), version: \(version)"
         if !passed.isEmpty {
             call += ", arguments: " + passed.joined(separator: ", ")
         }
@@ -272,6 +283,8 @@ private struct Expander<Context: MacroExpansionContext> {
                 options.version = self.stringLiteral(argument)
             case "name":
                 options.name = self.stringLiteral(argument)
+            case "refresh":
+                options.refreshEarly = self.refreshChoice(argument) ?? false
             default:
                 break
             }
@@ -298,6 +311,21 @@ private struct Expander<Context: MacroExpansionContext> {
             return nil
         }
         return literal
+    }
+
+    /// Whether `refresh:` is `.early` (true) or `.never` (false), written as
+    /// `.early`, `CacheRefresh.early` or `GatewayClient.CacheRefresh.early`
+    /// (or `never`); nil after reporting anything else, which the macro
+    /// cannot read.
+    private mutating func refreshChoice(_ argument: LabeledExprSyntax) -> Bool? {
+        if let member = argument.expression.as(MemberAccessExprSyntax.self), member.declName.argumentNames == nil,
+            ["early", "never"].contains(member.declName.baseName.text),
+            member.base.map({ ["CacheRefresh", "GatewayClient.CacheRefresh"].contains($0.trimmedDescription) }) ?? true
+        {
+            return member.declName.baseName.text == "early"
+        }
+        self.report(.refreshNotALiteral(argument.expression.trimmedDescription), highlighting: argument.expression)
+        return nil
     }
 
     /// A fix-it that deletes `argument` from the attribute.

@@ -91,6 +91,154 @@ public func cacheSync<Result: Codable, each Argument: Encodable, Failure: Error>
     return try computeAndStoreBlocking(call, after: lookup, ttl: ttl, client: client, body: body)
 }
 
+/// How a cached function's entries are renewed (`@Cached(ttl:refresh:)`,
+/// `cache(ttl:refresh:…)`).
+public struct CacheRefresh: Sendable, Hashable {
+    @usableFromInline
+    enum Kind: Sendable, Hashable {
+        case never
+        case early
+    }
+
+    @usableFromInline let kind: Kind
+
+    /// An entry lives its TTL; the first call after that computes it while
+    /// other callers wait (or compute too, without a gateway that holds them).
+    public static let never = CacheRefresh(kind: .never)
+
+    /// Early refresh: the gateway may answer a hit of an entry close to its
+    /// expiry with the value *and* a request to compute it again (XFetch:
+    /// the slower the computation, the earlier; one caller anywhere on the
+    /// gateway at a time). The call returns the cached value at once and
+    /// computes the new one in the background, storing it when done, so
+    /// that under steady load entries are renewed before they expire and no
+    /// caller waits for a computation. The body escapes the call and must
+    /// be `@Sendable` (whatever it captures must be `Sendable`).
+    public static let early = CacheRefresh(kind: .early)
+}
+
+/// `cache(ttl:function:version:fileID:arguments:isolation:body:)` with a
+/// choice of `refresh`. With `.early` the lookup announces that this call
+/// can refresh the entry, and a hit that the gateway asks to refresh returns
+/// the cached value at once and runs `body` again in a detached `Task`,
+/// storing its result (the gateway's store of it ends the refresh). A
+/// refresh that throws stores nothing: the entry expires as it would, or
+/// another caller is asked to refresh it once this refresh's bound has
+/// passed. `body` therefore escapes and is `@Sendable`: it runs outside the
+/// caller's isolation in the background, and on a miss too (inside the call,
+/// as with the other form). The result type's metatype must be `Sendable`
+/// (it is encoded in the background): any type not isolated to a global actor.
+/// `.never` is exactly the other form.
+@inlinable
+public func cache<Result: Codable & SendableMetatype, each Argument: Encodable, Failure: Error>(
+    ttl: Duration,
+    refresh: CacheRefresh,
+    function: String,
+    version: String,
+    fileID: String = #fileID,
+    arguments: repeat each Argument,
+    isolation: isolated (any Actor)? = #isolation,
+    body: @escaping @Sendable () async throws(Failure) -> Result
+) async throws(Failure) -> Result {
+    guard refresh.kind == .early else {
+        return try await cache(ttl: ttl, function: function, version: version, fileID: fileID, arguments: repeat each arguments, body: body)
+    }
+    guard ttl > .zero else { return try await body() }
+    let client = CacheClient.shared
+    guard let call = CachedCall(function: function, version: version, fileID: fileID, result: Result.self, arguments: repeat each arguments) else {
+        return try await body()
+    }
+    let lookup: CacheClient.Lookup
+    switch client.beginLookup(call, refresh: true) {
+    case .done(let done): lookup = done
+    case .unfinished(let unfinished): lookup = await client.finishLookup(unfinished, call)
+    }
+    if let value: Result = call.hitValue(lookup) {
+        if case .refresh(_, let connection) = lookup {
+            refreshInBackground(call, on: connection, ttl: ttl, client: client, body: body)
+        }
+        return value
+    }
+    return try await computeAndStore(call, after: lookup, ttl: ttl, client: client, body: body)
+}
+
+/// The synchronous form of `cache(ttl:refresh:function:version:fileID:arguments:isolation:body:)`.
+/// With `.early`, a refresh runs `body` on a Dispatch global queue (quality
+/// of service `utility`), not on the calling thread, which returns the
+/// cached value at once; everything else is as in `cacheSync`.
+@inlinable
+public func cacheSync<Result: Codable & SendableMetatype, each Argument: Encodable, Failure: Error>(
+    ttl: Duration,
+    refresh: CacheRefresh,
+    function: String,
+    version: String,
+    fileID: String = #fileID,
+    arguments: repeat each Argument,
+    body: @escaping @Sendable () throws(Failure) -> Result
+) throws(Failure) -> Result {
+    guard refresh.kind == .early else {
+        return try cacheSync(ttl: ttl, function: function, version: version, fileID: fileID, arguments: repeat each arguments, body: body)
+    }
+    guard CacheClient.mayBlock, ttl > .zero else { return try body() }
+    let client = CacheClient.shared
+    guard let call = CachedCall(function: function, version: version, fileID: fileID, result: Result.self, arguments: repeat each arguments) else {
+        return try body()
+    }
+    let lookup = client.lookupBlocking(call, refresh: true)
+    if let value: Result = call.hitValue(lookup) {
+        if case .refresh(_, let connection) = lookup {
+            refreshInBackgroundBlocking(call, on: connection, ttl: ttl, client: client, body: body)
+        }
+        return value
+    }
+    return try computeAndStoreBlocking(call, after: lookup, ttl: ttl, client: client, body: body)
+}
+
+/// Runs `body` in a detached task and stores its result through
+/// `connection`: an early refresh the gateway asked for.
+@usableFromInline
+func refreshInBackground<Result: Encodable & SendableMetatype, Failure: Error>(
+    _ call: CachedCall,
+    on connection: GatewayLink,
+    ttl: Duration,
+    client: CacheClient,
+    body: @escaping @Sendable () async throws(Failure) -> Result
+) {
+    client.metrics.refreshesStarted.increment()
+    let site = call.site
+    let key = call.key
+    Task.detached {
+        let started = ContinuousClock.now
+        guard let value = try? await body(), let encoded = try? MessagePackEncoder().encode(value) else {
+            client.metrics.refreshesFailed.increment()
+            return
+        }
+        client.store(encoded, site: site, key: key, ttl: ttl, computeTime: ContinuousClock.now - started, on: connection)
+    }
+}
+
+/// `refreshInBackground` for `cacheSync`: on a Dispatch global queue.
+@usableFromInline
+func refreshInBackgroundBlocking<Result: Encodable & SendableMetatype, Failure: Error>(
+    _ call: CachedCall,
+    on connection: GatewayLink,
+    ttl: Duration,
+    client: CacheClient,
+    body: @escaping @Sendable () throws(Failure) -> Result
+) {
+    client.metrics.refreshesStarted.increment()
+    let site = call.site
+    let key = call.key
+    DispatchQueue.global(qos: .utility).async {
+        let started = ContinuousClock.now
+        guard let value = try? body(), let encoded = try? MessagePackEncoder().encode(value) else {
+            client.metrics.refreshesFailed.increment()
+            return
+        }
+        client.store(encoded, site: site, key: key, ttl: ttl, computeTime: ContinuousClock.now - started, on: connection)
+    }
+}
+
 /// The rest of `cache` after anything but a usable hit: single flight, then
 /// `body`, then storing its result.
 @usableFromInline
@@ -151,12 +299,14 @@ package struct CachedCall {
     /// The qualified function and version.
     var function: FunctionVersion { self.site.function }
 
-    /// The value of a hit, if the lookup was one and its bytes decode (a value
-    /// that does not decode is recomputed, as on a miss).
+    /// The value of a hit (status 0 or 4), if the lookup was one and its
+    /// bytes decode (a value that does not decode is recomputed, as on a miss).
     @inlinable
     func hitValue<Result: Decodable>(_ lookup: CacheClient.Lookup) -> Result? {
-        guard case .hit(let bytes, _) = lookup else { return nil }
-        return self.value(from: bytes)
+        switch lookup {
+        case .hit(let bytes, _), .refresh(let bytes, _): self.value(from: bytes)
+        case .miss, .bypass, .wait: nil
+        }
     }
 
     /// A hit's bytes, decoded.
@@ -177,7 +327,7 @@ package struct CachedCall {
     func publish<Result: Encodable>(_ value: Result, computeTime: Duration, ttl: Duration, after lookup: CacheClient.Lookup, client: CacheClient) -> [UInt8]? {
         guard let encoded = try? MessagePackEncoder().encode(value) else { return nil }
         switch lookup {
-        case .miss(let connection), .hit(_, let connection):
+        case .miss(let connection), .hit(_, let connection), .refresh(_, let connection):
             client.store(encoded, site: self.site, key: self.key, ttl: ttl, computeTime: computeTime, on: connection)
         case .bypass, .wait:
             break

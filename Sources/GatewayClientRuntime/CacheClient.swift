@@ -177,6 +177,11 @@ public final class CacheClient: Sendable {
     package enum Lookup {
         /// The entry's bytes, and where to store a replacement should they not decode.
         case hit(ByteBuffer, GatewayLink)
+        /// A hit whose entry the caller is asked to compute again and store
+        /// through this connection (an early refresh, status 4): the entry's
+        /// bytes are returned at once, the refresh runs in the background.
+        /// Only for a lookup that announced it (`beginLookup(_:refresh:)`).
+        case refresh(ByteBuffer, GatewayLink)
         /// Compute and store through this connection.
         case miss(GatewayLink)
         /// Compute; do not store (the gateway said so, or it is absent, slow or failing).
@@ -335,8 +340,8 @@ public final class CacheClient: Sendable {
         /// Awaited on `connection`: `GatewayLink.awaitReply` gets the reply;
         /// `reports` as in `Access.use`.
         case parked(GatewayLink, UInt64, reports: Bool)
-        /// This call is to connect first.
-        case connect
+        /// This call is to connect first; `refresh` as in `beginLookup`.
+        case connect(refresh: Bool)
         /// The gateway said another worker computes the entry: send a held lookup on this connection.
         case held(GatewayLink)
     }
@@ -348,16 +353,19 @@ public final class CacheClient: Sendable {
     /// This is the synchronous part of an `async` lookup: with the connection open
     /// and the reply back within the inline window, the whole lookup, with no
     /// `async` call (see `GatewayLink.sendReadingInline`). `cache` calls it directly.
+    ///
+    /// `refresh` announces that the caller can refresh the entry in the
+    /// background: the lookup may then find `.refresh`.
     @usableFromInline
-    func beginLookup(_ call: CachedCall) -> LookupStart {
+    func beginLookup(_ call: CachedCall, refresh: Bool = false) -> LookupStart {
         switch self.access() {
         case .bypass:
             return .done(.bypass)
         case .connect:
-            return .unfinished(.connect)
+            return .unfinished(.connect(refresh: refresh))
         case .use(let connection, let reports):
             let attempt = connection.sendReadingInline(
-                .lookup(call.site, call.key),
+                .lookup(call.site, call.key, refresh: refresh),
                 timeout: self.lookupTimeout,
                 mayLead: Self.mayBlock
             )
@@ -378,7 +386,7 @@ public final class CacheClient: Sendable {
         switch unfinished {
         case .parked(let connection, let id, let reports):
             lookup = self.lookup(await connection.awaitReply(id), on: connection, reports: reports)
-        case .connect:
+        case .connect(let refresh):
             guard let connection = await self.connect() else {
                 self.metrics.bypassed(.unreachable)
                 return .bypass
@@ -386,6 +394,7 @@ public final class CacheClient: Sendable {
             let reply = await connection.lookup(
                 call.site,
                 key: call.key,
+                refresh: refresh,
                 timeout: self.lookupTimeout,
                 mayLead: Self.mayBlock
             )
@@ -415,7 +424,7 @@ public final class CacheClient: Sendable {
         }
         let lookup = Self.lookup(reply, on: connection)
         switch lookup {
-        case .hit: self.metrics.hits.increment()
+        case .hit, .refresh: self.metrics.hits.increment()
         case .miss: self.metrics.misses.increment()
         case .bypass, .wait:
             self.metrics.bypassed(.declined)
@@ -425,9 +434,10 @@ public final class CacheClient: Sendable {
     }
 
     /// A lookup (as `beginLookup` and `finishLookup` make it), blocking the
-    /// calling thread (at most the connect and lookup timeouts).
+    /// calling thread (at most the connect and lookup timeouts); `refresh`
+    /// as in `beginLookup`.
     @usableFromInline
-    package func lookupBlocking(_ call: CachedCall) -> Lookup {
+    package func lookupBlocking(_ call: CachedCall, refresh: Bool = false) -> Lookup {
         let connection: GatewayLink
         let reports: Bool
         switch self.access() {
@@ -444,7 +454,7 @@ public final class CacheClient: Sendable {
             connection = open
             reports = false
         }
-        let reply = connection.lookupBlocking(call.site, key: call.key, timeout: self.lookupTimeout)
+        let reply = connection.lookupBlocking(call.site, key: call.key, refresh: refresh, timeout: self.lookupTimeout)
         let lookup = self.lookup(reply, on: connection, reports: reports)
         guard case .wait(let connection) = lookup else { return lookup }
         self.metrics.held.increment()
@@ -478,7 +488,7 @@ public final class CacheClient: Sendable {
         }
         let lookup = Self.lookup(reply, on: connection)
         switch lookup {
-        case .hit: self.metrics.hits.increment()
+        case .hit, .refresh: self.metrics.hits.increment()
         case .miss: self.metrics.misses.increment()
         case .bypass: self.metrics.bypassed(.declined)
         case .wait: break  // counted when the held lookup is answered
@@ -490,6 +500,7 @@ public final class CacheClient: Sendable {
         guard case .success(let message) = reply else { return .bypass }
         switch message.body {
         case .lookupReply(.hit(let value)): return .hit(value, connection)
+        case .lookupReply(.refresh(let value)): return .refresh(value, connection)
         case .lookupReply(.miss): return .miss(connection)
         case .lookupReply(.wait): return .wait(connection)
         default: return .bypass

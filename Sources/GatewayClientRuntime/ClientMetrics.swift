@@ -19,7 +19,12 @@ import CoreMetrics
 /// the gateway's value limit), `cache_gateway_client_connects_total` with
 /// `result` `ok` or `failed`, and `cache_gateway_client_held_lookups_total`
 /// (lookups sent again to be held because another worker was computing the
-/// entry; their outcome is counted in `lookups_total` as usual).
+/// entry; their outcome is counted in `lookups_total` as usual), and
+/// `cache_gateway_client_refreshes_total` with `result` `started` (hits
+/// the gateway asked this client to refresh early, each a background
+/// computation) or `failed` (such a computation threw, or its result could not
+/// be encoded: nothing is stored, and the entry expires or another caller
+/// refreshes it).
 final class ClientMetrics: Sendable {
     /// Why a lookup ran its function uncached.
     enum Bypass: Sendable {
@@ -40,6 +45,8 @@ final class ClientMetrics: Sendable {
     let connects: Counter
     let connectFailures: Counter
     let held: Counter
+    let refreshesStarted: Counter
+    let refreshesFailed: Counter
 
     init(factory: any MetricsFactory) {
         func lookups(_ result: String) -> Counter {
@@ -56,6 +63,8 @@ final class ClientMetrics: Sendable {
         self.connects = Counter(label: "cache_gateway_client_connects_total", dimensions: [("result", "ok")], factory: factory)
         self.connectFailures = Counter(label: "cache_gateway_client_connects_total", dimensions: [("result", "failed")], factory: factory)
         self.held = Counter(label: "cache_gateway_client_held_lookups_total", factory: factory)
+        self.refreshesStarted = Counter(label: "cache_gateway_client_refreshes_total", dimensions: [("result", "started")], factory: factory)
+        self.refreshesFailed = Counter(label: "cache_gateway_client_refreshes_total", dimensions: [("result", "failed")], factory: factory)
     }
 
     /// Counts one lookup that ran its function uncached.

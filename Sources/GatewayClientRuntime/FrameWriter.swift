@@ -12,8 +12,9 @@ import NIOCore
 final class FrameWriter {
     /// A request to write.
     enum Outgoing {
-        /// A lookup of `key` for the call site, framed by `LookupFrames`.
-        case lookup(CallSite, CacheKey)
+        /// A lookup of `key` for the call site, framed by `LookupFrames`;
+        /// `refresh` announces that the caller can refresh the entry.
+        case lookup(CallSite, CacheKey, refresh: Bool = false)
         /// Any other message, framed by `MessageCodec`, after registering
         /// the call site's version when given and not yet registered here.
         case message(GatewayMessage.Body, registering: CallSite?)
@@ -52,7 +53,7 @@ final class FrameWriter {
     func write(_ outgoing: Outgoing, to fd: Int32) throws(GatewayError) -> (id: UInt64, leftBytes: Bool) {
         let site: CallSite?
         switch outgoing {
-        case .lookup(let lookupSite, _): site = lookupSite
+        case .lookup(let lookupSite, _, _): site = lookupSite
         case .message(_, let registering): site = registering
         }
         // Worked on as a local and put back (see `FrameReader.read` for why).
@@ -68,8 +69,8 @@ final class FrameWriter {
                 id = self.takeID()
             }
             switch outgoing {
-            case .lookup(let lookupSite, let key):
-                LookupFrames.appendLookup(id: id, fields: lookupSite.fields, key: key, to: &scratch)
+            case .lookup(let lookupSite, let key, let refresh):
+                LookupFrames.appendLookup(id: id, fields: lookupSite.fields, key: key, refresh: refresh, to: &scratch)
             case .message(let body, _):
                 try self.encoder.encodeFrame(GatewayMessage(id: id, body), into: &scratch)
             }

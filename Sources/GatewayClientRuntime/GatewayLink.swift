@@ -141,15 +141,18 @@ package final class GatewayLink: @unchecked Sendable {
 
     /// Looks `key` up for `site` (registering its version first if this
     /// connection has not) and waits for the reply until `timeout`; the
-    /// lookup frame is written directly (`LookupFrames`). `mayLead` as in `request`.
+    /// lookup frame is written directly (`LookupFrames`). `refresh`
+    /// announces that the caller can refresh the entry (status 4). `mayLead`
+    /// as in `request`.
     func lookup(
         _ site: CallSite,
         key: CacheKey,
+        refresh: Bool = false,
         timeout: TimeAmount,
         mayLead: Bool = true,
         isolation: isolated (any Actor)? = #isolation
     ) async -> Reply {
-        await self.exchange(.lookup(site, key), timeout: timeout, mayLead: mayLead, isolation: isolation)
+        await self.exchange(.lookup(site, key, refresh: refresh), timeout: timeout, mayLead: mayLead, isolation: isolation)
     }
 
     private func exchange(_ outgoing: FrameWriter.Outgoing, timeout: TimeAmount, mayLead: Bool, isolation: isolated (any Actor)?) async -> Reply {
@@ -200,8 +203,8 @@ package final class GatewayLink: @unchecked Sendable {
     }
 
     /// `lookup`, blocking the calling thread until the reply or the deadline.
-    func lookupBlocking(_ site: CallSite, key: CacheKey, timeout: TimeAmount) -> Reply {
-        self.exchangeBlocking(.lookup(site, key), timeout: timeout)
+    func lookupBlocking(_ site: CallSite, key: CacheKey, refresh: Bool = false, timeout: TimeAmount) -> Reply {
+        self.exchangeBlocking(.lookup(site, key, refresh: refresh), timeout: timeout)
     }
 
     private func exchangeBlocking(_ outgoing: FrameWriter.Outgoing, timeout: TimeAmount) -> Reply {

@@ -75,6 +75,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The longest a computation may run before a lookup waiting for it is told to compute instead, in milliseconds (the bound is twice the function's last recorded compute time plus 500 ms, at most this; default 2000).")
     var fillWaitMaxMs: Int64 = 2_000
 
+    @Option(help: "Early refresh (XFetch's beta): a hit of an entry close to its expiry asks its caller to compute it again in the background, earlier the larger this is; 0 turns it off (env CACHE_GATEWAY_EARLY_REFRESH_BETA; default 1; needs single-flight; clients that announce support only).")
+    var earlyRefreshBeta: Double?
+
     @Option(help: "How long a frame may take to arrive once it has started, in milliseconds; a stalled peer is disconnected.")
     var frameTimeoutMs: Int64 = 10_000
 
@@ -136,6 +139,15 @@ struct Serve: AsyncParsableCommand {
         case "on", "1", "true", "yes": singleFlight = true
         case "off", "0", "false", "no": singleFlight = false
         case let other: throw ValidationError("--single-flight takes 'on' or 'off', not \(other)")
+        }
+        let earlyRefreshBeta: Double
+        if let beta = self.earlyRefreshBeta {
+            earlyRefreshBeta = beta
+        } else if let text = environment["CACHE_GATEWAY_EARLY_REFRESH_BETA"], !text.isEmpty {
+            guard let beta = Double(text) else { throw ValidationError("CACHE_GATEWAY_EARLY_REFRESH_BETA takes a number, not \(text)") }
+            earlyRefreshBeta = beta
+        } else {
+            earlyRefreshBeta = 1
         }
         guard (1...5_000).contains(self.purgeBatchSize) else { throw ValidationError("--purge-batch-size must be 1 to 5000 (a Lua script unpacks the keys of one step)") }
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -218,7 +230,8 @@ struct Serve: AsyncParsableCommand {
             accessControl: accessControl,
             listener: activation.map { .inherited(descriptor: $0.descriptor) } ?? .bind,
             singleFlight: singleFlight,
-            fillWaitCap: .milliseconds(self.fillWaitMaxMs)
+            fillWaitCap: .milliseconds(self.fillWaitMaxMs),
+            earlyRefreshBeta: earlyRefreshBeta
         )
         do {
             try configuration.validate()

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayProtocol
 import GatewayTestSupport
+import NIOCore
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -25,13 +26,26 @@ extension ClientIntegrationTests {
         final class Worker {
             let child: LineProcess
 
-            /// `heldTimeoutMilliseconds` 0 makes a client that does not announce support.
-            init(socketPath: String, callers: Int, computeMilliseconds: Int, ttlMilliseconds: Int = 60_000, heldTimeoutMilliseconds: Int = 3_000) throws {
+            /// `heldTimeoutMilliseconds` 0 makes a client that does not announce
+            /// support; `refreshEarly` calls through `cache(ttl:refresh: .early, …)`;
+            /// `refreshFails` ("throw" or "exit") makes its background refreshes fail.
+            init(
+                socketPath: String,
+                callers: Int,
+                computeMilliseconds: Int,
+                ttlMilliseconds: Int = 60_000,
+                heldTimeoutMilliseconds: Int = 3_000,
+                refreshEarly: Bool = false,
+                refreshFails: String? = nil
+            ) throws {
                 let executable = try GatewayProcess.executable.deletingLastPathComponent().appendingPathComponent("StampedeWorker")
-                self.child = try LineProcess(executable: executable, arguments: [
+                var arguments = [
                     "--socket", socketPath, "--callers", "\(callers)", "--compute-ms", "\(computeMilliseconds)",
                     "--ttl-ms", "\(ttlMilliseconds)", "--held-timeout-ms", "\(heldTimeoutMilliseconds)",
-                ])
+                ]
+                if refreshEarly { arguments += ["--refresh", "early"] }
+                if let refreshFails { arguments += ["--refresh-fails", refreshFails] }
+                self.child = try LineProcess(executable: executable, arguments: arguments)
             }
 
             func send(_ command: String) { self.child.send(command) }
@@ -47,6 +61,9 @@ extension ClientIntegrationTests {
                 try JSONDecoder().decode(Report.self, from: try self.child.receive())
             }
         }
+
+        /// A computation interval: `[startUs, endUs, background]`.
+        static func isBackground(_ interval: [Int64]) -> Bool { interval.count > 2 && interval[2] == 1 }
 
         /// A connection that reads the gateway's stats.
         final class Stats {
@@ -329,8 +346,8 @@ extension ClientIntegrationTests {
             #expect(hello.holdMilliseconds == 0)
         }
 
-        @Test("steady load on one key: about one computation per TTL, never two at once")
-        func steadyLoad() throws {
+        @Test("steady load on one key without early refresh: one computation per TTL plus compute time, never two at once")
+        func steadyLoadWithoutRefresh() throws {
             let gateway = try GatewayProcess(arguments: try Self.redisArguments(namespace: "steady\(UInt32.random(in: 0...UInt32.max))"))
             let ttl = 500, compute = 100, run = 6_000
             let workers = try (0..<5).map { _ in try Worker(socketPath: gateway.socketPath, callers: 10, computeMilliseconds: compute, ttlMilliseconds: ttl) }
@@ -346,9 +363,164 @@ extension ClientIntegrationTests {
             // Without early refresh an entry lives its TTL, then one caller
             // computes: one computation per TTL plus compute time.
             let expected = Double(run) / Double(ttl + compute)
-            print("steady: \(intervals.count) computations in \(run) ms (TTL \(ttl) ms, compute \(compute) ms), \(reports.map(\.calls).reduce(0, +)) calls")
+            print("steady without refresh: \(intervals.count) computations in \(run) ms (TTL \(ttl) ms, compute \(compute) ms), \(reports.map(\.calls).reduce(0, +)) calls")
             #expect(Double(intervals.count) <= expected * 1.1 + 1)
             #expect(Double(intervals.count) >= expected * 0.5)
+            #expect(!intervals.contains(where: Self.isBackground))
+        }
+
+        /// Issue #18's steady load, scaled for CI: 50 callers (5 workers of
+        /// 10) on one key, TTL 1 s, a 100 ms computation, 20 s, on a gateway
+        /// in front of Redis (the full 2 s / 200 ms / 60 s run is
+        /// `MODE=steady scripts/bench-stampede.sh`). The ratio of computation
+        /// to TTL is the issue's (1/10). The count's own spread: where the run
+        /// ends against the last period (one computation, either way) and the
+        /// leads' variation (about one computation, 0.1 TTL, per period: 0.45
+        /// TTL over 20), well inside the allowed 2. 15 s left too little room
+        /// on a loaded machine (14 of 15 happened: a run ending just before
+        /// the 15th, with periods a little long).
+        @Test("steady load with early refresh: computations within 10% of run/TTL, never two at once, no caller waits after the first fill")
+        func steadyLoadWithEarlyRefresh() throws {
+            let gateway = try GatewayProcess(arguments: try Self.redisArguments(namespace: "refresh\(UInt32.random(in: 0...UInt32.max))"))
+            let stats = try Stats(gateway)
+            let ttl: Int64 = 1_000, compute = 100, run = 20_000
+            let workers = try (0..<5).map { _ in
+                try Worker(socketPath: gateway.socketPath, callers: 10, computeMilliseconds: compute, ttlMilliseconds: Int(ttl), refreshEarly: true)
+            }
+            for worker in workers { worker.send("warm") }
+            for worker in workers { _ = try worker.receive() }
+            // The first fill: one caller, before the load.
+            workers[0].send("burst key")
+            let first = try workers[0].receive()
+            #expect(first.computations == 1)
+            let firstEnd = try #require(first.intervals.first?[1])
+            let counters = ["misses", "fillWaits", "lookupsHeld", "earlyRefreshes"]
+            let before = try counters.map { try stats.counter($0) }
+
+            for worker in workers { worker.send("steady key \(run)") }
+            let reports = try workers.map { try $0.receive() }
+            let after = try counters.map { try stats.counter($0) }
+            let delta = Dictionary(uniqueKeysWithValues: zip(counters, zip(after, before).map { $0 - $1 }))
+
+            let intervals = (first.intervals + reports.flatMap(\.intervals)).sorted { $0[0] < $1[0] }
+            // Never two at once.
+            for (earlier, later) in zip(intervals, intervals.dropFirst()) {
+                #expect(later[0] >= earlier[1], "computations overlap: \(earlier) and \(later)")
+            }
+            // No caller waited: after the first fill, every lookup was a hit
+            // (no miss, no wait answer, no held lookup), and every
+            // computation ran in the background.
+            #expect(delta["misses"] == 0)
+            #expect(delta["fillWaits"] == 0)
+            #expect(delta["lookupsHeld"] == 0)
+            let steady = reports.flatMap(\.intervals)
+            #expect(steady.allSatisfy(Self.isBackground), "computations a caller waited for: \(steady.filter { !Self.isBackground($0) })")
+            #expect(!reports.flatMap(\.values).contains("failed"))
+            // About one computation per TTL. A refresh granted in the run's
+            // last moments has not finished (nor been reported) when it ends:
+            // the gateway's count of granted refreshes counts it.
+            let lastCallEnd = try #require(reports.flatMap { zip($0.startsUs, $0.latenciesUs).map { $0 + $1 } }.max())
+            let expected = Double(lastCallEnd - firstEnd) / 1000 / Double(ttl)
+            let refreshes = max(steady.count, Int(delta["earlyRefreshes"] ?? 0))
+            print("steady with early refresh: \(refreshes) refreshes (\(steady.count) reported) in \(Double(lastCallEnd - firstEnd) / 1e6) s, run/TTL \(expected), ratio \(Double(refreshes) / expected); \(reports.map(\.calls).reduce(0, +)) calls, max latency \(reports.flatMap(\.latenciesUs).max() ?? 0) us")
+            #expect(abs(Double(refreshes) - expected) <= expected * 0.1, "\(refreshes) refreshes for run/TTL \(expected)")
+        }
+
+        @Test("a client that does not announce support is never asked to refresh, nor held")
+        func oldClientNeverAskedToRefresh() throws {
+            let gateway = try GatewayProcess()
+            let stats = try Stats(gateway)
+            // An old client under steady load: computes at each expiry, never refreshes.
+            let old = try Worker(socketPath: gateway.socketPath, callers: 10, computeMilliseconds: 50, ttlMilliseconds: 300, heldTimeoutMilliseconds: 0)
+            try old.warm()
+            old.send("steady key 2000")
+            let report = try old.receive()
+            #expect(report.computations >= 3)
+            #expect(!report.intervals.contains(where: Self.isBackground))
+            #expect(try stats.counter("earlyRefreshes") == 0)
+            #expect(try stats.counter("lookupsHeld") == 0)
+            #expect(try stats.counter("fillWaits") == 0)
+
+            // On the wire: an entry whose expiry is due for a refresh (a
+            // computation of 10^6 s: due for any draw but one in a million).
+            let raw = try RawSocket(path: gateway.socketPath)
+            try raw.write(GatewayMessage(id: 1, .hello(Hello(clientName: "old", pid: 1))))
+            _ = try raw.readMessage()
+            let function = FunctionVersion(function: "M.due", version: "1")
+            let key = try #require(CacheKey(bytes: [UInt8](repeating: 7, count: 32)))
+            func store(_ id: UInt64, _ value: String) throws {
+                try raw.write(GatewayMessage(id: id, .store(Store(function: function, key: key, ttlMilliseconds: 60_000, computeMicroseconds: 1_000_000_000_000, value: ByteBuffer(string: value)))))
+                #expect(try raw.readMessage().body == .storeReply(stored: true))
+            }
+            func lookup(_ id: UInt64, refresh: Bool) throws -> LookupReply? {
+                try raw.write(GatewayMessage(id: id, .lookup(Lookup(function: function, key: key, refresh: refresh))))
+                guard case .lookupReply(let reply) = try raw.readMessage().body else { return nil }
+                return reply
+            }
+            try store(2, "v1")
+            // A lookup without the field: a plain hit, however due.
+            #expect(try lookup(3, refresh: false) == .hit(ByteBuffer(string: "v1")))
+            #expect(try stats.counter("earlyRefreshes") == 0)
+            // With it: status 4, once; while that refresh runs, plain hits.
+            #expect(try lookup(4, refresh: true) == .refresh(ByteBuffer(string: "v1")))
+            #expect(try lookup(5, refresh: true) == .hit(ByteBuffer(string: "v1")))
+            #expect(try lookup(6, refresh: false) == .hit(ByteBuffer(string: "v1")))
+            // The store ends the refresh; the new entry is due again.
+            try store(7, "v2")
+            #expect(try lookup(8, refresh: true) == .refresh(ByteBuffer(string: "v2")))
+            #expect(try stats.counter("earlyRefreshes") == 2)
+        }
+
+        @Test("a background refresh that throws leaves the entry to expire, then to a fill or another refresh")
+        func refreshThatThrows() throws {
+            let gateway = try GatewayProcess()
+            let stats = try Stats(gateway)
+            let failing = try Worker(socketPath: gateway.socketPath, callers: 5, computeMilliseconds: 50, ttlMilliseconds: 300, refreshEarly: true, refreshFails: "throw")
+            try failing.warm()
+            failing.send("burst key")
+            #expect(try failing.receive().computations == 1)
+            // Every refresh throws: the entry expires (at most a refresh's
+            // bound, 600 ms, past its TTL) and a caller fills it again.
+            let refreshesBefore = try stats.counter("earlyRefreshes")
+            failing.send("steady key 3000")
+            let report = try failing.receive()
+            #expect(!report.values.contains("failed"))
+            #expect(report.calls > 0)
+            #expect(report.intervals.count >= 2, "the entry was filled again: \(report.intervals)")
+            #expect(!report.intervals.contains(where: Self.isBackground))
+            #expect(try stats.counter("earlyRefreshes") - refreshesBefore >= 2)
+            #expect(try stats.counter("lookupsHeldNow") == 0)
+        }
+
+        @Test("a worker that dies while it refreshes: another worker refreshes the entry")
+        func refresherDies() throws {
+            let gateway = try GatewayProcess(arguments: try Self.redisArguments(namespace: "dies\(UInt32.random(in: 0...UInt32.max))"))
+            let stats = try Stats(gateway)
+            let dying = try Worker(socketPath: gateway.socketPath, callers: 5, computeMilliseconds: 50, ttlMilliseconds: 500, refreshEarly: true, refreshFails: "exit")
+            let healthy = try Worker(socketPath: gateway.socketPath, callers: 5, computeMilliseconds: 50, ttlMilliseconds: 500, refreshEarly: true)
+            try dying.warm()
+            try healthy.warm()
+            dying.send("burst key")
+            #expect(try dying.receive().computations == 1)
+            // Its first background refresh ends the process (exit status 3)
+            // before the steady run's report.
+            dying.send("steady key 5000")
+            #expect(throws: (any Error).self) { try dying.receive() }
+            dying.child.process.waitUntilExit()
+            #expect(dying.child.process.terminationStatus == 3)
+            // (One, unless its refresh's bound passed before the gateway saw
+            // the connection close: then another of its hits was granted one.)
+            let granted = try stats.counter("earlyRefreshes")
+            #expect(granted >= 1)
+            // Its connection closed, so its refresh ended: the other worker's
+            // hits are asked to refresh (or, if the entry expired meanwhile,
+            // one of its callers fills it).
+            healthy.send("steady key 2000")
+            let report = try healthy.receive()
+            #expect(!report.values.contains("failed"))
+            #expect(report.intervals.count >= 1)
+            #expect(try stats.counter("earlyRefreshes") >= granted + 1)
+            #expect(try stats.counter("lookupsHeldNow") == 0)
         }
     }
 }

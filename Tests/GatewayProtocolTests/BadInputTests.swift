@@ -199,8 +199,9 @@ struct BadInputTests {
         expectGatewayError(.invalidField) { try message(payload: [0x93, 0xcc, 0x88, 0x01, 0x91, 0x95, 0xa1, 0x66, 0xff, 0x00, 0x00, 0x90]) }
     }
 
-    @Test("a lookup reply with status 4 is invalidField")
+    @Test("a lookup reply with status 5, or status 4 without a value, is invalidField")
     func lookupReplyUnknownStatus() throws {
+        expectGatewayError(.invalidField) { try message(payload: [0x94, 0xcc, 0x83, 0x01, 0x05, 0xc0]) }
         expectGatewayError(.invalidField) { try message(payload: [0x94, 0xcc, 0x83, 0x01, 0x04, 0xc0]) }
     }
 

@@ -45,6 +45,9 @@ struct MessageRoundTripTests {
         GatewayMessage(id: 19, .lookupReply(.wait)),
         GatewayMessage(id: 20, .hello(Hello(clientName: "held", pid: 7, holdMilliseconds: 3000))),
         GatewayMessage(id: 21, .lookup(Lookup(function: function, key: keyA, holdMilliseconds: 2500))),
+        GatewayMessage(id: 23, .lookup(Lookup(function: function, key: keyA, refresh: true))),
+        GatewayMessage(id: 24, .lookup(Lookup(function: function, key: keyA, holdMilliseconds: 2500, refresh: true))),
+        GatewayMessage(id: 25, .lookupReply(.refresh(ByteBuffer(bytes: [1, 2, 3])))),
         GatewayMessage(id: 22, .helloReply(HelloReply(protocolVersion: 1, gatewayVersion: "0.1.0", maxFrameSize: 8_388_608, maxValueSize: 4_194_304, holdMilliseconds: 2000))),
         GatewayMessage(id: 20, .storeReply(stored: true)),
         GatewayMessage(id: 21, .storeReply(stored: false)),
@@ -187,6 +190,49 @@ struct MessageRoundTripTests {
         // Status 3 is read by the hand-written reader too.
         let wait = ByteBuffer(bytes: [0x94, 0xcc, 0x83, 0x07, 0x03, 0xc0])
         #expect(LookupFrames.lookupReply(wait) == GatewayMessage(id: 7, .lookupReply(.wait)))
+    }
+
+    @Test("early refresh: the lookup's refresh field and status 4")
+    func refreshFieldAndStatus() throws {
+        // [3, 7, "f", "v", key, 0, true]: a lookup whose caller can refresh.
+        let lookup: [UInt8] = [0x97, 0x03, 0x07, 0xa1, 0x66, 0xa1, 0x76, 0xc4, 0x20] + [UInt8](repeating: 0xab, count: 32) + [0x00, 0xc3]
+        let function = FunctionVersion(function: "f", version: "v")
+        #expect(try message(payload: lookup) == GatewayMessage(id: 7, .lookup(Lookup(function: function, key: Self.keyA, refresh: true))))
+        // It is what the codec writes, and what the hand-written writer writes.
+        let encoded = try GatewayMessage(id: 7, .lookup(Lookup(function: function, key: Self.keyA, refresh: true))).encodedFrame()
+        #expect(Array(encoded.readableBytesView.dropFirst(4)) == lookup)
+        var fast = ByteBuffer()
+        LookupFrames.appendLookup(id: 7, fields: LookupFrames.fields(of: function), key: Self.keyA, refresh: true, to: &fast)
+        #expect(fast == encoded)
+        // false or nil there is a plain lookup; anything else is an invalid field.
+        var withFalse = lookup
+        withFalse[withFalse.count - 1] = 0xc2
+        #expect(try message(payload: withFalse) == GatewayMessage(id: 7, .lookup(Lookup(function: function, key: Self.keyA))))
+        var withNil = lookup
+        withNil[withNil.count - 1] = 0xc0
+        #expect(try message(payload: withNil) == GatewayMessage(id: 7, .lookup(Lookup(function: function, key: Self.keyA))))
+        var withNumber = lookup
+        withNumber[withNumber.count - 1] = 0x01
+        #expect(throws: GatewayError.self) { try message(payload: withNumber) }
+        // A plain lookup is the original 5-element array, and the hand-written
+        // request reader leaves a refresh lookup to the codec.
+        let plain = try GatewayMessage(id: 7, .lookup(Lookup(function: function, key: Self.keyA))).encodedFrame()
+        #expect(plain.getInteger(at: plain.readerIndex + 4, as: UInt8.self) == 0x95)
+        #expect(LookupFrames.lookupRequest(ByteBuffer(bytes: lookup)) == nil)
+        // Status 4 carries the value; both readers read it, and the hand-written
+        // writer writes what the codec does.
+        let reply: [UInt8] = [0x94, 0xcc, 0x83, 0x07, 0x04, 0xc4, 0x03, 0x01, 0x02, 0x03]
+        let refresh = GatewayMessage(id: 7, .lookupReply(.refresh(ByteBuffer(bytes: [1, 2, 3]))))
+        #expect(try message(payload: reply) == refresh)
+        #expect(LookupFrames.lookupReply(ByteBuffer(bytes: reply)) == refresh)
+        var hit = ByteBuffer()
+        #expect(LookupFrames.appendHit(id: 7, value: ByteBuffer(bytes: [1, 2, 3]), refresh: true, to: &hit))
+        #expect(hit == (try refresh.encodedFrame()))
+        #expect(LookupReply.refresh(ByteBuffer()).status == 4)
+        // Status 5 is not defined.
+        var unknown = reply
+        unknown[4] = 0x05
+        #expect(throws: GatewayError.self) { try message(payload: unknown) }
     }
 
     @Test("integer fields are accepted in every width")

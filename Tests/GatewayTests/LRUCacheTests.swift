@@ -159,7 +159,7 @@ import Testing
         let key = try self.key("f", "v1", 1)
         #expect(try store.lookup(key, on: self.loop).wait() == .miss)
         #expect(try store.store(key, entry: self.entry("hello"), on: self.loop).wait())
-        #expect(try store.lookup(key, on: self.loop).wait() == .hit(ByteBuffer(string: "hello"), computeMicroseconds: 5))
+        #expect(try store.lookup(key, on: self.loop).wait().withoutExpiry == .hit(ByteBuffer(string: "hello"), computeMicroseconds: 5))
     }
 
     @Test func versionsAndNamespacesDoNotShareEntries() throws {
@@ -187,7 +187,7 @@ import Testing
         #expect(version == 2)
         let all = try store.invalidate(namespace: "ns", function: "f", version: nil, key: nil, on: self.loop).wait()
         #expect(all == 3)
-        #expect(try store.lookup(try self.key("g", "v1", 0), on: self.loop).wait() == .hit(ByteBuffer(string: "y"), computeMicroseconds: 5))
+        #expect(try store.lookup(try self.key("g", "v1", 0), on: self.loop).wait().withoutExpiry == .hit(ByteBuffer(string: "y"), computeMicroseconds: 5))
         #expect(store.count == 1)
     }
 
@@ -209,5 +209,35 @@ import Testing
         let stored = try store.store(try self.key("f", "v1", 1), entry: self.entry(String(repeating: "x", count: 8 * 1024)), on: self.loop).wait()
         #expect(stored == false)
         #expect(store.count == 0)
+    }
+}
+
+extension StoreLookup {
+    /// The lookup without the expiry a hit reports (what tests that check a
+    /// value compare).
+    var withoutExpiry: StoreLookup {
+        guard case .hit(let value, let computeMicroseconds, _) = self else { return self }
+        return .hit(value, computeMicroseconds: computeMicroseconds)
+    }
+}
+
+@Suite("LRU cache: extending an entry's life")
+struct LRUCacheExtendTests {
+    let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    @Test func anEntryLivesUntilTheLaterOfItsExpiryAndTheExtension() {
+        var cache = LRUCache<String, Int>(capacityBytes: 1_000)
+        cache.set("a", 1, cost: 10, expires: self.start + .milliseconds(100))
+        #expect(cache.extend("a", until: self.start + .milliseconds(300), now: self.start + .milliseconds(50)) == true)
+        #expect(cache.get("a", now: self.start + .milliseconds(250)) == 1)
+        // An earlier time changes nothing.
+        #expect(cache.extend("a", until: self.start + .milliseconds(10), now: self.start + .milliseconds(250)) == true)
+        #expect(cache.get("a", now: self.start + .milliseconds(299)) == 1)
+        #expect(cache.get("a", now: self.start + .milliseconds(300)) == nil)
+        // A missing or expired entry is not brought back.
+        #expect(cache.extend("a", until: self.start + .milliseconds(900), now: self.start + .milliseconds(301)) == false)
+        cache.set("b", 2, cost: 10, expires: self.start + .milliseconds(100))
+        #expect(cache.extend("b", until: self.start + .milliseconds(900), now: self.start + .milliseconds(100)) == false)
+        #expect(cache.get("b", now: self.start + .milliseconds(101)) == nil)
     }
 }

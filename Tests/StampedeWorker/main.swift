@@ -3,8 +3,12 @@
 //
 //   StampedeWorker --socket PATH --compute-ms N --ttl-ms N --callers N
 //                  [--held-timeout-ms N] [--lookup-timeout-ms N]
+//                  [--refresh early] [--refresh-fails throw|exit]
 //
 // --held-timeout-ms 0 makes a client that announces nothing (never held).
+// --refresh early calls through `cache(ttl:refresh: .early, …)`: hits may be
+// refreshed in the background. --refresh-fails makes every background
+// refresh throw, or end the process at once (exit status 3, no store).
 // stdin, one command per line; stdout, one JSON object per command:
 //   warm            one call of another function (connects; records no compute
 //                   time for the stampede function): {"calls": 1, ...}
@@ -15,6 +19,8 @@
 //   steady KEY MS   the callers call in a loop for MS milliseconds:
 //                   {"calls", "computations", "values", "intervals", "latenciesUs": [per call, with
 //                    "startsUs": [when each call started]]}
+// Each interval is [startUs, endUs, background]: background 1 for an early
+// refresh (run after its caller had its value), 0 for a computation a caller waited for.
 import Foundation
 import GatewayClientRuntime
 import Synchronization
@@ -31,6 +37,15 @@ func option(_ flag: String, default value: Int64) -> Int64 {
 let computeMilliseconds = option("--compute-ms", default: 300)
 let ttlMilliseconds = option("--ttl-ms", default: 60_000)
 let callers = Int(option("--callers", default: 100))
+
+func textOption(_ flag: String) -> String? {
+    let arguments = CommandLine.arguments
+    guard let index = arguments.firstIndex(of: flag), index + 1 < arguments.count else { return nil }
+    return arguments[index + 1]
+}
+
+let refreshEarly = textOption("--refresh") == "early"
+let refreshFails = textOption("--refresh-fails")
 
 var configuration = CacheClient.Configuration(clientName: "StampedeWorker")
 if let index = CommandLine.arguments.firstIndex(of: "--socket"), index + 1 < CommandLine.arguments.count {
@@ -58,16 +73,42 @@ final class ComputedMark: Sendable {
 }
 let sequence = Atomic<Int>(0)
 
-/// The cached function: sleeps `computeMilliseconds`, returns a value that
-/// names this computation.
+/// Set while a caller runs: a computation without it is a background refresh
+/// (a detached task does not inherit task-local values).
+enum Caller {
+    @TaskLocal static var inCall = false
+}
+
+struct RefreshFailed: Error {}
+
+/// The computation: sleeps `computeMilliseconds`, returns a value that names it.
+@Sendable func computation(_ key: String) async throws -> String {
+    let background = !Caller.inCall
+    if background, let refreshFails {
+        if refreshFails == "exit" { _exit(3) }
+        throw RefreshFailed()
+    }
+    let started = wallMicroseconds()
+    ComputedMark.current?.computed.store(true, ordering: .relaxed)
+    try? await Task.sleep(for: .milliseconds(computeMilliseconds))
+    let number = sequence.add(1, ordering: .relaxed).newValue
+    intervals.withLock { $0.append([started, wallMicroseconds(), background ? 1 : 0]) }
+    return "\(key)-\(getpid())-\(number)"
+}
+
+/// The cached function, with or without early refresh.
 func compute(_ key: String) async -> String {
-    await cache(ttl: .milliseconds(ttlMilliseconds), function: "stampede", version: "1", arguments: key) {
-        let started = wallMicroseconds()
-        ComputedMark.current?.computed.store(true, ordering: .relaxed)
-        try? await Task.sleep(for: .milliseconds(computeMilliseconds))
-        let number = sequence.add(1, ordering: .relaxed).newValue
-        intervals.withLock { $0.append([started, wallMicroseconds()]) }
-        return "\(key)-\(getpid())-\(number)"
+    do {
+        if refreshEarly {
+            return try await cache(ttl: .milliseconds(ttlMilliseconds), refresh: .early, function: "stampede", version: "1", arguments: key) {
+                try await computation(key)
+            }
+        }
+        return try await cache(ttl: .milliseconds(ttlMilliseconds), function: "stampede", version: "1", arguments: key) {
+            try await computation(key)
+        }
+    } catch {
+        return "failed"
     }
 }
 
@@ -99,7 +140,9 @@ func report(_ calls: [Call]) throws {
 func timedCall(_ key: String) async -> Call {
     let started = wallMicroseconds()
     let mark = ComputedMark()
-    let value = await ComputedMark.$current.withValue(mark) { await compute(key) }
+    let value = await Caller.$inCall.withValue(true) {
+        await ComputedMark.$current.withValue(mark) { await compute(key) }
+    }
     return Call(value: value, startedUs: started, latencyUs: wallMicroseconds() - started, computed: mark.computed.load(ordering: .relaxed))
 }
 

@@ -192,11 +192,12 @@ enum MessageTargets {
         } else if fastRequest != nil || self.memo.generation != memoBefore.generation || self.memo.function != memoBefore.function {
             violated("with a memo, lookupRequest refused what it reads without one, or changed the memo")
         }
-        if let fastReply, case .lookupReply(.hit(let value)) = fastReply.body {
-            // And the hit frame writer writes what the codec writes.
+        if let fastReply, case .lookupReply(let reply) = fastReply.body, let value = reply.value {
+            // And the hit frame writer writes what the codec writes (status 0 or 4).
             var fast = ByteBuffer()
             var expected = ByteBuffer()
-            guard LookupFrames.appendHit(id: fastReply.id, value: value, to: &fast), (try? fastReply.encodeFrame(into: &expected)) != nil, fast == expected else {
+            let refresh = reply.status == 4
+            guard LookupFrames.appendHit(id: fastReply.id, value: value, refresh: refresh, to: &fast), (try? fastReply.encodeFrame(into: &expected)) != nil, fast == expected else {
                 violated("appendHit and the codec wrote different frames for \(fastReply)")
             }
         }

@@ -43,6 +43,11 @@ public struct GatewayConfiguration: Sendable {
     /// compute instead (the bound is twice the function's last recorded
     /// compute time, at most this). Default: 2 s.
     public var fillWaitCap: TimeAmount
+    /// XFetch's beta for early refresh: how early a hit asks its caller to
+    /// compute the entry again (clients that announce support only; see
+    /// `EarlyRefresh`). 0 turns early refresh off; it needs single-flight.
+    /// Default: 1.
+    public var earlyRefreshBeta: Double
 
     /// The default socket path.
     public static let defaultSocketPath = "/run/cache-gateway/gateway.sock"
@@ -60,10 +65,12 @@ public struct GatewayConfiguration: Sendable {
         accessControl: AccessControl = AccessControl(),
         listener: Listener = .bind,
         singleFlight: Bool = true,
-        fillWaitCap: TimeAmount = .seconds(2)
+        fillWaitCap: TimeAmount = .seconds(2),
+        earlyRefreshBeta: Double = 1
     ) {
         self.singleFlight = singleFlight
         self.fillWaitCap = fillWaitCap
+        self.earlyRefreshBeta = earlyRefreshBeta
         self.socketPath = socketPath
         self.listener = listener
         self.socketMode = socketMode
@@ -99,6 +106,9 @@ public struct GatewayConfiguration: Sendable {
         guard self.maxInFlightPerConnection >= 1 else { throw fail("the in-flight limit must be at least 1") }
         guard self.frameTimeout > .zero else { throw fail("the frame timeout must be positive") }
         guard self.fillWaitCap >= .milliseconds(1) else { throw fail("the fill wait cap must be at least 1 ms") }
+        guard self.earlyRefreshBeta.isFinite, (0...100).contains(self.earlyRefreshBeta) else {
+            throw fail("the early-refresh beta must be 0 (off) to 100, is \(self.earlyRefreshBeta)")
+        }
     }
 
     /// How the gateway gets its listening socket. A struct around an internal

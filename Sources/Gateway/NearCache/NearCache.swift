@@ -25,6 +25,9 @@ struct NearCache {
     struct Entry: Sendable {
         var value: ByteBuffer
         var computeMicroseconds: UInt64
+        /// The entry's expiry in Unix milliseconds, as Redis's copy records
+        /// it (lookups report it, for early refresh); nil when not known.
+        var expiresAtUnixMilliseconds: Int64? = nil
         /// The Redis key, as invalidation messages name it.
         var backendKey: String
     }
@@ -92,7 +95,7 @@ struct NearCache {
     /// `expires`. Returns whether the value entered: not when the key changed
     /// meanwhile (the placeholder is gone), nor when it has already expired.
     @discardableResult
-    mutating func completeFill(_ ticket: Ticket, value: ByteBuffer, computeMicroseconds: UInt64, expires: NIODeadline, now: NIODeadline) -> Bool {
+    mutating func completeFill(_ ticket: Ticket, value: ByteBuffer, computeMicroseconds: UInt64, expiresAtUnixMilliseconds: Int64? = nil, expires: NIODeadline, now: NIODeadline) -> Bool {
         guard let placeholder = self.pending[ticket.key], placeholder.id == ticket.id else {
             self.discardedFills += 1
             return false
@@ -102,7 +105,7 @@ struct NearCache {
             self.forgetUnlessHeld(ticket.key, backendKey: placeholder.backendKey)
             return false
         }
-        let entry = Entry(value: value, computeMicroseconds: computeMicroseconds, backendKey: placeholder.backendKey)
+        let entry = Entry(value: value, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAtUnixMilliseconds, backendKey: placeholder.backendKey)
         let cost = value.readableBytes + placeholder.backendKey.utf8.count + Self.overheadBytes
         for evicted in self.entries.insert(ticket.key, entry, cost: cost, expires: expires) where self.pending[evicted.key] == nil {
             self.byBackendKey[evicted.value.backendKey] = nil

@@ -210,12 +210,19 @@ public final class NearCacheStore: CacheStore {
         self.inner.backendKey(for: key)
     }
 
+    /// Extends Redis's copy; the near-cache's own copy expires as it
+    /// would, and lookups then read the extended one in Redis (an entry
+    /// past its recorded expiry is not held here again).
+    public func extendLife(_ key: StorageKey, untilUnixMilliseconds unixMilliseconds: Int64, on eventLoop: any EventLoop) {
+        self.inner.extendLife(key, untilUnixMilliseconds: unixMilliseconds, on: eventLoop)
+    }
+
     /// A held entry, answered at once.
     public func lookupImmediately(_ key: StorageKey) -> StoreLookup? {
         guard let entry = self.state.withLock({ $0.cache.get(key, now: .now()) }) else { return nil }
         self.hits.wrappingAdd(1, ordering: .relaxed)
         self.metrics.recordNearCacheHit()
-        return .hit(entry.value, computeMicroseconds: entry.computeMicroseconds)
+        return .hit(entry.value, computeMicroseconds: entry.computeMicroseconds, expiresAtUnixMilliseconds: entry.expiresAtUnixMilliseconds)
     }
 
     /// Reads through to Redis and holds what comes back (see the type's documentation).
@@ -229,7 +236,7 @@ public final class NearCacheStore: CacheStore {
                 return
             }
             let remaining = expiresAt - RedisStore.nowMilliseconds()
-            self.completeFill(ticket, value: value, computeMicroseconds: computeMicroseconds, ttl: .milliseconds(remaining))
+            self.completeFill(ticket, value: value, computeMicroseconds: computeMicroseconds, expiresAt: expiresAt, ttl: .milliseconds(remaining))
         }
         guard let hook = self.readHook.withLock({ $0 }) else {
             result.whenComplete(complete)
@@ -247,6 +254,10 @@ public final class NearCacheStore: CacheStore {
     /// the Redis store keeps stored keys tracked (`tracksStoredKeys`; without
     /// it a later change by another gateway would not be heard of).
     public func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        // One expiry for Redis's copy and this one (see `StoreEntry`).
+        var fixed = entry
+        fixed.expiresAtUnixMilliseconds = entry.expiresAtUnixMilliseconds ?? RedisStore.nowMilliseconds() + max(1, entry.ttl.nanoseconds / 1_000_000)
+        let entry = fixed
         guard self.redis.configuration.tracksStoredKeys else {
             // What it held under the key is replaced: dropped before and after.
             guard let backendKey = self.inner.backendKey(for: key) else { return self.inner.store(key, entry: entry, on: eventLoop) }
@@ -263,7 +274,7 @@ public final class NearCacheStore: CacheStore {
                 self.state.withLock { $0.cache.abandonFill(ticket) }
                 return
             }
-            self.completeFill(ticket, value: entry.value, computeMicroseconds: entry.computeMicroseconds, ttl: entry.ttl)
+            self.completeFill(ticket, value: entry.value, computeMicroseconds: entry.computeMicroseconds, expiresAt: entry.expiresAtUnixMilliseconds!, ttl: entry.ttl)
         }
         return result
     }
@@ -293,10 +304,10 @@ public final class NearCacheStore: CacheStore {
         return self.state.withLock { $0.cache.beginFill(key, backendKey: backendKey) }
     }
 
-    private func completeFill(_ ticket: NearCache.Ticket, value: ByteBuffer, computeMicroseconds: UInt64, ttl: TimeAmount) {
+    private func completeFill(_ ticket: NearCache.Ticket, value: ByteBuffer, computeMicroseconds: UInt64, expiresAt: Int64, ttl: TimeAmount) {
         let now = NIODeadline.now()
         let (entries, bytes) = self.state.withLock { state in
-            state.cache.completeFill(ticket, value: value, computeMicroseconds: computeMicroseconds, expires: now + ttl, now: now)
+            state.cache.completeFill(ticket, value: value, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAt, expires: now + ttl, now: now)
             return (state.cache.count, state.cache.costBytes)
         }
         self.metrics.recordNearCacheSize(entries: entries, bytes: bytes)

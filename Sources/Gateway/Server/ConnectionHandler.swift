@@ -197,7 +197,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let (id, key) = LookupFrames.lookupRequest(payload, memo: &self.lookupMemo), let function = self.lookupMemo.function {
             self.shared.metrics.recordRequest(.lookup)
             guard self.admit(id: id, context: context) else { return }
-            self.lookup(id: id, function: function, key: key, hold: 0, counters: self.memoCounters(for: function.function), context: context)
+            self.lookup(id: id, function: function, key: key, hold: 0, refresh: false, counters: self.memoCounters(for: function.function), context: context)
             return
         }
         let message: GatewayMessage
@@ -288,7 +288,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .ping:
             self.reply(GatewayMessage(id: id, .pong), context: context)
         case .lookup(let lookup):
-            self.lookup(id: id, function: lookup.function, key: lookup.key, hold: lookup.holdMilliseconds, counters: self.counters(for: lookup.function.function), context: context)
+            self.lookup(id: id, function: lookup.function, key: lookup.key, hold: lookup.holdMilliseconds, refresh: lookup.refresh, counters: self.counters(for: lookup.function.function), context: context)
         case .store(let store):
             guard store.value.readableBytes <= self.shared.configuration.maxValueSize else {
                 self.fail(id: id, GatewayError(.valueTooLarge, "the value has \(store.value.readableBytes) bytes; the limit is \(self.shared.configuration.maxValueSize)"), context: context)
@@ -367,8 +367,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Looks `key` up in the store and answers; `counters` are `function`'s.
-    /// `hold` is the lookup's `holdMilliseconds` (0 for a plain lookup).
-    private func lookup(id: UInt64, function: FunctionVersion, key: CacheKey, hold: UInt64, counters: FunctionCountersHandle, context: ChannelHandlerContext) {
+    /// `hold` is the lookup's `holdMilliseconds` (0 for a plain lookup);
+    /// `refresh` whether its caller can refresh the entry (status 4).
+    private func lookup(id: UInt64, function: FunctionVersion, key: CacheKey, hold: UInt64, refresh: Bool, counters: FunctionCountersHandle, context: ChannelHandlerContext) {
         let key = StorageKey(namespace: self.namespace, function: function, key: key)
         let started = self.shared.metrics.startTime()
         // Read before the store is asked: single-flight compares it with stores' completions.
@@ -376,7 +377,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         // The hit path: a store that can answer at once (memory) is answered
         // here, inside this read, with no future and no callback.
         if let result = self.shared.store.lookupImmediately(key) {
-            self.answerLookup(id: id, key: key, result: result, hold: hold, counters: counters, startedAt: started, lookupStarted: lookupStarted, context: context)
+            self.answerLookup(id: id, key: key, result: result, hold: hold, refresh: refresh, counters: counters, startedAt: started, lookupStarted: lookupStarted, context: context)
             return
         }
         self.inFlight += 1
@@ -387,7 +388,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             defer { handler.serveHeldBack(context: context) }
             switch result {
             case .success(let found):
-                handler.answerLookup(id: id, key: key, result: found, hold: hold, counters: counters, startedAt: started, lookupStarted: lookupStarted, context: context)
+                handler.answerLookup(id: id, key: key, result: found, hold: hold, refresh: refresh, counters: counters, startedAt: started, lookupStarted: lookupStarted, context: context)
             case .failure(let error):
                 handler.fail(id: id, (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)"), context: context)
             }
@@ -402,6 +403,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         key: StorageKey,
         result: StoreLookup,
         hold: UInt64,
+        refresh: Bool,
         counters: FunctionCountersHandle,
         startedAt: UInt64,
         lookupStarted: NIODeadline,
@@ -412,6 +414,21 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         let reply: LookupReply = hold > 0 && self.holdMilliseconds > 0 && result == .miss
             ? .miss
             : counters.count(result, in: self.shared.statistics)
+        if refresh, case .hit(let value, let computeMicroseconds, let expiresAt?) = result, let fills = self.shared.fills {
+            let now = RedisStore.nowMilliseconds()
+            let delta = fills.refreshDelta(key.function, computeMicroseconds: computeMicroseconds)
+            switch fills.earlyRefresh.decide(key.key, nowMilliseconds: now, expiresAtMilliseconds: expiresAt, computeMicroseconds: delta) {
+            case .notYet:
+                break
+            case .soon:
+                if let until = fills.extendAhead(key, expiresAt: expiresAt, nowMilliseconds: now) {
+                    self.shared.store.extendLife(key, untilUnixMilliseconds: until, on: context.eventLoop)
+                }
+            case .due:
+                self.answerDueHit(id: id, key: key, value: value, expiresAt: expiresAt, fills: fills, startedAt: startedAt, lookupStarted: lookupStarted, context: context)
+                return
+            }
+        }
         guard case .miss = reply, let fills = self.shared.fills else {
             self.answer(id: id, .lookupReply(reply), context: context)
             self.shared.metrics.recordLookup(since: startedAt)
@@ -446,11 +463,62 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.answer(id: id, .lookupReply(.hit(value)), context: context)
         case .retry:
             // Read again, after the store that this read may have passed.
-            self.lookup(id: id, function: key.function, key: key.key, hold: hold, counters: counters, context: context)
+            self.lookup(id: id, function: key.function, key: key.key, hold: hold, refresh: refresh, counters: counters, context: context)
             return
         case .hold:
             // Answered by the responder; in flight until then.
             self.inFlight += 1
+            return
+        }
+        self.shared.metrics.recordLookup(since: startedAt)
+    }
+
+    /// Answers a hit that is due for an early refresh: status 4 when this
+    /// connection is granted the refresh (`FillCoordinator.refresh`), else a
+    /// plain hit. A granted refresh keeps the entry until its bound has
+    /// passed (`CacheStore.extendLife`), so that callers go on hitting it
+    /// until the new value is stored; only while the entry's own expiry has
+    /// not passed, so a value is served at most one bound past its TTL.
+    /// (A hit shortly before the entry was due has usually extended it
+    /// already: see `EarlyRefresh`.)
+    private func answerDueHit(
+        id: UInt64,
+        key: StorageKey,
+        value: ByteBuffer,
+        expiresAt: Int64,
+        fills: FillCoordinator,
+        startedAt: UInt64,
+        lookupStarted: NIODeadline,
+        context: ChannelHandlerContext
+    ) {
+        let store = self.shared.store
+        let loop = context.eventLoop
+        let extend: @Sendable (TimeAmount) -> Void = { bound in
+            let now = RedisStore.nowMilliseconds()
+            if expiresAt > now { store.extendLife(key, untilUnixMilliseconds: now + bound.nanoseconds / 1_000_000, on: loop) }
+        }
+        switch fills.refresh(key, connection: self.connectionID, lookupStarted: lookupStarted, on: loop) {
+        case .declined:
+            self.answer(id: id, .lookupReply(.hit(value)), context: context)
+        case .granted(let bound):
+            extend(bound)
+            self.answer(id: id, .lookupReply(.refresh(value)), context: context)
+        case .pending(let decided):
+            self.inFlight += 1
+            let loopBound = NIOLoopBound((self, context), eventLoop: loop)
+            decided.hop(to: loop).whenComplete { result in
+                let (handler, context) = loopBound.value
+                handler.inFlight -= 1
+                if case .success(let bound?) = result {
+                    extend(bound)
+                    handler.answer(id: id, .lookupReply(.refresh(value)), context: context)
+                } else {
+                    handler.answer(id: id, .lookupReply(.hit(value)), context: context)
+                }
+                handler.shared.metrics.recordLookup(since: startedAt)
+                handler.serveHeldBack(context: context)
+                handler.closeIfDrained(context: context)
+            }
             return
         }
         self.shared.metrics.recordLookup(since: startedAt)
@@ -555,18 +623,21 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func answer(id: UInt64, _ body: GatewayMessage.Body, context: ChannelHandlerContext) {
         if case .lookupReply(.hit(let value)) = body {
             self.replyHit(id: id, value: value, context: context)
+        } else if case .lookupReply(.refresh(let value)) = body {
+            self.replyHit(id: id, value: value, refresh: true, context: context)
         } else {
             self.reply(GatewayMessage(id: id, body), context: context)
         }
     }
 
-    /// Answers a lookup with a hit, the hot path's reply, written by hand.
-    private func replyHit(id: UInt64, value: ByteBuffer, context: ChannelHandlerContext) {
+    /// Answers a lookup with a hit (status 0, or 4 with `refresh`), the hot
+    /// path's reply, written by hand.
+    private func replyHit(id: UInt64, value: ByteBuffer, refresh: Bool = false, context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
         var buffer = self.takeReplyBuffer(capacity: 16 + value.readableBytes, context: context)
-        guard LookupFrames.appendHit(id: id, value: value, to: &buffer) else {
+        guard LookupFrames.appendHit(id: id, value: value, refresh: refresh, to: &buffer) else {
             // Above 4 GiB: too large for one frame; the codec says so.
-            self.reply(GatewayMessage(id: id, .lookupReply(.hit(value))), context: context)
+            self.reply(GatewayMessage(id: id, .lookupReply(refresh ? .refresh(value) : .hit(value))), context: context)
             return
         }
         self.send(buffer, context: context)

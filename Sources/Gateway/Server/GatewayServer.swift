@@ -131,6 +131,7 @@ public actor GatewayServer: Service {
                     waitCap: self.configuration.fillWaitCap,
                     leases: self.fillSharing?.leases,
                     remote: self.fillSharing?.remote,
+                    earlyRefreshBeta: self.configuration.earlyRefreshBeta,
                     metricsFactory: self.metrics.factory
                 )
                 : nil

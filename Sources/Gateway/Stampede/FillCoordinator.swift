@@ -12,6 +12,17 @@ enum FillAnswer: Sendable, Equatable {
     case compute
 }
 
+/// What a hit that is due for an early refresh comes to (`FillCoordinator.refresh`).
+enum RefreshGrant {
+    /// A plain hit: a refresh or fill of the entry runs already, or the
+    /// gateway just stored it.
+    case declined
+    /// Status 4: the hit's connection refreshes the entry, within `bound`.
+    case granted(bound: TimeAmount)
+    /// Decided when the fill lease answers: the bound, or nil (declined).
+    case pending(EventLoopFuture<TimeAmount?>)
+}
+
 /// The gateway's single-flight: one `FillTable` shared by every connection,
 /// behind a lock, and the glue that carries out its decisions.
 ///
@@ -33,6 +44,12 @@ final class FillCoordinator: Sendable {
         var nextToken: UInt64 = 0
         /// The last compute time each function's stores recorded, in microseconds.
         var computeTimes: [FunctionVersion: UInt64] = [:]
+        /// How long each function's last early refresh took on this gateway,
+        /// from the grant to the store's arrival, in microseconds.
+        var refreshTimes: [FunctionVersion: UInt64] = [:]
+        /// Entries whose life was extended ahead of their refresh, with their
+        /// expiry (Unix milliseconds), so that each is extended once.
+        var extendedAhead: [StorageKey: Int64] = [:]
         /// The pending timer, and when it fires.
         var timer: (at: NIODeadline, task: Scheduled<Void>)?
         /// With leases: the backend names of the fills' entries and leases
@@ -54,6 +71,9 @@ final class FillCoordinator: Sendable {
 
     /// At most this many functions' compute times are kept.
     static let maximumFunctions = 10_000
+    /// At most this many entries are remembered as extended ahead; past it,
+    /// entries are extended only when their refresh is granted.
+    static let maximumExtendedAhead = 4_096
 
     private let state = NIOLockedValueBox(State())
     private let waitBound: FillWaitBound
@@ -66,20 +86,32 @@ final class FillCoordinator: Sendable {
     /// Whether fills are shared through `leases`.
     var sharesFills: Bool { self.leases != nil && self.remote != nil }
     private let leaseCounters = LeaseCounters()
+    /// When a hit asks for an early refresh (`--early-refresh-beta`).
+    let earlyRefresh: EarlyRefresh
 
     let fills = Synchronization.Atomic<UInt64>(0)
     let waits = Synchronization.Atomic<UInt64>(0)
     let held = Synchronization.Atomic<UInt64>(0)
     let waitTimeouts = Synchronization.Atomic<UInt64>(0)
     let takeovers = Synchronization.Atomic<UInt64>(0)
+    let refreshes = Synchronization.Atomic<UInt64>(0)
+    let refreshesDeclined = Synchronization.Atomic<UInt64>(0)
 
     /// A coordinator whose fills run at most `waitCap` before a waiter takes
-    /// over, sharing `leases` with the other gateways on its backend and
-    /// learning of their values through `remote`.
-    init(waitCap: TimeAmount, leases: (any FillLeases)? = nil, remote: FillRemoteReads? = nil, metricsFactory: any MetricsFactory) {
+    /// over, sharing `leases` with the other gateways on its backend,
+    /// learning of their values through `remote`, and refreshing early with
+    /// `earlyRefreshBeta` (0: never).
+    init(
+        waitCap: TimeAmount,
+        leases: (any FillLeases)? = nil,
+        remote: FillRemoteReads? = nil,
+        earlyRefreshBeta: Double = 1,
+        metricsFactory: any MetricsFactory
+    ) {
         self.waitBound = FillWaitBound(cap: waitCap)
         self.leases = leases
         self.remote = remote
+        self.earlyRefresh = EarlyRefresh(beta: earlyRefreshBeta, seed: UInt64.random(in: 0...UInt64.max))
         self.metrics = FillMetrics(factory: metricsFactory)
         if leases != nil, let changes = remote?.changes {
             changes.observe { [weak self] names in self?.backendChanged(names) }
@@ -134,12 +166,104 @@ final class FillCoordinator: Sendable {
         return decision
     }
 
+    /// A hit of `key` on `connection` is due for an early refresh
+    /// (`earlyRefresh`): whether the connection is asked to refresh it.
+    ///
+    /// Locally first: at most one refresh or fill of an entry runs on this
+    /// gateway (`FillTable.refresh`). With leases shared with other gateways,
+    /// the refresh is granted only once this gateway takes the entry's lease
+    /// for the refresh's bound; held elsewhere or unavailable, the hit is a
+    /// plain hit (counted in `refreshesDeclined`) and the local refresh ends.
+    func refresh(_ key: StorageKey, connection: UInt64, lookupStarted: NIODeadline, on eventLoop: any EventLoop) -> RefreshGrant {
+        let now = NIODeadline.now()
+        let bound = self.state.withLockedValue { state -> TimeAmount? in
+            let bound = self.waitBound.bound(computeMicroseconds: state.computeTimes[key.function])
+            guard state.table.refresh(key, connection: connection, now: now, bound: bound, lookupStarted: lookupStarted) else { return nil }
+            self.scheduleTimer(&state, on: eventLoop)
+            return bound
+        }
+        guard let bound else { return .declined }
+        guard let leases = self.leases else {
+            self.count(self.refreshes, self.metrics.refreshes)
+            return .granted(bound: bound)
+        }
+        let decided = leases.acquire(key, for: bound, on: eventLoop)
+            .recover { _ in .unavailable }
+            .map { result -> TimeAmount? in
+                if result == .taken {
+                    self.state.withLockedValue { $0.table.refreshLeaseTaken(key, connection: connection) }
+                    self.leaseCounters.count(\.taken, self.metrics.leasesTaken)
+                    self.count(self.refreshes, self.metrics.refreshes)
+                    return bound
+                }
+                self.count(self.refreshesDeclined, self.metrics.refreshesDeclined)
+                var heldElsewhere = false
+                switch result {
+                case .heldElsewhere:
+                    heldElsewhere = true
+                    self.leaseCounters.count(\.heldElsewhere, self.metrics.leasesHeldElsewhere)
+                case .unavailable: self.leaseCounters.count(\.faults, self.metrics.leaseFaults)
+                case .taken: break
+                }
+                let now = NIODeadline.now()
+                let effects = self.state.withLockedValue { state -> Effects in
+                    let outcomes = state.table.cancelRefresh(key, connection: connection, now: now, heldElsewhere: heldElsewhere)
+                    if heldElsewhere, !outcomes.isEmpty {
+                        self.watch(key, in: &state)
+                        state.loop = eventLoop
+                    }
+                    return self.take(outcomes, from: &state)
+                }
+                self.perform(effects, on: eventLoop)
+                return nil
+            }
+        return .pending(decided)
+    }
+
+    /// The time to recompute an entry of `function` that early refresh
+    /// decides by (XFetch's delta): the compute time the entry recorded
+    /// (`computeMicroseconds`), or, when longer, the time the function's last
+    /// early refresh took on this gateway from its grant to its store, which
+    /// counts what the compute time leaves out (the reply's way to the
+    /// client, starting the background work, the store's way back: on a busy
+    /// host, tens of milliseconds). With it the mean lead matches what a
+    /// refresh really takes, and the period stays the TTL.
+    func refreshDelta(_ function: FunctionVersion, computeMicroseconds: UInt64) -> UInt64 {
+        let measured = self.state.withLockedValue { $0.refreshTimes[function] } ?? 0
+        return max(computeMicroseconds, measured)
+    }
+
+    /// A hit found `key`'s entry, which expires at `expiresAt` (Unix
+    /// milliseconds), about to be due for an early refresh: until when its
+    /// life is to be extended (its expiry plus the refresh's bound, by when
+    /// a refresh granted before the expiry has stored or ended), or nil when
+    /// it has been already (or too many entries are remembered).
+    func extendAhead(_ key: StorageKey, expiresAt: Int64, nowMilliseconds: Int64) -> Int64? {
+        self.state.withLockedValue { state -> Int64? in
+            guard state.extendedAhead[key] != expiresAt else { return nil }
+            if state.extendedAhead.count >= Self.maximumExtendedAhead {
+                state.extendedAhead = state.extendedAhead.filter { $0.value > nowMilliseconds }
+                guard state.extendedAhead.count < Self.maximumExtendedAhead else { return nil }
+            }
+            state.extendedAhead[key] = expiresAt
+            let bound = self.waitBound.bound(computeMicroseconds: state.computeTimes[key.function])
+            return expiresAt + bound.nanoseconds / 1_000_000
+        }
+    }
+
     /// A store of `key` with `value` arrived: every held lookup of it gets the value.
     func stored(_ key: StorageKey, value: ByteBuffer, computeMicroseconds: UInt64) {
+        let now = NIODeadline.now()
         let responders = self.state.withLockedValue { state -> [Responder] in
+            if let granted = state.table.refreshGranted(key),
+                state.refreshTimes[key.function] != nil || state.refreshTimes.count < Self.maximumFunctions
+            {
+                state.refreshTimes[key.function] = UInt64(max(0, (now - granted).nanoseconds / 1000))
+            }
             if state.computeTimes[key.function] != nil || state.computeTimes.count < Self.maximumFunctions {
                 state.computeTimes[key.function] = computeMicroseconds
             }
+            if !state.extendedAhead.isEmpty { state.extendedAhead.removeValue(forKey: key) }
             return state.table.stored(key, value: value).compactMap { state.responders.removeValue(forKey: $0.request) }
         }
         for respond in responders { respond(.value(value)) }
@@ -174,6 +298,8 @@ final class FillCoordinator: Sendable {
             "fillWaitTimeouts": .count(self.waitTimeouts.load(ordering: .relaxed)),
             "fillTakeovers": .count(self.takeovers.load(ordering: .relaxed)),
             "lookupsHeldNow": .count(UInt64(self.heldNow)),
+            "earlyRefreshes": .count(self.refreshes.load(ordering: .relaxed)),
+            "earlyRefreshesDeclined": .count(self.refreshesDeclined.load(ordering: .relaxed)),
         ].merging(self.sharesFills ? self.leaseCounters.statistics : [:]) { ours, _ in ours }
     }
 

@@ -29,6 +29,12 @@ struct FillMetrics: Sendable {
     static let remoteValues = "cache_gateway_fill_remote_values_total"
     /// Counter: reads of an entry for a fill waiting for another gateway (notified or polled).
     static let rereads = "cache_gateway_fill_rereads_total"
+    /// Counter: hits answered status 4 (the caller refreshes the entry early).
+    static let refreshes = "cache_gateway_early_refreshes_total"
+    /// Counter: hits due for an early refresh that were answered as plain
+    /// hits because another gateway held the entry's fill lease (or the
+    /// lease could not be read).
+    static let refreshesDeclined = "cache_gateway_early_refreshes_declined_total"
 
     let fills: Counter
     let waits: Counter
@@ -43,6 +49,8 @@ struct FillMetrics: Sendable {
     let remoteWaits: Counter
     let remoteValues: Counter
     let rereads: Counter
+    let refreshes: Counter
+    let refreshesDeclined: Counter
 
     init(factory: any MetricsFactory) {
         self.fills = Counter(label: Self.fills, factory: factory)
@@ -58,5 +66,7 @@ struct FillMetrics: Sendable {
         self.remoteWaits = Counter(label: Self.remoteWaits, factory: factory)
         self.remoteValues = Counter(label: Self.remoteValues, factory: factory)
         self.rereads = Counter(label: Self.rereads, factory: factory)
+        self.refreshes = Counter(label: Self.refreshes, factory: factory)
+        self.refreshesDeclined = Counter(label: Self.refreshesDeclined, factory: factory)
     }
 }

@@ -25,6 +25,13 @@ import NIOCore
 ///   compute) with a new deadline: one at a time.
 /// - A held lookup whose own limit (what its client waits) passes is told to
 ///   compute, without becoming the filler.
+/// - An early refresh is a fill that a hit starts (`refresh`): the entry is
+///   still there, so hits go on, and none of them is asked to refresh it
+///   again while it runs; a lookup that misses meanwhile (the entry expired)
+///   waits for it like for any fill. It ends like any fill: the store, the
+///   filler's connection closing, or its deadline. A refresh the gateway
+///   could not grant after all (another gateway holds the entry's lease)
+///   ends at once (`cancelRefresh`).
 ///
 /// **Fill leases** (`leases: true` in `miss`; gateways sharing Redis): a fill
 /// of this gateway is one of possibly several, one per gateway, and at most
@@ -92,6 +99,12 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         /// deadline passed promotes a waiter as a wait timeout; one taken
         /// after another gateway's lease lapsed, as a takeover.
         var claimCause: ClaimCause = .start
+        /// The connection of the hit that started it as an early refresh; nil for a fill a miss started.
+        var refresher: UInt64? = nil
+        /// Whether a hit started it (an early refresh), and its filler is still that hit's connection.
+        var isRefresh: Bool { self.refresher != nil && self.filler == self.refresher }
+        /// When the early refresh was granted.
+        var refreshedAt: NIODeadline? = nil
     }
 
     /// Why a claim was sent.
@@ -218,6 +231,64 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         }
         return mayWait ? .wait : .compute(startsFill: false)
     }
+
+    /// A hit of `key` from `connection` is due for an early refresh: whether
+    /// it is asked to refresh (then a fill of `key` runs, with `connection`
+    /// its filler, for `bound`). Not while a fill or a store of `key` is
+    /// under way, nor for a read that started before the last store of `key`
+    /// was confirmed (it may have read the entry that store replaced).
+    mutating func refresh(_ key: Key, connection: UInt64, now: NIODeadline, bound: TimeAmount, lookupStarted: NIODeadline? = nil) -> Bool {
+        guard self.fills[key] == nil, self.storing[key] == nil else { return false }
+        self.forgetFinished(now: now)
+        if let finishedAt = self.finished[key], (lookupStarted ?? now) < finishedAt { return false }
+        self.fills[key] = Fill(filler: connection, deadline: now + bound, bound: bound, refresher: connection, refreshedAt: now)
+        return true
+    }
+
+    /// When the early refresh of `key` that runs now was granted; nil when none runs.
+    func refreshGranted(_ key: Key) -> NIODeadline? {
+        guard let fill = self.fills[key], fill.isRefresh else { return nil }
+        return fill.refreshedAt
+    }
+
+    /// The refresh of `key` by `connection` that `refresh` started took the
+    /// entry's lease in the backend: it is this gateway's until the fill
+    /// ends (given back if the refresher leaves with nobody to take over).
+    mutating func refreshLeaseTaken(_ key: Key, connection: UInt64) {
+        guard var fill = self.fills[key], fill.isRefresh, fill.filler == connection else { return }
+        fill.lease = .held
+        self.fills[key] = fill
+    }
+
+    /// The refresh of `key` by `connection` that `refresh` started is not
+    /// granted after all: it ends. A lookup held for it meanwhile (the entry
+    /// expired) becomes the filler, as when a filler's connection closes;
+    /// when the refresh was declined because another gateway holds the
+    /// entry's lease (`heldElsewhere`), the lease is claimed first instead,
+    /// so that the held lookups wait for that gateway's value.
+    mutating func cancelRefresh(_ key: Key, connection: UInt64, now: NIODeadline, heldElsewhere: Bool = false) -> [Outcome] {
+        guard var fill = self.fills[key], fill.isRefresh, fill.filler == connection else { return [] }
+        guard !fill.waiters.isEmpty else {
+            self.fills.removeValue(forKey: key)
+            return []
+        }
+        if heldElsewhere {
+            fill.filler = nil
+            fill.lease = .claiming
+            fill.claimCause = .start
+            fill.deadline = now + fill.bound
+            self.fills[key] = fill
+            return [.claim(key)]
+        }
+        let next = fill.waiters.removeFirst()
+        fill.filler = next.connection
+        fill.deadline = now + fill.bound
+        self.fills[key] = fill
+        return [.promoted(next, takeover: true)]
+    }
+
+    /// Whether an early refresh of `key` runs now.
+    func isRefreshing(_ key: Key) -> Bool { self.fills[key]?.isRefresh ?? false }
 
     /// A store of `key` arrived: the fill ends; returns the lookups to answer
     /// with `value`. Until `storeFinished(key)`, misses of `key` get it too.

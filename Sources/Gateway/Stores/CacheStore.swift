@@ -47,6 +47,13 @@ public protocol CacheStore: Sendable {
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<UInt64>
 
+    /// Keeps `key`'s entry, if it is there, until at least
+    /// `unixMilliseconds` (a later expiry stays), without waiting for the
+    /// backend: an early refresh of the entry is running, and its callers go
+    /// on hitting the old value until the new one is stored. The expiry that
+    /// lookups report (`StoreLookup.hit`) stays the entry's own.
+    func extendLife(_ key: StorageKey, untilUnixMilliseconds unixMilliseconds: Int64, on eventLoop: any EventLoop)
+
     /// Counters of the store's own (faults, connections), merged into the stats reply.
     var statistics: [String: Stats.Value] { get }
 
@@ -67,6 +74,9 @@ extension CacheStore {
 
     /// No backend names.
     public func backendKey(for key: StorageKey) -> String? { nil }
+
+    /// Entries live their TTL, no longer.
+    public func extendLife(_ key: StorageKey, untilUnixMilliseconds unixMilliseconds: Int64, on eventLoop: any EventLoop) {}
 }
 
 /// The full identity of an entry: namespace, function, version and argument key.
@@ -97,12 +107,18 @@ public struct StoreEntry: Sendable {
     public var ttl: TimeAmount
     /// How long computing the value took, in microseconds.
     public var computeMicroseconds: UInt64
+    /// When the entry expires, in Unix milliseconds, if a store in front
+    /// (the near-cache) fixed it; nil: now plus `ttl`. Set, every copy of the
+    /// entry reports the same expiry, so early refresh decides the same way
+    /// whichever copy a hit reads.
+    public var expiresAtUnixMilliseconds: Int64?
 
     /// Creates an entry.
-    public init(value: ByteBuffer, ttl: TimeAmount, computeMicroseconds: UInt64) {
+    public init(value: ByteBuffer, ttl: TimeAmount, computeMicroseconds: UInt64, expiresAtUnixMilliseconds: Int64? = nil) {
         self.value = value
         self.ttl = ttl
         self.computeMicroseconds = computeMicroseconds
+        self.expiresAtUnixMilliseconds = expiresAtUnixMilliseconds
     }
 }
 
@@ -110,8 +126,9 @@ public struct StoreEntry: Sendable {
 public enum StoreLookup: Sendable, Equatable {
     /// The entry exists: its value, how long computing it took (what this
     /// hit saved), in microseconds, and when it expires, in Unix
-    /// milliseconds, where the store knows (Redis entries carry it; the
-    /// near-cache holds an entry no longer).
+    /// milliseconds, where the store knows (every store of the gateway
+    /// does; an entry in an older Redis format does not). Early refresh
+    /// decides by it.
     case hit(ByteBuffer, computeMicroseconds: UInt64, expiresAtUnixMilliseconds: Int64? = nil)
     /// No entry: the worker should compute and store.
     case miss

@@ -196,6 +196,11 @@ public final class IntegrityStore: CacheStore {
         return self.inner.store(signedKey, entry: signed, on: eventLoop)
     }
 
+    /// Extends the signed entry.
+    public func extendLife(_ key: StorageKey, untilUnixMilliseconds unixMilliseconds: Int64, on eventLoop: any EventLoop) {
+        self.inner.extendLife(Self.signed(key), untilUnixMilliseconds: unixMilliseconds, on: eventLoop)
+    }
+
     /// The wrapped store's name for the signed entry.
     public func backendKey(for key: StorageKey) -> String? {
         self.inner.backendKey(for: Self.signed(key))

@@ -108,6 +108,16 @@ struct LRUCache<Key: Hashable, Value> {
         return evicted
     }
 
+    /// Keeps `key`'s entry until at least `expires`, if it is there and has
+    /// not expired at `now` (a later expiry stays); changes no recency.
+    /// Returns whether the entry is there.
+    @discardableResult
+    mutating func extend(_ key: Key, until expires: NIODeadline, now: NIODeadline) -> Bool {
+        guard let slot = self.index[key], self.links[slot].expires > now else { return false }
+        self.links[slot].expires = max(self.links[slot].expires, expires)
+        return true
+    }
+
     /// Removes `key`; returns whether it was there (expired or not).
     @discardableResult
     mutating func remove(_ key: Key) -> Bool {

@@ -15,8 +15,15 @@ public final class MemoryStore: CacheStore {
     /// Roughly what one entry costs besides its value (node, index and key).
     static let overheadBytes = 160
 
+    /// An entry and its expiry in Unix milliseconds (what lookups report,
+    /// for early refresh: fixed when the entry is stored).
+    private struct Held: Sendable {
+        var entry: StoreEntry
+        var expiresAtUnixMilliseconds: Int64
+    }
+
     private struct State: Sendable {
-        var entries: LRUCache<StorageKey, StoreEntry>
+        var entries: LRUCache<StorageKey, Held>
         /// Keys of each (namespace, function, version), so that invalidation
         /// by function or version does not scan every entry.
         var byVersion: [VersionID: Set<CacheKey>] = [:]
@@ -81,7 +88,9 @@ public final class MemoryStore: CacheStore {
     private func lookupNow(_ key: StorageKey) -> StoreLookup {
         let now = NIODeadline.now()
         return self.state.withLockedValue { state in
-            if let entry = state.entries.get(key, now: now) { return .hit(entry.value, computeMicroseconds: entry.computeMicroseconds) }
+            if let held = state.entries.get(key, now: now) {
+                return .hit(held.entry.value, computeMicroseconds: held.entry.computeMicroseconds, expiresAtUnixMilliseconds: held.expiresAtUnixMilliseconds)
+            }
             state.forget(key)
             return .miss
         }
@@ -94,9 +103,11 @@ public final class MemoryStore: CacheStore {
         entry.value = ByteBuffer(buffer: entry.value)
         let cost = entry.value.readableBytes + key.function.function.utf8.count + key.function.version.utf8.count
             + key.namespace.utf8.count + Self.overheadBytes
-        let expires = NIODeadline.now() + entry.ttl
+        let now = NIODeadline.now()
+        let expires = now + entry.ttl
+        let held = Held(entry: entry, expiresAtUnixMilliseconds: Self.unixMilliseconds(at: now) + entry.ttl.nanoseconds / 1_000_000)
         let stored: Bool = self.state.withLockedValue { state in
-            let evicted = state.entries.set(key, entry, cost: cost, expires: expires)
+            let evicted = state.entries.set(key, held, cost: cost, expires: expires)
             for old in evicted { state.forget(old) }
             guard cost <= state.entries.capacityBytes else {
                 state.forget(key)
@@ -106,6 +117,17 @@ public final class MemoryStore: CacheStore {
             return true
         }
         return eventLoop.makeSucceededFuture(stored)
+    }
+
+    public func extendLife(_ key: StorageKey, untilUnixMilliseconds unixMilliseconds: Int64, on eventLoop: any EventLoop) {
+        let now = NIODeadline.now()
+        let until = now + .milliseconds(unixMilliseconds - Self.unixMilliseconds(at: now))
+        self.state.withLockedValue { _ = $0.entries.extend(key, until: until, now: now) }
+    }
+
+    /// `deadline` in Unix milliseconds (the wall clock's offset read once).
+    static func unixMilliseconds(at deadline: NIODeadline) -> Int64 {
+        Int64(deadline.uptimeNanoseconds / 1_000_000) + RedisStore.uptimeToUnixMilliseconds
     }
 
     public func invalidate(

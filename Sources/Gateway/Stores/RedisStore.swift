@@ -335,7 +335,7 @@ public final class RedisStore: CacheStore {
 
     public func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
         let ttlMilliseconds = max(1, entry.ttl.nanoseconds / 1_000_000)
-        let expiresAt = Self.nowMilliseconds() + ttlMilliseconds
+        let expiresAt = entry.expiresAtUnixMilliseconds ?? Self.nowMilliseconds() + ttlMilliseconds
         var payload = ByteBufferAllocator().buffer(capacity: Self.entryHeaderLength + entry.value.readableBytes)
         payload.writeInteger(Self.entryFormat)
         payload.writeInteger(entry.computeMicroseconds)
@@ -411,6 +411,15 @@ public final class RedisStore: CacheStore {
                 self.noteStoreFault("store dropped: \(error)")
                 return false
             }
+    }
+
+    /// `PEXPIREAT key ms GT`: a later expiry stays, a missing entry stays
+    /// missing. Not waited for; a failure costs the refresh's callers a
+    /// miss (they wait for the refresh like for any fill).
+    public func extendLife(_ key: StorageKey, untilUnixMilliseconds unixMilliseconds: Int64, on eventLoop: any EventLoop) {
+        let entryKey = self.entryKey(key)
+        let command = RedisCommand("PEXPIREAT", arguments: [entryKey, ByteBuffer(string: "\(unixMilliseconds)"), ByteBuffer(string: "GT")])
+        _ = self.target.sendFuture(command, routedBy: entryKey, timeout: self.configuration.writeTimeout, preferring: eventLoop)
     }
 
     public func invalidate(namespace: String, function: String, version: String?, key: CacheKey?, on eventLoop: any EventLoop) -> EventLoopFuture<UInt64> {
@@ -585,7 +594,7 @@ public final class RedisStore: CacheStore {
 
     /// NIODeadline counts from boot; index scores are Unix milliseconds, so the
     /// offset is read once from the wall clock.
-    private static let uptimeToUnixMilliseconds: Int64 = {
+    static let uptimeToUnixMilliseconds: Int64 = {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let unix = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000

@@ -195,8 +195,10 @@ public struct FunctionVersion: Hashable, Sendable {
     }
 }
 
-/// Fields of lookup: `[3, id, function, version, key]`, or
-/// `[3, id, function, version, key, holdMilliseconds]` for a held lookup.
+/// Fields of lookup: `[3, id, function, version, key]`,
+/// `[3, id, function, version, key, holdMilliseconds]` for a held lookup, and
+/// `[3, id, function, version, key, holdMilliseconds, true]` from a caller
+/// that can refresh the entry in the background.
 public struct Lookup: Hashable, Sendable {
     /// The function and version whose entry is wanted.
     public var function: FunctionVersion
@@ -206,12 +208,17 @@ public struct Lookup: Hashable, Sendable {
     /// this many milliseconds, while another worker computes the entry (sent
     /// after a `wait` reply). 0 (the field is then not sent) is a plain lookup.
     public var holdMilliseconds: UInt64
+    /// Appended field 6: true announces that the caller can refresh the
+    /// entry in the background, so a hit may be answered status 4
+    /// (`LookupReply.refresh`). False (the field is then not sent) never is.
+    public var refresh: Bool
 
     /// Creates lookup fields.
-    public init(function: FunctionVersion, key: CacheKey, holdMilliseconds: UInt64 = 0) {
+    public init(function: FunctionVersion, key: CacheKey, holdMilliseconds: UInt64 = 0, refresh: Bool = false) {
         self.function = function
         self.key = key
         self.holdMilliseconds = holdMilliseconds
+        self.refresh = refresh
     }
 }
 
@@ -227,6 +234,18 @@ public enum LookupReply: Hashable, Sendable {
     /// lookup again with `holdMilliseconds` to be answered when its value
     /// arrives. Only sent to a connection whose hello announced support.
     case wait
+    /// Status 4: a hit, and the caller is asked to compute the entry again
+    /// and store it (an early refresh). Only sent for a lookup that
+    /// announced it can (`Lookup.refresh`).
+    case refresh(ByteBuffer)
+
+    /// The value of a hit (status 0 or 4); nil for any other status.
+    public var value: ByteBuffer? {
+        switch self {
+        case .hit(let value), .refresh(let value): value
+        case .miss, .missDoNotStore, .wait: nil
+        }
+    }
 
     /// The wire status number.
     public var status: UInt64 {
@@ -235,6 +254,7 @@ public enum LookupReply: Hashable, Sendable {
         case .miss: 1
         case .missDoNotStore: 2
         case .wait: 3
+        case .refresh: 4
         }
     }
 }

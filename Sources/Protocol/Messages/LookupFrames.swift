@@ -33,23 +33,29 @@ public enum LookupFrames {
 
     // MARK: The request: [3, id, function, version, key]
 
-    /// Appends the frame of `[3, id, function, version, key]`; `fields` is
-    /// `fields(of:)` of the function version.
-    public static func appendLookup(id: UInt64, fields: [UInt8], key: CacheKey, to buffer: inout ByteBuffer) {
+    /// Appends the frame of `[3, id, function, version, key]`, or with
+    /// `refresh` of `[3, id, function, version, key, 0, true]` (a lookup
+    /// whose caller can refresh the entry); `fields` is `fields(of:)` of the
+    /// function version.
+    public static func appendLookup(id: UInt64, fields: [UInt8], key: CacheKey, refresh: Bool = false, to buffer: inout ByteBuffer) {
         let idLength = Self.unsignedLength(id)
-        let payloadLength = 2 + idLength + fields.count + 2 + 32
+        let payloadLength = 2 + idLength + fields.count + 2 + 32 + (refresh ? 2 : 0)
         // Written through one pointer: the frame is a few dozen bytes, and
         // ByteBuffer's per-integer writes would each check bounds and uniqueness.
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 4 + payloadLength) { out in
             var writer = Writer(out)
             writer.put(bigEndian: UInt32(payloadLength))
-            writer.put(0x95)  // fixarray, 5 elements
+            writer.put(refresh ? 0x97 : 0x95)  // fixarray, 7 or 5 elements
             writer.put(0x03)  // type 3, lookup
             writer.putUnsigned(id, length: idLength)
             fields.withUnsafeBytes { writer.put($0) }
             writer.put(0xc4)  // bin 8
             writer.put(32)
             key.digest.withUnsafeBytes { writer.put($0) }
+            if refresh {
+                writer.put(0x00)  // holdMilliseconds 0
+                writer.put(0xc3)  // refresh: true
+            }
             return writer.offset
         }
     }
@@ -98,10 +104,11 @@ public enum LookupFrames {
 
     // MARK: The reply: [131, id, status, value]
 
-    /// Appends the frame of a hit, `[131, id, 0, value]`; false (nothing
-    /// appended) when the value is too large for one frame.
+    /// Appends the frame of a hit, `[131, id, 0, value]` (or, with
+    /// `refresh`, `[131, id, 4, value]`); false (nothing appended) when the
+    /// value is too large for one frame.
     @discardableResult
-    public static func appendHit(id: UInt64, value: ByteBuffer, to buffer: inout ByteBuffer) -> Bool {
+    public static func appendHit(id: UInt64, value: ByteBuffer, refresh: Bool = false, to buffer: inout ByteBuffer) -> Bool {
         let count = value.readableBytes
         let headerLength = count <= 0xff ? 2 : count <= 0xffff ? 3 : 5
         let idLength = Self.unsignedLength(id)
@@ -115,7 +122,7 @@ public enum LookupFrames {
             writer.put(0xcc)  // uint 8: type 131, lookupReply
             writer.put(0x83)
             writer.putUnsigned(id, length: idLength)
-            writer.put(0x00)  // status 0, hit
+            writer.put(refresh ? 0x04 : 0x00)  // status 4, hit and refresh, or 0, hit
             switch headerLength {  // bin 8, bin 16 or bin 32
             case 2: writer.put(0xc4); writer.put(UInt8(count))
             case 3: writer.put(0xc5); writer.put(bigEndian: UInt16(count))
@@ -134,7 +141,7 @@ public enum LookupFrames {
             var reader = Reader(raw)
             guard reader.byte() == 0x94, reader.byte() == 0xcc, reader.byte() == 0x83, let id = reader.unsigned() else { return nil }
             switch reader.byte() {
-            case 0x00:
+            case let status? where status == 0x00 || status == 0x04:
                 let length: Int?
                 switch reader.byte() {
                 case 0xc4: length = reader.bigEndian(1)
@@ -143,7 +150,8 @@ public enum LookupFrames {
                 default: length = nil
                 }
                 guard let length, reader.offset + length == raw.count else { return nil }
-                return GatewayMessage(id: id, .lookupReply(.hit(payload.getSlice(at: payload.readerIndex + reader.offset, length: length)!)))
+                let value = payload.getSlice(at: payload.readerIndex + reader.offset, length: length)!
+                return GatewayMessage(id: id, .lookupReply(status == 0x04 ? .refresh(value) : .hit(value)))
             case 0x01:
                 guard reader.byte() == 0xc0, reader.offset == raw.count else { return nil }
                 return GatewayMessage(id: id, .lookupReply(.miss))

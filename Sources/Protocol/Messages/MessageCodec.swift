@@ -98,10 +98,13 @@ extension GatewayMessage {
         case .ping, .pong, .stats, .functions, .registerReply:
             try header(0)
         case .lookup(let lookup):
-            try header(lookup.holdMilliseconds > 0 ? 4 : 3)
+            // Appended fields go out only when they say something; the
+            // refresh flag needs the hold field before it (0 if none).
+            try header(lookup.refresh ? 5 : lookup.holdMilliseconds > 0 ? 4 : 3)
             try pack(lookup.function)
             try pack(lookup.key)
-            if lookup.holdMilliseconds > 0 { try writer.pack(lookup.holdMilliseconds) }
+            if lookup.holdMilliseconds > 0 || lookup.refresh { try writer.pack(lookup.holdMilliseconds) }
+            if lookup.refresh { try writer.pack(true) }
         case .store(let store):
             try header(6)
             try pack(store.function)
@@ -128,7 +131,7 @@ extension GatewayMessage {
         case .lookupReply(let reply):
             try header(2)
             try writer.pack(reply.status)
-            guard case .hit(let value) = reply else {
+            guard let value = reply.value else {
                 try writer.packNil()
                 return nil
             }
@@ -254,7 +257,8 @@ extension GatewayMessage {
             body = .lookup(Lookup(
                 function: try fields.functionVersion(at: 2),
                 key: try fields.key(4, "key"),
-                holdMilliseconds: try fields.appendedUnsigned(5, "holdMilliseconds")
+                holdMilliseconds: try fields.appendedUnsigned(5, "holdMilliseconds"),
+                refresh: try fields.appendedBool(6, "refresh")
             ))
         case .store:
             let ttl = try fields.unsigned(5, "ttlMilliseconds")
@@ -291,7 +295,8 @@ extension GatewayMessage {
             case 1: body = .lookupReply(.miss)
             case 2: body = .lookupReply(.missDoNotStore)
             case 3: body = .lookupReply(.wait)
-            case let status: throw fields.invalid(2, "status", "must be 0 to 3, is \(status)")
+            case 4: body = .lookupReply(.refresh(try fields.binary(3, "value")))
+            case let status: throw fields.invalid(2, "status", "must be 0 to 4, is \(status)")
             }
         case .storeReply: body = .storeReply(stored: try fields.bool(2, "stored"))
         case .registerReply: body = .registerReply
@@ -379,6 +384,12 @@ private struct Fields {
     func appendedUnsigned(_ index: Int, _ name: String) throws -> UInt64 {
         guard index < self.array.count, self.array.element(index).kind != .nil else { return 0 }
         return try self.unsigned(index, name)
+    }
+
+    /// An appended bool field: false when absent or nil.
+    func appendedBool(_ index: Int, _ name: String) throws -> Bool {
+        guard index < self.array.count, self.array.element(index).kind != .nil else { return false }
+        return try self.bool(index, name)
     }
 
     /// nil when the element is MessagePack nil, otherwise what `read` returns.
