@@ -53,7 +53,15 @@ extension RedisCommand {
 
     /// `GET key`.
     public static func get(_ key: ByteBuffer) -> RedisCommand {
-        RedisCommand("GET", arguments: [key])
+        RedisCommand(argv: [Self.getName, key])
+    }
+
+    /// `GET`'s name, shared by every lookup's command rather than built for each.
+    private static let getName = ByteBuffer(string: "GET")
+
+    /// A command of `argv` as given (name first).
+    private init(argv: [ByteBuffer]) {
+        self.argv = argv
     }
 
     /// `SET key value`, with `PX milliseconds` when `expiration` is given.
