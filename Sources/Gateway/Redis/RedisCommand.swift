@@ -2,10 +2,10 @@ import NIOCore
 
 /// One Redis command: its name and arguments as binary-safe byte strings.
 ///
-/// The command is sent as a RESP array of bulk strings (encoded by hiredis's
-/// `redisFormatCommandArgv`), so keys and values may hold any bytes, including
-/// CR, LF and NUL. The description shows the name and the number of
-/// arguments only: arguments can be passwords or cached values, which must
+/// The command is sent as a RESP array of bulk strings (`RESPCommandEncoder`,
+/// the bytes of hiredis's `redisFormatCommandArgv`), so keys and values may
+/// hold any bytes, including CR, LF and NUL. The description shows the name
+/// and the number of arguments only: arguments can be passwords or cached values, which must
 /// not reach logs.
 ///
 /// Commands that change the reply stream's shape (`SUBSCRIBE`, `MONITOR`,

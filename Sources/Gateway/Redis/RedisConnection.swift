@@ -6,9 +6,10 @@ import NIOPosix
 /// One pipelined connection to Redis over a SwiftNIO channel.
 ///
 /// Commands may be sent from any thread or task, and any number may be in
-/// flight: each is written at once and its reply is matched in FIFO order
-/// (see `RedisCommandHandler`). hiredis is used only to encode commands and
-/// to parse replies; all I/O is NIO's, so nothing blocks an event loop.
+/// flight: each is queued at once, the commands of one turn of the event loop
+/// go out in one write at its end, and replies are matched in FIFO order
+/// (see `RedisCommandHandler`). hiredis is used only to parse replies; all
+/// I/O is NIO's, so nothing blocks an event loop.
 ///
 /// **Replies.** A Redis error reply is returned as `RESPValue.error`, not
 /// thrown: a pipeline has one outcome per command, and an error reply leaves
