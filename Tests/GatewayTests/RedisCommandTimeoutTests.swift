@@ -23,11 +23,12 @@ import Testing
 
     /// Sends `count` GETs with a 5 ms timeout, as one pipeline.
     static func send(_ count: Int, on channel: EmbeddedChannel) -> [EventLoopFuture<RESPValue>] {
-        let requests = (0..<count).map { index in
-            RedisRequest(command: .get(ByteBuffer(string: "k\(index)")), promise: channel.eventLoop.makePromise(), timeout: .milliseconds(5))
+        let promises = (0..<count).map { _ in channel.eventLoop.makePromise(of: RESPValue.self) }
+        let requests = promises.enumerated().map { index, promise in
+            RedisRequest(command: .get(ByteBuffer(string: "k\(index)")), promise: promise, timeout: .milliseconds(5))
         }
         channel.writeAndFlush(RedisOutbound.many(requests), promise: nil)
-        return requests.map(\.promise.futureResult)
+        return promises.map(\.futureResult)
     }
 
     /// Redis answers one reply (its bytes) now.
@@ -91,8 +92,36 @@ import Testing
         #expect(throws: GatewayError(.tooManyRequests, "")) { try refused[0].wait() }
         _ = futures
         channel.embeddedEventLoop.run()  // the flush at the end of the loop's turn
-        var written = 0
-        while try channel.readOutbound(as: RedisCommand.self) != nil { written += 1 }
-        #expect(written == 2)
+        // The turn's commands go out together, in one buffer.
+        let written = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(String(buffer: written) == "*2\r\n$3\r\nGET\r\n$2\r\nk0\r\n*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n")
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+    }
+
+    @Test func commandsQueuedDirectlyInOneTurnGoOutInOneWriteAndAnswerTheirCallbacks() throws {
+        let channel = try Self.channel()
+        let handler = try channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self)
+        let context = try channel.pipeline.syncOperations.context(handlerType: RedisCommandHandler.self)
+        let answers = NIOLoopBoundBox([String](), eventLoop: channel.eventLoop)
+        for key in ["a", "b", "c"] {
+            let request = RedisRequest(command: .get(ByteBuffer(string: key)), reply: .callback({ result in
+                answers.value.append("\(key)=\((try? result.get()).map { "\($0)" } ?? "error")")
+            }), timeout: .milliseconds(5))
+            handler.enqueueDirectly(request, context: context)
+        }
+        // Nothing is written before the end of the turn.
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        channel.embeddedEventLoop.run()
+        let written = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(String(buffer: written) == "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*2\r\n$3\r\nGET\r\n$1\r\nc\r\n")
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        for value in ["1", "2"] {
+            try channel.writeInbound(RESPValue.bulkString(ByteBuffer(string: value)))
+        }
+        #expect(answers.value == ["a=\(RESPValue.bulkString(ByteBuffer(string: "1")))", "b=\(RESPValue.bulkString(ByteBuffer(string: "2")))"])
+        // The connection closes: the command still waiting is answered with an error.
+        try channel.close().wait()
+        #expect(answers.value.last == "c=error")
+        #expect(answers.value.count == 3)
     }
 }

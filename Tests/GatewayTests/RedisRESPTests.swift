@@ -9,10 +9,20 @@ import Testing
 
 @Suite("RESP encoding (hiredis redisFormatCommandArgv)")
 struct RedisRESPEncodingTests {
+    /// hiredis's encoding, checked to be the same bytes as the gateway's own (`RESPCommandEncoder`).
     private func encode(_ command: RedisCommand) throws -> [UInt8] {
         var out = ByteBuffer()
         try hiredisFormatCommand(command.argv, into: &out)
+        var own = ByteBuffer(string: "x")
+        RESPCommandEncoder.append(command.argv, to: &own)
+        #expect(own.readableBytesView.dropFirst().elementsEqual(out.readableBytesView))
         return Array(out.readableBytesView)
+    }
+
+    @Test func theOwnEncoderWritesLongLengthsAsHiredisDoes() throws {
+        for length in [9, 10, 99, 100, 1_024, 65_536, 1_000_001] {
+            _ = try self.encode(RedisCommand("SET", arguments: [ByteBuffer(string: "k"), ByteBuffer(repeating: 0x41, count: length)]))
+        }
     }
 
     @Test func encodesTheSpecExample() throws {

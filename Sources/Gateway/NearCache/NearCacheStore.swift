@@ -231,12 +231,7 @@ public final class NearCacheStore: CacheStore {
         let result = self.inner.lookup(key, on: eventLoop)
         guard let ticket else { return result }
         let complete: @Sendable (Result<StoreLookup, any Error>) -> Void = { result in
-            guard case .success(.hit(let value, let computeMicroseconds, let expiresAt?)) = result else {
-                self.state.withLock { $0.cache.abandonFill(ticket) }
-                return
-            }
-            let remaining = expiresAt - RedisStore.nowMilliseconds()
-            self.completeFill(ticket, value: value, computeMicroseconds: computeMicroseconds, expiresAt: expiresAt, ttl: .milliseconds(remaining))
+            self.finishFill(ticket, with: result)
         }
         guard let hook = self.readHook.withLock({ $0 }) else {
             result.whenComplete(complete)
@@ -248,6 +243,35 @@ public final class NearCacheStore: CacheStore {
                 return reply
             }
         }
+    }
+
+    /// Reads through to Redis as `lookup(_:on:)` does, with no future: the
+    /// fill is completed (or abandoned) before `answer` is called. With a
+    /// read hook (tests), through `lookup(_:on:)`.
+    public func lookup(_ key: StorageKey, on eventLoop: any EventLoop, then answer: @escaping @Sendable (Result<StoreLookup, any Error>) -> Void) {
+        guard self.readHook.withLock({ $0 }) == nil else {
+            self.lookup(key, on: eventLoop).hop(to: eventLoop).whenComplete(answer)
+            return
+        }
+        guard let ticket = self.beginFill(key) else {
+            self.inner.lookup(key, on: eventLoop, then: answer)
+            return
+        }
+        self.inner.lookup(key, on: eventLoop) { result in
+            self.finishFill(ticket, with: result)
+            answer(result)
+        }
+    }
+
+    /// Holds what a read-through brought (a hit with its expiry), or gives
+    /// the fill up (anything else).
+    private func finishFill(_ ticket: NearCache.Ticket, with result: Result<StoreLookup, any Error>) {
+        guard case .success(.hit(let value, let computeMicroseconds, let expiresAt?)) = result else {
+            self.state.withLock { $0.cache.abandonFill(ticket) }
+            return
+        }
+        let remaining = expiresAt - RedisStore.nowMilliseconds()
+        self.completeFill(ticket, value: value, computeMicroseconds: computeMicroseconds, expiresAt: expiresAt, ttl: .milliseconds(remaining))
     }
 
     /// Writes through to Redis and holds the value once Redis took it, if

@@ -5,8 +5,10 @@ import NIOCore
 // The pipeline of a Redis channel, from the socket inwards:
 //
 //   ByteToMessageHandler(RESPReplyDecoder)    bytes -> RESPValue
-//   MessageToByteHandler(RESPCommandEncoder)  RedisCommand -> bytes
-//   RedisCommandHandler                       RedisOutbound in, replies matched to promises
+//   RedisCommandHandler                       RedisOutbound in, commands encoded, replies matched
+//
+// (The near-cache's listener and the Sentinel subscriber write `RedisCommand`s
+// instead, through `MessageToByteHandler(RESPCommandEncoder)`.)
 
 // MARK: - Codec
 
@@ -47,25 +49,97 @@ struct RESPReplyDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Encodes each command as a RESP array of bulk strings with hiredis's
-/// `redisFormatCommandArgv`.
+/// Encodes each command as a RESP array of bulk strings, the bytes hiredis's
+/// `redisFormatCommandArgv` writes (`*N`, then `$length`, the bytes and CRLF
+/// for each argument), written straight into the outbound buffer.
 struct RESPCommandEncoder: MessageToByteEncoder {
     typealias OutboundIn = RedisCommand
 
     func encode(data: RedisCommand, out: inout ByteBuffer) throws {
-        try hiredisFormatCommand(data.argv, into: &out)
+        Self.append(data.argv, to: &out)
+    }
+
+    /// Appends `argv` as one RESP command to `buffer`.
+    static func append(_ argv: [ByteBuffer], to buffer: inout ByteBuffer) {
+        var size = 24
+        for argument in argv { size += argument.readableBytes + 24 }
+        buffer.reserveCapacity(minimumWritableBytes: size)
+        Self.appendHeader(UInt8(ascii: "*"), argv.count, to: &buffer)
+        for argument in argv {
+            Self.appendHeader(UInt8(ascii: "$"), argument.readableBytes, to: &buffer)
+            var argument = argument
+            buffer.writeBuffer(&argument)
+            buffer.writeInteger(UInt16(0x0D0A))
+        }
+    }
+
+    /// `*3\r\n` or `$5\r\n`: a type byte, a length in decimal and CRLF.
+    private static func appendHeader(_ type: UInt8, _ length: Int, to buffer: inout ByteBuffer) {
+        buffer.writeInteger(type)
+        if length < 10 {
+            buffer.writeInteger(UInt8(ascii: "0") + UInt8(length))
+        } else {
+            // At most 20 digits (Int.max), written from the end of a scratch tuple.
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            withUnsafeMutableBytes(of: &digits) { scratch in
+                var value = length
+                var index = scratch.count
+                while value > 0 {
+                    index -= 1
+                    scratch[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: scratch[index...]))
+            }
+        }
+        buffer.writeInteger(UInt16(0x0D0A))
     }
 }
 
 // MARK: - Requests
 
-/// One command and the promise for its reply.
+/// Where a command's reply goes: a promise, or a callback, called on the
+/// connection's event loop (the lookup path's, with no future in between).
+enum RedisReplyTarget: Sendable {
+    case promise(EventLoopPromise<RESPValue>)
+    case callback(@Sendable (Result<RESPValue, any Error>) -> Void)
+
+    /// Hands over the reply.
+    func succeed(_ reply: RESPValue) {
+        switch self {
+        case .promise(let promise): promise.succeed(reply)
+        case .callback(let callback): callback(.success(reply))
+        }
+    }
+
+    /// Hands over the error instead of a reply.
+    func fail(_ error: any Error) {
+        switch self {
+        case .promise(let promise): promise.fail(error)
+        case .callback(let callback): callback(.failure(error))
+        }
+    }
+}
+
+/// One command and where its reply goes.
 struct RedisRequest: Sendable {
     var command: RedisCommand
-    var promise: EventLoopPromise<RESPValue>
+    var reply: RedisReplyTarget
     /// How long to wait for the reply once the command is queued; nil waits
     /// until the connection closes.
     var timeout: TimeAmount?
+
+    /// A command whose reply completes `promise`.
+    init(command: RedisCommand, promise: EventLoopPromise<RESPValue>, timeout: TimeAmount?) {
+        self.init(command: command, reply: .promise(promise), timeout: timeout)
+    }
+
+    /// A command whose reply goes to `reply`.
+    init(command: RedisCommand, reply: RedisReplyTarget, timeout: TimeAmount?) {
+        self.command = command
+        self.reply = reply
+        self.timeout = timeout
+    }
 }
 
 /// What `RedisConnection` writes into the channel: one request, or several
@@ -84,8 +158,8 @@ enum RedisOutbound: Sendable {
 /// keeps a FIFO of the commands written and pairs each inbound reply with the
 /// oldest entry. Any number of commands may be in flight.
 ///
-/// **Ownership.** Once a request reaches `write`, the handler owns its promise
-/// and completes it exactly once: with the reply, with `.timeout`, with
+/// **Ownership.** Once a request reaches `write` (or `enqueueDirectly`), the
+/// handler owns its reply target (`RedisReplyTarget`) and completes it exactly once: with the reply, with `.timeout`, with
 /// `.valueTooLarge`, or with `.connectionClosed`. It completes the write's own
 /// promise at once, so a failed write promise means that the request never
 /// reached the handler (the channel was already torn down).
@@ -116,8 +190,10 @@ enum RedisOutbound: Sendable {
 /// reconnect.
 ///
 /// **Flushes.** Commands written during one turn of the event loop (every
-/// lookup of a worker's read, say) go out with one flush at the end of the
-/// turn: a burst is pipelined into one write instead of a system call each.
+/// lookup of every worker connection served in that turn) are encoded into
+/// one buffer and go out with one write and one flush at the end of the
+/// turn: a burst is pipelined into one write, the way twemproxy pipelines its
+/// clients' requests, instead of a buffer and a system call each.
 ///
 /// **Errors.** A decoding error or a reply nobody asked for means the stream
 /// is out of step; the channel is closed. When the channel goes inactive,
@@ -126,11 +202,11 @@ enum RedisOutbound: Sendable {
 final class RedisCommandHandler: ChannelDuplexHandler {
     typealias InboundIn = RESPValue
     typealias OutboundIn = RedisOutbound
-    typealias OutboundOut = RedisCommand
+    typealias OutboundOut = ByteBuffer
 
     private struct InFlight {
         /// nil once the entry has timed out: its reply is then dropped.
-        var promise: EventLoopPromise<RESPValue>?
+        var promise: RedisReplyTarget?
         /// When the command was queued.
         let queued: NIODeadline
         let timeout: TimeAmount?
@@ -154,6 +230,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private var lastProgress = NIODeadline.uptimeNanoseconds(0)
     /// Whether a flush is due at the end of this turn of the event loop.
     private var flushScheduled = false
+    /// The commands queued in this turn of the event loop, encoded, written
+    /// and flushed together at its end.
+    private var pending: ByteBuffer?
     /// When the timer found deadlines passed and started confirming them
     /// (see `timerFired`); nil when it is not confirming.
     private var expiryConfirmationStarted: NIODeadline?
@@ -191,8 +270,8 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         guard self.inFlight.count < self.maximumInFlight else {
             let error = GatewayError(.tooManyRequests, "\(self.inFlight.count) Redis commands are waiting on this connection; the limit is \(self.maximumInFlight)")
             switch Self.unwrapOutboundIn(data) {
-            case .one(let request): request.promise.fail(error)
-            case .many(let requests): for request in requests { request.promise.fail(error) }
+            case .one(let request): request.reply.fail(error)
+            case .many(let requests): for request in requests { request.reply.fail(error) }
             }
             return
         }
@@ -206,16 +285,29 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Queues `request` as `write` does and flushes it at the end of this
+    /// turn of the event loop, without passing through the pipeline: the
+    /// lookup path's way in, called by `RedisConnection` on the channel's
+    /// event loop.
+    func enqueueDirectly(_ request: RedisRequest, context: ChannelHandlerContext) {
+        guard self.inFlight.count < self.maximumInFlight else {
+            request.reply.fail(GatewayError(.tooManyRequests, "\(self.inFlight.count) Redis commands are waiting on this connection; the limit is \(self.maximumInFlight)"))
+            return
+        }
+        self.enqueue(request, context: context)
+        self.scheduleFlush(context: context)
+    }
+
     private func enqueue(_ request: RedisRequest, context: ChannelHandlerContext) {
         guard self.isOpen else {
-            request.promise.fail(self.closedError(inFlight: 0))
+            request.reply.fail(self.closedError(inFlight: 0))
             return
         }
         // Refused here rather than in the encoder: an encoder error would
         // close the channel, failing every other command in flight.
         let size = HiredisLimits.encodedSizeBound(request.command.argv)
         guard size <= self.maximumCommandSize else {
-            request.promise.fail(
+            request.reply.fail(
                 GatewayError(
                     .valueTooLarge,
                     "the Redis command \(request.command.name) is about \(size) bytes; the limit is \(self.maximumCommandSize)"
@@ -226,24 +318,31 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         let now = context.eventLoop.now
         let queuedAt = self.metrics?.startTime() ?? 0
         self.inFlight.append(
-            InFlight(promise: request.promise, queued: now, timeout: request.timeout, queuedAt: queuedAt, name: request.command.argv[0])
+            InFlight(promise: request.reply, queued: now, timeout: request.timeout, queuedAt: queuedAt, name: request.command.argv[0])
         )
         if let timeout = request.timeout {
             self.armTimer(for: now + timeout, context: context)
         }
-        context.write(Self.wrapOutboundOut(request.command), promise: nil)
+        if self.pending == nil {
+            self.pending = context.channel.allocator.buffer(capacity: 256)
+        }
+        RESPCommandEncoder.append(request.command.argv, to: &self.pending!)
     }
 
     func flush(context: ChannelHandlerContext) {
+        self.scheduleFlush(context: context)
+    }
+
+    private func scheduleFlush(context: ChannelHandlerContext) {
         guard !self.flushScheduled else { return }
         self.flushScheduled = true
-        // Run after what this turn of the loop is doing (serving a worker's
-        // read, say), so that every command it writes shares the flush.
+        // Run after what this turn of the loop is doing (serving the workers'
+        // reads, say), so that every command it queues shares the write.
         context.eventLoop.assumeIsolated().execute {
             self.flushScheduled = false
             // Closed meanwhile: nothing left to send.
-            guard self.isOpen else { return }
-            context.flush()
+            guard self.isOpen, let pending = self.pending.take() else { return }
+            context.writeAndFlush(Self.wrapOutboundOut(pending), promise: nil)
         }
     }
 
@@ -311,6 +410,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     /// may write again on this channel.
     private func shutDown() {
         self.isOpen = false
+        self.pending = nil
         self.timer?.cancel()
         self.timer = nil
         self.timerDeadline = nil

@@ -2,10 +2,10 @@ import NIOCore
 
 /// One Redis command: its name and arguments as binary-safe byte strings.
 ///
-/// The command is sent as a RESP array of bulk strings (encoded by hiredis's
-/// `redisFormatCommandArgv`), so keys and values may hold any bytes, including
-/// CR, LF and NUL. The description shows the name and the number of
-/// arguments only: arguments can be passwords or cached values, which must
+/// The command is sent as a RESP array of bulk strings (`RESPCommandEncoder`,
+/// the bytes of hiredis's `redisFormatCommandArgv`), so keys and values may
+/// hold any bytes, including CR, LF and NUL. The description shows the name
+/// and the number of arguments only: arguments can be passwords or cached values, which must
 /// not reach logs.
 ///
 /// Commands that change the reply stream's shape (`SUBSCRIBE`, `MONITOR`,
@@ -53,7 +53,15 @@ extension RedisCommand {
 
     /// `GET key`.
     public static func get(_ key: ByteBuffer) -> RedisCommand {
-        RedisCommand("GET", arguments: [key])
+        RedisCommand(argv: [Self.getName, key])
+    }
+
+    /// `GET`'s name, shared by every lookup's command rather than built for each.
+    private static let getName = ByteBuffer(string: "GET")
+
+    /// A command of `argv` as given (name first).
+    private init(argv: [ByteBuffer]) {
+        self.argv = argv
     }
 
     /// `SET key value`, with `PX milliseconds` when `expiration` is given.

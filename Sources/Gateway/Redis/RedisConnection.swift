@@ -6,9 +6,10 @@ import NIOPosix
 /// One pipelined connection to Redis over a SwiftNIO channel.
 ///
 /// Commands may be sent from any thread or task, and any number may be in
-/// flight: each is written at once and its reply is matched in FIFO order
-/// (see `RedisCommandHandler`). hiredis is used only to encode commands and
-/// to parse replies; all I/O is NIO's, so nothing blocks an event loop.
+/// flight: each is queued at once, the commands of one turn of the event loop
+/// go out in one write at its end, and replies are matched in FIFO order
+/// (see `RedisCommandHandler`). hiredis is used only to parse replies; all
+/// I/O is NIO's, so nothing blocks an event loop.
 ///
 /// **Replies.** A Redis error reply is returned as `RESPValue.error`, not
 /// thrown: a pipeline has one outcome per command, and an error reply leaves
@@ -90,12 +91,25 @@ public final class RedisConnection: Sendable {
     public let configuration: Configuration
     private let channel: any Channel
     private let logger: Logger
+    /// The channel's command handler and its context, for commands sent on
+    /// the channel's event loop (`send(_:timeout:then:)`): queued straight
+    /// into the handler, not passed down the pipeline from its tail.
+    private let commandHandler: NIOLoopBound<(RedisCommandHandler, ChannelHandlerContext)>?
 
     private init(channel: any Channel, url: RedisURL, configuration: Configuration, logger: Logger) {
         self.channel = channel
         self.url = url
         self.configuration = configuration
         self.logger = logger
+        // Created on the channel's event loop, right after the connect.
+        if channel.eventLoop.inEventLoop,
+            let handler = try? channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self),
+            let context = try? channel.pipeline.syncOperations.context(handlerType: RedisCommandHandler.self)
+        {
+            self.commandHandler = NIOLoopBound((handler, context), eventLoop: channel.eventLoop)
+        } else {
+            self.commandHandler = nil
+        }
     }
 
     /// The event loop that runs this connection's channel; futures returned
@@ -131,7 +145,7 @@ public final class RedisConnection: Sendable {
         var endpointLogger = logger
         endpointLogger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
         let logger = endpointLogger
-        let connected = Self.connectChannel(to: url, configuration: configuration, on: eventLoop) {
+        let connected = Self.connectChannel(to: url, configuration: configuration, on: eventLoop, encodesCommands: false) {
             RedisCommandHandler(
                 unresponsiveTimeout: configuration.unresponsiveTimeout,
                 maximumCommandSize: configuration.maximumCommandSize,
@@ -155,7 +169,9 @@ public final class RedisConnection: Sendable {
     }
 
     /// Connects a channel to `url`'s endpoint (TCP or a Unix socket) whose
-    /// pipeline decodes RESP replies, encodes commands and ends with the
+    /// pipeline decodes RESP replies, encodes commands (unless
+    /// `encodesCommands` is false: the data connections' `RedisCommandHandler`
+    /// encodes its own, a turn's worth into one buffer) and ends with the
     /// handler `makeHandler` makes: the data connections' and the near-cache
     /// listener's.
     ///
@@ -167,6 +183,7 @@ public final class RedisConnection: Sendable {
         to url: RedisURL,
         configuration: Configuration,
         on eventLoop: any EventLoop,
+        encodesCommands: Bool = true,
         makeHandler: @escaping @Sendable () -> any ChannelHandler
     ) -> EventLoopFuture<any Channel> {
         let tlsHandlers: (@Sendable () throws -> [any ChannelHandler])?
@@ -185,11 +202,13 @@ public final class RedisConnection: Sendable {
                     if let tlsHandlers {
                         try channel.pipeline.syncOperations.addHandlers(tlsHandlers())
                     }
-                    try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize)),
-                        MessageToByteHandler(RESPCommandEncoder()),
-                        makeHandler()
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize))
                     )
+                    if encodesCommands {
+                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(RESPCommandEncoder()))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(makeHandler())
                 }
             }
         let connected: EventLoopFuture<any Channel>
@@ -271,8 +290,25 @@ public final class RedisConnection: Sendable {
     public func sendFuture(_ command: RedisCommand, timeout: TimeAmount? = nil) -> EventLoopFuture<RESPValue> {
         let promise = self.channel.eventLoop.makePromise(of: RESPValue.self)
         let request = RedisRequest(command: command, promise: promise, timeout: timeout ?? self.configuration.commandTimeout)
-        self.write(.one(request), promises: CollectionOfOne(promise))
+        self.write(.one(request), replies: CollectionOfOne(request.reply))
         return promise.futureResult
+    }
+
+    /// Sends `command` and calls `answer` with its reply (or why there is
+    /// none: the errors of `sendFuture(_:timeout:)`) on this connection's
+    /// event loop, with no future: the lookup path.
+    ///
+    /// Called on this connection's event loop, the command is queued straight
+    /// into the channel's handler and goes out with the other commands of
+    /// this turn of the loop, in one write at its end.
+    func send(_ command: RedisCommand, timeout: TimeAmount? = nil, then answer: @escaping @Sendable (Result<RESPValue, any Error>) -> Void) {
+        let request = RedisRequest(command: command, reply: .callback(answer), timeout: timeout ?? self.configuration.commandTimeout)
+        if let commandHandler = self.commandHandler, self.channel.eventLoop.inEventLoop {
+            let (handler, context) = commandHandler.value
+            handler.enqueueDirectly(request, context: context)
+        } else {
+            self.write(.one(request), replies: CollectionOfOne(request.reply))
+        }
     }
 
     /// Sends `commands` back to back with a single flush and returns a
@@ -285,11 +321,9 @@ public final class RedisConnection: Sendable {
         guard !commands.isEmpty else { return self.channel.eventLoop.makeSucceededFuture([]) }
         let eventLoop = self.channel.eventLoop
         let timeout = timeout ?? self.configuration.commandTimeout
-        let requests = commands.map {
-            RedisRequest(command: $0, promise: eventLoop.makePromise(of: RESPValue.self), timeout: timeout)
-        }
-        let promises = requests.map(\.promise)
-        self.write(.many(requests), promises: promises)
+        let promises = commands.map { _ in eventLoop.makePromise(of: RESPValue.self) }
+        let requests = zip(commands, promises).map { RedisRequest(command: $0, promise: $1, timeout: timeout) }
+        self.write(.many(requests), replies: requests.map(\.reply))
         return EventLoopFuture.whenAllSucceed(promises.map(\.futureResult), on: eventLoop)
     }
 
@@ -304,15 +338,15 @@ public final class RedisConnection: Sendable {
         try await self.pipelineFuture(commands, timeout: timeout).get()
     }
 
-    private func write(_ outbound: RedisOutbound, promises: some Collection<EventLoopPromise<RESPValue>> & Sendable) {
+    private func write(_ outbound: RedisOutbound, replies: some Collection<RedisReplyTarget> & Sendable) {
         // The write promise fails only if the request never reached
         // RedisCommandHandler (the channel was already torn down); otherwise
         // the handler owns the promises and completes them.
         let endpoint = self.url.endpoint
         self.channel.writeAndFlush(outbound).whenFailure { error in
             let closed = GatewayError(.connectionClosed, "the Redis connection to \(endpoint) is closed (\(error))")
-            for promise in promises {
-                promise.fail(closed)
+            for reply in replies {
+                reply.fail(closed)
             }
         }
     }

@@ -258,6 +258,23 @@ public final class RedisConnectionPool: Sendable {
         }
     }
 
+    /// Sends `command` on the next connected connection (one on `eventLoop`
+    /// when one is up) and calls `answer` with its reply on `eventLoop`, with
+    /// no future: the lookup path. The errors are `sendFuture`'s; when no
+    /// connection is up, `answer` is called in a later turn of `eventLoop`.
+    func send(_ command: RedisCommand, timeout: TimeAmount? = nil, on eventLoop: any EventLoop, then answer: @escaping @Sendable (Result<RESPValue, any Error>) -> Void) {
+        switch self.nextConnection(preferring: eventLoop) {
+        case .success(let connection):
+            if connection.eventLoop === eventLoop {
+                connection.send(command, timeout: timeout, then: answer)
+            } else {
+                connection.send(command, timeout: timeout) { result in eventLoop.execute { answer(result) } }
+            }
+        case .failure(let error):
+            eventLoop.execute { answer(.failure(error)) }
+        }
+    }
+
     /// Sends `commands` on one connection with a single flush; see
     /// `RedisConnection.pipelineFuture(_:timeout:)`.
     public func pipelineFuture(_ commands: [RedisCommand], timeout: TimeAmount? = nil, preferring eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[RESPValue]> {

@@ -382,7 +382,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         self.inFlight += 1
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        self.shared.store.lookup(key, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+        // Answered on this loop, from within the turn that read the backend's reply.
+        self.shared.store.lookup(key, on: context.eventLoop) { result in
             let (handler, context) = loopBound.value
             handler.inFlight -= 1
             defer { handler.serveHeldBack(context: context) }

@@ -23,6 +23,14 @@ public protocol CacheStore: Sendable {
     /// succeeds with `.missDoNotStore` rather than failing.
     func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup>
 
+    /// Looks up an entry as `lookup(_:on:)` does and calls `answer` with the
+    /// outcome on `eventLoop`, once: the cold path's form, with no future.
+    ///
+    /// A store that goes to a backend answers from within the turn of the
+    /// event loop that brought the backend's reply; one that wraps another
+    /// passes the callback along. The default calls `lookup(_:on:)`.
+    func lookup(_ key: StorageKey, on eventLoop: any EventLoop, then answer: @escaping @Sendable (Result<StoreLookup, any Error>) -> Void)
+
     /// Answers a lookup at once when the store can without waiting (an
     /// in-memory store), or returns nil: then the server calls `lookup`.
     ///
@@ -68,6 +76,11 @@ public protocol CacheStore: Sendable {
 extension CacheStore {
     /// No counters of its own.
     public var statistics: [String: Stats.Value] { [:] }
+
+    /// Through `lookup(_:on:)`'s future, completed on `eventLoop`.
+    public func lookup(_ key: StorageKey, on eventLoop: any EventLoop, then answer: @escaping @Sendable (Result<StoreLookup, any Error>) -> Void) {
+        self.lookup(key, on: eventLoop).hop(to: eventLoop).whenComplete(answer)
+    }
 
     /// Never answers at once: every lookup goes through `lookup`.
     public func lookupImmediately(_ key: StorageKey) -> StoreLookup? { nil }

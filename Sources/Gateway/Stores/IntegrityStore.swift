@@ -153,31 +153,54 @@ public final class IntegrityStore: CacheStore {
     public func lookup(_ key: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup> {
         let signedKey = Self.signed(key)
         return self.inner.lookup(signedKey, on: eventLoop).flatMap { result -> EventLoopFuture<StoreLookup> in
-            guard case .hit(var stored, let computeMicroseconds, let expiresAt) = result else { return eventLoop.makeSucceededFuture(result) }
-            let verified: Bool
-            do {
-                verified = try self.verify(&stored, key: signedKey)
-            } catch {
-                self.faults.log("hmac", "an entry could not be verified: \(error)")
-                return eventLoop.makeSucceededFuture(.missDoNotStore)
-            }
-            if verified { return eventLoop.makeSucceededFuture(.hit(stored, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAt)) }
-            self.failures.wrappingAdd(1, ordering: .relaxed)
-            self.faults.log(
-                "integrity",
-                "an entry of \(key.function.function) version \(key.function.version) failed its HMAC check; deleted, answered as a miss"
-            )
-            // Deleted before the miss is answered, so that the deletion cannot
-            // remove the entry the worker stores next; a failed deletion still
-            // answers miss (the worker's store replaces the entry).
-            return self.inner.invalidate(
-                namespace: signedKey.namespace,
-                function: signedKey.function.function,
-                version: signedKey.function.version,
-                key: signedKey.key,
-                on: eventLoop
-            ).map { _ in StoreLookup.miss }.recover { _ in .miss }
+            if let checked = self.checked(result, signedKey: signedKey) { return eventLoop.makeSucceededFuture(checked) }
+            return self.deleteTampered(key, signedKey: signedKey, on: eventLoop)
         }
+    }
+
+    /// The lookup with no future (see `CacheStore.lookup(_:on:then:)`): only
+    /// a tampered entry's deletion goes through one.
+    public func lookup(_ key: StorageKey, on eventLoop: any EventLoop, then answer: @escaping @Sendable (Result<StoreLookup, any Error>) -> Void) {
+        let signedKey = Self.signed(key)
+        self.inner.lookup(signedKey, on: eventLoop) { result in
+            guard case .success(let found) = result else { return answer(result) }
+            if let checked = self.checked(found, signedKey: signedKey) { return answer(.success(checked)) }
+            self.deleteTampered(key, signedKey: signedKey, on: eventLoop).hop(to: eventLoop).whenComplete(answer)
+        }
+    }
+
+    /// What the inner store found, its HMAC checked and removed; nil when a
+    /// hit failed its check (then `deleteTampered` answers).
+    private func checked(_ result: StoreLookup, signedKey: StorageKey) -> StoreLookup? {
+        guard case .hit(var stored, let computeMicroseconds, let expiresAt) = result else { return result }
+        let verified: Bool
+        do {
+            verified = try self.verify(&stored, key: signedKey)
+        } catch {
+            self.faults.log("hmac", "an entry could not be verified: \(error)")
+            return .missDoNotStore
+        }
+        guard verified else { return nil }
+        return .hit(stored, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAt)
+    }
+
+    /// Counts and deletes an entry that failed its HMAC check; succeeds with a miss.
+    private func deleteTampered(_ key: StorageKey, signedKey: StorageKey, on eventLoop: any EventLoop) -> EventLoopFuture<StoreLookup> {
+        self.failures.wrappingAdd(1, ordering: .relaxed)
+        self.faults.log(
+            "integrity",
+            "an entry of \(key.function.function) version \(key.function.version) failed its HMAC check; deleted, answered as a miss"
+        )
+        // Deleted before the miss is answered, so that the deletion cannot
+        // remove the entry the worker stores next; a failed deletion still
+        // answers miss (the worker's store replaces the entry).
+        return self.inner.invalidate(
+            namespace: signedKey.namespace,
+            function: signedKey.function.function,
+            version: signedKey.function.version,
+            key: signedKey.key,
+            on: eventLoop
+        ).map { _ in StoreLookup.miss }.recover { _ in .miss }
     }
 
     public func store(_ key: StorageKey, entry: StoreEntry, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {

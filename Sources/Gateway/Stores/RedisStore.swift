@@ -293,28 +293,51 @@ public final class RedisStore: CacheStore {
         let entryKey = self.entryKey(key)
         let future = self.target.sendFuture(.get(entryKey), routedBy: entryKey, timeout: self.configuration.lookupTimeout, preferring: eventLoop)
         return future.hop(to: eventLoop).map { reply -> StoreLookup in
-            switch reply {
-            case .bulkString(nil):
-                return .miss
-            case .bulkString(var bytes?):
-                guard let (computeMicroseconds, expiresAt) = Self.readHeader(&bytes) else {
-                    self.counters.corruptEntries.wrappingAdd(1, ordering: .relaxed)
-                    self.metrics.recordCorruptEntry()
-                    self.faults.log("entry-format", "an entry in Redis is not in the gateway's format; treated as a miss")
-                    return .miss
-                }
-                return .hit(bytes, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAt)
-            case .error(let message):
-                self.noteLookupFault("Redis answered a lookup with an error: \(message)")
-                return .missDoNotStore
-            default:
-                self.noteLookupFault("Redis answered a lookup with \(reply)")
-                return .missDoNotStore
-            }
+            self.storeLookup(reply)
         }.recover { error in
-            self.noteLookupFault("lookup not answered: \(error)")
+            self.lookupNotAnswered(error)
+        }
+    }
+
+    /// The lookup with no future: the GET goes out with the other commands
+    /// of this turn of the event loop (one write per Redis connection), and
+    /// `answer` is called from within the turn that read Redis's reply.
+    public func lookup(_ key: StorageKey, on eventLoop: any EventLoop, then answer: @escaping @Sendable (Result<StoreLookup, any Error>) -> Void) {
+        let entryKey = self.entryKey(key)
+        self.target.send(.get(entryKey), routedBy: entryKey, timeout: self.configuration.lookupTimeout, on: eventLoop) { result in
+            switch result {
+            case .success(let reply): answer(.success(self.storeLookup(reply)))
+            case .failure(let error): answer(.success(self.lookupNotAnswered(error)))
+            }
+        }
+    }
+
+    /// What Redis's reply to a lookup's GET means.
+    private func storeLookup(_ reply: RESPValue) -> StoreLookup {
+        switch reply {
+        case .bulkString(nil):
+            return .miss
+        case .bulkString(var bytes?):
+            guard let (computeMicroseconds, expiresAt) = Self.readHeader(&bytes) else {
+                self.counters.corruptEntries.wrappingAdd(1, ordering: .relaxed)
+                self.metrics.recordCorruptEntry()
+                self.faults.log("entry-format", "an entry in Redis is not in the gateway's format; treated as a miss")
+                return .miss
+            }
+            return .hit(bytes, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAt)
+        case .error(let message):
+            self.noteLookupFault("Redis answered a lookup with an error: \(message)")
+            return .missDoNotStore
+        default:
+            self.noteLookupFault("Redis answered a lookup with \(reply)")
             return .missDoNotStore
         }
+    }
+
+    /// A lookup's GET that Redis did not answer (or that could not be sent): fail-open.
+    private func lookupNotAnswered(_ error: any Error) -> StoreLookup {
+        self.noteLookupFault("lookup not answered: \(error)")
+        return .missDoNotStore
     }
 
     /// Reads an entry's header, leaving `bytes` at the value: the compute
