@@ -47,6 +47,20 @@ struct NearCacheProbe: Sendable {
         #expect(try await Self.stat(pair.connectionB, "nearCacheHits") == nearHits + 1, "the second is served from B's near-cache")
     }
 
+    /// `holdInB` for a cluster that may still be settling after an earlier
+    /// test's failover (B's near-cache is flushed by each map change it
+    /// sees): stores `value` through A, then reads it through B until a read
+    /// is served from B's near-cache. Every read must return `value`.
+    func waitUntilHeldInB(_ pair: some GatewayPairConnections, _ index: Int, _ value: String) async throws {
+        try await self.store(pair.connectionA, index, value)
+        let held = try await RedisTestSupport.waitUntil(timeout: .seconds(60)) {
+            let nearHits = try await Self.stat(pair.connectionB, "nearCacheHits")
+            #expect(try await self.lookup(pair.connectionB, index) == .hit(ByteBuffer(string: value)))
+            return try await Self.stat(pair.connectionB, "nearCacheHits") > nearHits
+        }
+        #expect(held, "B never served the entry from its near-cache")
+    }
+
     /// Runs `change`, then waits until B's counter `signal` grows past its value before it.
     func change(_ pair: some GatewayPairConnections, signal: String = "nearCacheInvalidationMessages", _ change: () async throws -> Void) async throws {
         let before = try await Self.stat(pair.connectionB, signal)
