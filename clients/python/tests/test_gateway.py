@@ -831,6 +831,10 @@ def test_a_client_that_does_not_announce_held_lookups_computes_as_before(backend
     others: List[Any] = []
     try:
         _wait_for_stat(gateway, "fills", 1)
+        # The first worker announced held lookups: on Redis its first miss may
+        # be told to wait while the gateway takes the fill lease. What the
+        # workers that do not announce them get is counted from here.
+        before = gateway.stats()
         # Without the announcement a miss while the fill runs is told to compute.
         others = _start_workers(gateway, tmp_path, 2, held=0.0)
         deadline = time.monotonic() + STARTUP_LIMIT
@@ -844,5 +848,6 @@ def test_a_client_that_does_not_announce_held_lookups_computes_as_before(backend
         for worker in first + others:
             if worker.poll() is None:
                 worker.kill()
-    assert int(gateway.stats().get("lookupsHeld", 0)) == 0
-    assert int(gateway.stats().get("fillWaits", 0)) == 0
+    after = gateway.stats()
+    for name in ("lookupsHeld", "fillWaits"):
+        assert int(after.get(name, 0)) == int(before.get(name, 0)), name
