@@ -246,19 +246,15 @@ extension IntegrationTests {
                 // B learns of the new map from its next read there (a MOVED) or its periodic read of the map.
                 _ = try await Self.probe.lookup(pair.connectionB, onMaster[1])
             }
-            let stored = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
-                let store = Store(function: Self.function, key: try Self.probe.key(onMaster[0]), ttlMilliseconds: 600_000, computeMicroseconds: 1_000, value: ByteBuffer(string: "after"))
-                return try await pair.connectionA.request(.store(store)) == .storeReply(stored: true)
-            }
-            #expect(stored)
+            try await Self.probe.storeEventually(pair.connectionA, onMaster[0], "after")
             try await NearCacheProbe.waitUntilFilling(pair.connectionB, timeout: .seconds(60))
             #expect(try await Self.listenerIDs(pair.connectionB)[replica.description] != nil)
             let served = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {
                 try await Self.probe.lookup(pair.connectionB, onMaster[0]) == .hit(ByteBuffer(string: "after"))
             }
             #expect(served, "nothing stale after the failover")
-            try await Self.probe.holdInB(pair, onMaster[2], "old")
-            try await Self.probe.change(pair) { try await Self.probe.store(pair.connectionA, onMaster[2], "new") }
+            try await Self.probe.waitUntilHeldInB(pair, onMaster[2], "old")
+            try await Self.probe.change(pair) { try await Self.probe.storeEventually(pair.connectionA, onMaster[2], "new") }
             #expect(try await Self.probe.lookup(pair.connectionB, onMaster[2]) == .hit(ByteBuffer(string: "new")))
 
             // Give the slots back.
