@@ -267,6 +267,7 @@ let package = Package(
             dependencies: [
                 "Gateway",
                 "GatewayConnection",
+                "GatewayDigest",
                 "GatewayTestSupport",
                 "GatewayProtocol",
                 "GatewaySystem",

@@ -84,6 +84,42 @@ enum GatewayLookupBenchmarks {
             ("redis PING (direct hiredis)", { blackHole(try hiredis.send(.ping)) }),
             ("gateway ping (transport floor), 1 conn", { blackHole(try memoryClient.roundTrip(pingFrame)) }),
         ]
+        if let profile = environment["BENCH_PROFILE"], profile.hasSuffix("50") {
+            // 50 connections, pinned as in the throughput runs below.
+            let gateways = ["memory50": memoryGateway, "near50": nearGateway, "cold50": coldGateway]
+            guard let gateway = gateways[profile] else {
+                throw BenchmarkFailure("BENCH_PROFILE for 50 connections: one of \(gateways.keys.sorted().joined(separator: ", "))")
+            }
+            for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid] {
+                try pin(pid: pid, cpus: "\(serverCPU)")
+            }
+            let seconds = environment["BENCH_PROFILE_SECONDS"].flatMap(Int.init) ?? 10
+            print("profiling \(profile) for \(seconds) s; server pid \(gateway.pid), redis-server pid \(redisPID)")
+            let clients = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.socketPath) }
+            let before = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID))
+            let rate = try runClosedLoop(fds: clients.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(seconds))
+            let after = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID))
+            let operations = rate * Double(seconds)
+            let perOperation = { (ticks: Int) in Double(ticks) * 10_000 / max(1, operations) }
+            print(String(
+                format: "%@: %.0f requests/s; CPU per operation (user/system µs): server %.2f/%.2f, redis-server %.2f/%.2f",
+                profile as NSString, rate,
+                perOperation(after.0.user - before.0.user), perOperation(after.0.system - before.0.system),
+                perOperation(after.1.user - before.1.user), perOperation(after.1.system - before.1.system)
+            ))
+            withExtendedLifetime(clients) {}
+            return
+        }
+        if let profile = environment["BENCH_PROFILE"] {
+            // For perf and strace: one case alone, for BENCH_PROFILE_SECONDS (default 10).
+            let servers = ["get": redisPID, "ping": memoryGateway.pid, "memory": memoryGateway.pid, "near": nearGateway.pid, "cold": coldGateway.pid, "twemproxy": twemproxy.pid]
+            let cases = ["get": 0, "memory": 1, "near": 2, "cold": 3, "twemproxy": 4, "ping": 6]
+            guard let index = cases[profile], let server = servers[profile] else {
+                throw BenchmarkFailure("BENCH_PROFILE for the gateway group: one of \(cases.keys.sorted().joined(separator: ", "))")
+            }
+            try Self.profile(profile, operation: operations[index].operation, server: server, redisPID: redisPID, seconds: environment["BENCH_PROFILE_SECONDS"].flatMap(Int.init) ?? 10)
+            return
+        }
         if let hiredisTCP {
             operations.append(("hiredis GET over TCP loopback (direct)", { blackHole(try hiredisTCP.send(get)) }))
         }
@@ -126,6 +162,33 @@ enum GatewayLookupBenchmarks {
             }
             withExtendedLifetime(clients) {}
         }
+    }
+
+    /// Runs one case alone for `seconds` and prints its time and the CPU time
+    /// per operation of this client, the server it measures and redis-server.
+    static func profile(_ name: String, operation: () throws -> Void, server: Int32, redisPID: Int32, seconds: Int) throws {
+        print("profiling \(name) for \(seconds) s; server pid \(server), redis-server pid \(redisPID)")
+        let before = (ClientBenchmarks.cpuTimes(pid: nil), ClientBenchmarks.cpuTimes(pid: server), ClientBenchmarks.cpuTimes(pid: redisPID))
+        let start = ContinuousClock.now
+        let end = start + .seconds(seconds)
+        var operations = 0
+        while ContinuousClock.now < end {
+            for _ in 0..<1_000 { try operation() }
+            operations += 1_000
+        }
+        let elapsed = ClientBenchmarks.nanoseconds(ContinuousClock.now - start)
+        let after = (ClientBenchmarks.cpuTimes(pid: nil), ClientBenchmarks.cpuTimes(pid: server), ClientBenchmarks.cpuTimes(pid: redisPID))
+        let perOperation = { (ticks: Int) in Double(ticks) * 10_000 / Double(max(1, operations)) }  // 100 ticks per second, in µs
+        var line = String(
+            format: "%@: %.2f µs per operation; CPU per operation (user/system µs): client %.2f/%.2f, server %.2f/%.2f",
+            name as NSString, elapsed / 1_000 / Double(operations),
+            perOperation(after.0.user - before.0.user), perOperation(after.0.system - before.0.system),
+            perOperation(after.1.user - before.1.user), perOperation(after.1.system - before.1.system)
+        )
+        if server != redisPID {
+            line += String(format: ", redis-server %.2f/%.2f", perOperation(after.2.user - before.2.user), perOperation(after.2.system - before.2.system))
+        }
+        print(line)
     }
 
     static func printRate(_ name: String, _ rate: Double, against baseline: (name: String, value: Double)) {

@@ -52,16 +52,29 @@ public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
 
     /// The digest as 64 lowercase hexadecimal digits.
     public var hexString: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        return self.withUnsafeBytes { raw in
-            String(unsafeUninitializedCapacity: 64) { out in
-                for (index, byte) in raw.enumerated() {
-                    out[2 * index] = digits[Int(byte >> 4)]
-                    out[2 * index + 1] = digits[Int(byte & 0x0f)]
-                }
-                return 64
+        String(unsafeUninitializedCapacity: 64) { out in
+            self.writeHexDigits(to: UnsafeMutableRawBufferPointer(out))
+            return 64
+        }
+    }
+
+    /// Writes the 64 lowercase hexadecimal digits to the start of `out`,
+    /// which must have room for them.
+    public func writeHexDigits(to out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count >= 64, "64 bytes are needed for a digest's hexadecimal digits")
+        self.withUnsafeBytes { raw in
+            for index in 0..<32 {
+                let byte = raw[index]
+                out[2 * index] = Self.hexDigit(byte >> 4)
+                out[2 * index + 1] = Self.hexDigit(byte & 0x0f)
             }
         }
+    }
+
+    /// The lowercase ASCII digit of a value below 16.
+    @inline(__always)
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") &+ value : UInt8(ascii: "a") &+ (value &- 10)
     }
 
     /// The hexadecimal form.

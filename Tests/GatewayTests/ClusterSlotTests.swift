@@ -1,3 +1,4 @@
+import GatewayDigest
 import NIOCore
 import Testing
 
@@ -59,5 +60,18 @@ import Testing
         // One server keeps its layout.
         #expect(RedisKeyLayout.single.entryKey(namespace: "ns", functionID: "F", version: "V", hex: hex) == "cg:ns:e:F:V:\(hex)")
         #expect(RedisKeyLayout.single.buckets == [nil])
+    }
+
+    @Test("the lookup path's entry key is the same bytes as the layout's string, on both layouts and in every bucket")
+    func entryKeyBuffersMatchTheStrings() throws {
+        for layout in [RedisKeyLayout.single, .cluster] {
+            for first in 0..<16 {
+                let bytes = [UInt8(first << 4 | 0x0b)] + (1..<32).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+                let digest = try #require(SHA256Digest(bytes: bytes))
+                let string = layout.entryKey(namespace: "ns", functionID: "F1", version: "v-2", hex: digest.hexString)
+                let buffer = layout.entryKey(namespace: "ns", functionID: "F1", version: "v-2", digest: digest)
+                #expect(String(buffer: buffer) == string)
+            }
+        }
     }
 }

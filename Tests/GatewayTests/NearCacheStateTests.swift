@@ -36,6 +36,22 @@ struct NearCacheStateTests {
         #expect(cache.count == 0)
     }
 
+    @Test("a value that is a slice of a larger buffer is held as a copy of its own, so the bound counts what memory holds")
+    func aSlicedValueIsHeldAsACopy() throws {
+        var cache = self.filling()
+        let read = ByteBuffer(repeating: 0x41, count: 64 * 1024)
+        let slice = read.getSlice(at: read.readerIndex, length: 3)!
+        let key = try Self.key(1)
+        let began = cache.beginFill(key, backendKey: Self.backendKey(1))
+        let ticket = try #require(began)
+        let filled = cache.completeFill(ticket, value: slice, computeMicroseconds: 5, expires: self.later, now: self.now)
+        #expect(filled)
+        let entry = cache.get(key, now: self.now)
+        let held = try #require(entry?.value)
+        #expect(held == ByteBuffer(string: "AAA"))
+        #expect(held.storageCapacity < 1024, "the 64 KiB buffer it was read from is not kept")
+    }
+
     @Test func anInvalidationThatOvertakesTheReplyKeepsTheReadsValueOut() throws {
         var cache = self.filling()
         let ticketFill = cache.beginFill(try Self.key(1), backendKey: Self.backendKey(1))

@@ -11,8 +11,9 @@ import Testing
     static func channel(maximumInFlight: Int = .max) throws -> EmbeddedChannel {
         var logger = Logger(label: "cache-gateway.tests.redis-timeouts")
         logger.logLevel = .critical
-        let channel = EmbeddedChannel(handler: RedisCommandHandler(
+        let channel = EmbeddedChannel(handler: try RedisCommandHandler(
             unresponsiveTimeout: .seconds(5),
+            maximumReplySize: 1 << 20,
             maximumCommandSize: 1 << 20,
             maximumInFlight: maximumInFlight,
             logger: logger
@@ -33,7 +34,7 @@ import Testing
 
     /// Redis answers one reply (its bytes) now.
     static func answer(on channel: EmbeddedChannel) throws {
-        try channel.writeInbound(RESPValue.bulkString(ByteBuffer(string: "v")))
+        try channel.writeInbound(ByteBuffer(string: "$1\r\nv\r\n"))
         channel.pipeline.fireChannelReadComplete()
     }
 
@@ -115,13 +116,26 @@ import Testing
         let written = try #require(try channel.readOutbound(as: ByteBuffer.self))
         #expect(String(buffer: written) == "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*2\r\n$3\r\nGET\r\n$1\r\nc\r\n")
         #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
-        for value in ["1", "2"] {
-            try channel.writeInbound(RESPValue.bulkString(ByteBuffer(string: value)))
-        }
+        // Both replies in one read, the second cut in two across reads.
+        try channel.writeInbound(ByteBuffer(string: "$1\r\n1\r\n$1\r"))
+        try channel.writeInbound(ByteBuffer(string: "\n2\r\n"))
         #expect(answers.value == ["a=\(RESPValue.bulkString(ByteBuffer(string: "1")))", "b=\(RESPValue.bulkString(ByteBuffer(string: "2")))"])
         // The connection closes: the command still waiting is answered with an error.
         try channel.close().wait()
         #expect(answers.value.last == "c=error")
         #expect(answers.value.count == 3)
+    }
+
+    @Test("a reply that cannot be decoded closes the connection and fails what waits, the replies before it answered")
+    func aMalformedReplyClosesTheConnection() throws {
+        let channel = try Self.channel()
+        let futures = Self.send(3, on: channel)
+        try channel.writeInbound(ByteBuffer(string: "$1\r\nv\r\n!bad\r\n$1\r\nw\r\n"))
+        #expect(try futures[0].wait() == .bulkString(ByteBuffer(string: "v")))
+        for future in futures.dropFirst() {
+            let error = try #require(throws: GatewayError.self) { try future.wait() }
+            #expect(error.code == .connectionClosed)
+        }
+        #expect(!channel.isActive)
     }
 }

@@ -129,6 +129,53 @@ struct RedisRESPDecodingTests {
         try ByteToMessageDecoderVerifier.verifyDecoder(stringInputOutputPairs: pairs, decoderFactory: { decoder })
     }
 
+    @Test("bulk strings read from the inbound bytes and replies read by hiredis stay in order, under every split")
+    func bulkStringsBesideOtherRepliesUnderEverySplit() throws {
+        let pairs: [(String, [RESPValue])] = [
+            ("$3\r\nfoo\r\n+OK\r\n$-1\r\n$2\r\nhi\r\n", [Self.bulk("foo"), .simpleString("OK"), .bulkString(nil), Self.bulk("hi")]),
+            ("$-1\r\n$0\r\n\r\n:1\r\n$5\r\nhello\r\n*1\r\n$1\r\nx\r\n$1\r\ny\r\n", [
+                .bulkString(nil), Self.bulk(""), .integer(1), Self.bulk("hello"), .array([Self.bulk("x")]), Self.bulk("y"),
+            ]),
+            ("$10\r\n0123456789\r\n$10\r\n\r\n\r\n\r\n\r\n\r\n\r\n", [Self.bulk("0123456789"), Self.bulk("\r\n\r\n\r\n\r\n\r\n")]),
+        ]
+        let decoder = try RESPReplyDecoder(maximumReplySize: 1 << 20)
+        try ByteToMessageDecoderVerifier.verifyDecoder(stringInputOutputPairs: pairs, decoderFactory: { decoder })
+    }
+
+    @Test(
+        "malformed bulk strings are left to hiredis, which refuses them, whole or split",
+        arguments: ["$-5\r\n", "$abc\r\n", "$3\nfoo\r\n", "$99999999999999999999\r\n", "$1x\r\na\r\n"]
+    )
+    func malformedBulkStringsAreProtocolErrors(input: String) throws {
+        for split in [input.utf8.count, 1] {
+            let channel = EmbeddedChannel(handler: ByteToMessageHandler(try RESPReplyDecoder(maximumReplySize: 1 << 20)))
+            var thrown: (any Error)?
+            var rest = Substring(input)
+            while !rest.isEmpty, thrown == nil {
+                do {
+                    try channel.writeInbound(ByteBuffer(string: String(rest.prefix(split))))
+                } catch {
+                    thrown = error
+                }
+                rest = rest.dropFirst(split)
+            }
+            #expect((thrown as? GatewayError)?.code == .backendError, "\(input.debugDescription) in pieces of \(split)")
+            _ = try? channel.finish()
+        }
+    }
+
+    @Test func aBulkStringOverTheLimitIsRefusedFromItsHeader() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(try RESPReplyDecoder(maximumReplySize: 100)))
+        #expect(try channel.writeInbound(ByteBuffer(string: "$10\r\n0123456789\r\n")).isFull)
+        #expect(try channel.readInbound(as: RESPValue.self) == Self.bulk("0123456789"))
+        let error = try #require(throws: GatewayError.self) {
+            try channel.writeInbound(ByteBuffer(string: "$200\r\n"))
+        }
+        #expect(error.code == .backendError)
+        #expect(error.message.contains("larger than"))
+        _ = try? channel.finish()
+    }
+
     @Test func decodesBinaryBulkStringsUnderEverySplit() throws {
         let allBytes = ByteBuffer(bytes: (0...255).map { UInt8($0) })
         var input = ByteBuffer(string: "*2\r\n$256\r\n")

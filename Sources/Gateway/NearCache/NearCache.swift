@@ -105,6 +105,13 @@ struct NearCache {
             self.forgetUnlessHeld(ticket.key, backendKey: placeholder.backendKey)
             return false
         }
+        // A value that shares its storage (a slice of the buffer a Redis
+        // read or a worker's frame arrived in) would keep all of that buffer
+        // alive: it is copied, so that the bound counts what is held.
+        var value = value
+        if value.storageCapacity != value.readableBytes {
+            value = ByteBuffer(buffer: value)
+        }
         let entry = Entry(value: value, computeMicroseconds: computeMicroseconds, expiresAtUnixMilliseconds: expiresAtUnixMilliseconds, backendKey: placeholder.backendKey)
         let cost = value.readableBytes + placeholder.backendKey.utf8.count + Self.overheadBytes
         for evicted in self.entries.insert(ticket.key, entry, cost: cost, expires: expires) where self.pending[evicted.key] == nil {

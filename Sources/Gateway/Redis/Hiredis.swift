@@ -239,6 +239,19 @@ final class HiredisReader {
         self.functions.deallocate()
     }
 
+    /// Whether the reader holds nothing: no byte of a reply, complete or
+    /// not, and no error. Bytes may then be parsed elsewhere without
+    /// reordering replies (see `RESPReplyDecoder`).
+    var isIdle: Bool {
+        self.failure == nil && self.reader.pointee.pos == self.reader.pointee.len && self.reader.pointee.ridx == -1
+    }
+
+    /// Fails the reader with `error`, found in its stream by someone else:
+    /// every later call throws it.
+    func fail(_ error: GatewayError) {
+        if self.failure == nil { self.failure = error }
+    }
+
     /// Hands `buffer`'s readable bytes to the reader.
     func feed(_ buffer: ByteBuffer) throws {
         try self.poisonOnError {

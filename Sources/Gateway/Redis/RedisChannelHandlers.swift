@@ -2,20 +2,34 @@ import GatewayProtocol
 import Logging
 import NIOCore
 
-// The pipeline of a Redis channel, from the socket inwards:
+// The pipeline of a Redis data channel, from the socket inwards (after the
+// TLS handlers, if any), is one handler:
 //
-//   ByteToMessageHandler(RESPReplyDecoder)    bytes -> RESPValue
-//   RedisCommandHandler                       RedisOutbound in, commands encoded, replies matched
+//   RedisCommandHandler    bytes in, replies decoded (RESPReplyDecoder) and matched;
+//                          RedisOutbound in, commands encoded (RESPCommandEncoder)
 //
-// (The near-cache's listener and the Sentinel subscriber write `RedisCommand`s
-// instead, through `MessageToByteHandler(RESPCommandEncoder)`.)
+// The near-cache's listener and the Sentinel subscriber have
+// `ByteToMessageHandler(RESPReplyDecoder)` for their replies and write
+// `RedisCommand`s through `MessageToByteHandler(RESPCommandEncoder)`.
 
 // MARK: - Codec
 
-/// Decodes RESP2 replies with hiredis's reader.
+/// Decodes RESP2 replies: bulk strings straight from the inbound bytes,
+/// everything else with hiredis's reader.
 ///
-/// Every inbound byte is handed to the reader at once (the reader keeps its
-/// own buffer), and every reply completed by those bytes is fired before
+/// **Bulk strings.** A lookup's reply is one bulk string (`$N` CRLF, N
+/// bytes, CRLF, or `$-1` CRLF for none). While the reader holds no bytes, a
+/// bulk string that is complete in the inbound buffer is read here as a slice
+/// of that buffer: no copy into the reader, no reply object, no copy out of
+/// it. Whatever is not such a reply (another type, a bulk string cut off by
+/// the end of the read, or anything malformed) goes to the reader with all
+/// the bytes after it, and the reader decides, so there is one parser for
+/// everything but the common case and the replies stay in order. A slice
+/// shares the buffer the socket was read into: whoever keeps a value for long
+/// copies it (`NearCache` does).
+///
+/// **The reader.** Every other inbound byte is handed to it at once (it keeps
+/// its own buffer), and every reply completed by those bytes is fired before
 /// `decode` returns: `ByteToMessageHandler` does not call `decode` again for
 /// an empty buffer, so replies must not be left inside the reader.
 /// Errors (`GatewayError(.backendError)`) leave the stream unusable; the
@@ -31,14 +45,38 @@ struct RESPReplyDecoder: ByteToMessageDecoder {
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        try self.decode(&buffer, allocator: context.channel.allocator) { reply in
+            context.fireChannelRead(Self.wrapInboundOut(reply))
+            return true
+        }
+        return .needMoreData
+    }
+
+    /// Consumes all of `buffer` and hands every reply that its bytes complete
+    /// to `body`, in order, until `body` returns false (the bytes not yet
+    /// decoded are then dropped: the stream is being abandoned). A reply cut
+    /// off by the end of `buffer` waits in the reader for the next call.
+    /// Throws `GatewayError(.backendError)` for a malformed or oversized reply
+    /// (and every later call throws it again).
+    func decode(_ buffer: inout ByteBuffer, allocator: ByteBufferAllocator, _ body: (RESPValue) -> Bool) throws {
+        do {
+            while self.reader.isIdle, let reply = try RESPBulkString.read(from: &buffer, maximumReplySize: self.reader.maximumReplySize) {
+                guard body(reply) else {
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
+                    return
+                }
+            }
+        } catch let error as GatewayError {
+            self.reader.fail(error)
+            throw error
+        }
         if buffer.readableBytes > 0 {
             try self.reader.feed(buffer)
             buffer.moveReaderIndex(to: buffer.writerIndex)
         }
-        while let reply = try self.reader.nextReply(allocator: context.channel.allocator) {
-            context.fireChannelRead(Self.wrapInboundOut(reply))
+        while let reply = try self.reader.nextReply(allocator: allocator) {
+            guard body(reply) else { return }
         }
-        return .needMoreData
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
@@ -59,40 +97,58 @@ struct RESPCommandEncoder: MessageToByteEncoder {
         Self.append(data.argv, to: &out)
     }
 
-    /// Appends `argv` as one RESP command to `buffer`.
+    /// Appends `argv` as one RESP command to `buffer`: the size is bounded
+    /// first, and every byte is then written through one pointer, with one
+    /// capacity check for the whole command.
     static func append(_ argv: [ByteBuffer], to buffer: inout ByteBuffer) {
+        // `*N` CRLF, then per argument `$length` CRLF, its bytes, CRLF; a
+        // length has at most 20 digits.
         var size = 24
         for argument in argv { size += argument.readableBytes + 24 }
-        buffer.reserveCapacity(minimumWritableBytes: size)
-        Self.appendHeader(UInt8(ascii: "*"), argv.count, to: &buffer)
-        for argument in argv {
-            Self.appendHeader(UInt8(ascii: "$"), argument.readableBytes, to: &buffer)
-            var argument = argument
-            buffer.writeBuffer(&argument)
-            buffer.writeInteger(UInt16(0x0D0A))
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
+            var offset = Self.writeHeader(UInt8(ascii: "*"), argv.count, to: out, at: 0)
+            for argument in argv {
+                offset = Self.writeHeader(UInt8(ascii: "$"), argument.readableBytes, to: out, at: offset)
+                argument.withUnsafeReadableBytes { bytes in
+                    if let base = bytes.baseAddress, bytes.count > 0 {
+                        (out.baseAddress! + offset).copyMemory(from: base, byteCount: bytes.count)
+                    }
+                    offset += bytes.count
+                }
+                out[offset] = 0x0D
+                out[offset + 1] = 0x0A
+                offset += 2
+            }
+            return offset
         }
     }
 
-    /// `*3\r\n` or `$5\r\n`: a type byte, a length in decimal and CRLF.
-    private static func appendHeader(_ type: UInt8, _ length: Int, to buffer: inout ByteBuffer) {
-        buffer.writeInteger(type)
+    /// Writes `*3` CRLF or `$5` CRLF (a type byte, a length in decimal and
+    /// CRLF) at `offset`; returns the offset after it.
+    private static func writeHeader(_ type: UInt8, _ length: Int, to out: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
+        var offset = offset
+        out[offset] = type
+        offset += 1
         if length < 10 {
-            buffer.writeInteger(UInt8(ascii: "0") + UInt8(length))
+            out[offset] = UInt8(ascii: "0") &+ UInt8(length)
+            offset += 1
         } else {
-            // At most 20 digits (Int.max), written from the end of a scratch tuple.
-            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-            withUnsafeMutableBytes(of: &digits) { scratch in
-                var value = length
-                var index = scratch.count
-                while value > 0 {
-                    index -= 1
-                    scratch[index] = UInt8(ascii: "0") + UInt8(value % 10)
-                    value /= 10
-                }
-                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: scratch[index...]))
+            var digits = 0
+            var rest = length
+            while rest > 0 {
+                digits += 1
+                rest /= 10
             }
+            rest = length
+            for index in stride(from: offset + digits - 1, through: offset, by: -1) {
+                out[index] = UInt8(ascii: "0") &+ UInt8(rest % 10)
+                rest /= 10
+            }
+            offset += digits
         }
-        buffer.writeInteger(UInt16(0x0D0A))
+        out[offset] = 0x0D
+        out[offset + 1] = 0x0A
+        return offset + 2
     }
 }
 
@@ -200,7 +256,7 @@ enum RedisOutbound: Sendable {
 /// everything in flight fails with `.connectionClosed`, and so does any later
 /// write.
 final class RedisCommandHandler: ChannelDuplexHandler {
-    typealias InboundIn = RESPValue
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = RedisOutbound
     typealias OutboundOut = ByteBuffer
 
@@ -241,13 +297,28 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     /// tasks all that time.
     static let expiryConfirmationDelay = TimeAmount.milliseconds(1)
 
+    /// Decodes the replies in the channel's bytes, in the handler rather than
+    /// in a handler of its own before it: on the lookup path, every reply
+    /// would otherwise be one more hop through the pipeline.
+    private let decoder: RESPReplyDecoder
     private let unresponsiveTimeout: TimeAmount?
     private let maximumCommandSize: Int
     private let maximumInFlight: Int
     private let logger: Logger
     private let metrics: GatewayMetrics?
 
-    init(unresponsiveTimeout: TimeAmount?, maximumCommandSize: Int, maximumInFlight: Int = .max, logger: Logger, metrics: GatewayMetrics? = nil) {
+    /// A handler refusing replies larger than `maximumReplySize` bytes and
+    /// commands larger than `maximumCommandSize`; throws `.libraryFailure`
+    /// if hiredis cannot allocate its reader.
+    init(
+        unresponsiveTimeout: TimeAmount?,
+        maximumReplySize: Int,
+        maximumCommandSize: Int,
+        maximumInFlight: Int = .max,
+        logger: Logger,
+        metrics: GatewayMetrics? = nil
+    ) throws {
+        self.decoder = try RESPReplyDecoder(maximumReplySize: maximumReplySize)
         self.unresponsiveTimeout = unresponsiveTimeout
         self.maximumCommandSize = maximumCommandSize
         self.maximumInFlight = maximumInFlight
@@ -349,7 +420,22 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let reply = Self.unwrapInboundIn(data)
+        var bytes = Self.unwrapInboundIn(data)
+        guard self.isOpen else { return }
+        do {
+            try self.decoder.decode(&bytes, allocator: context.channel.allocator) { reply in
+                self.received(reply, context: context)
+                // A reply (or its callback) may have closed the channel: the rest is not read.
+                return self.isOpen && self.closeReason == nil
+            }
+        } catch {
+            // A decoding error: the stream is out of step.
+            self.fail(context: context, reason: "\(error)")
+        }
+    }
+
+    /// Pairs `reply` with the oldest command in flight.
+    private func received(_ reply: RESPValue, context: ChannelHandlerContext) {
         guard let entry = self.inFlight.popFirst() else {
             self.fail(context: context, reason: "Redis sent a reply that no command was waiting for (\(reply))")
             return

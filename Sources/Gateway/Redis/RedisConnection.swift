@@ -145,9 +145,10 @@ public final class RedisConnection: Sendable {
         var endpointLogger = logger
         endpointLogger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
         let logger = endpointLogger
-        let connected = Self.connectChannel(to: url, configuration: configuration, on: eventLoop, encodesCommands: false) {
-            RedisCommandHandler(
+        let connected = Self.connectChannel(to: url, configuration: configuration, on: eventLoop, hasCodecHandlers: false) {
+            try RedisCommandHandler(
                 unresponsiveTimeout: configuration.unresponsiveTimeout,
+                maximumReplySize: configuration.maximumReplySize,
                 maximumCommandSize: configuration.maximumCommandSize,
                 maximumInFlight: configuration.maximumInFlight ?? .max,
                 logger: logger,
@@ -169,11 +170,11 @@ public final class RedisConnection: Sendable {
     }
 
     /// Connects a channel to `url`'s endpoint (TCP or a Unix socket) whose
-    /// pipeline decodes RESP replies, encodes commands (unless
-    /// `encodesCommands` is false: the data connections' `RedisCommandHandler`
-    /// encodes its own, a turn's worth into one buffer) and ends with the
-    /// handler `makeHandler` makes: the data connections' and the near-cache
-    /// listener's.
+    /// pipeline decodes RESP replies and encodes commands (unless
+    /// `hasCodecHandlers` is false: the data connections' `RedisCommandHandler`
+    /// decodes its replies and encodes its commands itself, a turn's worth into
+    /// one buffer) and ends with the handler `makeHandler` makes: the data
+    /// connections', the near-cache listener's and the Sentinel subscriber's.
     ///
     /// With `url.tls`, the pipeline starts with the TLS handlers
     /// (`RedisTLSContext`) and the future succeeds only once the TLS
@@ -183,8 +184,8 @@ public final class RedisConnection: Sendable {
         to url: RedisURL,
         configuration: Configuration,
         on eventLoop: any EventLoop,
-        encodesCommands: Bool = true,
-        makeHandler: @escaping @Sendable () -> any ChannelHandler
+        hasCodecHandlers: Bool = true,
+        makeHandler: @escaping @Sendable () throws -> any ChannelHandler
     ) -> EventLoopFuture<any Channel> {
         let tlsHandlers: (@Sendable () throws -> [any ChannelHandler])?
         if let tls = url.tls, case .tcp(let host, _) = url.endpoint {
@@ -202,10 +203,10 @@ public final class RedisConnection: Sendable {
                     if let tlsHandlers {
                         try channel.pipeline.syncOperations.addHandlers(tlsHandlers())
                     }
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize))
-                    )
-                    if encodesCommands {
+                    if hasCodecHandlers {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(RESPReplyDecoder(maximumReplySize: configuration.maximumReplySize))
+                        )
                         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(RESPCommandEncoder()))
                     }
                     try channel.pipeline.syncOperations.addHandler(makeHandler())

@@ -1,3 +1,4 @@
+import GatewayDigest
 import NIOCore
 
 /// The names of the Redis store's keys, on one server or on a Redis Cluster.
@@ -72,6 +73,33 @@ enum RedisKeyLayout: Sendable, Hashable {
         case .single: "cg:\(namespace):e:\(functionID):\(version):\(hex)"
         case .cluster: "cg:\(namespace):e:{\(functionID):\(version):\(Self.hexDigits[self.bucket(ofHex: hex) ?? 0])}:\(hex)"
         }
+    }
+
+    /// The entry's key, written straight into a buffer of its own size: the
+    /// same bytes as `entryKey(namespace:functionID:version:hex:)`, for the
+    /// lookup path, with no string built on the way.
+    func entryKey(namespace: String, functionID: String, version: String, digest: SHA256Digest) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: namespace.utf8.count + functionID.utf8.count + version.utf8.count + 64 + 16)
+        buffer.writeStaticString("cg:")
+        buffer.writeString(namespace)
+        buffer.writeStaticString(":e:")
+        if self == .cluster { buffer.writeStaticString("{") }
+        buffer.writeString(functionID)
+        buffer.writeStaticString(":")
+        buffer.writeString(version)
+        if self == .cluster {
+            // The bucket: the first hex digit of the key, as `bucket(ofHex:)` reads it.
+            let first = digest.withUnsafeBytes { $0[0] >> 4 }
+            buffer.writeStaticString(":")
+            buffer.writeInteger(first < 10 ? UInt8(ascii: "0") + first : UInt8(ascii: "a") + first - 10)
+            buffer.writeStaticString("}")
+        }
+        buffer.writeStaticString(":")
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 64) { out in
+            digest.writeHexDigits(to: out)
+            return 64
+        }
+        return buffer
     }
 
     /// The fill lease of an entry: beside the entry, with the entry's hash

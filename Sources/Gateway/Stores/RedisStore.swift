@@ -267,7 +267,7 @@ public final class RedisStore: CacheStore {
     // with the same tag (`RedisKeyLayout.leaseKey`).
 
     func entryKey(_ key: StorageKey) -> ByteBuffer {
-        ByteBuffer(string: self.layout.entryKey(namespace: key.namespace, functionID: Self.functionID(key.function.function), version: key.function.version, hex: key.key.digest.hexString))
+        self.layout.entryKey(namespace: key.namespace, functionID: Self.functionID(key.function.function), version: key.function.version, digest: key.key.digest)
     }
 
     /// The entry's Redis key.
