@@ -142,26 +142,59 @@ enum GatewayLookupBenchmarks {
         for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid] {
             try pin(pid: pid, cpus: "\(serverCPU)")
         }
-        print("throughput: servers on CPU \(serverCPU), clients on CPU \(latencyCPU), 50 connections, 1 request outstanding each")
-        let redisRate = try Self.redisBenchmarkGetRate(socket: redisSocket, clientCPU: latencyCPU)
-        let baseline = (name: "baseline: redis-benchmark -c 50 GET", value: redisRate)
-        print(String(format: "%-44@ %10.0f requests/s", baseline.name as NSString, redisRate))
-        Bench.record(baseline.name, redisRate, unit: "requests/s")
-        let twemproxyRate = try Self.redisBenchmarkGetRate(socket: twemproxy.socketPath, clientCPU: latencyCPU)
-        Self.printRate("twemproxy: redis-benchmark -c 50 GET", twemproxyRate, against: baseline)
-        for (name, gateway) in [
+        // Rounds of every case in turn, so that the machine's drift hits all
+        // alike; each figure is the median of its rounds, with the lowest and
+        // highest beside it.
+        let rounds = max(1, environment["BENCH_ROUNDS"].flatMap(Int.init) ?? 5)
+        print("throughput: servers on CPU \(serverCPU), clients on CPU \(latencyCPU), 50 connections, 1 request outstanding each; \(rounds) rounds of every case")
+        try Self.prepareRedisBenchmark(socket: redisSocket, clientCPU: latencyCPU)
+        let gatewayCases = [
             ("gateway hits, in-memory store, 50 conns", memoryGateway),
             ("gateway hits, Redis store, near-cache, 50 conns", nearGateway),
             ("gateway hits, Redis store, cold, 50 conns", coldGateway),
-        ] {
-            let clients = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.socketPath) }
-            let rate = try runClosedLoop(fds: clients.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(3))
-            Self.printRate(name, rate, against: baseline)
-            if gateway === coldGateway {
-                Self.printRate("gateway hits, cold, against twemproxy", rate, against: ("twemproxy: redis-benchmark -c 50 GET", twemproxyRate))
+        ]
+        let clients = try gatewayCases.map { _, gateway in try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.socketPath) } }
+        var redisRates: [Double] = []
+        var twemproxyRates: [Double] = []
+        var gatewayRates = [[Double]](repeating: [], count: gatewayCases.count)
+        for _ in 0..<rounds {
+            redisRates.append(try Self.redisBenchmarkGetRate(socket: redisSocket, clientCPU: latencyCPU))
+            twemproxyRates.append(try Self.redisBenchmarkGetRate(socket: twemproxy.socketPath, clientCPU: latencyCPU))
+            for index in gatewayCases.indices {
+                gatewayRates[index].append(
+                    try runClosedLoop(fds: clients[index].map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(1))
+                )
             }
-            withExtendedLifetime(clients) {}
         }
+        withExtendedLifetime(clients) {}
+        let baseline = (name: "baseline: redis-benchmark -c 50 GET", value: Self.median(redisRates))
+        print(String(format: "%-44@ %10.0f requests/s  (%@)", baseline.name as NSString, baseline.value, Self.spread(redisRates) as NSString))
+        Bench.record(baseline.name, baseline.value, unit: "requests/s")
+        let twemproxyBaseline = (name: "twemproxy: redis-benchmark -c 50 GET", value: Self.median(twemproxyRates))
+        Self.printRate(twemproxyBaseline.name, twemproxyRates, against: baseline)
+        for (index, (name, gateway)) in gatewayCases.enumerated() {
+            Self.printRate(name, gatewayRates[index], against: baseline)
+            if gateway === coldGateway {
+                Self.printRate("gateway hits, cold, against twemproxy", gatewayRates[index], against: twemproxyBaseline)
+            }
+        }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    /// "lowest–highest" of a case's rounds.
+    static func spread(_ values: [Double]) -> String {
+        String(format: "%.0f–%.0f", values.min() ?? 0, values.max() ?? 0)
+    }
+
+    /// Prints and records the median of a case's rounds against a baseline's.
+    static func printRate(_ name: String, _ rates: [Double], against baseline: (name: String, value: Double)) {
+        let rate = Self.median(rates)
+        print(String(format: "%-44@ %10.0f requests/s  (%@)  ratio %.2f× %@", name as NSString, rate, Self.spread(rates) as NSString, rate / baseline.value, baseline.name as NSString))
+        Bench.record(name, rate, unit: "requests/s", against: baseline)
     }
 
     /// Runs one case alone for `seconds` and prints its time and the CPU time
@@ -191,11 +224,6 @@ enum GatewayLookupBenchmarks {
         print(line)
     }
 
-    static func printRate(_ name: String, _ rate: Double, against baseline: (name: String, value: Double)) {
-        print(String(format: "%-44@ %10.0f requests/s  ratio %.2f× %@", name as NSString, rate, rate / baseline.value, baseline.name as NSString))
-        Bench.record(name, rate, unit: "requests/s", against: baseline)
-    }
-
     /// Reads until the near-cache answers (its tracking takes a moment to
     /// come up after the gateway starts).
     static func waitForNearHit(_ client: BlockingGatewayClient, lookupFrame: [UInt8], hitLength: Int) throws {
@@ -209,28 +237,35 @@ enum GatewayLookupBenchmarks {
         throw BenchmarkFailure("the near-cache never answered")
     }
 
-    /// redis-benchmark's GET rate with 50 clients over the Unix socket, on a
-    /// key it first SETs with a value of the same size.
+    /// Stores the value redis-benchmark's GETs read (its key, with a value of
+    /// the same size as the gateway's).
+    static func prepareRedisBenchmark(socket: String, clientCPU: Int) throws {
+        _ = try Self.runRedisBenchmark(socket: socket, clientCPU: clientCPU, test: "set", requests: 10_000)
+    }
+
+    /// redis-benchmark's GET rate with 50 clients over the Unix socket, for
+    /// about a second at this machine's rates (`prepareRedisBenchmark` first).
     static func redisBenchmarkGetRate(socket: String, clientCPU: Int) throws -> Double {
-        func run(_ test: String, requests: Int) throws -> String {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
-            process.arguments = ["-c", "\(clientCPU)", "redis-benchmark", "-s", socket, "-c", "50", "-n", "\(requests)", "-d", "\(Self.valueSize)", "-t", test, "--csv"]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
-        }
-        _ = try run("set", requests: 10_000)
-        let csv = try run("get", requests: 300_000)
+        let csv = try Self.runRedisBenchmark(socket: socket, clientCPU: clientCPU, test: "get", requests: 120_000)
         for line in csv.split(separator: "\n") where line.hasPrefix("\"GET\"") {
             let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
             if fields.count > 1, let rate = Double(fields[1]) { return rate }
         }
         throw BenchmarkFailure("could not read redis-benchmark's output: \(csv)")
+    }
+
+    /// Runs redis-benchmark with 50 clients on `clientCPU` and returns its CSV output.
+    static func runRedisBenchmark(socket: String, clientCPU: Int, test: String, requests: Int) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+        process.arguments = ["-c", "\(clientCPU)", "redis-benchmark", "-s", socket, "-c", "50", "-n", "\(requests)", "-d", "\(Self.valueSize)", "-t", test, "--csv"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
     }
 }
 

@@ -263,6 +263,45 @@ struct RedisRESPDecodingTests {
         #expect(try reader.nextReply(allocator: ByteBufferAllocator()) == Self.bulk("abcde"))
     }
 
+    @Test("the decoder, bulk strings read in place, gives what hiredis alone gives, on random input split at random")
+    func theDecoderAgreesWithHiredisOnRandomInput() throws {
+        var generator = SeededRandom(seed: 0xB01C)
+        let tokens = ["$3\r\nabc\r\n", "$-1\r\n", "$0\r\n\r\n", "$1\r\n\r\r\n", "$2\r\n", "+OK\r\n", ":5\r\n", "*1\r\n", "*2\r\n",
+                      "$", "3", "-1", "\r\n", "\r", "x", "?"]
+        for _ in 0..<3000 {
+            var input = ByteBuffer()
+            for _ in 0..<Int.random(in: 1...12, using: &generator) {
+                input.writeString(tokens.randomElement(using: &generator)!)
+            }
+            var expected: [RESPValue] = []
+            var expectedError = false
+            let reader = try HiredisReader(maximumReplySize: 4096)
+            do {
+                try reader.feed(input)
+                while let reply = try reader.nextReply(allocator: ByteBufferAllocator()) { expected.append(reply) }
+            } catch {
+                expectedError = true
+            }
+            var decoded: [RESPValue] = []
+            var decodedError = false
+            let decoder = try RESPReplyDecoder(maximumReplySize: 4096)
+            let split = Int.random(in: 0...input.readableBytes, using: &generator)
+            for var piece in [input.getSlice(at: 0, length: split)!, input.getSlice(at: split, length: input.readableBytes - split)!] {
+                do {
+                    try decoder.decode(&piece, allocator: ByteBufferAllocator()) { reply in
+                        decoded.append(reply)
+                        return true
+                    }
+                } catch {
+                    decodedError = true
+                    break
+                }
+            }
+            #expect(decoded == expected, "\(String(buffer: input).debugDescription) split at \(split)")
+            #expect(decodedError == expectedError, "\(String(buffer: input).debugDescription) split at \(split)")
+        }
+    }
+
     @Test func randomGarbageNeverCrashes() throws {
         var generator = SeededRandom(seed: 0x5EED)
         let tokens = ["+", "-", ":", "$", "*", "-1", "0", "1", "2", "3", "7", "999", "\r\n", "\r", "\n", "ab", "\0", "%", "_"]
