@@ -66,9 +66,17 @@ enum GatewayLookupBenchmarks {
         // The near-cache fills once its tracking is up: read until a hit comes from it.
         try Self.waitForNearHit(nearClient, lookupFrame: lookupFrame, hitLength: hitLength)
 
+        // The floors under the gateway's ping: SwiftNIO with one handler, and a plain poll loop.
+        let nioFloor = try PingFloorUnderTest(kind: "nio")
+        defer { nioFloor.stop() }
+        let pollFloor = try PingFloorUnderTest(kind: "poll")
+        defer { pollFloor.stop() }
+        let nioFloorClient = try BlockingGatewayClient(socketPath: nioFloor.socketPath)
+        let pollFloorClient = try BlockingGatewayClient(socketPath: pollFloor.socketPath)
+
         // MARK: latency, everything on one CPU
         pinProcess(toCPU: latencyCPU)
-        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid] {
+        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid] {
             try pin(pid: pid, cpus: "\(latencyCPU)")
         }
         print("latency: redis-server, gateways, twemproxy and client pinned to CPU \(latencyCPU)")
@@ -83,6 +91,8 @@ enum GatewayLookupBenchmarks {
             ("twemproxy GET, 1 conn", { blackHole(try viaTwemproxy.send(get)) }),
             ("redis PING (direct hiredis)", { blackHole(try hiredis.send(.ping)) }),
             ("gateway ping (transport floor), 1 conn", { blackHole(try memoryClient.roundTrip(pingFrame)) }),
+            ("ping, bare SwiftNIO server (one handler)", { blackHole(try nioFloorClient.roundTrip(pingFrame)) }),
+            ("ping, plain poll server", { blackHole(try pollFloorClient.roundTrip(pingFrame)) }),
         ]
         if let profile = environment["BENCH_PROFILE"], profile.hasSuffix("50") {
             // 50 connections, pinned as in the throughput runs below.
@@ -112,8 +122,8 @@ enum GatewayLookupBenchmarks {
         }
         if let profile = environment["BENCH_PROFILE"] {
             // For perf and strace: one case alone, for BENCH_PROFILE_SECONDS (default 10).
-            let servers = ["get": redisPID, "ping": memoryGateway.pid, "memory": memoryGateway.pid, "near": nearGateway.pid, "cold": coldGateway.pid, "twemproxy": twemproxy.pid]
-            let cases = ["get": 0, "memory": 1, "near": 2, "cold": 3, "twemproxy": 4, "ping": 6]
+            let servers = ["get": redisPID, "ping": memoryGateway.pid, "memory": memoryGateway.pid, "near": nearGateway.pid, "cold": coldGateway.pid, "twemproxy": twemproxy.pid, "nioping": nioFloor.pid, "pollping": pollFloor.pid]
+            let cases = ["get": 0, "memory": 1, "near": 2, "cold": 3, "twemproxy": 4, "ping": 6, "nioping": 7, "pollping": 8]
             guard let index = cases[profile], let server = servers[profile] else {
                 throw BenchmarkFailure("BENCH_PROFILE for the gateway group: one of \(cases.keys.sorted().joined(separator: ", "))")
             }
@@ -131,15 +141,17 @@ enum GatewayLookupBenchmarks {
         Bench.report(latency[4], against: latency[0])
         Bench.report(latency[5])
         Bench.report(latency[6], against: latency[5])
+        Bench.report(latency[7], against: latency[5])
+        Bench.report(latency[8], against: latency[5])
         if hiredisTCP != nil {
-            Bench.report(latency[7], against: latency[0])
-            Bench.report(Measurement(renaming: latency[2], to: "gateway hit, near-cache, against GET over TCP"), against: latency[7])
+            Bench.report(latency[9], against: latency[0])
+            Bench.report(Measurement(renaming: latency[2], to: "gateway hit, near-cache, against GET over TCP"), against: latency[9])
         }
         Bench.report(Measurement(renaming: latency[3], to: "gateway hit, cold, against twemproxy GET"), against: latency[4])
 
         // MARK: throughput with 50 connections, servers and clients on different CPUs
         pinProcess(toCPU: latencyCPU)
-        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid] {
+        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid] {
             try pin(pid: pid, cpus: "\(serverCPU)")
         }
         // Rounds of every case in turn, so that the machine's drift hits all
