@@ -106,14 +106,15 @@ enum GatewayLookupBenchmarks {
             let seconds = environment["BENCH_PROFILE_SECONDS"].flatMap(Int.init) ?? 10
             print("profiling \(profile) for \(seconds) s; server pid \(gateway.pid), redis-server pid \(redisPID)")
             let clients = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.socketPath) }
-            let before = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID))
+            let before = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
             let rate = try runClosedLoop(fds: clients.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(seconds))
-            let after = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID))
+            let after = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
             let operations = rate * Double(seconds)
             let perOperation = { (ticks: Int) in Double(ticks) * 10_000 / max(1, operations) }
             print(String(
-                format: "%@: %.0f requests/s; CPU per operation (user/system µs): server %.2f/%.2f, redis-server %.2f/%.2f",
+                format: "%@: %.0f requests/s; CPU per operation (user/system µs): client %.2f/%.2f, server %.2f/%.2f, redis-server %.2f/%.2f",
                 profile as NSString, rate,
+                perOperation(after.2.user - before.2.user), perOperation(after.2.system - before.2.system),
                 perOperation(after.0.user - before.0.user), perOperation(after.0.system - before.0.system),
                 perOperation(after.1.user - before.1.user), perOperation(after.1.system - before.1.system)
             ))

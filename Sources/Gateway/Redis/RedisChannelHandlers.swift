@@ -101,10 +101,11 @@ struct RESPCommandEncoder: MessageToByteEncoder {
     /// first, and every byte is then written through one pointer, with one
     /// capacity check for the whole command.
     static func append(_ argv: [ByteBuffer], to buffer: inout ByteBuffer) {
-        // `*N` CRLF, then per argument `$length` CRLF, its bytes, CRLF; a
-        // length has at most 20 digits.
-        var size = 24
-        for argument in argv { size += argument.readableBytes + 24 }
+        // `*N` CRLF, then per argument `$length` CRLF, its bytes, CRLF: with
+        // at most 20 digits (Int.max has 19), 23 bytes of framing before the
+        // bytes and 2 after, within the 32 counted for each.
+        var size = 32
+        for argument in argv { size += argument.readableBytes + 32 }
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
             var offset = Self.writeHeader(UInt8(ascii: "*"), argv.count, to: out, at: 0)
             for argument in argv {
