@@ -302,9 +302,11 @@ public final class RedisConnectionPool: Sendable {
             if state.isShutDown {
                 return .failure(GatewayError(.shuttingDown, "the Redis pool for \(self.source) is shut down"))
             }
+            // By index, not `for slot in`: copying a slot out of the array
+            // retains and releases everything it holds, on every lookup.
             if let preferred {
-                for slot in state.slots where slot.eventLoop === preferred {
-                    if let connection = slot.connection, connection.isActive { return .success(connection) }
+                for index in state.slots.indices where state.slots[index].eventLoop === preferred {
+                    if let connection = state.slots[index].connection, connection.isActive { return .success(connection) }
                 }
             }
             let count = state.slots.count
