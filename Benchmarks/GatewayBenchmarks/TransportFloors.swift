@@ -13,9 +13,9 @@ import Glibc
 /// like the gateway. Each assumes well-behaved clients (whole frames of at
 /// most 255 bytes, ids below 128): they measure transports, not parsing.
 enum PingFloorServer {
-    /// The pong for the frame whose payload starts at `payload` in `bytes`:
-    /// `[130, id]`, with the request's id.
-    static func pong(id: UInt8) -> [UInt8] { [0, 0, 0, 4, 0x92, 0xCC, 0x82, id] }
+    /// The pong frame answering the request `id` (`[130, id]`, 4 bytes of
+    /// MessagePack after the length), as two big-endian words.
+    static func pong(id: UInt8) -> (length: UInt32, payload: UInt32) { (4, 0x92CC_8200 | UInt32(id)) }
 
     /// Serves on SwiftNIO (the singleton group) until killed.
     static func runNIO(path: String) throws -> Never {
@@ -42,7 +42,8 @@ enum PingFloorServer {
             bytes.withUnsafeReadableBytes { input in
                 var offset = 0
                 while offset + 7 <= input.count {
-                    out.writeBytes(PingFloorServer.pong(id: input[offset + 6]))
+                    let pong = PingFloorServer.pong(id: input[offset + 6])
+                    out.writeMultipleIntegers(pong.length, pong.payload)
                     offset += 4 + Int(input[offset + 3])
                 }
             }
@@ -58,31 +59,31 @@ enum PingFloorServer {
         }
     }
 
-    /// Serves on one thread with `poll` and plain system calls until killed
-    /// (a handful of descriptors: `poll` costs what `epoll_wait` does).
+    /// Serves on one thread with `poll` and plain system calls (each through
+    /// `systemCall`, as everywhere) until killed (a handful of descriptors:
+    /// `poll` costs what `epoll_wait` does).
     static func runPoll(path: String) throws -> Never {
-        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        unlink(path)
+        let listener = try systemCall("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0) }
+        _ = try systemCall("unlink", on: path, unless: ENOENT) { unlink(path) }
         let address = try UnixSocketAddress(path: path)
-        guard address.withSocketAddress({ bind(listener, $0, $1) }) == 0, listen(listener, 128) == 0 else {
-            throw BenchmarkFailure("the poll ping server cannot listen on \(path): errno \(errno)")
-        }
+        try systemCall("bind", on: path) { address.withSocketAddress { bind(listener, $0, $1) } }
+        try systemCall("listen", on: path) { listen(listener, 128) }
         var descriptors = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
         var input = [UInt8](repeating: 0, count: 65_536)
         var output = [UInt8](repeating: 0, count: 65_536)
         while true {
-            guard poll(&descriptors, nfds_t(descriptors.count), -1) > 0 else { continue }
+            try systemCall("poll") { poll(&descriptors, nfds_t(descriptors.count), -1) }
             var closed: [Int] = []
             for index in descriptors.indices where descriptors[index].revents != 0 {
                 descriptors[index].revents = 0
                 let descriptor = descriptors[index].fd
                 if descriptor == listener {
-                    let connection = accept(listener, nil, nil)
-                    if connection >= 0 { descriptors.append(pollfd(fd: connection, events: Int16(POLLIN), revents: 0)) }
+                    if let connection = try? systemCall("accept", { accept(listener, nil, nil) }) {
+                        descriptors.append(pollfd(fd: connection, events: Int16(POLLIN), revents: 0))
+                    }
                     continue
                 }
-                let count = read(descriptor, &input, input.count)
-                guard count > 0 else {
+                guard let count = try? systemCall("read", { read(descriptor, &input, input.count) }), count > 0 else {
                     close(descriptor)
                     closed.append(index)
                     continue
@@ -90,13 +91,16 @@ enum PingFloorServer {
                 var offset = 0
                 var written = 0
                 while offset + 7 <= count {
-                    for byte in Self.pong(id: input[offset + 6]) {
-                        output[written] = byte
-                        written += 1
+                    let pong = Self.pong(id: input[offset + 6])
+                    withUnsafeBytes(of: (pong.length.bigEndian, pong.payload.bigEndian)) { frame in
+                        for byte in frame {
+                            output[written] = byte
+                            written += 1
+                        }
                     }
                     offset += 4 + Int(input[offset + 3])
                 }
-                _ = write(descriptor, output, written)
+                _ = try? systemCall("write") { write(descriptor, output, written) }
             }
             for index in closed.reversed() { descriptors.remove(at: index) }
         }
