@@ -15,11 +15,15 @@ import Glibc
 /// is answered from the gateway's memory); Redis with the near-cache off
 /// (every hit is a cold one: gateway, then Redis).
 ///
-/// Latency runs with everything (redis-server, the gateways, twemproxy, this
-/// client) on one CPU, so that no round trip crosses CPUs and both servers
-/// of a two-hop path share the CPU. Throughput runs with the servers on one
-/// CPU and the clients on the other, the same way for the gateway, twemproxy
-/// and redis-benchmark.
+/// Two floors under the gateway's ping: a bare SwiftNIO server with one
+/// handler, and a plain `poll` loop (`PingFloorServer`).
+///
+/// Latency runs with everything (redis-server, the gateways, twemproxy, the
+/// floors, this client) on one CPU, so that no round trip crosses CPUs and
+/// both servers of a two-hop path share the CPU. Throughput runs with the
+/// servers on one CPU and the clients on the other, the same way for the
+/// gateway, twemproxy and redis-benchmark, in rounds of every case in turn.
+/// `BENCH_PROFILE` runs one case alone instead (see Benchmarks/README.md).
 enum GatewayLookupBenchmarks {
     static let valueSize = 1_024
 
@@ -193,6 +197,7 @@ enum GatewayLookupBenchmarks {
         }
     }
 
+    /// The median of a case's rounds.
     static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
