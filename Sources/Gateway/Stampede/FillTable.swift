@@ -105,6 +105,16 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
         var isRefresh: Bool { self.refresher != nil && self.filler == self.refresher }
         /// When the early refresh was granted.
         var refreshedAt: NIODeadline? = nil
+
+        /// The oldest held lookup's connection computes from `now`, with a
+        /// whole bound; nil (and nothing changed) when nobody waits.
+        mutating func passToOldestWaiter(now: NIODeadline) -> Waiter? {
+            guard !self.waiters.isEmpty else { return nil }
+            let next = self.waiters.removeFirst()
+            self.filler = next.connection
+            self.deadline = now + self.bound
+            return next
+        }
     }
 
     /// Why a claim was sent.
@@ -280,9 +290,7 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
             self.fills[key] = fill
             return [.claim(key)]
         }
-        let next = fill.waiters.removeFirst()
-        fill.filler = next.connection
-        fill.deadline = now + fill.bound
+        let next = fill.passToOldestWaiter(now: now)!
         self.fills[key] = fill
         return [.promoted(next, takeover: true)]
     }
@@ -328,14 +336,11 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
             guard var fill = self.fills[key] else { continue }
             fill.waiters.removeAll { $0.connection == connection }
             if fill.filler == connection {
-                guard !fill.waiters.isEmpty else {
+                guard let next = fill.passToOldestWaiter(now: now) else {
                     self.fills.removeValue(forKey: key)
                     if fill.lease == .held { outcomes.append(.release(key)) }
                     continue
                 }
-                let next = fill.waiters.removeFirst()
-                fill.filler = next.connection
-                fill.deadline = now + fill.bound
                 outcomes.append(.promoted(next, takeover: true))
                 if fill.lease == .held {
                     // The new filler gets a whole bound: so does the lease.
@@ -374,13 +379,10 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
             if fill.deadline <= now {
                 switch fill.lease {
                 case .none:
-                    guard !fill.waiters.isEmpty else {
+                    guard let next = fill.passToOldestWaiter(now: now) else {
                         self.fills.removeValue(forKey: key)
                         continue
                     }
-                    let next = fill.waiters.removeFirst()
-                    fill.filler = next.connection
-                    fill.deadline = now + fill.bound
                     outcomes.append(.promoted(next, takeover: false))
                 case .held, .elsewhere, .claiming:
                     if fill.lease == .held, fill.filler != nil { outcomes.append(.leaseLost(key)) }
@@ -394,9 +396,7 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
                         // A claim that was never answered (its own timeout
                         // answers it first): fail open.
                         fill.lease = .none
-                        let next = fill.waiters.removeFirst()
-                        fill.filler = next.connection
-                        fill.deadline = now + fill.bound
+                        let next = fill.passToOldestWaiter(now: now)!
                         outcomes.append(.promoted(next, takeover: false))
                     } else {
                         fill.claimCause = fill.lease == .held ? .deadline : .remoteLapsed
@@ -429,9 +429,7 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
             fill.lease = .held
             if fill.filler == nil {
                 fill.deadline = now + fill.bound
-                if !fill.waiters.isEmpty {
-                    let next = fill.waiters.removeFirst()
-                    fill.filler = next.connection
+                if let next = fill.passToOldestWaiter(now: now) {
                     switch fill.claimCause {
                     case .start, .renewal: outcomes.append(.elected(next, takeover: false))
                     case .remoteLapsed: outcomes.append(.elected(next, takeover: true))
@@ -467,9 +465,7 @@ struct FillTable<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendabl
             fill.lease = .none
             if fill.filler == nil {
                 fill.deadline = now + fill.bound
-                if !fill.waiters.isEmpty {
-                    let next = fill.waiters.removeFirst()
-                    fill.filler = next.connection
+                if let next = fill.passToOldestWaiter(now: now) {
                     outcomes.append(.elected(next, takeover: false))
                 }
             }
