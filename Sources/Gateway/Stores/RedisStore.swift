@@ -369,7 +369,7 @@ public final class RedisStore: CacheStore {
         let hex = key.key.digest.hexString
         let index = self.layout.indexKey(namespace: key.namespace, functionID: functionID, version: key.function.version, bucket: self.layout.bucket(ofHex: hex))
         let versions = Self.versionsKey(namespace: key.namespace, functionID: functionID)
-        let entryKey = ByteBuffer(string: self.layout.entryKey(namespace: key.namespace, functionID: functionID, version: key.function.version, hex: hex))
+        let entryKey = self.layout.entryKey(namespace: key.namespace, functionID: functionID, version: key.function.version, digest: key.key.digest)
         let set = RedisCommand("SET", arguments: [entryKey, payload, ByteBuffer(string: "PX"), ByteBuffer(string: "\(ttlMilliseconds)")])
         // With tracking, the write and a read of the key are one transaction,
         // so that no other client's write can fall between them untracked.
