@@ -245,7 +245,7 @@ extension ClientIntegrationTests {
             for worker in workers { worker.send("burst cold") }
             let reports = try workers.map { try $0.receive() }
             #expect(reports.map(\.calls).reduce(0, +) == 100)
-            // Each gateway's own single-flight: one computation per gateway, as before leases.
+            // Each gateway's own single-flight: one computation per gateway, as with no leases at all.
             for gateway in 0..<2 {
                 let mine = reports.enumerated().filter { $0.offset % 2 == gateway }.map(\.element)
                 #expect(mine.map(\.computations).reduce(0, +) == 1, "gateway \(gateway)")
