@@ -16,7 +16,10 @@ import Glibc
 /// (every hit is a cold one: gateway, then Redis).
 ///
 /// Two floors under the gateway's ping: a bare SwiftNIO server with one
-/// handler, and a plain `poll` loop (`PingFloorServer`).
+/// handler, and a plain `poll` loop (`PingFloorServer`). And the gateway's
+/// hit work on a plain `poll` loop (`HitFloorServer`): what a hot hit would
+/// cost without SwiftNIO; and its cold-hit work, twemproxy's way, on a plain
+/// `poll` loop in front of the same redis-server (`ColdFloorServer`).
 ///
 /// Latency runs with everything (redis-server, the gateways, twemproxy, the
 /// floors, this client) on one CPU, so that no round trip crosses CPUs and
@@ -77,10 +80,22 @@ enum GatewayLookupBenchmarks {
         defer { pollFloor.stop() }
         let nioFloorClient = try BlockingGatewayClient(socketPath: nioFloor.socketPath)
         let pollFloorClient = try BlockingGatewayClient(socketPath: pollFloor.socketPath)
+        // The gateway's hit work on a plain poll loop: the hot hit without SwiftNIO.
+        let hitFloor = try PingFloorUnderTest(kind: "hit")
+        defer { hitFloor.stop() }
+        let hitFloorClient = try BlockingGatewayClient(socketPath: hitFloor.socketPath)
+        try hitFloorClient.roundTrip(storeFrame)
+        guard try hitFloorClient.roundTrip(lookupFrame) == hitLength else { throw BenchmarkFailure("the hit floor's lookup was not a hit") }
+        // The gateway's cold-hit work on a plain poll loop, in front of the same redis-server.
+        let coldFloor = try PingFloorUnderTest(kind: "cold", redisSocket: redisSocket)
+        defer { coldFloor.stop() }
+        let coldFloorClient = try BlockingGatewayClient(socketPath: coldFloor.socketPath)
+        try coldFloorClient.roundTrip(storeFrame)
+        guard try coldFloorClient.roundTrip(lookupFrame) == hitLength else { throw BenchmarkFailure("the cold floor's lookup was not a hit") }
 
         // MARK: latency, everything on one CPU
         pinProcess(toCPU: latencyCPU)
-        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid] {
+        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid, hitFloor.pid, coldFloor.pid] {
             try pin(pid: pid, cpus: "\(latencyCPU)")
         }
         print("latency: redis-server, gateways, twemproxy and client pinned to CPU \(latencyCPU)")
@@ -97,22 +112,24 @@ enum GatewayLookupBenchmarks {
             ("gateway ping (transport floor), 1 conn", { blackHole(try memoryClient.roundTrip(pingFrame)) }),
             ("ping, bare SwiftNIO server (one handler)", { blackHole(try nioFloorClient.roundTrip(pingFrame)) }),
             ("ping, plain poll server", { blackHole(try pollFloorClient.roundTrip(pingFrame)) }),
+            ("hit work on a plain poll loop, 1 conn", { blackHole(try hitFloorClient.roundTrip(lookupFrame)) }),
+            ("cold-hit work on a plain poll loop, 1 conn", { blackHole(try coldFloorClient.roundTrip(lookupFrame)) }),
         ]
         if let profile = environment["BENCH_PROFILE"], profile.hasSuffix("50") {
             // 50 connections, pinned as in the throughput runs below.
-            let gateways = ["memory50": memoryGateway, "near50": nearGateway, "cold50": coldGateway]
+            let gateways = ["memory50": (memoryGateway.socketPath, memoryGateway.pid), "near50": (nearGateway.socketPath, nearGateway.pid), "cold50": (coldGateway.socketPath, coldGateway.pid), "hitfloor50": (hitFloor.socketPath, hitFloor.pid), "coldfloor50": (coldFloor.socketPath, coldFloor.pid)]
             guard let gateway = gateways[profile] else {
                 throw BenchmarkFailure("BENCH_PROFILE for 50 connections: one of \(gateways.keys.sorted().joined(separator: ", "))")
             }
-            for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid] {
+            for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, hitFloor.pid, coldFloor.pid] {
                 try pin(pid: pid, cpus: "\(serverCPU)")
             }
             let seconds = environment["BENCH_PROFILE_SECONDS"].flatMap(Int.init) ?? 10
-            print("profiling \(profile) for \(seconds) s; server pid \(gateway.pid), redis-server pid \(redisPID)")
-            let clients = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.socketPath) }
-            let before = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
+            print("profiling \(profile) for \(seconds) s; server pid \(gateway.1), redis-server pid \(redisPID)")
+            let clients = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.0) }
+            let before = (ClientBenchmarks.cpuTimes(pid: gateway.1), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
             let rate = try runClosedLoop(fds: clients.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(seconds))
-            let after = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
+            let after = (ClientBenchmarks.cpuTimes(pid: gateway.1), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
             let operations = rate * Double(seconds)
             let perOperation = { (ticks: Int) in Double(ticks) * 10_000 / max(1, operations) }
             print(String(
@@ -127,8 +144,8 @@ enum GatewayLookupBenchmarks {
         }
         if let profile = environment["BENCH_PROFILE"] {
             // For perf and strace: one case alone, for BENCH_PROFILE_SECONDS (default 10).
-            let servers = ["get": redisPID, "ping": memoryGateway.pid, "memory": memoryGateway.pid, "near": nearGateway.pid, "cold": coldGateway.pid, "twemproxy": twemproxy.pid, "nioping": nioFloor.pid, "pollping": pollFloor.pid]
-            let cases = ["get": 0, "memory": 1, "near": 2, "cold": 3, "twemproxy": 4, "ping": 6, "nioping": 7, "pollping": 8]
+            let servers = ["get": redisPID, "ping": memoryGateway.pid, "memory": memoryGateway.pid, "near": nearGateway.pid, "cold": coldGateway.pid, "twemproxy": twemproxy.pid, "nioping": nioFloor.pid, "pollping": pollFloor.pid, "hitfloor": hitFloor.pid, "coldfloor": coldFloor.pid]
+            let cases = ["get": 0, "memory": 1, "near": 2, "cold": 3, "twemproxy": 4, "ping": 6, "nioping": 7, "pollping": 8, "hitfloor": 9, "coldfloor": 10]
             guard let index = cases[profile], let server = servers[profile] else {
                 throw BenchmarkFailure("BENCH_PROFILE for the gateway group: one of \(cases.keys.sorted().joined(separator: ", "))")
             }
@@ -148,15 +165,19 @@ enum GatewayLookupBenchmarks {
         Bench.report(latency[6], against: latency[5])
         Bench.report(latency[7], against: latency[5])
         Bench.report(latency[8], against: latency[5])
+        Bench.report(latency[9], against: latency[0])
+        Bench.report(latency[10], against: latency[0])
         if hiredisTCP != nil {
-            Bench.report(latency[9], against: latency[0])
-            Bench.report(Measurement(renaming: latency[2], to: "gateway hit, near-cache, against GET over TCP"), against: latency[9])
+            Bench.report(latency[11], against: latency[0])
+            Bench.report(Measurement(renaming: latency[2], to: "gateway hit, near-cache, against GET over TCP"), against: latency[11])
+            Bench.report(Measurement(renaming: latency[9], to: "hit work on a poll loop, against GET over TCP"), against: latency[11])
         }
         Bench.report(Measurement(renaming: latency[3], to: "gateway hit, cold, against twemproxy GET"), against: latency[4])
+        Bench.report(Measurement(renaming: latency[10], to: "cold-hit work on a poll loop, against twemproxy GET"), against: latency[4])
 
         // MARK: throughput with 50 connections, servers and clients on different CPUs
         pinProcess(toCPU: latencyCPU)
-        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid] {
+        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid, hitFloor.pid, coldFloor.pid] {
             try pin(pid: pid, cpus: "\(serverCPU)")
         }
         // Rounds of every case in turn, so that the machine's drift hits all
@@ -166,11 +187,13 @@ enum GatewayLookupBenchmarks {
         print("throughput: servers on CPU \(serverCPU), clients on CPU \(latencyCPU), 50 connections, 1 request outstanding each; \(rounds) rounds of every case")
         try Self.prepareRedisBenchmark(socket: redisSocket, clientCPU: latencyCPU)
         let gatewayCases = [
-            ("gateway hits, in-memory store, 50 conns", memoryGateway),
-            ("gateway hits, Redis store, near-cache, 50 conns", nearGateway),
-            ("gateway hits, Redis store, cold, 50 conns", coldGateway),
+            ("gateway hits, in-memory store, 50 conns", memoryGateway.socketPath),
+            ("gateway hits, Redis store, near-cache, 50 conns", nearGateway.socketPath),
+            ("gateway hits, Redis store, cold, 50 conns", coldGateway.socketPath),
+            ("hit work on a plain poll loop, 50 conns", hitFloor.socketPath),
+            ("cold-hit work on a plain poll loop, 50 conns", coldFloor.socketPath),
         ]
-        let clients = try gatewayCases.map { _, gateway in try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.socketPath) } }
+        let clients = try gatewayCases.map { _, socketPath in try (0..<50).map { _ in try BlockingGatewayClient(socketPath: socketPath) } }
         var redisRates: [Double] = []
         var twemproxyRates: [Double] = []
         var gatewayRates = [[Double]](repeating: [], count: gatewayCases.count)
@@ -189,10 +212,10 @@ enum GatewayLookupBenchmarks {
         Bench.record(baseline.name, baseline.value, unit: "requests/s")
         let twemproxyBaseline = (name: "twemproxy: redis-benchmark -c 50 GET", value: Self.median(twemproxyRates))
         Self.printRate(twemproxyBaseline.name, twemproxyRates, against: baseline)
-        for (index, (name, gateway)) in gatewayCases.enumerated() {
+        for (index, (name, socketPath)) in gatewayCases.enumerated() {
             Self.printRate(name, gatewayRates[index], against: baseline)
-            if gateway === coldGateway {
-                Self.printRate("gateway hits, cold, against twemproxy", gatewayRates[index], against: twemproxyBaseline)
+            if socketPath == coldGateway.socketPath || socketPath == coldFloor.socketPath {
+                Self.printRate("\(socketPath == coldFloor.socketPath ? "cold-hit work on a poll loop" : "gateway hits, cold"), against twemproxy", gatewayRates[index], against: twemproxyBaseline)
             }
         }
     }

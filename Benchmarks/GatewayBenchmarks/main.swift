@@ -4,15 +4,18 @@ import Foundation
 // builds in release mode and starts a private redis-server; each group pins
 // itself (and the servers it measures) to CPUs.
 //   GatewayBenchmarks [protocol] [gateway] [staleness] [client] [purge] [tls] [metrics] [cluster]
-//   GatewayBenchmarks serve-ping nio|poll PATH     (a ping floor server, started by the gateway group)
+//   GatewayBenchmarks serve-ping nio|poll|hit PATH | cold PATH REDIS (a floor server, started by the gateway group)
 // With BENCH_RESULTS set it also writes the figures there as JSON.
 let selected = Set(CommandLine.arguments.dropFirst())
 
 // The gateway group's ping floors run as children of this binary.
-if CommandLine.arguments.count == 4, CommandLine.arguments[1] == "serve-ping" {
+if CommandLine.arguments.count >= 4, CommandLine.arguments[1] == "serve-ping" {
     do {
         switch CommandLine.arguments[2] {
         case "nio": try PingFloorServer.runNIO(path: CommandLine.arguments[3])
+        case "hit": try HitFloorServer.run(path: CommandLine.arguments[3])
+        case "cold" where CommandLine.arguments.count == 5:
+            try ColdFloorServer.run(path: CommandLine.arguments[3], redisPath: CommandLine.arguments[4])
         default: try PingFloorServer.runPoll(path: CommandLine.arguments[3])
         }
     } catch {
