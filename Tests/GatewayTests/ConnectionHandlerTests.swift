@@ -7,7 +7,7 @@ import Testing
 
 /// How a connection writes its replies: each hit's frame is written by hand
 /// into storage that the connection reuses once the channel has let go of it
-/// (`ConnectionHandler.takeReplyBuffer`). Reuse must never touch a reply that
+/// (`WorkerSession.takeReplyBuffer`). Reuse must never touch a reply that
 /// is still held (queued in the channel, or by whoever read it).
 @Suite struct ConnectionHandlerTests {
     static let served = ConnectionAccess(peer: nil, namespace: "ns", refusal: nil)

@@ -136,9 +136,9 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Whether a connection's handler has stopped reading from its peer (the
-/// peer does not take its replies, or the in-flight limit is reached), shared
-/// by the connection's `ConnectionHandler`, which decides, and its
+/// Whether a connection has stopped reading from its peer (the peer does not
+/// take its replies, or the in-flight limit is reached), shared by the
+/// connection's `WorkerSession`, which decides, and its
 /// `FrameReader`, whose frame deadline must not count the time when the
 /// gateway, not the peer, held the frame back. Used on the connection's event
 /// loop only.
@@ -148,7 +148,7 @@ final class ReadingState {
     /// When reading last resumed, if it ever paused.
     private(set) var resumedAt: NIODeadline?
     /// How many reads of the socket delivered bytes (a draining
-    /// `ConnectionHandler` tells one read from the next by it).
+    /// `WorkerSession` tells one read from the next by it).
     private(set) var reads: UInt64 = 0
     /// Whether the last read found the socket empty: it returned less than
     /// its buffer could take, so nothing more was waiting in the kernel.

@@ -19,8 +19,8 @@ import ServiceLifecycle
 ///
 /// Connections are accepted through `NIOAsyncChannel` in a discarding task
 /// group; each connection is then served by synchronous channel handlers on
-/// its own event loop (see `ConnectionHandler`), because a request and its
-/// reply then never hop threads.
+/// its own event loop (`FrameReader`, then `ConnectionHandler` with its
+/// `WorkerSession`), because a request and its reply then never hop threads.
 public actor GatewayServer: Service {
     private enum State {
         case initial
@@ -182,7 +182,7 @@ public actor GatewayServer: Service {
             }
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             // Above 1 MiB of unsent replies a connection stops reading (see
-            // ConnectionHandler.channelWritabilityChanged).
+            // WorkerSession.writabilityChanged).
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
 
         let serverChannel: NIOAsyncChannel<any Channel, Never>
