@@ -124,37 +124,16 @@ enum HitFloorServer {
         let store = MemoryStore()
         let codec = try MessageCodec()
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        var memos: [Int32: LookupFunctionMemo] = [:]
-        var descriptors = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+        var connections = FloorConnections(listener: listener)
         var input = ByteBuffer()
         var output = ByteBuffer()
         while true {
-            try systemCall("poll") { poll(&descriptors, nfds_t(descriptors.count), -1) }
-            var closed: [Int] = []
-            for index in descriptors.indices where descriptors[index].revents != 0 {
-                descriptors[index].revents = 0
-                let descriptor = descriptors[index].fd
-                if descriptor == listener {
-                    if let connection = try? systemCall("accept", { accept(listener, nil, nil) }) {
-                        descriptors.append(pollfd(fd: connection, events: Int16(POLLIN), revents: 0))
-                        memos[connection] = LookupFunctionMemo()
-                    }
-                    continue
-                }
-                input.clear()
-                let count = try? input.writeWithUnsafeMutableBytes(minimumWritableBytes: 65_536) { buffer in
-                    try systemCall("read") { read(descriptor, buffer.baseAddress, buffer.count) }
-                }
-                guard let count, count > 0 else {
-                    close(descriptor)
-                    memos[descriptor] = nil
-                    closed.append(index)
-                    continue
-                }
+            for descriptor in try connections.wait() {
+                guard connections.read(descriptor, into: &input) else { continue }
                 output.clear()
                 while let length = input.readInteger(as: UInt32.self), let payload = input.readSlice(length: Int(length)) {
-                    if let (id, key) = LookupFrames.lookupRequest(payload, memo: &memos[descriptor, default: LookupFunctionMemo()]),
-                        let function = memos[descriptor]?.function,
+                    if let (id, key) = LookupFrames.lookupRequest(payload, memo: &connections.memos[descriptor, default: LookupFunctionMemo()]),
+                        let function = connections.memos[descriptor]?.function,
                         case .hit(let value, _, _)? = store.lookupImmediately(StorageKey(namespace: "bench", function: function, key: key))
                     {
                         _ = LookupFrames.appendHit(id: id, value: value, to: &output)
@@ -173,7 +152,6 @@ enum HitFloorServer {
                     try systemCall("write") { write(descriptor, bytes.baseAddress, bytes.count) }
                 }
             }
-            for index in closed.reversed() { descriptors.remove(at: index) }
         }
     }
 }
@@ -203,27 +181,15 @@ enum ColdFloorServer {
         let listener = try listenUnixSocket(path)
         let redis = try connectUnixSocket(redisPath)
         let codec = try MessageCodec()
-        var memos: [Int32: LookupFunctionMemo] = [:]
-        var descriptors = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: redis, events: Int16(POLLIN), revents: 0)]
+        var connections = FloorConnections(listener: listener, also: redis)
         var pending = CircularBuffer<Pending>()
         var input = ByteBuffer()
         var replies = ByteBuffer()
         var commands = ByteBuffer()
         var outputs: [Int32: ByteBuffer] = [:]
         while true {
-            try systemCall("poll") { poll(&descriptors, nfds_t(descriptors.count), -1) }
-            var closed: [Int] = []
             commands.clear()
-            for index in descriptors.indices where descriptors[index].revents != 0 {
-                descriptors[index].revents = 0
-                let descriptor = descriptors[index].fd
-                if descriptor == listener {
-                    if let connection = try? systemCall("accept", { accept(listener, nil, nil) }) {
-                        descriptors.append(pollfd(fd: connection, events: Int16(POLLIN), revents: 0))
-                        memos[connection] = LookupFunctionMemo()
-                    }
-                    continue
-                }
+            for descriptor in try connections.wait() {
                 if descriptor == redis {
                     let count = try replies.writeWithUnsafeMutableBytes(minimumWritableBytes: 65_536) { buffer in
                         try systemCall("read") { read(redis, buffer.baseAddress, buffer.count) }
@@ -232,19 +198,10 @@ enum ColdFloorServer {
                     try Self.answer(&replies, pending: &pending, outputs: &outputs, codec: codec)
                     continue
                 }
-                input.clear()
-                let count = try? input.writeWithUnsafeMutableBytes(minimumWritableBytes: 65_536) { buffer in
-                    try systemCall("read") { read(descriptor, buffer.baseAddress, buffer.count) }
-                }
-                guard let count, count > 0 else {
-                    close(descriptor)
-                    memos[descriptor] = nil
-                    closed.append(index)
-                    continue
-                }
+                guard connections.read(descriptor, into: &input) else { continue }
                 while let length = input.readInteger(as: UInt32.self), let payload = input.readSlice(length: Int(length)) {
-                    if let (id, key) = LookupFrames.lookupRequest(payload, memo: &memos[descriptor, default: LookupFunctionMemo()]),
-                        let function = memos[descriptor]?.function
+                    if let (id, key) = LookupFrames.lookupRequest(payload, memo: &connections.memos[descriptor, default: LookupFunctionMemo()]),
+                        let function = connections.memos[descriptor]?.function
                     {
                         Self.appendCommand([ByteBuffer(string: "GET"), Self.entryKey(function, key)], to: &commands)
                         pending.append(.lookup(descriptor: descriptor, id: id))
@@ -274,7 +231,6 @@ enum ColdFloorServer {
                 }
             }
             outputs.removeAll(keepingCapacity: true)
-            for index in closed.reversed() { descriptors.remove(at: index) }
         }
     }
 
@@ -319,6 +275,63 @@ enum ColdFloorServer {
             }
         }
         replies.discardReadBytes()
+    }
+}
+
+/// The descriptors of a floor server's `poll` loop: its listener, the
+/// clients it accepted (each with its lookup memo), and any other descriptor
+/// it watches.
+struct FloorConnections {
+    private let listener: Int32
+    private var descriptors: [pollfd]
+    private var closed: Set<Int32> = []
+    /// Each client's lookup memo (`LookupFrames.lookupRequest(_:memo:)`).
+    var memos: [Int32: LookupFunctionMemo] = [:]
+
+    /// Watches `listener` for clients, and `also`.
+    init(listener: Int32, also others: Int32...) {
+        self.listener = listener
+        self.descriptors = ([listener] + others).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    }
+
+    /// Waits until something is ready; accepts new clients and returns the
+    /// other descriptors that are readable.
+    mutating func wait() throws -> [Int32] {
+        if !self.closed.isEmpty {
+            self.descriptors.removeAll { self.closed.contains($0.fd) }
+            self.closed.removeAll()
+        }
+        try systemCall("poll") { poll(&self.descriptors, nfds_t(self.descriptors.count), -1) }
+        var ready: [Int32] = []
+        for index in self.descriptors.indices where self.descriptors[index].revents != 0 {
+            self.descriptors[index].revents = 0
+            let descriptor = self.descriptors[index].fd
+            guard descriptor == self.listener else {
+                ready.append(descriptor)
+                continue
+            }
+            if let connection = try? systemCall("accept", { accept(self.listener, nil, nil) }) {
+                self.descriptors.append(pollfd(fd: connection, events: Int16(POLLIN), revents: 0))
+                self.memos[connection] = LookupFunctionMemo()
+            }
+        }
+        return ready
+    }
+
+    /// Reads what the client `descriptor` sent into `input` (emptied first);
+    /// false when the client is gone (it is then closed and forgotten).
+    mutating func read(_ descriptor: Int32, into input: inout ByteBuffer) -> Bool {
+        input.clear()
+        let count = try? input.writeWithUnsafeMutableBytes(minimumWritableBytes: 65_536) { buffer in
+            try systemCall("read") { Glibc.read(descriptor, buffer.baseAddress, buffer.count) }
+        }
+        guard let count, count > 0 else {
+            close(descriptor)
+            self.memos[descriptor] = nil
+            self.closed.insert(descriptor)
+            return false
+        }
+        return true
     }
 }
 
