@@ -62,7 +62,7 @@ final class WorkerSession {
     private var drainRead: (count: UInt64, startedAt: NIODeadline?) = (0, nil)
     /// The first read since `drainRequested` that found the socket empty.
     private var drainEmptied: NIODeadline?
-    /// Whether this handler has stopped reading; shared with the `FrameReader`
+    /// Whether this session has stopped reading; shared with the `FrameReader`
     /// in front of it, whose frame deadline does not run meanwhile.
     private let reading: ReadingState
 
@@ -126,7 +126,7 @@ final class WorkerSession {
     }
 
     /// Whether a request read now may be served at once: the peer takes its
-    /// replies (the channel is writable) and fewer than the in-flight limit
+    /// replies (the transport is writable) and fewer than the in-flight limit
     /// wait on the store.
     private func mayServe() -> Bool {
         self.transport.isWritable && self.inFlight < self.shared.configuration.maxInFlightPerConnection
@@ -140,7 +140,6 @@ final class WorkerSession {
         self.backlog.append(payload)
         guard !self.reading.isPaused else { return }
         self.reading.pause()
-        // On the channel's own event loop the option is set synchronously.
         self.transport.pauseReading()
     }
 
@@ -353,16 +352,16 @@ final class WorkerSession {
         let loopBound = NIOLoopBound(self, eventLoop: self.transport.eventLoop)
         // Answered on this loop, from within the turn that read the backend's reply.
         self.shared.store.lookup(key, on: self.transport.eventLoop) { result in
-            let handler = loopBound.value
-            handler.inFlight -= 1
-            defer { handler.serveHeldBack() }
+            let session = loopBound.value
+            session.inFlight -= 1
+            defer { session.serveHeldBack() }
             switch result {
             case .success(let found):
-                handler.answerLookup(id: id, key: key, result: found, hold: hold, refresh: refresh, counters: counters, startedAt: started, lookupStarted: lookupStarted)
+                session.answerLookup(id: id, key: key, result: found, hold: hold, refresh: refresh, counters: counters, startedAt: started, lookupStarted: lookupStarted)
             case .failure(let error):
-                handler.fail(id: id, (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)"))
+                session.fail(id: id, (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)"))
             }
-            handler.closeIfDrained()
+            session.closeIfDrained()
         }
     }
 
@@ -412,15 +411,15 @@ final class WorkerSession {
         let loopBound = NIOLoopBound(self, eventLoop: loop)
         let decision = fills.miss(key, connection: self.connectionID, hold: giveUpAt, mayWait: mayWait, lookupStarted: lookupStarted, on: loop) { answer in
             loop.execute {
-                let handler = loopBound.value
-                handler.inFlight -= 1
+                let session = loopBound.value
+                session.inFlight -= 1
                 switch answer {
-                case .value(let value): handler.answer(id: id, .lookupReply(.hit(value)))
-                case .compute: handler.answer(id: id, .lookupReply(.miss))
+                case .value(let value): session.answer(id: id, .lookupReply(.hit(value)))
+                case .compute: session.answer(id: id, .lookupReply(.miss))
                 }
-                handler.shared.metrics.recordLookup(since: startedAt)
-                handler.serveHeldBack()
-                handler.closeIfDrained()
+                session.shared.metrics.recordLookup(since: startedAt)
+                session.serveHeldBack()
+                session.closeIfDrained()
             }
         }
         switch decision {
@@ -475,17 +474,17 @@ final class WorkerSession {
             self.inFlight += 1
             let loopBound = NIOLoopBound(self, eventLoop: loop)
             decided.hop(to: loop).whenComplete { result in
-                let handler = loopBound.value
-                handler.inFlight -= 1
+                let session = loopBound.value
+                session.inFlight -= 1
                 if case .success(let bound?) = result {
                     extend(bound)
-                    handler.answer(id: id, .lookupReply(.refresh(value)))
+                    session.answer(id: id, .lookupReply(.refresh(value)))
                 } else {
-                    handler.answer(id: id, .lookupReply(.hit(value)))
+                    session.answer(id: id, .lookupReply(.hit(value)))
                 }
-                handler.shared.metrics.recordLookup(since: startedAt)
-                handler.serveHeldBack()
-                handler.closeIfDrained()
+                session.shared.metrics.recordLookup(since: startedAt)
+                session.serveHeldBack()
+                session.closeIfDrained()
             }
             return
         }
@@ -560,18 +559,18 @@ final class WorkerSession {
         let statistics = self.shared.statistics
         let loopBound = NIOLoopBound(self, eventLoop: self.transport.eventLoop)
         future.hop(to: self.transport.eventLoop).whenComplete { result in
-            let handler = loopBound.value
-            handler.inFlight -= 1
-            defer { handler.serveHeldBack() }
+            let session = loopBound.value
+            session.inFlight -= 1
+            defer { session.serveHeldBack() }
             switch result {
             case .success(let value):
-                handler.answer(id: id, makeReply(value, statistics))
-                handler.shared.metrics.recordLookup(since: startedAt)
+                session.answer(id: id, makeReply(value, statistics))
+                session.shared.metrics.recordLookup(since: startedAt)
             case .failure(let error):
                 let gatewayError = (error as? GatewayError) ?? GatewayError(.unavailable, "\(error)")
-                handler.fail(id: id, gatewayError)
+                session.fail(id: id, gatewayError)
             }
-            handler.closeIfDrained()
+            session.closeIfDrained()
         }
     }
 
@@ -622,21 +621,21 @@ final class WorkerSession {
     }
 
     /// An empty buffer for a reply of about `capacity` bytes: `replyBuffer`'s
-    /// storage when nothing else holds it any more (the channel lets go of a
+    /// storage when nothing else holds it any more (the transport lets go of a
     /// reply once it is written, which is at once while the socket takes
     /// everything), else a new one. One allocation and one free fewer per reply.
     private func takeReplyBuffer(capacity: Int) -> ByteBuffer {
         // A ByteBuffer holds at most 4 GiB; a larger reply fails to encode later.
         let capacity = min(capacity, Int(UInt32.max))
         guard var buffer = self.replyBuffer.take() else { return self.transport.makeBuffer(capacity: capacity) }
-        // Storage that the channel still holds is not written to: `clear`
+        // Storage that the transport still holds is not written to: `clear`
         // gives this buffer new storage instead (copy on write).
         buffer.clear(minimumCapacity: capacity)
         return buffer
     }
 
     /// Writes a reply frame, and flushes it unless more requests of this read
-    /// are being served (then `channelReadComplete` flushes them together).
+    /// are being served (then `readComplete` flushes them together).
     private func send(_ buffer: ByteBuffer) {
         // Kept for the next reply if it is small enough to keep.
         if buffer.capacity <= Self.keptReplyCapacity { self.replyBuffer = buffer }
@@ -737,9 +736,9 @@ final class WorkerSession {
     private func scheduleDrainCheck(in delay: TimeAmount) {
         let loopBound = NIOLoopBound(self, eventLoop: self.transport.eventLoop)
         self.drainCheck = self.transport.eventLoop.scheduleTask(in: delay) {
-            let handler = loopBound.value
-            handler.drainCheck = nil
-            handler.closeIfDrained()
+            let session = loopBound.value
+            session.drainCheck = nil
+            session.closeIfDrained()
         }
     }
 }
