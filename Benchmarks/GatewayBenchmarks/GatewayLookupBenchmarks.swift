@@ -117,7 +117,13 @@ enum GatewayLookupBenchmarks {
         ]
         if let profile = environment["BENCH_PROFILE"], profile.hasSuffix("50") {
             // 50 connections, pinned as in the throughput runs below.
-            let gateways = ["memory50": (memoryGateway.socketPath, memoryGateway.pid), "near50": (nearGateway.socketPath, nearGateway.pid), "cold50": (coldGateway.socketPath, coldGateway.pid), "hitfloor50": (hitFloor.socketPath, hitFloor.pid), "coldfloor50": (coldFloor.socketPath, coldFloor.pid)]
+            let gateways: [String: (socketPath: String, pid: Int32)] = [
+                "memory50": (memoryGateway.socketPath, memoryGateway.pid),
+                "near50": (nearGateway.socketPath, nearGateway.pid),
+                "cold50": (coldGateway.socketPath, coldGateway.pid),
+                "hitfloor50": (hitFloor.socketPath, hitFloor.pid),
+                "coldfloor50": (coldFloor.socketPath, coldFloor.pid),
+            ]
             guard let gateway = gateways[profile] else {
                 throw BenchmarkFailure("BENCH_PROFILE for 50 connections: one of \(gateways.keys.sorted().joined(separator: ", "))")
             }
@@ -125,11 +131,11 @@ enum GatewayLookupBenchmarks {
                 try pin(pid: pid, cpus: "\(serverCPU)")
             }
             let seconds = environment["BENCH_PROFILE_SECONDS"].flatMap(Int.init) ?? 10
-            print("profiling \(profile) for \(seconds) s; server pid \(gateway.1), redis-server pid \(redisPID)")
-            let clients = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.0) }
-            let before = (ClientBenchmarks.cpuTimes(pid: gateway.1), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
+            print("profiling \(profile) for \(seconds) s; server pid \(gateway.pid), redis-server pid \(redisPID)")
+            let clients = try (0..<50).map { _ in try BlockingGatewayClient(socketPath: gateway.socketPath) }
+            let before = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
             let rate = try runClosedLoop(fds: clients.map(\.fd), frame: lookupFrame, replyLength: 4 + hitLength, duration: .seconds(seconds))
-            let after = (ClientBenchmarks.cpuTimes(pid: gateway.1), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
+            let after = (ClientBenchmarks.cpuTimes(pid: gateway.pid), ClientBenchmarks.cpuTimes(pid: redisPID), ClientBenchmarks.cpuTimes(pid: nil))
             let operations = rate * Double(seconds)
             let perOperation = { (ticks: Int) in Double(ticks) * 10_000 / max(1, operations) }
             print(String(
