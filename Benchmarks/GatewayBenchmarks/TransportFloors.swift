@@ -117,6 +117,7 @@ enum PingFloorServer {
 /// decoded by `MessageCodec`: a store is kept in the store, anything else
 /// is answered with a pong. Like the ping floors it assumes well-behaved
 /// clients (whole frames in each read): it measures a transport, not framing.
+/// The store's futures complete on a SwiftNIO loop, which lookups never touch.
 enum HitFloorServer {
     /// Serves on one thread until killed.
     static func run(path: String) throws -> Never {
@@ -161,8 +162,9 @@ enum HitFloorServer {
 /// (`GatewayBenchmarks serve-ping cold PATH REDIS-SOCKET`).
 ///
 /// Per lookup: the frame read by `LookupFrames.lookupRequest`, an entry key
-/// of the gateway's shape (`cg:<ns>:e:<function>:<version>:<hex>`) and its
-/// `GET` written by hand; the `GET`s of all the lookups that one `poll`
+/// of the gateway's single-node shape (`cg:<ns>:e:<function>:<version>:<hex>`,
+/// with the function's name where the gateway puts its id) and its `GET`,
+/// written by hand (the gateway's RESP encoder is internal to its module); the `GET`s of all the lookups that one `poll`
 /// found go to Redis in one write, on one connection. Each bulk-string reply
 /// is matched to its lookup in order and framed by `LookupFrames.appendHit`
 /// (a nil reply: a miss), and each connection's replies go out with one
