@@ -91,10 +91,15 @@ let package = Package(
             ],
             path: "Sources/Protocol"
         ),
+        .systemLibrary(
+            name: "CLinux",
+            path: "Sources/CLinux"
+        ),
         .target(
             name: "GatewaySystem",
             dependencies: [
                 "GatewayProtocol",
+                .target(name: "CLinux", condition: .when(platforms: [.linux])),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Sources/System"
