@@ -326,6 +326,7 @@ let package = Package(
             name: "GatewaySystemTests",
             dependencies: [
                 "GatewaySystem",
+                "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

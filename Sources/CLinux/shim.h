@@ -7,6 +7,7 @@
 #ifdef __linux__
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 
 static inline int cache_gateway_epoll_create(void) {
     return epoll_create1(EPOLL_CLOEXEC);
@@ -34,6 +35,11 @@ static inline int cache_gateway_epoll_wait(int epfd, struct epoll_event *scratch
 }
 
 static inline int cache_gateway_epoll_event_size(void) { return (int)sizeof(struct epoll_event); }
+
+// accept4 is a GNU extension that Glibc's Swift module hides.
+static inline int cache_gateway_accept_nonblocking(int fd) {
+    return accept4(fd, 0, 0, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
 
 static inline int cache_gateway_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

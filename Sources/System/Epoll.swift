@@ -30,6 +30,12 @@ public struct EpollReadiness: Sendable, Hashable {
     public let token: UInt64
     /// What the descriptor is ready for.
     public let events: EpollEvents
+
+    /// A readiness report.
+    public init(token: UInt64, events: EpollEvents) {
+        self.token = token
+        self.events = events
+    }
 }
 
 /// An epoll instance, level-triggered, and the buffers its waits fill.
@@ -134,5 +140,13 @@ public final class EventWaker: Sendable {
         // EAGAIN: nobody woke it since the last reset.
         _ = try? systemCall("read(eventfd)", unless: EAGAIN) { read(self.descriptor, &value, 8) }
     }
+}
+#endif
+
+#if os(Linux)
+/// Accepts a connection on the listening socket `fd`, non-blocking and
+/// close-on-exec; nil when none is waiting.
+public func acceptNonBlocking(_ fd: Int32) throws(GatewayError) -> Int32? {
+    try nonBlockingSystemCall("accept4") { cache_gateway_accept_nonblocking(fd) }
 }
 #endif

@@ -1,6 +1,7 @@
 #if os(Linux)
-import Glibc
+import GatewayProtocol
 import GatewaySystem
+import Glibc
 import Testing
 
 /// The epoll and eventfd wrappers, on real descriptors.

@@ -161,6 +161,13 @@ public actor GatewayServer: Service {
                 return channel
             }
         }
+        #if os(Linux)
+        // Prototype: worker connections on the gateway's own epoll loops.
+        if let choice = getenv("CACHE_GATEWAY_WORKER_LOOP"), String(cString: choice) == "own", case .bind = self.configuration.listener.base {
+            try await self.runOnOwnLoops(shared: shared, path: path)
+            return
+        }
+        #endif
         // Each worker holds one descriptor for as long as it is connected.
         do {
             let (soft, hard) = try DescriptorLimit.current()
@@ -260,6 +267,45 @@ public actor GatewayServer: Service {
         self.state = .finished
         self.logger.info("stopped")
     }
+
+    #if os(Linux)
+    /// Prototype: serves worker connections on `IOLoop`s, without SwiftNIO,
+    /// until a graceful shutdown; then closes every connection.
+    private func runOnOwnLoops(shared: ServerContext, path: String) async throws {
+        let previousMask = umask(0o177)
+        let fd = try systemCall("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let address = try UnixSocketAddress(path: path)
+        try systemCall("bind", on: path) { address.withSocketAddress { bind(fd, $0, $1) } }
+        umask(previousMask)
+        try systemCall("listen", on: path) { listen(fd, 4096) }
+        try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
+        let loops = try (0..<System.coreCount).map { try IOLoop.start(name: "cache-gateway-io-\($0)") }
+        let nextConnectionID = self.nextConnectionID
+        let listener = IOWorkerListener(fd: fd, loops: loops, maxFrameSize: self.configuration.maxFrameSize) { connection, reading in
+            let access = shared.configuration.accessControl.decide(peer: nil, namespace: shared.configuration.namespace)
+            let id = nextConnectionID.withLockedValue { id -> UInt64 in
+                id += 1
+                return id
+            }
+            return WorkerSession(context: shared, connectionID: id, access: access, reading: reading, codec: try! MessageCodec(), transport: connection)
+        }
+        listener.start()
+        self.logger.info("listening on the gateway's own loops", metadata: ["socket": "\(path)"])
+        self.onReady(path)
+        let (stop, stopped) = AsyncStream<Void>.makeStream()
+        await withGracefulShutdownHandler {
+            for await _ in stop {}
+        } onGracefulShutdown: {
+            stopped.finish()
+        }
+        close(fd)
+        for connection in listener.connections.withLockedValue({ Array($0.values) }) {
+            connection.eventLoop.execute { connection.close() }
+        }
+        _ = try? removeFile(path)
+        self.state = .finished
+    }
+    #endif
 
     /// Stops accepting and asks every connection to finish its work and close.
     private func beginDraining() {

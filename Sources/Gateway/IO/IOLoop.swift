@@ -1,0 +1,218 @@
+#if os(Linux)
+import GatewayProtocol
+import GatewaySystem
+import Dispatch
+import Glibc
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// What an `IOLoop` calls when a registered descriptor is ready.
+protocol IOReadinessHandler: AnyObject {
+    /// `events` happened on the handler's descriptor.
+    func ready(_ events: EpollEvents)
+}
+
+/// An event loop of the gateway's own: one thread, one epoll instance, its
+/// timers and its task queue. It is a SwiftNIO `EventLoop`, so that futures,
+/// promises, `NIOLoopBound` and `scheduleTask` work on it as on SwiftNIO's
+/// loops, and descriptors are served by `IOReadinessHandler`s registered on
+/// it, with plain system calls and no channel pipeline.
+///
+/// Each turn: wait for readiness (at most until the next timer), call the
+/// handlers of what is ready, run the tasks queued meanwhile (from this
+/// thread or others), then the timers that came due.
+final class IOLoop: EventLoop, @unchecked Sendable {
+    private let epoll: Epoll
+    private let waker: EventWaker
+    /// Tasks from other threads, and whether the waker was already woken for them.
+    private let incoming = NIOLockedValueBox<(tasks: [@Sendable () -> Void], woken: Bool)>(([], false))
+    /// The loop thread's own state (touched on the loop thread only).
+    private var local: [() -> Void] = []
+    private var timers = TimerQueue<() -> Void>()
+    private var handlers: [UInt64: IOReadinessHandler] = [:]
+    private var nextToken: UInt64 = 1
+    private var stopping = false
+    private var thread: pthread_t?
+    private let threadID = NIOLockedValueBox<pthread_t?>(nil)
+    private let stopped = ConditionLock(value: false)
+
+    private static let wakerToken: UInt64 = 0
+
+    private init(epoll: Epoll, waker: EventWaker) {
+        self.epoll = epoll
+        self.waker = waker
+    }
+
+    /// Starts a loop on a thread of its own.
+    static func start(name: String) throws -> IOLoop {
+        let loop = IOLoop(epoll: try Epoll(), waker: try EventWaker())
+        try loop.epoll.register(loop.waker.descriptor, for: .readable, token: Self.wakerToken)
+        let started = ConditionLock(value: false)
+        let box = Unmanaged.passRetained(ThreadStart(loop: loop, started: started))
+        var thread = pthread_t()
+        let status = pthread_create(&thread, nil, { argument in
+            let start = Unmanaged<ThreadStart>.fromOpaque(argument!).takeRetainedValue()
+            start.loop.threadID.withLockedValue { $0 = pthread_self() }
+            start.started.lock()
+            start.started.unlock(withValue: true)
+            start.loop.run()
+            return nil
+        }, box.toOpaque())
+        guard status == 0 else {
+            box.release()
+            throw GatewayError(.libraryFailure, "pthread_create failed: \(status)")
+        }
+        loop.thread = thread
+        started.lock(whenValue: true)
+        started.unlock()
+        return loop
+    }
+
+    private final class ThreadStart {
+        let loop: IOLoop
+        let started: ConditionLock<Bool>
+        init(loop: IOLoop, started: ConditionLock<Bool>) {
+            self.loop = loop
+            self.started = started
+        }
+    }
+
+    // MARK: Descriptors (on the loop thread)
+
+    /// Watches `fd` for `events`, and calls `handler` when it is ready.
+    func register(_ fd: Int32, for events: EpollEvents, handler: IOReadinessHandler) throws -> UInt64 {
+        let token = self.nextToken
+        self.nextToken += 1
+        try self.epoll.register(fd, for: events, token: token)
+        self.handlers[token] = handler
+        return token
+    }
+
+    /// Changes what `fd` (registered as `token`) is watched for.
+    func modify(_ fd: Int32, token: UInt64, for events: EpollEvents) throws {
+        try self.epoll.modify(fd, for: events, token: token)
+    }
+
+    /// Stops watching `fd` (registered as `token`).
+    func deregister(_ fd: Int32, token: UInt64) {
+        try? self.epoll.remove(fd)
+        self.handlers[token] = nil
+    }
+
+    // MARK: The loop
+
+    private func run() {
+        while !self.stopping || !self.local.isEmpty {
+            var timeout: Int32 = -1
+            if !self.local.isEmpty {
+                timeout = 0
+            } else if let deadline = self.timers.nextDeadline() {
+                let nanoseconds = deadline.uptimeNanoseconds &- NIODeadline.now().uptimeNanoseconds
+                timeout = deadline <= .now() ? 0 : Int32(min((nanoseconds + 999_999) / 1_000_000, UInt64(Int32.max)))
+            }
+            _ = try? self.epoll.wait(timeoutMilliseconds: timeout) { readiness in
+                if readiness.token == Self.wakerToken {
+                    self.waker.reset()
+                } else {
+                    self.handlers[readiness.token]?.ready(readiness.events)
+                }
+            }
+            self.runTasks()
+            let now = NIODeadline.now()
+            while let timer = self.timers.popDue(now: now) { timer() }
+        }
+        self.stopped.lock()
+        self.stopped.unlock(withValue: true)
+    }
+
+    private func runTasks() {
+        let remote = self.incoming.withLockedValue { state -> [@Sendable () -> Void] in
+            let tasks = state.tasks
+            state.tasks.removeAll(keepingCapacity: true)
+            state.woken = false
+            return tasks
+        }
+        for task in remote { task() }
+        // Tasks queued by these tasks run in the next turn, after I/O.
+        let tasks = self.local
+        self.local.removeAll(keepingCapacity: true)
+        for task in tasks { task() }
+    }
+
+    // MARK: EventLoop
+
+    var inEventLoop: Bool {
+        guard let id = self.threadID.withLockedValue({ $0 }) else { return false }
+        return pthread_equal(id, pthread_self()) != 0
+    }
+
+    func execute(_ task: @escaping @Sendable () -> Void) {
+        if self.inEventLoop {
+            self.local.append(task)
+            return
+        }
+        let wake = self.incoming.withLockedValue { state -> Bool in
+            state.tasks.append(task)
+            defer { state.woken = true }
+            return !state.woken
+        }
+        if wake { self.waker.wake() }
+    }
+
+    @discardableResult
+    func scheduleTask<T>(deadline: NIODeadline, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
+        let promise = PromiseBox(promise: self.makePromise(of: T.self))
+        let id = NIOLockedValueBox<TimerQueue<() -> Void>.ID?>(nil)
+        let cancelled = NIOLockedValueBox(false)
+        let schedule: @Sendable () -> Void = {
+            guard !cancelled.withLockedValue({ $0 }) else { return }
+            let timer = self.timers.schedule({
+                do {
+                    promise.promise.succeed(try task())
+                } catch {
+                    promise.promise.fail(error)
+                }
+            }, at: deadline)
+            id.withLockedValue { $0 = timer }
+        }
+        if self.inEventLoop { schedule() } else { self.execute(schedule) }
+        return Scheduled(promise: promise.promise) {
+            self.execute {
+                cancelled.withLockedValue { $0 = true }
+                if let timer = id.withLockedValue({ $0 }), self.timers.cancel(timer) != nil {
+                    promise.promise.fail(EventLoopError.cancelled)
+                }
+            }
+        }
+    }
+
+    /// A promise carried to the loop thread, where alone it is completed
+    /// (its value is created there by the task).
+    private struct PromiseBox<T>: @unchecked Sendable {
+        let promise: EventLoopPromise<T>
+    }
+
+    @discardableResult
+    func scheduleTask<T>(in delay: TimeAmount, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
+        self.scheduleTask(deadline: .now() + delay, task)
+    }
+
+    func preconditionInEventLoop(file: StaticString, line: UInt) {
+        precondition(self.inEventLoop, file: file, line: line)
+    }
+
+    func preconditionNotInEventLoop(file: StaticString, line: UInt) {
+        precondition(!self.inEventLoop, file: file, line: line)
+    }
+
+    func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable ((any Error)?) -> Void) {
+        self.execute { self.stopping = true }
+        queue.async {
+            self.stopped.lock(whenValue: true)
+            self.stopped.unlock()
+            if let thread = self.thread { pthread_join(thread, nil) }
+            callback(nil)
+        }
+    }
+}
+#endif

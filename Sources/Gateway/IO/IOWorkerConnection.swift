@@ -1,0 +1,213 @@
+#if os(Linux)
+import GatewayProtocol
+import GatewaySystem
+import Glibc
+import NIOCore
+
+/// A worker connection served on an `IOLoop` with plain system calls: the
+/// transport under a `WorkerSession`, without SwiftNIO's channel.
+///
+/// Reads go into one buffer and are split into frames by `FrameDecoder`
+/// (slices, no copies; an incomplete frame waits for the rest). Replies are
+/// queued by `write` and sent at `flush`, each read's replies with one
+/// system call where the socket takes them; what it does not take is sent
+/// when the socket is writable again. Above `highWater` queued bytes the
+/// connection is not writable (the session stops reading), and it is again
+/// below `lowWater`.
+final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked Sendable {
+    static let highWater = 1024 * 1024
+    static let lowWater = 256 * 1024
+
+    let fd: Int32
+    private let loop: IOLoop
+    private var token: UInt64 = 0
+    private var session: WorkerSession?
+    private let decoder: FrameDecoder
+    private let reading: ReadingState
+    private var input = ByteBuffer()
+    private var pending = ByteBuffer()
+    private var queued: [ByteBuffer] = []
+    private var sending = CircularBuffer<ByteBuffer>()
+    private var queuedBytes = 0
+    private var writable = true
+    private var paused = false
+    private var waitingToWrite = false
+    private var closeWhenSent = false
+    private var open = true
+    private let onClose: (IOWorkerConnection) -> Void
+
+    init(fd: Int32, loop: IOLoop, maxFrameSize: Int, reading: ReadingState, onClose: @escaping (IOWorkerConnection) -> Void) {
+        self.fd = fd
+        self.loop = loop
+        self.decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        self.reading = reading
+        self.onClose = onClose
+    }
+
+    /// Registers on the loop and starts the session (on the loop thread).
+    func start(session: WorkerSession) throws {
+        self.session = session
+        self.token = try self.loop.register(self.fd, for: .readable, handler: self)
+        session.activate()
+    }
+
+    // MARK: Readiness
+
+    func ready(_ events: EpollEvents) {
+        if events.contains(.writable) { self.send() }
+        if self.open, !self.paused, !events.isDisjoint(with: [.readable, .hangUp, .error]) { self.readAvailable() }
+    }
+
+    private func readAvailable() {
+        self.input.clear()
+        let count: Int
+        do {
+            count = try self.input.writeWithUnsafeMutableBytes(minimumWritableBytes: 65_536) { buffer in
+                try nonBlockingSystemCall("read") { Glibc.read(self.fd, buffer.baseAddress, buffer.count) } ?? -1
+            }
+        } catch {
+            self.session?.transportFailed(error)
+            self.close()
+            return
+        }
+        if count < 0 { return }
+        guard count > 0 else {
+            self.close()
+            return
+        }
+        self.reading.read(emptied: self.input.writableBytes > 0)
+        var bytes = self.input
+        if self.pending.readableBytes > 0 {
+            self.pending.writeBuffer(&bytes)
+            bytes = self.pending
+            self.pending = ByteBuffer()
+        }
+        do {
+            while let payload = try self.decoder.readPayload(from: &bytes) {
+                self.session?.receive(payload)
+                guard self.open else { return }
+            }
+        } catch {
+            self.session?.transportFailed(error)
+            return
+        }
+        if bytes.readableBytes > 0 { self.pending = ByteBuffer(buffer: bytes) }
+        self.session?.readComplete()
+    }
+
+    // MARK: WorkerTransport
+
+    var eventLoop: any EventLoop { self.loop }
+    var isActive: Bool { self.open }
+    var isWritable: Bool { self.writable }
+
+    func makeBuffer(capacity: Int) -> ByteBuffer { ByteBuffer() .withCapacity(capacity) }
+
+    func write(_ buffer: ByteBuffer) {
+        guard self.open else { return }
+        self.queued.append(buffer)
+        self.queuedBytes += buffer.readableBytes
+        if self.writable, self.queuedBytes > Self.highWater {
+            self.writable = false
+            self.session?.writabilityChanged()
+        }
+    }
+
+    func flush() {
+        guard self.open else { return }
+        for buffer in self.queued { self.sending.append(buffer) }
+        self.queued.removeAll(keepingCapacity: true)
+        if !self.waitingToWrite { self.send() }
+    }
+
+    func writeAndFlush(_ buffer: ByteBuffer) {
+        self.write(buffer)
+        self.flush()
+    }
+
+    func writeThenClose(_ buffer: ByteBuffer) {
+        self.writeAndFlush(buffer)
+        self.closeWhenSent = true
+        if self.sending.isEmpty { self.close() }
+    }
+
+    func pauseReading() {
+        self.paused = true
+        self.updateInterest()
+    }
+
+    func resumeReading() {
+        self.paused = false
+        self.updateInterest()
+    }
+
+    func close() {
+        guard self.open else { return }
+        self.open = false
+        self.loop.deregister(self.fd, token: self.token)
+        Glibc.close(self.fd)
+        self.queued.removeAll()
+        self.sending.removeAll()
+        self.session?.deactivate()
+        self.session = nil
+        self.onClose(self)
+    }
+
+    // MARK: Sending
+
+    private func send() {
+        while let first = self.sending.first {
+            let written: Int?
+            do {
+                written = try first.withUnsafeReadableBytes { bytes throws(GatewayError) in
+                    try nonBlockingSystemCall("write") { Glibc.send(self.fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+                }
+            } catch {
+                // The peer is gone (EPIPE, ECONNRESET).
+                self.close()
+                return
+            }
+            guard let written else {
+                self.waitForWritable(true)
+                return
+            }
+            self.queuedBytes -= written
+            if written == first.readableBytes {
+                self.sending.removeFirst()
+            } else {
+                self.sending[self.sending.startIndex].moveReaderIndex(forwardBy: written)
+                self.waitForWritable(true)
+                return
+            }
+        }
+        self.waitForWritable(false)
+        if self.closeWhenSent { self.close() }
+        if !self.writable, self.queuedBytes < Self.lowWater {
+            self.writable = true
+            self.session?.writabilityChanged()
+        }
+    }
+
+    private func waitForWritable(_ wait: Bool) {
+        guard self.waitingToWrite != wait, self.open else { return }
+        self.waitingToWrite = wait
+        self.updateInterest()
+    }
+
+    private func updateInterest() {
+        guard self.open else { return }
+        var events: EpollEvents = []
+        if !self.paused { events.insert(.readable) }
+        if self.waitingToWrite { events.insert(.writable) }
+        try? self.loop.modify(self.fd, token: self.token, for: events)
+    }
+}
+
+extension ByteBuffer {
+    fileprivate func withCapacity(_ capacity: Int) -> ByteBuffer {
+        var buffer = self
+        buffer.reserveCapacity(capacity)
+        return buffer
+    }
+}
+#endif
