@@ -224,14 +224,7 @@ public actor GatewayServer: Service {
             "socket": "\(path)", "listener": "\(self.configuration.listener)",
             "backend": "\(self.store.kind)", "namespace": "\(self.configuration.namespace)",
         ])
-        let access = self.configuration.accessControl
-        if access.restrictsPeers || access.namespacePerUID {
-            self.logger.info("access control", metadata: [
-                "allowUIDs": "\(access.allowedUIDs.sorted())",
-                "allowGIDs": "\(access.allowedGIDs.sorted())",
-                "namespacePerUID": "\(access.namespacePerUID)",
-            ])
-        }
+        self.logAccessControl()
         self.onReady(path)
 
         // The socket file goes however serving ends: drained, cancelled or failed.
@@ -282,7 +275,8 @@ public actor GatewayServer: Service {
         let loops = try (0..<System.coreCount).map { try IOLoop.start(name: "cache-gateway-io-\($0)") }
         let nextConnectionID = self.nextConnectionID
         let listener = IOWorkerListener(fd: fd, loops: loops, maxFrameSize: self.configuration.maxFrameSize) { connection, reading in
-            let access = shared.configuration.accessControl.decide(peer: nil, namespace: shared.configuration.namespace)
+            let peer = PeerCredentialsReader.read(fromDescriptor: connection.fd)
+            let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
             let id = nextConnectionID.withLockedValue { id -> UInt64 in
                 id += 1
                 return id
@@ -291,6 +285,7 @@ public actor GatewayServer: Service {
         }
         listener.start()
         self.logger.info("listening on the gateway's own loops", metadata: ["socket": "\(path)"])
+        self.logAccessControl()
         self.onReady(path)
         let (stop, stopped) = AsyncStream<Void>.makeStream()
         await withGracefulShutdownHandler {
@@ -306,6 +301,17 @@ public actor GatewayServer: Service {
         self.state = .finished
     }
     #endif
+
+    /// Logs the access rules, when there are any.
+    private func logAccessControl() {
+        let access = self.configuration.accessControl
+        guard access.restrictsPeers || access.namespacePerUID else { return }
+        self.logger.info("access control", metadata: [
+            "allowUIDs": "\(access.allowedUIDs.sorted())",
+            "allowGIDs": "\(access.allowedGIDs.sorted())",
+            "namespacePerUID": "\(access.namespacePerUID)",
+        ])
+    }
 
     /// Stops accepting and asks every connection to finish its work and close.
     private func beginDraining() {

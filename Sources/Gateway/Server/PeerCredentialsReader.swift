@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import GatewaySystem
 import NIOCore
 
 /// Reads `SO_PEERCRED` and `SO_PEERGROUPS` from an accepted Unix socket.
@@ -54,6 +55,28 @@ enum PeerCredentialsReader {
         }
         if groups == [0] { return [] }
         return groups
+    }
+
+    /// The credentials of the peer of the Unix socket `fd`, or nil when
+    /// they cannot be read. Here getsockopt says how many groups it wrote.
+    static func read(fromDescriptor fd: Int32) -> PeerCredentials? {
+        #if os(Linux)
+        var credentials = KernelCredentials()
+        var length = socklen_t(MemoryLayout<KernelCredentials>.size)
+        guard (try? systemCall("getsockopt(SO_PEERCRED)", { getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) })) != nil else {
+            return nil
+        }
+        var buffer = KernelGroups()
+        var groupsLength = socklen_t(MemoryLayout<KernelGroups>.size)
+        var groups: Set<UInt32> = []
+        if (try? systemCall("getsockopt(SO_PEERGROUPS)", { getsockopt(fd, SOL_SOCKET, Self.peerGroupsOption, &buffer, &groupsLength) })) != nil {
+            let count = Int(groupsLength) / MemoryLayout<UInt32>.size
+            groups = withUnsafeBytes(of: buffer.gids) { Set($0.bindMemory(to: UInt32.self).prefix(count)) }
+        }
+        return PeerCredentials(uid: credentials.uid, gid: credentials.gid, pid: credentials.pid, groups: groups)
+        #else
+        return nil
+        #endif
     }
 
     /// The peer's credentials, or nil when they cannot be read (not Linux,
