@@ -22,10 +22,11 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
     private let loop: IOLoop
     private var token: UInt64 = 0
     private var session: WorkerSession?
-    private let decoder: FrameDecoder
+    private var assembler: FrameAssembler
+    private let frameTimeout: TimeAmount
+    private var deadline: Scheduled<Void>?
     private let reading: ReadingState
     private var input = ByteBuffer()
-    private var pending = ByteBuffer()
     private var queued: [ByteBuffer] = []
     private var sending = CircularBuffer<ByteBuffer>()
     private var queuedBytes = 0
@@ -36,10 +37,11 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
     private var open = true
     private let onClose: (IOWorkerConnection) -> Void
 
-    init(fd: Int32, loop: IOLoop, maxFrameSize: Int, reading: ReadingState, onClose: @escaping (IOWorkerConnection) -> Void) {
+    init(fd: Int32, loop: IOLoop, maxFrameSize: Int, frameTimeout: TimeAmount, reading: ReadingState, onClose: @escaping (IOWorkerConnection) -> Void) {
         self.fd = fd
         self.loop = loop
-        self.decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        self.assembler = FrameAssembler(maxFrameSize: maxFrameSize)
+        self.frameTimeout = frameTimeout
         self.reading = reading
         self.onClose = onClose
     }
@@ -76,23 +78,47 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
             return
         }
         self.reading.read(emptied: self.input.writableBytes > 0)
-        var bytes = self.input
-        if self.pending.readableBytes > 0 {
-            self.pending.writeBuffer(&bytes)
-            bytes = self.pending
-            self.pending = ByteBuffer()
-        }
+        guard !self.assembler.failed else { return }
+        var bytes = self.assembler.take(self.input)
+        var completed = false
         do {
-            while let payload = try self.decoder.readPayload(from: &bytes) {
+            while let payload = try self.assembler.nextPayload(from: &bytes) {
+                completed = true
                 self.session?.receive(payload)
                 guard self.open else { return }
             }
         } catch {
+            self.cancelDeadline()
             self.session?.transportFailed(error)
             return
         }
-        if bytes.readableBytes > 0 { self.pending = ByteBuffer(buffer: bytes) }
+        switch self.assembler.keep(bytes, completedAFrame: completed, isOpen: self.open) {
+        case .stop:
+            self.cancelDeadline()
+        case .restart:
+            self.cancelDeadline()
+            self.armDeadline(in: self.frameTimeout)
+        case .keep:
+            if self.deadline == nil { self.armDeadline(in: self.frameTimeout) }
+        }
         self.session?.readComplete()
+    }
+
+    private func cancelDeadline() {
+        self.deadline?.cancel()
+        self.deadline = nil
+    }
+
+    private func armDeadline(in delay: TimeAmount) {
+        let armedAt = NIODeadline.now()
+        self.deadline = self.loop.scheduleTask(in: delay) { [self] in
+            self.deadline = nil
+            switch self.assembler.deadlinePassed(armedAt: armedAt, now: .now(), timeout: self.frameTimeout, reading: self.reading) {
+            case .nothing: break
+            case .wait(let delay): self.armDeadline(in: delay)
+            case .expired: self.session?.transportFailed(FrameAssembler.expiredError(timeout: self.frameTimeout))
+            }
+        }
     }
 
     // MARK: WorkerTransport
@@ -146,6 +172,8 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
         self.open = false
         self.loop.deregister(self.fd, token: self.token)
         Glibc.close(self.fd)
+        self.cancelDeadline()
+        self.assembler.reset()
         self.queued.removeAll()
         self.sending.removeAll()
         self.session?.deactivate()

@@ -15,13 +15,15 @@ final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
     private var token: UInt64 = 0
     private let makeSession: @Sendable (IOWorkerConnection, ReadingState) -> WorkerSession
     private let maxFrameSize: Int
+    private let frameTimeout: TimeAmount
     /// The open connections, by descriptor, for draining and shutdown.
     let connections = NIOLockedValueBox<[Int32: IOWorkerConnection]>([:])
 
-    init(fd: Int32, loops: [IOLoop], maxFrameSize: Int, makeSession: @escaping @Sendable (IOWorkerConnection, ReadingState) -> WorkerSession) {
+    init(fd: Int32, loops: [IOLoop], maxFrameSize: Int, frameTimeout: TimeAmount, makeSession: @escaping @Sendable (IOWorkerConnection, ReadingState) -> WorkerSession) {
         self.fd = fd
         self.loops = loops
         self.maxFrameSize = maxFrameSize
+        self.frameTimeout = frameTimeout
         self.makeSession = makeSession
     }
 
@@ -39,11 +41,12 @@ final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
             let loop = self.loops[self.nextLoop % self.loops.count]
             self.nextLoop &+= 1
             let maxFrameSize = self.maxFrameSize
+            let frameTimeout = self.frameTimeout
             let makeSession = self.makeSession
             let connections = self.connections
             loop.execute {
                 let reading = ReadingState()
-                let connection = IOWorkerConnection(fd: accepted, loop: loop, maxFrameSize: maxFrameSize, reading: reading) { closed in
+                let connection = IOWorkerConnection(fd: accepted, loop: loop, maxFrameSize: maxFrameSize, frameTimeout: frameTimeout, reading: reading) { closed in
                     connections.withLockedValue { $0[closed.fd] = nil }
                 }
                 connections.withLockedValue { $0[accepted] = connection }

@@ -2,26 +2,11 @@ import GatewayProtocol
 import NIOCore
 
 /// Splits a connection's bytes into frame payloads, and closes a connection
-/// whose frame, once started, does not complete in time.
-///
-/// **Framing.** Each complete frame's payload (a slice, not a copy) goes to
-/// the next handler, as `FrameDecoder` reads it: a length above the limit is
-/// `.frameTooLarge`, passed on with `fireErrorCaught` (the connection answers
-/// and closes); nothing more is read after it. The bytes of an incomplete
-/// frame wait here for the rest; a read that holds whole frames, the usual
-/// case, is never copied.
-///
-/// **Deadline.** A peer that sends the start of a frame and then nothing
-/// would otherwise hold its connection (and up to the frame limit of buffered
-/// bytes) for as long as it stays connected. A timer is armed when a read
-/// leaves a frame incomplete; more bytes of the same frame do not extend it,
-/// and a new frame that starts gets its own. At the deadline the connection is
-/// answered `malformedFrame` (id 0) and closed (the error goes down the
-/// pipeline, so the connection counts and logs it like any framing error).
-/// Idle connections between frames are not affected, and neither is a frame
-/// left incomplete because the gateway itself stopped reading (backpressure,
-/// see `ReadingState`): the deadline does not run while reading is paused,
-/// and starts afresh when reading resumes.
+/// whose frame, once started, does not complete in time: `FrameAssembler`'s
+/// rules, carried out on SwiftNIO. Each payload goes to the next handler; a
+/// frame that is too large, or that expires, goes down the pipeline as an
+/// error (`malformedFrame` or `frameTooLarge`, id 0), so that the connection
+/// answers, counts, logs and closes it like any framing error.
 ///
 /// Framing and the deadline are one handler rather than two (NIO's
 /// `ByteToMessageHandler` around `FrameDecoder`, and a deadline handler
@@ -33,34 +18,26 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private let decoder: FrameDecoder
+    private var assembler: FrameAssembler
     private let timeout: TimeAmount
     private let reading: ReadingState
-    /// The bytes of an incomplete frame (empty between frames).
-    private var pending = ByteBuffer()
     private var deadline: Scheduled<Void>?
-    /// Set after `.frameTooLarge`: the stream cannot be followed any more.
-    private var failed = false
 
     init(maxFrameSize: Int, timeout: TimeAmount, reading: ReadingState) {
-        self.decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        self.assembler = FrameAssembler(maxFrameSize: maxFrameSize)
         self.timeout = timeout
         self.reading = reading
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !self.failed else { return }
-        var bytes = Self.unwrapInboundIn(data)
+        guard !self.assembler.failed else { return }
+        let input = Self.unwrapInboundIn(data)
         // Room left in the buffer the socket was read into: the read took all there was.
-        self.reading.read(emptied: bytes.writableBytes > 0)
-        if self.pending.readableBytes > 0 {
-            self.pending.writeBuffer(&bytes)
-            bytes = self.pending
-            self.pending = ByteBuffer()
-        }
+        self.reading.read(emptied: input.writableBytes > 0)
+        var bytes = self.assembler.take(input)
         var completed = false
         do {
-            while let payload = try self.decoder.readPayload(from: &bytes) {
+            while let payload = try self.assembler.nextPayload(from: &bytes) {
                 completed = true
                 context.fireChannelRead(Self.wrapInboundOut(payload))
                 // A frame may have closed the connection (a refused peer's):
@@ -70,27 +47,25 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
                 guard bytes.readableBytes > 0, context.channel.isActive else { break }
             }
         } catch {
-            self.failed = true
             self.cancelDeadline()
             context.fireErrorCaught(error)
             return
         }
-        // Closed meanwhile (a request the connection refused, say): nothing to wait for.
-        guard bytes.readableBytes > 0, context.channel.isActive else {
+        let isOpen = bytes.readableBytes > 0 && context.channel.isActive
+        switch self.assembler.keep(bytes, completedAFrame: completed, isOpen: isOpen) {
+        case .stop:
             self.cancelDeadline()
-            return
+        case .restart:
+            self.cancelDeadline()
+            self.arm(in: self.timeout, context: context)
+        case .keep:
+            if self.deadline == nil { self.arm(in: self.timeout, context: context) }
         }
-        // An incomplete frame: kept, and timed from now if it started in this
-        // read (a frame that goes on from an earlier read keeps its deadline).
-        self.pending = bytes
-        if completed { self.cancelDeadline() }
-        if self.deadline == nil { self.arm(in: self.timeout, context: context) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // The peer is gone: an incomplete frame has nobody to be answered.
         self.cancelDeadline()
-        self.pending = ByteBuffer()
+        self.assembler.reset()
         context.fireChannelInactive()
     }
 
@@ -114,25 +89,14 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
 
     private func deadlinePassed(armedAt: NIODeadline, context: ChannelHandlerContext) {
         self.deadline = nil
-        guard self.pending.readableBytes > 0 else { return }
-        // The gateway stopped reading: the peer's bytes may be waiting in the
-        // socket, unread by us, so the frame is not the peer's fault.
-        if self.reading.isPaused {
-            self.arm(in: self.timeout, context: context)
-            return
+        switch self.assembler.deadlinePassed(armedAt: armedAt, now: context.eventLoop.now, timeout: self.timeout, reading: self.reading) {
+        case .nothing:
+            break
+        case .wait(let delay):
+            self.arm(in: delay, context: context)
+        case .expired:
+            context.fireErrorCaught(FrameAssembler.expiredError(timeout: self.timeout))
         }
-        // Reading was paused and has resumed since: a whole timeout from then.
-        if let resumedAt = self.reading.resumedAt, resumedAt > armedAt {
-            let remaining = resumedAt + self.timeout - context.eventLoop.now
-            if remaining > .zero {
-                self.arm(in: remaining, context: context)
-                return
-            }
-        }
-        self.failed = true
-        self.pending = ByteBuffer()
-        let milliseconds = self.timeout.nanoseconds / 1_000_000
-        context.fireErrorCaught(GatewayError(.malformedMessage, "a frame was not completed within \(milliseconds) ms"))
     }
 }
 

@@ -274,7 +274,7 @@ public actor GatewayServer: Service {
         try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
         let loops = try (0..<System.coreCount).map { try IOLoop.start(name: "cache-gateway-io-\($0)") }
         let nextConnectionID = self.nextConnectionID
-        let listener = IOWorkerListener(fd: fd, loops: loops, maxFrameSize: self.configuration.maxFrameSize) { connection, reading in
+        let listener = IOWorkerListener(fd: fd, loops: loops, maxFrameSize: self.configuration.maxFrameSize, frameTimeout: self.configuration.frameTimeout) { connection, reading in
             let peer = PeerCredentialsReader.read(fromDescriptor: connection.fd)
             let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
             let id = nextConnectionID.withLockedValue { id -> UInt64 in
