@@ -2,8 +2,9 @@ import GatewayProtocol
 import NIOCore
 
 /// A worker connection's frames, from the bytes of each read, and the
-/// deadline of a frame left incomplete: the policy of `FrameReader`, as a
-/// value with no I/O and no clock, shared by every transport.
+/// deadline of a frame left incomplete: the rules that `FrameReader` carries
+/// out on SwiftNIO, as a value with no I/O and no clock, so that they are
+/// tested alone and any transport can carry them out.
 ///
 /// **Framing.** Each complete frame's payload (a slice, not a copy) is
 /// delivered as `FrameDecoder` reads it; a length above the limit is
@@ -13,7 +14,7 @@ import NIOCore
 ///
 /// **Deadline.** A timer runs while a frame is incomplete; more bytes of the
 /// same frame do not extend it, and a new frame that starts gets its own.
-/// `read` says what to do with the timer; `deadlinePassed` whether the frame
+/// `keep` says what to do with the timer after a read; `deadlinePassed` whether the frame
 /// has expired. The deadline does not run while the gateway, not the peer,
 /// holds the frame back (reading paused, see `ReadingState`).
 struct FrameAssembler {
