@@ -144,9 +144,33 @@ public final class EventWaker: Sendable {
 #endif
 
 #if os(Linux)
-/// Accepts a connection on the listening socket `fd`, non-blocking and
-/// close-on-exec; nil when none is waiting.
-public func acceptNonBlocking(_ fd: Int32) throws(GatewayError) -> Int32? {
-    try nonBlockingSystemCall("accept4") { cache_gateway_accept_nonblocking(fd) }
+/// What a non-blocking `accept` found.
+public enum AcceptOutcome: Sendable, Equatable {
+    /// A connection, non-blocking and close-on-exec.
+    case accepted(Int32)
+    /// None is waiting.
+    case noneWaiting
+    /// One is waiting, but the process (EMFILE) or the system (ENFILE) has
+    /// no descriptor left for it.
+    case outOfDescriptors
+}
+
+/// Accepts a connection on the listening socket `fd`, through
+/// `systemCallOutcome` (EINTR retried); the outcomes a listener acts on are
+/// returned, any other failure is thrown.
+public func acceptNonBlocking(_ fd: Int32) throws(GatewayError) -> AcceptOutcome {
+    var outOfDescriptors = false
+    let accepted = try systemCallOutcome("accept4", on: "", code: .libraryFailure, nilOn: EAGAIN, EWOULDBLOCK, fileID: #fileID, line: #line) { () -> Int32 in
+        let result = cache_gateway_accept_nonblocking(fd)
+        // EMFILE and ENFILE are outcomes too: reported as -2, which the helper returns as is.
+        if result == -1, errno == EMFILE || errno == ENFILE {
+            outOfDescriptors = true
+            return -2
+        }
+        return result
+    }
+    if outOfDescriptors { return .outOfDescriptors }
+    guard let accepted else { return .noneWaiting }
+    return .accepted(accepted)
 }
 #endif

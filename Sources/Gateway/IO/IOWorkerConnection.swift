@@ -53,6 +53,11 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
         session.activate()
     }
 
+    /// The gateway is draining (on the loop thread).
+    func startDraining() {
+        self.session?.startDraining()
+    }
+
     // MARK: Readiness
 
     func ready(_ events: EpollEvents) {

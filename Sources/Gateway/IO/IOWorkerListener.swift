@@ -7,7 +7,9 @@ import NIOCore
 
 /// Accepts worker connections on a listening Unix socket, on the first of
 /// its loops, and serves each on the next loop in turn (`IOWorkerConnection`
-/// under a `WorkerSession`).
+/// under a `WorkerSession`). Out of descriptors, it pauses accepting as
+/// `AcceptGate` decides, with a reserve descriptor, as `AcceptLimiter` does
+/// on SwiftNIO.
 final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
     private let fd: Int32
     private let loops: [IOLoop]
@@ -15,14 +17,23 @@ final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
     private var token: UInt64 = 0
     private let makeSession: @Sendable (IOWorkerConnection, ReadingState) -> WorkerSession
     private let maxFrameSize: Int
+    private let statistics: GatewayStatistics
+    private let log: RateLimitedLog
+    /// On the first loop's thread only.
+    private var gate = AcceptGate()
+    private var reserve: Int32?
+    private var retry: Scheduled<Void>?
     private let frameTimeout: TimeAmount
     /// The open connections, by descriptor, for draining and shutdown.
     let connections = NIOLockedValueBox<[Int32: IOWorkerConnection]>([:])
 
-    init(fd: Int32, loops: [IOLoop], maxFrameSize: Int, frameTimeout: TimeAmount, makeSession: @escaping @Sendable (IOWorkerConnection, ReadingState) -> WorkerSession) {
+    init(fd: Int32, loops: [IOLoop], maxFrameSize: Int, frameTimeout: TimeAmount, statistics: GatewayStatistics, log: RateLimitedLog, makeSession: @escaping @Sendable (IOWorkerConnection, ReadingState) -> WorkerSession) {
         self.fd = fd
         self.loops = loops
         self.maxFrameSize = maxFrameSize
+        self.statistics = statistics
+        self.log = log
+        self.reserve = try? systemCall("open") { open("/dev/null", O_RDONLY | O_CLOEXEC) }
         self.frameTimeout = frameTimeout
         self.makeSession = makeSession
     }
@@ -36,27 +47,99 @@ final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
         }
     }
 
+    /// Stops accepting and closes the listening socket (on the first loop's thread).
+    func stop() {
+        let loop = self.loops[0]
+        loop.execute {
+            loop.deregister(self.fd, token: self.token)
+            close(self.fd)
+        }
+    }
+
     func ready(_ events: EpollEvents) {
-        while let accepted = (try? acceptNonBlocking(self.fd)) ?? nil {
-            let loop = self.loops[self.nextLoop % self.loops.count]
-            self.nextLoop &+= 1
-            let maxFrameSize = self.maxFrameSize
-            let frameTimeout = self.frameTimeout
-            let makeSession = self.makeSession
-            let connections = self.connections
-            loop.execute {
-                let reading = ReadingState()
-                let connection = IOWorkerConnection(fd: accepted, loop: loop, maxFrameSize: maxFrameSize, frameTimeout: frameTimeout, reading: reading) { closed in
-                    connections.withLockedValue { $0[closed.fd] = nil }
-                }
-                connections.withLockedValue { $0[accepted] = connection }
-                do {
-                    try connection.start(session: makeSession(connection, reading))
-                } catch {
-                    connection.close()
-                }
+        while !self.gate.isPaused {
+            switch (try? acceptNonBlocking(self.fd)) ?? .noneWaiting {
+            case .accepted(let accepted):
+                self.gate.accepted()
+                self.serve(accepted)
+            case .outOfDescriptors:
+                self.descriptorsExhausted()
+            case .noneWaiting:
+                return
             }
         }
+    }
+
+    private func serve(_ accepted: Int32) {
+        let loop = self.loops[self.nextLoop % self.loops.count]
+        self.nextLoop &+= 1
+        let maxFrameSize = self.maxFrameSize
+        let frameTimeout = self.frameTimeout
+        let makeSession = self.makeSession
+        let connections = self.connections
+        let first = self.loops[0]
+        loop.execute {
+            let reading = ReadingState()
+            let connection = IOWorkerConnection(fd: accepted, loop: loop, maxFrameSize: maxFrameSize, frameTimeout: frameTimeout, reading: reading) { closed in
+                connections.withLockedValue { $0[closed.fd] = nil }
+                first.execute { if self.gate.closed() { self.takeReserveBack() } }
+            }
+            connections.withLockedValue { $0[accepted] = connection }
+            do {
+                try connection.start(session: makeSession(connection, reading))
+            } catch {
+                connection.close()
+            }
+        }
+    }
+
+    /// `accept` failed for lack of descriptors: pause, let the reserve go
+    /// (so that the next `accept` succeeds), count and log the pause.
+    private func descriptorsExhausted() {
+        let wasPaused = self.gate.isPaused
+        if self.gate.descriptorsExhausted(), let reserve = self.reserve {
+            _ = Glibc.close(reserve)
+            self.reserve = nil
+            // One more accept, with the reserve's descriptor.
+            if case .accepted(let accepted)? = try? acceptNonBlocking(self.fd) {
+                self.gate.accepted()
+                self.serve(accepted)
+            }
+        }
+        self.watch(false)
+        guard !wasPaused else { return }
+        self.statistics.increment(.acceptBackoffs)
+        self.log.log(
+            "accept-descriptors",
+            "no file descriptor left to accept a connection; accepting pauses until one is free (raise LimitNOFILE)",
+            metadata: ["connections": "\(self.gate.open)"]
+        )
+        self.scheduleRetry()
+    }
+
+    private func takeReserveBack() {
+        if self.reserve == nil { self.reserve = try? systemCall("open") { open("/dev/null", O_RDONLY | O_CLOEXEC) } }
+        _ = self.gate.reserveTaken(self.reserve != nil)
+        if self.gate.isPaused {
+            self.scheduleRetry()
+        } else {
+            self.retry?.cancel()
+            self.retry = nil
+            self.watch(true)
+        }
+    }
+
+    private func scheduleRetry() {
+        guard self.retry == nil else { return }
+        self.retry = self.loops[0].scheduleTask(in: AcceptLimiter.retryDelay) {
+            self.retry = nil
+            if self.gate.wantsReserve { self.takeReserveBack() }
+        }
+    }
+
+    /// Watches the listener for connections, or stops watching it.
+    private func watch(_ watching: Bool) {
+        try? self.loops[0].modify(self.fd, token: self.token, for: watching ? .readable : [])
     }
 }
 #endif

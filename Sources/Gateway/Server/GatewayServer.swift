@@ -161,13 +161,6 @@ public actor GatewayServer: Service {
                 return channel
             }
         }
-        #if os(Linux)
-        // Prototype: worker connections on the gateway's own epoll loops.
-        if let choice = getenv("CACHE_GATEWAY_WORKER_LOOP"), String(cString: choice) == "own", case .bind = self.configuration.listener.base {
-            try await self.runOnOwnLoops(shared: shared, path: path)
-            return
-        }
-        #endif
         // Each worker holds one descriptor for as long as it is connected.
         do {
             let (soft, hard) = try DescriptorLimit.current()
@@ -176,6 +169,13 @@ public actor GatewayServer: Service {
         } catch {
             self.logger.warning("could not raise the file descriptor limit", metadata: ["error": "\(error)"])
         }
+        #if os(Linux)
+        // Prototype: worker connections on the gateway's own epoll loops.
+        if let choice = getenv("CACHE_GATEWAY_WORKER_LOOP"), String(cString: choice) == "own", case .bind = self.configuration.listener.base {
+            try await self.runOnOwnLoops(shared: shared, path: path)
+            return
+        }
+        #endif
         let statistics = self.statistics
         let acceptLog = RateLimitedLog(logger: self.logger, interval: .seconds(10))
         let bootstrap = ServerBootstrap(group: self.eventLoopGroup)
@@ -274,7 +274,14 @@ public actor GatewayServer: Service {
         try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
         let loops = try (0..<System.coreCount).map { try IOLoop.start(name: "cache-gateway-io-\($0)") }
         let nextConnectionID = self.nextConnectionID
-        let listener = IOWorkerListener(fd: fd, loops: loops, maxFrameSize: self.configuration.maxFrameSize, frameTimeout: self.configuration.frameTimeout) { connection, reading in
+        let listener = IOWorkerListener(
+            fd: fd,
+            loops: loops,
+            maxFrameSize: self.configuration.maxFrameSize,
+            frameTimeout: self.configuration.frameTimeout,
+            statistics: self.statistics,
+            log: RateLimitedLog(logger: self.logger, interval: .seconds(10))
+        ) { connection, reading in
             let peer = PeerCredentialsReader.read(fromDescriptor: connection.fd)
             let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
             let id = nextConnectionID.withLockedValue { id -> UInt64 in
@@ -284,7 +291,10 @@ public actor GatewayServer: Service {
             return WorkerSession(context: shared, connectionID: id, access: access, reading: reading, codec: try! MessageCodec(), transport: connection)
         }
         listener.start()
-        self.logger.info("listening on the gateway's own loops", metadata: ["socket": "\(path)"])
+        self.logger.info("listening on the gateway's own loops", metadata: [
+            "socket": "\(path)", "listener": "\(self.configuration.listener)",
+            "backend": "\(self.store.kind)", "namespace": "\(self.configuration.namespace)",
+        ])
         self.logAccessControl()
         self.onReady(path)
         let (stop, stopped) = AsyncStream<Void>.makeStream()
@@ -293,12 +303,23 @@ public actor GatewayServer: Service {
         } onGracefulShutdown: {
             stopped.finish()
         }
-        close(fd)
+        // Draining: no new connections; each open one serves what is on its
+        // way and closes (`WorkerSession.startDraining`), or is closed at the
+        // drain deadline.
+        self.logger.info("draining")
+        self.onDraining()
+        self.drain.start()
+        listener.stop()
         for connection in listener.connections.withLockedValue({ Array($0.values) }) {
-            connection.eventLoop.execute { connection.close() }
+            connection.eventLoop.execute { connection.startDraining() }
+            connection.eventLoop.scheduleTask(in: Self.drainDeadline) { connection.close() }
+        }
+        while !listener.connections.withLockedValue({ $0.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(10))
         }
         _ = try? removeFile(path)
         self.state = .finished
+        self.logger.info("stopped")
     }
     #endif
 
