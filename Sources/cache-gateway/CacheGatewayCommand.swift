@@ -57,6 +57,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The bound of the near-cache in front of Redis, in bytes (env CACHE_GATEWAY_NEAR_CACHE_SIZE; 0 turns it off).")
     var nearCacheSize: Int?
 
+    @Option(help: "Which event loops serve workers and carry their lookups to Redis: gateway (its own epoll loops, one per CPU; the default on Linux) or swiftnio (env CACHE_GATEWAY_EVENT_LOOPS).")
+    var eventLoops: String?
+
     @Option(help: "Separates applications that share one backend (env CACHE_GATEWAY_NAMESPACE; default 'default').")
     var namespace: String?
 
@@ -181,6 +184,17 @@ struct Serve: AsyncParsableCommand {
                 allowedGIDs: try AccessControl.groupIDs(gids),
                 namespacePerUID: perUID
             )
+            switch self.eventLoops ?? environment["CACHE_GATEWAY_EVENT_LOOPS"] ?? "" {
+            case "": break
+            case "gateway":
+                #if os(Linux)
+                configuration.eventLoops = .gateway()
+                #else
+                throw ValidationError("--event-loops gateway needs Linux (epoll); use swiftnio")
+                #endif
+            case "swiftnio": configuration.eventLoops = .swiftNIO
+            case let other: throw ValidationError("--event-loops takes gateway or swiftnio, not \(other)")
+            }
             // The key is read here, once; it is never logged.
             configuration.integrityKey = try (self.hmacKeyFile ?? environment["CACHE_GATEWAY_HMAC_KEY_FILE"]).map { try IntegrityStore.Key(contentsOfFile: $0) }
             if let redisURL {

@@ -66,7 +66,7 @@ import Testing
         // The deadline has passed; it is confirmed a turn of the loop later
         // (the loop may have left Redis's bytes unread meanwhile).
         #expect(settled.value == 0)
-        channel.embeddedEventLoop.advanceTime(by: RedisCommandHandler.expiryConfirmationDelay)
+        channel.embeddedEventLoop.advanceTime(by: RedisCommandQueue.expiryConfirmationDelay)
         #expect(settled.value == 2)
         for future in futures.dropFirst() {
             #expect(throws: GatewayError(.timeout, "")) { try future.wait() }
@@ -102,13 +102,12 @@ import Testing
     @Test func commandsQueuedDirectlyInOneTurnGoOutInOneWriteAndAnswerTheirCallbacks() throws {
         let channel = try Self.channel()
         let handler = try channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self)
-        let context = try channel.pipeline.syncOperations.context(handlerType: RedisCommandHandler.self)
         let answers = NIOLoopBoundBox([String](), eventLoop: channel.eventLoop)
         for key in ["a", "b", "c"] {
             let request = RedisRequest(command: .get(ByteBuffer(string: key)), reply: .callback({ result in
                 answers.value.append("\(key)=\((try? result.get()).map { "\($0)" } ?? "error")")
             }), timeout: .milliseconds(5))
-            handler.enqueueDirectly(request, context: context)
+            handler.queue.enqueueDirectly(request)
         }
         // Nothing is written before the end of the turn.
         #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)

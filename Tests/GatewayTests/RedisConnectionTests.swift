@@ -14,8 +14,8 @@ extension IntegrationTests {
     struct RedisConnectionTests {
         private typealias Support = RedisTestSupport
 
-        @Test func binaryValuesRoundTrip() async throws {
-            let connection = try await Support.connect(try Support.sharedURL())
+        @Test(arguments: TestLoops.allCases) func binaryValuesRoundTrip(loops: TestLoops) async throws {
+            let connection = try await Support.connect(on: loops, try Support.sharedURL())
             let prefix = Support.uniquePrefix()
             var generator = SeededRandom(seed: 42)
             let values: [ByteBuffer] = [
@@ -35,8 +35,8 @@ extension IntegrationTests {
             await connection.close()
         }
 
-        @Test func tenThousandPipelinedCommandsAreAnsweredInOrder() async throws {
-            let connection = try await Support.connect(try Support.sharedURL())
+        @Test(arguments: TestLoops.allCases) func tenThousandPipelinedCommandsAreAnsweredInOrder(loops: TestLoops) async throws {
+            let connection = try await Support.connect(on: loops, try Support.sharedURL())
             let counter = ByteBuffer(string: Support.uniquePrefix() + "counter")
 
             // One pipeline, one flush.
@@ -61,8 +61,8 @@ extension IntegrationTests {
             await connection.close()
         }
 
-        @Test func errorRepliesAreValuesAndTheConnectionStaysUsable() async throws {
-            let connection = try await Support.connect(try Support.sharedURL())
+        @Test(arguments: TestLoops.allCases) func errorRepliesAreValuesAndTheConnectionStaysUsable(loops: TestLoops) async throws {
+            let connection = try await Support.connect(on: loops, try Support.sharedURL())
             let key = ByteBuffer(string: Support.uniquePrefix() + "text")
             let replies = try await connection.pipeline([
                 .set(key, ByteBuffer(string: "not a number")),
@@ -87,11 +87,11 @@ extension IntegrationTests {
             await connection.close()
         }
 
-        @Test func selectIsolatesDatabases() async throws {
+        @Test(arguments: TestLoops.allCases) func selectIsolatesDatabases(loops: TestLoops) async throws {
             let key = ByteBuffer(string: Support.uniquePrefix() + "shared-name")
-            let db1 = try await Support.connect(try Support.sharedURL(database: 1))
-            let db2 = try await Support.connect(try Support.sharedURL(database: 2))
-            let db0 = try await Support.connect(try RedisURL("unix://\(try TestRedis.socketPath)"))
+            let db1 = try await Support.connect(on: loops, try Support.sharedURL(database: 1))
+            let db2 = try await Support.connect(on: loops, try Support.sharedURL(database: 2))
+            let db0 = try await Support.connect(on: loops, try RedisURL("unix://\(try TestRedis.socketPath)"))
             _ = try await db1.send(.set(key, ByteBuffer(string: "one"))).checked()
             _ = try await db2.send(.set(key, ByteBuffer(string: "two"))).checked()
             #expect(try await db1.send(.get(key)) == .bulkString(ByteBuffer(string: "one")))
@@ -104,8 +104,8 @@ extension IntegrationTests {
             for connection in [db0, db1, db2] { await connection.close() }
         }
 
-        @Test func authenticatesAsAnACLUser() async throws {
-            let admin = try await Support.connect(try Support.sharedURL())
+        @Test(arguments: TestLoops.allCases) func authenticatesAsAnACLUser(loops: TestLoops) async throws {
+            let admin = try await Support.connect(on: loops, try Support.sharedURL())
             let prefix = Support.uniquePrefix()
             let user = "cg-test-\(UUID().uuidString.prefix(8))"
             let password = "p@ss:w/rd %&é"
@@ -116,7 +116,7 @@ extension IntegrationTests {
                 let url = try RedisURL("unix://\(user):\(encoded)@\(socket)?db=3")
                 #expect(url.username == user && url.password == password && url.database == 3)
 
-                let connection = try await Support.connect(url)
+                let connection = try await Support.connect(on: loops, url)
                 #expect(try await connection.send(RedisCommand("ACL", "WHOAMI")) == .bulkString(ByteBuffer(string: user)))
                 let key = ByteBuffer(string: prefix + "allowed")
                 #expect(try await connection.send(.set(key, ByteBuffer(string: "v"))) == .simpleString("OK"))
@@ -145,9 +145,9 @@ extension IntegrationTests {
             await admin.close()
         }
 
-        @Test func commandsTimeOutWithoutHangingAndTheConnectionRecovers() async throws {
-            let connection = try await Support.connect(try Support.sharedURL())
-            let admin = try await Support.connect(try Support.sharedURL())
+        @Test(arguments: TestLoops.allCases) func commandsTimeOutWithoutHangingAndTheConnectionRecovers(loops: TestLoops) async throws {
+            let connection = try await Support.connect(on: loops, try Support.sharedURL())
+            let admin = try await Support.connect(on: loops, try Support.sharedURL())
             _ = try await admin.send(RedisCommand("CLIENT", "PAUSE", "300")).checked()
             let clock = ContinuousClock()
             let start = clock.now
@@ -167,11 +167,11 @@ extension IntegrationTests {
             await admin.close()
         }
 
-        @Test func anUnresponsiveServerClosesTheConnection() async throws {
+        @Test(arguments: TestLoops.allCases) func anUnresponsiveServerClosesTheConnection(loops: TestLoops) async throws {
             var configuration = RedisConnection.Configuration()
             configuration.unresponsiveTimeout = .milliseconds(100)
-            let connection = try await Support.connect(try Support.sharedURL(), configuration: configuration)
-            let admin = try await Support.connect(try Support.sharedURL())
+            let connection = try await Support.connect(on: loops, try Support.sharedURL(), configuration: configuration)
+            let admin = try await Support.connect(on: loops, try Support.sharedURL())
             _ = try await admin.send(RedisCommand("CLIENT", "PAUSE", "500")).checked()
             let first = connection.sendFuture(.ping, timeout: .milliseconds(50))
             let second = connection.sendFuture(.ping, timeout: .seconds(5))
@@ -182,17 +182,17 @@ extension IntegrationTests {
             await admin.close()
         }
 
-        @Test func killedConnectionsFailPendingCommandsAndThePoolReconnects() async throws {
+        @Test(arguments: TestLoops.allCases) func killedConnectionsFailPendingCommandsAndThePoolReconnects(loops: TestLoops) async throws {
             let backoff = try RedisBackoff(initialDelay: .milliseconds(10), maximumDelay: .milliseconds(100))
             let pool = try RedisConnectionPool(
                 url: try Support.sharedURL(),
                 configuration: .init(size: 1, backoff: backoff),
-                eventLoopGroup: Support.eventLoopGroup,
+                eventLoopGroup: loops.group,
                 logger: Support.logger
             )
             pool.start()
             #expect(await Support.waitUntil { pool.availableConnectionCount == 1 })
-            let admin = try await Support.connect(try Support.sharedURL())
+            let admin = try await Support.connect(on: loops, try Support.sharedURL())
 
             let firstID = try #require(try await pool.send(RedisCommand("CLIENT", "ID")).integer)
             let blocked = pool.sendFuture(RedisCommand("BLPOP", Support.uniquePrefix() + "never", "10"), timeout: .seconds(20))
@@ -222,11 +222,11 @@ extension IntegrationTests {
             await admin.close()
         }
 
-        @Test func oversizedCommandsAndRepliesFailCleanly() async throws {
+        @Test(arguments: TestLoops.allCases) func oversizedCommandsAndRepliesFailCleanly(loops: TestLoops) async throws {
             var configuration = RedisConnection.Configuration()
             configuration.maximumCommandSize = 1024
             configuration.maximumReplySize = 1024
-            let connection = try await Support.connect(try Support.sharedURL(), configuration: configuration)
+            let connection = try await Support.connect(on: loops, try Support.sharedURL(), configuration: configuration)
             let key = ByteBuffer(string: Support.uniquePrefix() + "big")
             let big = ByteBuffer(repeating: UInt8(ascii: "x"), count: 2048)
 
@@ -235,7 +235,7 @@ extension IntegrationTests {
             #expect(try await connection.send(.ping) == .simpleString("PONG"))
 
             // Too big to receive: the stream cannot continue, so the connection closes.
-            let writer = try await Support.connect(try Support.sharedURL())
+            let writer = try await Support.connect(on: loops, try Support.sharedURL())
             _ = try await writer.send(.set(key, big)).checked()
             let error = await #expect(throws: GatewayError.self) { try await connection.send(.get(key)) }
             #expect(error?.code == .connectionClosed)
@@ -245,8 +245,8 @@ extension IntegrationTests {
             await writer.close()
         }
 
-        @Test func closedConnectionsFailFast() async throws {
-            let connection = try await Support.connect(try Support.sharedURL())
+        @Test(arguments: TestLoops.allCases) func closedConnectionsFailFast(loops: TestLoops) async throws {
+            let connection = try await Support.connect(on: loops, try Support.sharedURL())
             let pending = (0..<100).map { _ in connection.sendFuture(RedisCommand("ECHO", "x")) }
             await connection.close()
             for future in pending {
@@ -262,14 +262,14 @@ extension IntegrationTests {
             #expect(try await connection.pipeline([]) == [])
         }
 
-        @Test func nonexistentSocketsAreUnavailableFast() async throws {
+        @Test(arguments: TestLoops.allCases) func nonexistentSocketsAreUnavailableFast(loops: TestLoops) async throws {
             let url = try RedisURL("unix:///tmp/cg-no-such-dir-\(UUID().uuidString.prefix(8))/redis.sock")
             let clock = ContinuousClock()
             let start = clock.now
-            #expect(await Support.errorCode { try await Support.connect(url) } == .unavailable)
+            #expect(await Support.errorCode { try await Support.connect(on: loops, url) } == .unavailable)
             #expect(clock.now - start < .milliseconds(500))
 
-            let pool = try RedisConnectionPool(url: url, configuration: .init(size: 2), eventLoopGroup: Support.eventLoopGroup, logger: Support.logger)
+            let pool = try RedisConnectionPool(url: url, configuration: .init(size: 2), eventLoopGroup: loops.group, logger: Support.logger)
             #expect(await Support.errorCode { try await pool.send(.ping) } == .unavailable, "not started yet")
             pool.start()
             let sendStart = clock.now
@@ -279,6 +279,26 @@ extension IntegrationTests {
             }
             #expect(clock.now - sendStart < .milliseconds(500), "requests must not wait for a reconnect")
             await pool.shutdown()
+        }
+
+        @Test(arguments: TestLoops.allCases) func tcpConnectionsResolveTheirHostAndRefusalsAreUnavailable(loops: TestLoops) async throws {
+            // Nobody listens on a port that was free a moment ago: refused at once.
+            let closed = try await PrivateRedisServer.freeTCPPort()
+            let clock = ContinuousClock()
+            let start = clock.now
+            #expect(await Support.errorCode { try await Support.connect(on: loops, try RedisURL("redis://127.0.0.1:\(closed)")) } == .unavailable)
+            #expect(await Support.errorCode { try await Support.connect(on: loops, try RedisURL("redis://no-such-host.invalid:\(closed)")) } == .unavailable)
+            #expect(clock.now - start < .seconds(5))
+            // A cluster node of scripts/with-redis.sh (on TCP), reached by name.
+            let seeds = ProcessInfo.processInfo.environment["CACHE_GATEWAY_TEST_REDIS_CLUSTER_SEEDS"] ?? ""
+            guard let port = seeds.split(separator: ",").first?.split(separator: ":").last.flatMap({ Int($0) }) else { return }
+            let connection = try await Support.connect(on: loops, try RedisURL("redis://localhost:\(port)"))
+            let echoes = try await connection.pipeline((0..<1000).map { RedisCommand("ECHO", "tcp-\($0)") })
+            #expect(echoes == (0..<1000).map { .bulkString(ByteBuffer(string: "tcp-\($0)")) })
+            let big = ByteBuffer(repeating: 7, count: 4 << 20)
+            #expect(try await connection.send(RedisCommand("ECHO", arguments: [big])) == .bulkString(big))
+            await connection.close()
+            #expect(!connection.isActive)
         }
 
         @Test func blockingClientBaseline() throws {

@@ -247,11 +247,43 @@ struct RedisRESPDecodingTests {
         #expect(error.message.contains("larger than"))
     }
 
-    @Test func theLimitIsPerReplyNotPerRead() throws {
+    @Test func aCompleteReplyOverTheLimitIsRefusedWhenItArrivesInOneRead() throws {
         let reader = try HiredisReader(maximumReplySize: 10)
+        try reader.feed(ByteBuffer(string: "*2\r\n$5\r\nhello\r\n$5\r\nworld\r\n"))
+        let error = try #require(throws: GatewayError.self) {
+            _ = try reader.nextReply(allocator: ByteBufferAllocator())
+        }
+        #expect(error.message.contains("larger than"))
+    }
+
+    @Test func afterRepliesReadByHiredisBulkStringsAreSlicesOfTheInboundBytesAgain() throws {
+        let decoder = try RESPReplyDecoder(maximumReplySize: 1 << 20)
+        for reply in ["+PONG\r\n", ":1\r\n", "*1\r\n$1\r\nx\r\n", "$2\r\nab"] {
+            var bytes = ByteBuffer(string: reply)
+            try decoder.decode(&bytes, allocator: ByteBufferAllocator()) { _ in true }
+        }
+        var rest = ByteBuffer(string: "\r\n")
+        try decoder.decode(&rest, allocator: ByteBufferAllocator()) { _ in true }
+        // The reader has handed out every reply: the next bulk string is read
+        // in place, as a slice of the bytes that brought it.
+        var input = ByteBuffer(string: "$3\r\nabc\r\n")
+        let inputStart = input.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        var replies: [RESPValue] = []
+        try decoder.decode(&input, allocator: ByteBufferAllocator()) { reply in
+            replies.append(reply)
+            return true
+        }
+        #expect(replies == [Self.bulk("abc")])
+        guard case .bulkString(let value?) = replies.first else { return }
+        #expect(value.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } == inputStart + 4)
+    }
+
+    @Test func theLimitIsPerReplyNotPerRead() throws {
+        // The largest reply here, `$5` CRLF `abcde` CRLF, is 11 bytes.
+        let reader = try HiredisReader(maximumReplySize: 11)
         var input = ByteBuffer()
         for index in 0..<1000 { input.writeString(":\(index % 10)\r\n") }
-        input.writeString("$5\r\nab")  // a partial reply of 8 bytes: within the limit
+        input.writeString("$5\r\nab")  // a partial reply of 6 bytes: within the limit
         try reader.feed(input)
         var count = 0
         while let value = try reader.nextReply(allocator: ByteBufferAllocator()) {

@@ -8,6 +8,36 @@ import Testing
 
 @testable import Gateway
 
+/// The event loops a Redis test runs on: a connection on SwiftNIO's loops
+/// is a channel, one on the gateway's own loops an `IORedisConnection`.
+enum TestLoops: CaseIterable, Sendable, CustomTestStringConvertible {
+    case swiftNIO
+    case gateway
+
+    /// Two of the gateway's own loops, shared by every test of the process.
+    static let ownLoops: any EventLoopGroup = {
+        #if os(Linux)
+        try! IOLoopGroup.start(count: 2)
+        #else
+        MultiThreadedEventLoopGroup.singleton
+        #endif
+    }()
+
+    var group: any EventLoopGroup {
+        switch self {
+        case .swiftNIO: MultiThreadedEventLoopGroup.singleton
+        case .gateway: Self.ownLoops
+        }
+    }
+
+    var testDescription: String {
+        switch self {
+        case .swiftNIO: "SwiftNIO's loops"
+        case .gateway: "the gateway's loops"
+        }
+    }
+}
+
 /// Helpers for the tests that talk to a real redis-server.
 enum RedisTestSupport {
     static var logger: Logger {
@@ -29,13 +59,14 @@ enum RedisTestSupport {
     }
 
     static func connect(
+        on loops: TestLoops = .swiftNIO,
         _ url: RedisURL,
         configuration: RedisConnection.Configuration = RedisConnection.Configuration()
     ) async throws -> RedisConnection {
         try await RedisConnection.connect(
             to: url,
             configuration: configuration,
-            on: Self.eventLoopGroup.next(),
+            on: loops.group.next(),
             logger: Self.logger
         )
     }

@@ -49,7 +49,9 @@ public struct GatewayApplication: Service {
     ///   - metricsExposition: the document served at `configuration.metricsEndpoint`
     ///     (for Prometheus, the text exposition of the registry behind
     ///     `metricsFactory`); required when the endpoint is set.
-    ///   - eventLoopGroup: the loops that serve connections and talk to Redis.
+    ///   - eventLoopGroup: SwiftNIO's loops: they serve connections and talk
+    ///     to Redis with `configuration.eventLoops` set to `.swiftNIO`, and
+    ///     otherwise run only what needs SwiftNIO (see `EventLoops`).
     ///   - onReady: called with the socket path once the gateway accepts
     ///     connections (and the metrics endpoint, if any, is listening).
     public init(
@@ -78,6 +80,21 @@ public struct GatewayApplication: Service {
         try configuration.validate()
         let logger = self.logger
         let metrics = GatewayMetrics(factory: self.metricsFactory)
+        // The loops that serve workers and carry their lookups to Redis.
+        let loops: any EventLoopGroup
+        #if os(Linux)
+        var ownLoops: IOLoopGroup?
+        if case .gateway(let count) = configuration.eventLoops.base {
+            let group = try IOLoopGroup.start(count: count ?? System.coreCount)
+            ownLoops = group
+            loops = group
+        } else {
+            loops = self.eventLoopGroup
+        }
+        defer { if let ownLoops { ownLoops.shutdownGracefully { _ in } } }
+        #else
+        loops = self.eventLoopGroup
+        #endif
 
         // The store.
         var redis: RedisStore?
@@ -97,7 +114,7 @@ public struct GatewayApplication: Service {
             guard let source = configuration.backend.endpointSource(eventLoopGroup: self.eventLoopGroup, logger: logger) else {
                 throw GatewayError(.invalidConfiguration, "the Redis backend has no endpoint")
             }
-            let redisStore = try RedisStore(source: source, configuration: redisConfiguration, eventLoopGroup: self.eventLoopGroup, logger: logger, metrics: metrics)
+            let redisStore = try RedisStore(source: source, configuration: redisConfiguration, eventLoopGroup: loops, logger: logger, metrics: metrics)
             redis = redisStore
             store = redisStore
         case .redisCluster(let url, var redisConfiguration):
@@ -106,7 +123,7 @@ public struct GatewayApplication: Service {
             redisConfiguration.pool.connection.maximumCommandSize = max(connection.maximumCommandSize, configuration.server.maxValueSize + 4096)
             redisConfiguration.tracksStoredKeys = false
             redisConfiguration.deletesFillLeases = configuration.server.singleFlight
-            let redisStore = try RedisStore(cluster: url, configuration: redisConfiguration, eventLoopGroup: self.eventLoopGroup, logger: logger, metrics: metrics)
+            let redisStore = try RedisStore(cluster: url, configuration: redisConfiguration, eventLoopGroup: loops, logger: logger, metrics: metrics)
             redis = redisStore
             store = redisStore
         }
@@ -158,7 +175,7 @@ public struct GatewayApplication: Service {
         let server = GatewayServer(
             configuration: configuration.server,
             store: store,
-            eventLoopGroup: self.eventLoopGroup,
+            eventLoopGroup: loops,
             logger: logger,
             statistics: statistics,
             registry: registry,

@@ -31,6 +31,9 @@ extension GatewayApplication {
         /// Whether the gateway tells systemd (through `NOTIFY_SOCKET`, when it is
         /// set) `READY=1` once it serves and `STOPPING=1` when it starts draining.
         public var notifiesSystemd: Bool
+        /// Which event loops serve the worker connections and the Redis data
+        /// connections: the gateway's own (the default on Linux) or SwiftNIO's.
+        public var eventLoops: EventLoops
         /// The signals that begin a graceful shutdown; empty for none (the
         /// gateway then stops on its parent service group's graceful shutdown,
         /// or when its task is cancelled).
@@ -45,8 +48,10 @@ extension GatewayApplication {
             nearCache: NearCacheStore.Configuration? = NearCacheStore.Configuration(),
             metricsEndpoint: MetricsEndpoint? = nil,
             notifiesSystemd: Bool = true,
+            eventLoops: EventLoops = .default,
             gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]
         ) {
+            self.eventLoops = eventLoops
             self.server = server
             self.backend = backend
             self.registry = registry
@@ -62,6 +67,49 @@ extension GatewayApplication {
             try self.server.validate()
             try self.registry.validate()
             try self.backend.validate()
+        }
+    }
+
+    /// Which event loops serve the worker connections and the Redis data
+    /// connections.
+    ///
+    /// The gateway's own loops (`IOLoopGroup`, Linux only) serve a request
+    /// with plain `epoll`, `read` and `write` calls, and a near-cache miss's
+    /// Redis command goes out on a connection of the same loop, so that a
+    /// lookup never changes threads; SwiftNIO's channel pipeline costs about a
+    /// third more per hit (Benchmarks/README.md). What needs SwiftNIO's
+    /// channels runs on SwiftNIO's loops either way: TLS connections to Redis,
+    /// the near-cache's invalidation subscription, the Sentinel subscription
+    /// and the metrics endpoint.
+    public struct EventLoops: Sendable, Hashable, CustomStringConvertible {
+        enum Base: Sendable, Hashable {
+            case gateway(count: Int?)
+            case swiftNIO
+        }
+
+        let base: Base
+
+        /// The gateway's own loops: `count` of them, or one per CPU the
+        /// process may run on (its affinity and CPU quota) when nil.
+        public static func gateway(count: Int? = nil) -> EventLoops { EventLoops(base: .gateway(count: count)) }
+        /// SwiftNIO's loops (the application's `eventLoopGroup`).
+        public static let swiftNIO = EventLoops(base: .swiftNIO)
+        /// The gateway's own loops on Linux; SwiftNIO's elsewhere.
+        public static var `default`: EventLoops {
+            #if os(Linux)
+            .gateway()
+            #else
+            .swiftNIO
+            #endif
+        }
+
+        /// `gateway` or `swiftnio`, as `--event-loops` takes them.
+        public var description: String {
+            switch self.base {
+            case .gateway(nil): "gateway"
+            case .gateway(let count?): "gateway (\(count))"
+            case .swiftNIO: "swiftnio"
+            }
         }
     }
 

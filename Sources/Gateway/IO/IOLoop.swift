@@ -1,4 +1,5 @@
 #if os(Linux)
+import CLinux
 import GatewayProtocol
 import GatewaySystem
 import Dispatch
@@ -33,7 +34,9 @@ final class IOLoop: EventLoop, @unchecked Sendable {
     private var nextToken: UInt64 = 1
     private var stopping = false
     private var thread: pthread_t?
-    private let threadID = NIOLockedValueBox<pthread_t?>(nil)
+    /// The loop's thread: written by that thread before `start` returns the
+    /// loop (the start lock orders it), and only read after.
+    private var threadID: pthread_t?
     private let stopped = ConditionLock(value: false)
 
     private static let wakerToken: UInt64 = 0
@@ -48,11 +51,13 @@ final class IOLoop: EventLoop, @unchecked Sendable {
         let loop = IOLoop(epoll: try Epoll(), waker: try EventWaker())
         try loop.epoll.register(loop.waker.descriptor, for: .readable, token: Self.wakerToken)
         let started = ConditionLock(value: false)
-        let box = Unmanaged.passRetained(ThreadStart(loop: loop, started: started))
+        let box = Unmanaged.passRetained(ThreadStart(loop: loop, started: started, name: name))
         var thread = pthread_t()
         let status = pthread_create(&thread, nil, { argument in
             let start = Unmanaged<ThreadStart>.fromOpaque(argument!).takeRetainedValue()
-            start.loop.threadID.withLockedValue { $0 = pthread_self() }
+            start.loop.threadID = pthread_self()
+            // Linux keeps at most 15 bytes of a thread's name.
+            cache_gateway_set_thread_name(String(start.name.prefix(15)))
             start.started.lock()
             start.started.unlock(withValue: true)
             start.loop.run()
@@ -71,9 +76,11 @@ final class IOLoop: EventLoop, @unchecked Sendable {
     private final class ThreadStart {
         let loop: IOLoop
         let started: ConditionLock<Bool>
-        init(loop: IOLoop, started: ConditionLock<Bool>) {
+        let name: String
+        init(loop: IOLoop, started: ConditionLock<Bool>, name: String) {
             self.loop = loop
             self.started = started
+            self.name = name
         }
     }
 
@@ -142,7 +149,7 @@ final class IOLoop: EventLoop, @unchecked Sendable {
     // MARK: EventLoop
 
     var inEventLoop: Bool {
-        guard let id = self.threadID.withLockedValue({ $0 }) else { return false }
+        guard let id = self.threadID else { return false }
         return pthread_equal(id, pthread_self()) != 0
     }
 
@@ -168,7 +175,7 @@ final class IOLoop: EventLoop, @unchecked Sendable {
             guard !cancelled.withLockedValue({ $0 }) else { return }
             let timer = self.timers.schedule({
                 do {
-                    promise.promise.succeed(try task())
+                    promise.promise.assumeIsolated().succeed(try task())
                 } catch {
                     promise.promise.fail(error)
                 }

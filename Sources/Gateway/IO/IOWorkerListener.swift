@@ -15,7 +15,7 @@ final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
     private let loops: [IOLoop]
     private var nextLoop = 0
     private var token: UInt64 = 0
-    private let makeSession: @Sendable (IOWorkerConnection, ReadingState) -> WorkerSession
+    private let makeSession: @Sendable (IOWorkerConnection, ReadingState) throws -> WorkerSession
     private let maxFrameSize: Int
     private let statistics: GatewayStatistics
     private let log: RateLimitedLog
@@ -24,10 +24,11 @@ final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
     private var reserve: Int32?
     private var retry: Scheduled<Void>?
     private let frameTimeout: TimeAmount
-    /// The open connections, by descriptor, for draining and shutdown.
-    let connections = NIOLockedValueBox<[Int32: IOWorkerConnection]>([:])
+    /// The open connections, for draining and shutdown, and who waits for
+    /// them all to close.
+    private let openConnections = NIOLockedValueBox<(connections: [ObjectIdentifier: IOWorkerConnection], waiters: [CheckedContinuation<Void, Never>])>(([:], []))
 
-    init(fd: Int32, loops: [IOLoop], maxFrameSize: Int, frameTimeout: TimeAmount, statistics: GatewayStatistics, log: RateLimitedLog, makeSession: @escaping @Sendable (IOWorkerConnection, ReadingState) -> WorkerSession) {
+    init(fd: Int32, loops: [IOLoop], maxFrameSize: Int, frameTimeout: TimeAmount, statistics: GatewayStatistics, log: RateLimitedLog, makeSession: @escaping @Sendable (IOWorkerConnection, ReadingState) throws -> WorkerSession) {
         self.fd = fd
         self.loops = loops
         self.maxFrameSize = maxFrameSize
@@ -56,6 +57,23 @@ final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
         }
     }
 
+    /// The connections open now.
+    var connections: [IOWorkerConnection] {
+        self.openConnections.withLockedValue { Array($0.connections.values) }
+    }
+
+    /// Returns once no connection is open.
+    func waitUntilAllClosed() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let closed = self.openConnections.withLockedValue { state -> Bool in
+                guard !state.connections.isEmpty else { return true }
+                state.waiters.append(waiter)
+                return false
+            }
+            if closed { waiter.resume() }
+        }
+    }
+
     func ready(_ events: EpollEvents) {
         while !self.gate.isPaused {
             switch (try? acceptNonBlocking(self.fd)) ?? .noneWaiting {
@@ -76,15 +94,21 @@ final class IOWorkerListener: IOReadinessHandler, @unchecked Sendable {
         let maxFrameSize = self.maxFrameSize
         let frameTimeout = self.frameTimeout
         let makeSession = self.makeSession
-        let connections = self.connections
+        let openConnections = self.openConnections
         let first = self.loops[0]
         loop.execute {
             let reading = ReadingState()
             let connection = IOWorkerConnection(fd: accepted, loop: loop, maxFrameSize: maxFrameSize, frameTimeout: frameTimeout, reading: reading) { closed in
-                connections.withLockedValue { $0[closed.fd] = nil }
+                let waiters = openConnections.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+                    state.connections[ObjectIdentifier(closed)] = nil
+                    guard state.connections.isEmpty else { return [] }
+                    defer { state.waiters.removeAll() }
+                    return state.waiters
+                }
+                for waiter in waiters { waiter.resume() }
                 first.execute { if self.gate.closed() { self.takeReserveBack() } }
             }
-            connections.withLockedValue { $0[accepted] = connection }
+            openConnections.withLockedValue { $0.connections[ObjectIdentifier(connection)] = connection }
             do {
                 try connection.start(session: makeSession(connection, reading))
             } catch {

@@ -242,8 +242,14 @@ final class HiredisReader {
     /// Whether the reader holds nothing: no byte of a reply, complete or
     /// not, and no error. Bytes may then be parsed elsewhere without
     /// reordering replies (see `RESPReplyDecoder`).
+    ///
+    /// After a reply, the reader looks for the next one as soon as it is
+    /// asked: it then stands at the start of an empty task (`ridx` 0, the
+    /// task's type not yet read), which holds nothing either.
     var isIdle: Bool {
-        self.failure == nil && self.reader.pointee.pos == self.reader.pointee.len && self.reader.pointee.ridx == -1
+        let reader = self.reader.pointee
+        guard self.failure == nil, reader.pos == reader.len else { return false }
+        return reader.ridx == -1 || (reader.ridx == 0 && reader.rstack.0.type == -1)
     }
 
     /// Fails the reader with `error`, found in its stream by someone else:
@@ -293,8 +299,13 @@ final class HiredisReader {
                 return nil
             }
             defer { freeReplyObject(reply) }
-            // What is still buffered belongs to the following replies.
-            self.bytesInCurrentReply = self.reader.pointee.len - self.reader.pointee.pos
+            // What is still buffered belongs to the following replies; the
+            // rest was this one's, complete now but perhaps still too large.
+            let buffered = self.reader.pointee.len - self.reader.pointee.pos
+            guard self.bytesInCurrentReply - buffered <= self.maximumReplySize else {
+                throw GatewayError(.backendError, "a Redis reply is larger than the limit of \(self.maximumReplySize) bytes")
+            }
+            self.bytesInCurrentReply = buffered
             return try Self.value(of: reply, allocator: allocator)
         }
     }

@@ -3,13 +3,15 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// One pipelined connection to Redis over a SwiftNIO channel.
+/// One pipelined connection to Redis: over a SwiftNIO channel, or, on one
+/// of the gateway's own loops (`IOLoop`), over a socket served there
+/// (`IORedisConnection`) unless it uses TLS.
 ///
 /// Commands may be sent from any thread or task, and any number may be in
 /// flight: each is queued at once, the commands of one turn of the event loop
 /// go out in one write at its end, and replies are matched in FIFO order
-/// (see `RedisCommandHandler`). hiredis is used only to parse replies; all
-/// I/O is NIO's, so nothing blocks an event loop.
+/// (see `RedisCommandQueue`). hiredis is used only to parse replies; all
+/// I/O is non-blocking, so nothing blocks an event loop.
 ///
 /// **Replies.** A Redis error reply is returned as `RESPValue.error`, not
 /// thrown: a pipeline has one outcome per command, and an error reply leaves
@@ -35,7 +37,7 @@ public final class RedisConnection: Sendable {
         public var connectTimeout: TimeAmount
         /// The default time each command waits for Redis to answer: the
         /// longest Redis may stay silent while the command waits (see
-        /// `RedisCommandHandler`); nil waits until the connection closes.
+        /// `RedisCommandQueue`); nil waits until the connection closes.
         public var commandTimeout: TimeAmount?
         /// How long the oldest command may stay unanswered past its timeout
         /// before the server is taken for dead and the connection is closed;
@@ -55,7 +57,7 @@ public final class RedisConnection: Sendable {
         /// The most commands that may wait for their replies at once; more
         /// fail at once with `.tooManyRequests`, unsent. This bounds how long
         /// a command can wait behind others, since timeouts count only
-        /// Redis's silence (see `RedisCommandHandler`). nil (the default) is
+        /// Redis's silence (see `RedisCommandQueue`). nil (the default) is
         /// no bound; the gateway's store sets one (`RedisStore.Configuration`).
         public var maximumInFlight: Int?
         /// Whether the handshake also sends `ROLE` and fails with
@@ -89,39 +91,68 @@ public final class RedisConnection: Sendable {
     public let url: RedisURL
     /// The connection's settings.
     public let configuration: Configuration
-    private let channel: any Channel
+    private let transport: Transport
     private let logger: Logger
-    /// The channel's command handler and its context, for commands sent on
-    /// the channel's event loop (`send(_:timeout:then:)`): queued straight
-    /// into the handler, not passed down the pipeline from its tail.
-    private let commandHandler: NIOLoopBound<(RedisCommandHandler, ChannelHandlerContext)>?
 
-    private init(channel: any Channel, url: RedisURL, configuration: Configuration, logger: Logger) {
-        self.channel = channel
+    /// What carries the connection's bytes.
+    private enum Transport: Sendable {
+        /// A SwiftNIO channel, and its command queue for commands sent on
+        /// the channel's event loop (`send(_:timeout:then:)`): queued
+        /// straight into it, not passed down the pipeline from its tail.
+        case channel(any Channel, NIOLoopBound<RedisCommandQueue>?)
+        #if os(Linux)
+        /// A socket on one of the gateway's own loops.
+        case io(IORedisConnection)
+        #endif
+    }
+
+    private init(transport: Transport, url: RedisURL, configuration: Configuration, logger: Logger) {
+        self.transport = transport
         self.url = url
         self.configuration = configuration
         self.logger = logger
+    }
+
+    private convenience init(channel: any Channel, url: RedisURL, configuration: Configuration, logger: Logger) {
         // Created on the channel's event loop, right after the connect.
-        if channel.eventLoop.inEventLoop,
-            let handler = try? channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self),
-            let context = try? channel.pipeline.syncOperations.context(handlerType: RedisCommandHandler.self)
-        {
-            self.commandHandler = NIOLoopBound((handler, context), eventLoop: channel.eventLoop)
-        } else {
-            self.commandHandler = nil
+        var queue: NIOLoopBound<RedisCommandQueue>?
+        if channel.eventLoop.inEventLoop, let handler = try? channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self) {
+            queue = NIOLoopBound(handler.queue, eventLoop: channel.eventLoop)
+        }
+        self.init(transport: .channel(channel, queue), url: url, configuration: configuration, logger: logger)
+    }
+
+    /// The event loop that runs this connection; futures returned by this
+    /// connection complete on it.
+    public var eventLoop: any EventLoop {
+        switch self.transport {
+        case .channel(let channel, _): channel.eventLoop
+        #if os(Linux)
+        case .io(let connection): connection.loop
+        #endif
         }
     }
 
-    /// The event loop that runs this connection's channel; futures returned
-    /// by this connection complete on it.
-    public var eventLoop: any EventLoop { self.channel.eventLoop }
-
-    /// Whether the channel is still open. A true value can be stale by the
+    /// Whether the connection is still open. A true value can be stale by the
     /// time it is used; sending on a closed connection fails with `.connectionClosed`.
-    public var isActive: Bool { self.channel.isActive }
+    public var isActive: Bool {
+        switch self.transport {
+        case .channel(let channel, _): channel.isActive
+        #if os(Linux)
+        case .io(let connection): connection.isActive
+        #endif
+        }
+    }
 
     /// Succeeds when the connection has closed, for whatever reason.
-    public var closeFuture: EventLoopFuture<Void> { self.channel.closeFuture }
+    public var closeFuture: EventLoopFuture<Void> {
+        switch self.transport {
+        case .channel(let channel, _): channel.closeFuture
+        #if os(Linux)
+        case .io(let connection): connection.closeFuture
+        #endif
+        }
+    }
 
     // MARK: Connecting
 
@@ -145,6 +176,13 @@ public final class RedisConnection: Sendable {
         var endpointLogger = logger
         endpointLogger[metadataKey: "redis.endpoint"] = "\(url.endpoint)"
         let logger = endpointLogger
+        #if os(Linux)
+        // On the gateway's own loops, plain TCP and Unix sockets are served
+        // there too; TLS is SwiftNIO's (`connectChannel` picks a loop of its own).
+        if url.tls == nil, let loop = eventLoop as? IOLoop {
+            return Self.connectOnOwnLoop(to: url, configuration: configuration, on: loop, logger: logger, metrics: metrics)
+        }
+        #endif
         let connected = Self.connectChannel(to: url, configuration: configuration, on: eventLoop, hasCodecHandlers: false) {
             try RedisCommandHandler(
                 unresponsiveTimeout: configuration.unresponsiveTimeout,
@@ -168,6 +206,36 @@ public final class RedisConnection: Sendable {
             }
         }
     }
+
+    #if os(Linux)
+    private static func connectOnOwnLoop(
+        to url: RedisURL,
+        configuration: Configuration,
+        on loop: IOLoop,
+        logger: Logger,
+        metrics: GatewayMetrics?
+    ) -> EventLoopFuture<RedisConnection> {
+        let makeQueue: @Sendable () throws -> RedisCommandQueue = {
+            try RedisCommandQueue(
+                unresponsiveTimeout: configuration.unresponsiveTimeout,
+                maximumReplySize: configuration.maximumReplySize,
+                maximumCommandSize: configuration.maximumCommandSize,
+                maximumInFlight: configuration.maximumInFlight ?? .max,
+                logger: logger,
+                metrics: metrics
+            )
+        }
+        return IORedisConnection.connect(to: url.endpoint, timeout: configuration.connectTimeout, on: loop, makeQueue: makeQueue).flatMap { socket in
+            let connection = RedisConnection(transport: .io(socket), url: url, configuration: configuration, logger: logger)
+            return connection.handshake().flatMapError { error in
+                connection.close().flatMapThrowing { throw error }
+            }.map {
+                logger.debug("connected to Redis", metadata: ["redis.database": "\(url.database)"])
+                return connection
+            }
+        }
+    }
+    #endif
 
     /// Connects a channel to `url`'s endpoint (TCP or a Unix socket) whose
     /// pipeline decodes RESP replies and encodes commands (unless
@@ -196,6 +264,11 @@ public final class RedisConnection: Sendable {
         } else {
             tlsHandlers = nil
         }
+        var eventLoop = eventLoop
+        #if os(Linux)
+        // Channels need one of SwiftNIO's loops.
+        if eventLoop is IOLoop { eventLoop = MultiThreadedEventLoopGroup.singleton.next() }
+        #endif
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
             .channelInitializer { channel in
@@ -289,7 +362,7 @@ public final class RedisConnection: Sendable {
     /// `timeout` overrides `configuration.commandTimeout` for this command
     /// (nil uses the configured one).
     public func sendFuture(_ command: RedisCommand, timeout: TimeAmount? = nil) -> EventLoopFuture<RESPValue> {
-        let promise = self.channel.eventLoop.makePromise(of: RESPValue.self)
+        let promise = self.eventLoop.makePromise(of: RESPValue.self)
         let request = RedisRequest(command: command, promise: promise, timeout: timeout ?? self.configuration.commandTimeout)
         self.write(.one(request), replies: CollectionOfOne(request.reply))
         return promise.futureResult
@@ -300,14 +373,18 @@ public final class RedisConnection: Sendable {
     /// event loop, with no future: the lookup path.
     ///
     /// Called on this connection's event loop, the command is queued straight
-    /// into the channel's handler and goes out with the other commands of
+    /// into the connection's command queue and goes out with the other commands of
     /// this turn of the loop, in one write at its end.
     func send(_ command: RedisCommand, timeout: TimeAmount? = nil, then answer: @escaping @Sendable (Result<RESPValue, any Error>) -> Void) {
         let request = RedisRequest(command: command, reply: .callback(answer), timeout: timeout ?? self.configuration.commandTimeout)
-        if let commandHandler = self.commandHandler, self.channel.eventLoop.inEventLoop {
-            let (handler, context) = commandHandler.value
-            handler.enqueueDirectly(request, context: context)
-        } else {
+        switch self.transport {
+        case .channel(_, let queue?) where queue.eventLoop.inEventLoop:
+            queue.value.enqueueDirectly(request)
+        #if os(Linux)
+        case .io(let connection) where connection.loop.inEventLoop:
+            connection.queue.enqueueDirectly(request)
+        #endif
+        default:
             self.write(.one(request), replies: CollectionOfOne(request.reply))
         }
     }
@@ -319,8 +396,8 @@ public final class RedisConnection: Sendable {
     /// error replies are returned in place. The future fails as soon as any
     /// command fails (timeout, connection closed), with that command's error.
     public func pipelineFuture(_ commands: [RedisCommand], timeout: TimeAmount? = nil) -> EventLoopFuture<[RESPValue]> {
-        guard !commands.isEmpty else { return self.channel.eventLoop.makeSucceededFuture([]) }
-        let eventLoop = self.channel.eventLoop
+        let eventLoop = self.eventLoop
+        guard !commands.isEmpty else { return eventLoop.makeSucceededFuture([]) }
         let timeout = timeout ?? self.configuration.commandTimeout
         let promises = commands.map { _ in eventLoop.makePromise(of: RESPValue.self) }
         let requests = zip(commands, promises).map { RedisRequest(command: $0, promise: $1, timeout: timeout) }
@@ -340,15 +417,31 @@ public final class RedisConnection: Sendable {
     }
 
     private func write(_ outbound: RedisOutbound, replies: some Collection<RedisReplyTarget> & Sendable) {
-        // The write promise fails only if the request never reached
-        // RedisCommandHandler (the channel was already torn down); otherwise
-        // the handler owns the promises and completes them.
-        let endpoint = self.url.endpoint
-        self.channel.writeAndFlush(outbound).whenFailure { error in
-            let closed = GatewayError(.connectionClosed, "the Redis connection to \(endpoint) is closed (\(error))")
-            for reply in replies {
-                reply.fail(closed)
+        switch self.transport {
+        case .channel(let channel, _):
+            // The write promise fails only if the request never reached the
+            // command queue (the channel was already torn down); otherwise
+            // the queue owns the promises and completes them.
+            let endpoint = self.url.endpoint
+            channel.writeAndFlush(outbound).whenFailure { error in
+                let closed = GatewayError(.connectionClosed, "the Redis connection to \(endpoint) is closed (\(error))")
+                for reply in replies {
+                    reply.fail(closed)
+                }
             }
+        #if os(Linux)
+        case .io(let connection):
+            // A closed connection's queue fails what it is given.
+            if connection.loop.inEventLoop {
+                connection.queue.accept(outbound)
+                connection.queue.scheduleFlush()
+            } else {
+                connection.loop.execute {
+                    connection.queue.accept(outbound)
+                    connection.queue.scheduleFlush()
+                }
+            }
+        #endif
         }
     }
 
@@ -358,8 +451,16 @@ public final class RedisConnection: Sendable {
     /// Succeeds once closed, also when it was closed already.
     @discardableResult
     public func close() -> EventLoopFuture<Void> {
-        self.channel.close(promise: nil)
-        return self.channel.closeFuture
+        switch self.transport {
+        case .channel(let channel, _):
+            channel.close(promise: nil)
+            return channel.closeFuture
+        #if os(Linux)
+        case .io(let connection):
+            connection.loop.execute { connection.close() }
+            return connection.closeFuture
+        #endif
+        }
     }
 
     /// Closes the connection and waits until it is closed.

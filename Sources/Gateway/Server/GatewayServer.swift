@@ -25,6 +25,8 @@ public actor GatewayServer: Service {
     private enum State {
         case initial
         case running(serverChannel: any Channel)
+        /// Serving on the gateway's own loops.
+        case runningOwnLoops
         case draining
         case finished
     }
@@ -170,9 +172,8 @@ public actor GatewayServer: Service {
             self.logger.warning("could not raise the file descriptor limit", metadata: ["error": "\(error)"])
         }
         #if os(Linux)
-        // Prototype: worker connections on the gateway's own epoll loops.
-        if let choice = getenv("CACHE_GATEWAY_WORKER_LOOP"), String(cString: choice) == "own", case .bind = self.configuration.listener.base {
-            try await self.runOnOwnLoops(shared: shared, path: path)
+        if let group = self.eventLoopGroup as? IOLoopGroup {
+            try await self.run(on: group, shared: shared, path: path)
             return
         }
         #endif
@@ -262,64 +263,107 @@ public actor GatewayServer: Service {
     }
 
     #if os(Linux)
-    /// Prototype: serves worker connections on `IOLoop`s, without SwiftNIO,
-    /// until a graceful shutdown; then closes every connection.
-    private func runOnOwnLoops(shared: ServerContext, path: String) async throws {
-        let previousMask = umask(0o177)
-        let fd = try systemCall("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        let address = try UnixSocketAddress(path: path)
-        try systemCall("bind", on: path) { address.withSocketAddress { bind(fd, $0, $1) } }
-        umask(previousMask)
-        try systemCall("listen", on: path) { listen(fd, 4096) }
-        try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
-        let loops = try (0..<System.coreCount).map { try IOLoop.start(name: "cache-gateway-io-\($0)") }
+    /// Serves worker connections on the gateway's own loops (`IOWorkerListener`,
+    /// `IOWorkerConnection`) until a graceful shutdown, then drains them as
+    /// the SwiftNIO listener does; cancelled, closes them at once.
+    private func run(on group: IOLoopGroup, shared: ServerContext, path: String) async throws {
+        let fd: Int32
+        switch self.configuration.listener.base {
+        case .bind:
+            fd = try Self.bindListener(at: path)
+            do {
+                try UnixSocketPath.applyPermissions(path, mode: self.configuration.socketMode, group: self.configuration.socketGroup)
+            } catch {
+                close(fd)
+                _ = try? removeFile(path)
+                throw error
+            }
+        case .inherited(let descriptor):
+            fd = descriptor
+        }
+        let ownsSocketFile = self.configuration.listener == .bind
         let nextConnectionID = self.nextConnectionID
         let listener = IOWorkerListener(
             fd: fd,
-            loops: loops,
+            loops: group.loops,
             maxFrameSize: self.configuration.maxFrameSize,
             frameTimeout: self.configuration.frameTimeout,
             statistics: self.statistics,
             log: RateLimitedLog(logger: self.logger, interval: .seconds(10))
         ) { connection, reading in
+            // Who connected decides, once, whether the connection is served
+            // and in which namespace (see AccessControl).
             let peer = PeerCredentialsReader.read(fromDescriptor: connection.fd)
             let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
             let id = nextConnectionID.withLockedValue { id -> UInt64 in
                 id += 1
                 return id
             }
-            return WorkerSession(context: shared, connectionID: id, access: access, reading: reading, codec: try! MessageCodec(), transport: connection)
+            return try WorkerSession(context: shared, connectionID: id, access: access, reading: reading, codec: MessageCodec(), transport: connection)
         }
         listener.start()
-        self.logger.info("listening on the gateway's own loops", metadata: [
+        self.state = .runningOwnLoops
+        self.logger.info("listening", metadata: [
             "socket": "\(path)", "listener": "\(self.configuration.listener)",
             "backend": "\(self.store.kind)", "namespace": "\(self.configuration.namespace)",
+            "loops": "gateway (\(group.loops.count))",
         ])
         self.logAccessControl()
         self.onReady(path)
+
         let (stop, stopped) = AsyncStream<Void>.makeStream()
         await withGracefulShutdownHandler {
             for await _ in stop {}
         } onGracefulShutdown: {
             stopped.finish()
         }
-        // Draining: no new connections; each open one serves what is on its
-        // way and closes (`WorkerSession.startDraining`), or is closed at the
-        // drain deadline.
-        self.logger.info("draining")
-        self.onDraining()
-        self.drain.start()
+        self.state = .draining
         listener.stop()
-        for connection in listener.connections.withLockedValue({ Array($0.values) }) {
-            connection.eventLoop.execute { connection.startDraining() }
-            connection.eventLoop.scheduleTask(in: Self.drainDeadline) { connection.close() }
+        if Task.isCancelled {
+            for connection in listener.connections {
+                connection.eventLoop.execute { connection.close() }
+            }
+        } else {
+            // Draining: no new connections; each open one serves what is on
+            // its way and closes (`WorkerSession.startDraining`), or is closed
+            // at the drain deadline.
+            self.logger.info("draining")
+            self.onDraining()
+            self.drain.start()
+            for connection in listener.connections {
+                connection.eventLoop.execute { connection.startDraining() }
+                connection.eventLoop.scheduleTask(in: Self.drainDeadline) { connection.close() }
+            }
         }
-        while !listener.connections.withLockedValue({ $0.isEmpty }) {
-            try? await Task.sleep(for: .milliseconds(10))
+        await listener.waitUntilAllClosed()
+        if ownsSocketFile {
+            do {
+                try removeFile(path)
+            } catch {
+                self.logger.warning("could not remove the socket file", metadata: ["socket": "\(path)", "error": "\(error)"])
+            }
         }
-        _ = try? removeFile(path)
         self.state = .finished
         self.logger.info("stopped")
+    }
+
+    /// A listening Unix socket bound at `path`, unreachable (mode 0600)
+    /// until its mode is set.
+    private static func bindListener(at path: String) throws -> Int32 {
+        let address = try UnixSocketAddress(path: path)
+        let fd = try systemCall("socket", code: .invalidConfiguration) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let previousMask = umask(0o177)
+        defer { umask(previousMask) }
+        do {
+            try systemCall("bind", on: path, code: .invalidConfiguration) { address.withSocketAddress { bind(fd, $0, $1) } }
+            // Connects beyond the backlog fail with EAGAIN at once; Linux caps
+            // it at net.core.somaxconn (4,096 by default since Linux 5.4).
+            try systemCall("listen", on: path, code: .invalidConfiguration) { listen(fd, 4096) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
     }
     #endif
 
