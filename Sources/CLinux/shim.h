@@ -2,13 +2,16 @@
 #define CACHE_GATEWAY_CLINUX_SHIM_H
 
 // Linux's readiness and wake-up calls, which Glibc's Swift module does not
-// export: epoll and eventfd (and prctl, to name a loop's thread). Only `GatewaySystem`'s `Epoll` and `EventWaker`
+// export: epoll and eventfd (and prctl, to name a loop's thread, and the
+// thread's CPU affinity). Only `GatewaySystem`'s `Epoll` and `EventWaker`
 // use them; no C type leaves those classes.
 #ifdef __linux__
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static inline int cache_gateway_epoll_create(void) {
     return epoll_create1(EPOLL_CLOEXEC);
@@ -49,6 +52,14 @@ static inline int cache_gateway_eventfd(void) {
 // Names the calling thread (at most 15 bytes are kept), for `top -H` and perf.
 static inline void cache_gateway_set_thread_name(const char *name) {
     (void)prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL);
+}
+
+// The CPUs the calling thread may run on (its affinity, as `taskset` sets
+// it), as a bit mask written to `mask`; returns the mask's length in bytes,
+// or -1 with errno. The raw system call, because glibc declares
+// sched_getaffinity only under _GNU_SOURCE.
+static inline long cache_gateway_sched_getaffinity(unsigned char *mask, unsigned long size) {
+    return syscall(SYS_sched_getaffinity, 0, size, mask);
 }
 
 static const int cache_gateway_epoll_ctl_add = EPOLL_CTL_ADD;

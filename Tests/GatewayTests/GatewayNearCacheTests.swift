@@ -30,13 +30,14 @@ extension IntegrationTests {
             let connectionA: GatewayConnection
             let connectionB: GatewayConnection
 
-            init(nearCacheSize: Int? = nil) async throws {
+            /// `loops` names each gateway's `--event-loops`, A's then B's.
+            init(nearCacheSize: Int? = nil, loops: (String, String) = ("gateway", "gateway")) async throws {
                 self.redis = try PrivateRedisServer()
                 try await self.redis.start()
                 var arguments = ["--redis", "unix://\(self.redis.socketPath)", "--namespace", "near", "--lookup-timeout-ms", "5000", "--write-timeout-ms", "10000"]
                 if let nearCacheSize { arguments += ["--near-cache-size", "\(nearCacheSize)"] }
-                self.a = try GatewayProcess(arguments: arguments)
-                self.b = try GatewayProcess(arguments: arguments)
+                self.a = try GatewayProcess(arguments: arguments + ["--event-loops", loops.0])
+                self.b = try GatewayProcess(arguments: arguments + ["--event-loops", loops.1])
                 self.connectionA = try await self.a.connect(name: "A")
                 self.connectionB = try await self.b.connect(name: "B")
                 try await NearCacheProbe.waitUntilFilling(self.connectionA, timeout: .seconds(30))
@@ -59,8 +60,11 @@ extension IntegrationTests {
             }
         }
 
-        @Test func bServesWhatItReadFromItsNearCacheAndEveryChangeInRedisRemovesIt() async throws {
-            let pair = try await Pair()
+        /// Each gateway's event loops: their own and SwiftNIO's serve alike,
+        /// and either hears of the other's changes.
+        @Test(arguments: [("gateway", "gateway"), ("swiftnio", "gateway"), ("gateway", "swiftnio")])
+        func bServesWhatItReadFromItsNearCacheAndEveryChangeInRedisRemovesIt(loops: (String, String)) async throws {
+            let pair = try await Pair(loops: loops)
             defer { pair.stop() }
 
             // invalidate through A.

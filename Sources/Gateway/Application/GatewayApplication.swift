@@ -85,7 +85,7 @@ public struct GatewayApplication: Service {
         #if os(Linux)
         var ownLoops: IOLoopGroup?
         if case .gateway(let count) = configuration.eventLoops.base {
-            let group = try IOLoopGroup.start(count: count ?? System.coreCount)
+            let group = try IOLoopGroup.start(count: count ?? IOLoopGroup.defaultCount)
             ownLoops = group
             loops = group
         } else {

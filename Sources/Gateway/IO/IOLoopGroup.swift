@@ -1,6 +1,7 @@
 #if os(Linux)
 import Dispatch
 import GatewayProtocol
+import GatewaySystem
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -20,8 +21,15 @@ public final class IOLoopGroup: EventLoopGroup, Sendable {
         self.loops = loops
     }
 
+    /// One loop per CPU the process may use: the fewer of its cgroup's CPUs
+    /// (`System.coreCount`) and its affinity's (`taskset`).
+    public static var defaultCount: Int {
+        let affinity = (try? CPUAffinity.count()).flatMap { $0 > 0 ? $0 : nil } ?? System.coreCount
+        return max(1, min(System.coreCount, affinity))
+    }
+
     /// Starts `count` loops, each on a thread of its own.
-    public static func start(count: Int = System.coreCount) throws -> IOLoopGroup {
+    public static func start(count: Int = IOLoopGroup.defaultCount) throws -> IOLoopGroup {
         precondition(count > 0, "an IOLoopGroup needs at least one loop")
         var loops: [IOLoop] = []
         for index in 0..<count {
