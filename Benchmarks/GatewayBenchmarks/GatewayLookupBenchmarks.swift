@@ -66,12 +66,21 @@ enum GatewayLookupBenchmarks {
         defer { nearGateway.stop() }
         let coldGateway = try GatewayUnderTest(arguments: redisArguments + ["--near-cache-size", "0"])
         defer { coldGateway.stop() }
+        // The same two on SwiftNIO's event loops, for the comparison in the same run.
+        let nearNIOGateway = try GatewayUnderTest(arguments: redisArguments + ["--event-loops", "swiftnio"])
+        defer { nearNIOGateway.stop() }
+        let coldNIOGateway = try GatewayUnderTest(arguments: redisArguments + ["--near-cache-size", "0", "--event-loops", "swiftnio"])
+        defer { coldNIOGateway.stop() }
         let nearClient = try BlockingGatewayClient(socketPath: nearGateway.socketPath)
         let coldClient = try BlockingGatewayClient(socketPath: coldGateway.socketPath)
+        let nearNIOClient = try BlockingGatewayClient(socketPath: nearNIOGateway.socketPath)
+        let coldNIOClient = try BlockingGatewayClient(socketPath: coldNIOGateway.socketPath)
         try coldClient.roundTrip(storeFrame)
         guard try coldClient.roundTrip(lookupFrame) == hitLength else { throw BenchmarkFailure("the Redis-backed lookup was not a hit") }
+        guard try coldNIOClient.roundTrip(lookupFrame) == hitLength else { throw BenchmarkFailure("the Redis-backed lookup on SwiftNIO was not a hit") }
         // The near-cache fills once its tracking is up: read until a hit comes from it.
         try Self.waitForNearHit(nearClient, lookupFrame: lookupFrame, hitLength: hitLength)
+        try Self.waitForNearHit(nearNIOClient, lookupFrame: lookupFrame, hitLength: hitLength)
 
         // The floors under the gateway's ping: SwiftNIO with one handler, and a plain poll loop.
         let nioFloor = try PingFloorUnderTest(kind: "nio")
@@ -95,7 +104,7 @@ enum GatewayLookupBenchmarks {
 
         // MARK: latency, everything on one CPU
         pinProcess(toCPU: latencyCPU)
-        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid, hitFloor.pid, coldFloor.pid] {
+        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, nearNIOGateway.pid, coldNIOGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid, hitFloor.pid, coldFloor.pid] {
             try pin(pid: pid, cpus: "\(latencyCPU)")
         }
         print("latency: redis-server, gateways, twemproxy and client pinned to CPU \(latencyCPU)")
@@ -114,6 +123,8 @@ enum GatewayLookupBenchmarks {
             ("ping, plain poll server", { blackHole(try pollFloorClient.roundTrip(pingFrame)) }),
             ("hit work on a plain poll loop, 1 conn", { blackHole(try hitFloorClient.roundTrip(lookupFrame)) }),
             ("cold-hit work on a plain poll loop, 1 conn", { blackHole(try coldFloorClient.roundTrip(lookupFrame)) }),
+            ("gateway hit, near-cache, SwiftNIO loops, 1 conn", { blackHole(try nearNIOClient.roundTrip(lookupFrame)) }),
+            ("gateway hit, cold, SwiftNIO loops, 1 conn", { blackHole(try coldNIOClient.roundTrip(lookupFrame)) }),
         ]
         if let profile = environment["BENCH_PROFILE"], profile.hasSuffix("50") {
             // 50 connections, pinned as in the throughput runs below.
@@ -121,13 +132,15 @@ enum GatewayLookupBenchmarks {
                 "memory50": (memoryGateway.socketPath, memoryGateway.pid),
                 "near50": (nearGateway.socketPath, nearGateway.pid),
                 "cold50": (coldGateway.socketPath, coldGateway.pid),
+                "nearnio50": (nearNIOGateway.socketPath, nearNIOGateway.pid),
+                "coldnio50": (coldNIOGateway.socketPath, coldNIOGateway.pid),
                 "hitfloor50": (hitFloor.socketPath, hitFloor.pid),
                 "coldfloor50": (coldFloor.socketPath, coldFloor.pid),
             ]
             guard let gateway = gateways[profile] else {
                 throw BenchmarkFailure("BENCH_PROFILE for 50 connections: one of \(gateways.keys.sorted().joined(separator: ", "))")
             }
-            for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, hitFloor.pid, coldFloor.pid] {
+            for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, nearNIOGateway.pid, coldNIOGateway.pid, twemproxy.pid, hitFloor.pid, coldFloor.pid] {
                 try pin(pid: pid, cpus: "\(serverCPU)")
             }
             let seconds = environment["BENCH_PROFILE_SECONDS"].flatMap(Int.init) ?? 10
@@ -150,8 +163,12 @@ enum GatewayLookupBenchmarks {
         }
         if let profile = environment["BENCH_PROFILE"] {
             // For perf and strace: one case alone, for BENCH_PROFILE_SECONDS (default 10).
-            let servers = ["get": redisPID, "ping": memoryGateway.pid, "memory": memoryGateway.pid, "near": nearGateway.pid, "cold": coldGateway.pid, "twemproxy": twemproxy.pid, "nioping": nioFloor.pid, "pollping": pollFloor.pid, "hitfloor": hitFloor.pid, "coldfloor": coldFloor.pid]
-            let cases = ["get": 0, "memory": 1, "near": 2, "cold": 3, "twemproxy": 4, "ping": 6, "nioping": 7, "pollping": 8, "hitfloor": 9, "coldfloor": 10]
+            let servers = [
+                "get": redisPID, "ping": memoryGateway.pid, "memory": memoryGateway.pid, "near": nearGateway.pid, "cold": coldGateway.pid,
+                "twemproxy": twemproxy.pid, "nioping": nioFloor.pid, "pollping": pollFloor.pid, "hitfloor": hitFloor.pid, "coldfloor": coldFloor.pid,
+                "nearnio": nearNIOGateway.pid, "coldnio": coldNIOGateway.pid,
+            ]
+            let cases = ["get": 0, "memory": 1, "near": 2, "cold": 3, "twemproxy": 4, "ping": 6, "nioping": 7, "pollping": 8, "hitfloor": 9, "coldfloor": 10, "nearnio": 11, "coldnio": 12]
             guard let index = cases[profile], let server = servers[profile] else {
                 throw BenchmarkFailure("BENCH_PROFILE for the gateway group: one of \(cases.keys.sorted().joined(separator: ", "))")
             }
@@ -173,17 +190,20 @@ enum GatewayLookupBenchmarks {
         Bench.report(latency[8], against: latency[5])
         Bench.report(latency[9], against: latency[0])
         Bench.report(latency[10], against: latency[0])
+        Bench.report(latency[11], against: latency[0])
+        Bench.report(latency[12], against: latency[0])
         if hiredisTCP != nil {
-            Bench.report(latency[11], against: latency[0])
-            Bench.report(Measurement(renaming: latency[2], to: "gateway hit, near-cache, against GET over TCP"), against: latency[11])
-            Bench.report(Measurement(renaming: latency[9], to: "hit work on a poll loop, against GET over TCP"), against: latency[11])
+            Bench.report(latency[13], against: latency[0])
+            Bench.report(Measurement(renaming: latency[2], to: "gateway hit, near-cache, against GET over TCP"), against: latency[13])
+            Bench.report(Measurement(renaming: latency[9], to: "hit work on a poll loop, against GET over TCP"), against: latency[13])
         }
         Bench.report(Measurement(renaming: latency[3], to: "gateway hit, cold, against twemproxy GET"), against: latency[4])
+        Bench.report(Measurement(renaming: latency[12], to: "gateway hit, cold, SwiftNIO loops, against twemproxy GET"), against: latency[4])
         Bench.report(Measurement(renaming: latency[10], to: "cold-hit work on a poll loop, against twemproxy GET"), against: latency[4])
 
         // MARK: throughput with 50 connections, servers and clients on different CPUs
         pinProcess(toCPU: latencyCPU)
-        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid, hitFloor.pid, coldFloor.pid] {
+        for pid in [redisPID, memoryGateway.pid, nearGateway.pid, coldGateway.pid, nearNIOGateway.pid, coldNIOGateway.pid, twemproxy.pid, nioFloor.pid, pollFloor.pid, hitFloor.pid, coldFloor.pid] {
             try pin(pid: pid, cpus: "\(serverCPU)")
         }
         // Rounds of every case in turn, so that the machine's drift hits all
@@ -196,6 +216,8 @@ enum GatewayLookupBenchmarks {
             ("gateway hits, in-memory store, 50 conns", memoryGateway.socketPath),
             ("gateway hits, Redis store, near-cache, 50 conns", nearGateway.socketPath),
             ("gateway hits, Redis store, cold, 50 conns", coldGateway.socketPath),
+            ("gateway hits, near-cache, SwiftNIO loops, 50 conns", nearNIOGateway.socketPath),
+            ("gateway hits, cold, SwiftNIO loops, 50 conns", coldNIOGateway.socketPath),
             ("hit work on a plain poll loop, 50 conns", hitFloor.socketPath),
             ("cold-hit work on a plain poll loop, 50 conns", coldFloor.socketPath),
         ]
@@ -220,8 +242,12 @@ enum GatewayLookupBenchmarks {
         Self.printRate(twemproxyBaseline.name, twemproxyRates, against: baseline)
         for (index, (name, socketPath)) in gatewayCases.enumerated() {
             Self.printRate(name, gatewayRates[index], against: baseline)
-            if socketPath == coldGateway.socketPath || socketPath == coldFloor.socketPath {
-                Self.printRate("\(socketPath == coldFloor.socketPath ? "cold-hit work on a poll loop" : "gateway hits, cold"), against twemproxy", gatewayRates[index], against: twemproxyBaseline)
+            let againstTwemproxy = [
+                coldGateway.socketPath: "gateway hits, cold", coldNIOGateway.socketPath: "gateway hits, cold, SwiftNIO loops",
+                coldFloor.socketPath: "cold-hit work on a poll loop",
+            ]
+            if let label = againstTwemproxy[socketPath] {
+                Self.printRate("\(label), against twemproxy", gatewayRates[index], against: twemproxyBaseline)
             }
         }
     }

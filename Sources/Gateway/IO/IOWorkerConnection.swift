@@ -62,7 +62,14 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
 
     func ready(_ events: EpollEvents) {
         if events.contains(.writable) { self.send() }
-        if self.open, !self.paused, !events.isDisjoint(with: [.readable, .hangUp, .error]) { self.readAvailable() }
+        guard self.open else { return }
+        if !self.paused {
+            if !events.isDisjoint(with: [.readable, .hangUp, .error]) { self.readAvailable() }
+        } else if !events.isDisjoint(with: [.hangUp, .error]) {
+            // epoll reports these even to a connection that is not reading,
+            // on every wait: the peer is gone, and nobody will read a reply.
+            self.close()
+        }
     }
 
     private func readAvailable() {
