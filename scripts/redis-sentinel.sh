@@ -23,6 +23,12 @@ cleanup() {
         pid=$(cat "$pidfile" 2>/dev/null || true)
         [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     done
+    # A node that a test restarted is the test's child and may have inherited
+    # its blocked SIGTERM: every redis-server working in this topology's
+    # directory is killed outright (it keeps nothing on disk anyway).
+    for pid in $(pgrep -x redis-server || true); do
+        [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$dir" ] && kill -KILL "$pid" 2>/dev/null || true
+    done
     # Daemonized servers are not our children: wait for their pid files to go.
     for _ in $(seq 1 100); do
         alive=0

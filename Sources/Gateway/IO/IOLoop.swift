@@ -6,11 +6,19 @@ import Dispatch
 import Glibc
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// What an `IOLoop` calls when a registered descriptor is ready.
 protocol IOReadinessHandler: AnyObject {
     /// `events` happened on the handler's descriptor.
     func ready(_ events: EpollEvents)
+}
+
+/// What an `IOLoop` calls at the end of a turn it was registered for
+/// (`IOLoop.atEndOfTurn`): a transport's flush, for example.
+protocol IOTurnEndHandler: AnyObject {
+    /// The turn's readiness handlers, tasks and timers have run.
+    func turnEnded()
 }
 
 /// An event loop of the gateway's own: one thread, one epoll instance, its
@@ -21,17 +29,24 @@ protocol IOReadinessHandler: AnyObject {
 ///
 /// Each turn: wait for readiness (at most until the next timer), call the
 /// handlers of what is ready, run the tasks queued meanwhile (from this
-/// thread or others), then the timers that came due.
+/// thread or others), then the timers that came due, then the end-of-turn
+/// handlers registered meanwhile (each once).
 final class IOLoop: EventLoop, @unchecked Sendable {
     private let epoll: Epoll
     private let waker: EventWaker
     /// Tasks from other threads, and whether the waker was already woken for them.
     private let incoming = NIOLockedValueBox<(tasks: [@Sendable () -> Void], woken: Bool)>(([], false))
+    /// Whether `incoming` may hold tasks: read before taking its lock.
+    private let hasIncoming = Atomic<Bool>(false)
     /// The loop thread's own state (touched on the loop thread only).
     private var local: [() -> Void] = []
     private var timers = TimerQueue<() -> Void>()
-    private var handlers: [UInt64: IOReadinessHandler] = [:]
-    private var nextToken: UInt64 = 1
+    /// The registered handlers by slot; a token is a slot and its
+    /// generation, so that a readiness reported for a descriptor removed
+    /// in the same turn never reaches the handler that reuses its slot.
+    private var handlers: [(generation: UInt32, handler: IOReadinessHandler?)] = []
+    private var freeSlots: [Int] = []
+    private var turnEnd: [IOTurnEndHandler] = []
     private var stopping = false
     private var thread: pthread_t?
     /// The loop's thread: written by that thread before `start` returns the
@@ -88,10 +103,23 @@ final class IOLoop: EventLoop, @unchecked Sendable {
 
     /// Watches `fd` for `events`, and calls `handler` when it is ready.
     func register(_ fd: Int32, for events: EpollEvents, handler: IOReadinessHandler) throws -> UInt64 {
-        let token = self.nextToken
-        self.nextToken += 1
-        try self.epoll.register(fd, for: events, token: token)
-        self.handlers[token] = handler
+        let slot: Int
+        if let free = self.freeSlots.popLast() {
+            slot = free
+        } else {
+            slot = self.handlers.count
+            self.handlers.append((0, nil))
+        }
+        let generation = self.handlers[slot].generation &+ 1
+        // Slot 0's first token would be the waker's.
+        let token = UInt64(generation) << 32 | UInt64(slot + 1)
+        do {
+            try self.epoll.register(fd, for: events, token: token)
+        } catch {
+            self.freeSlots.append(slot)
+            throw error
+        }
+        self.handlers[slot] = (generation, handler)
         return token
     }
 
@@ -103,7 +131,22 @@ final class IOLoop: EventLoop, @unchecked Sendable {
     /// Stops watching `fd` (registered as `token`).
     func deregister(_ fd: Int32, token: UInt64) {
         try? self.epoll.remove(fd)
-        self.handlers[token] = nil
+        let slot = Int(token & 0xFFFF_FFFF) - 1
+        guard slot >= 0, slot < self.handlers.count, self.handlers[slot].generation == UInt32(token >> 32), self.handlers[slot].handler != nil else { return }
+        self.handlers[slot].handler = nil
+        self.freeSlots.append(slot)
+    }
+
+    /// Calls `handler.turnEnded()` once at the end of this turn (on the loop thread).
+    func atEndOfTurn(_ handler: IOTurnEndHandler) {
+        self.turnEnd.append(handler)
+    }
+
+    private func handler(for token: UInt64) -> IOReadinessHandler? {
+        let slot = Int(token & 0xFFFF_FFFF) - 1
+        guard slot >= 0, slot < self.handlers.count else { return nil }
+        let entry = self.handlers[slot]
+        return entry.generation == UInt32(token >> 32) ? entry.handler : nil
     }
 
     // MARK: The loop
@@ -114,25 +157,47 @@ final class IOLoop: EventLoop, @unchecked Sendable {
             if !self.local.isEmpty {
                 timeout = 0
             } else if let deadline = self.timers.nextDeadline() {
-                let nanoseconds = deadline.uptimeNanoseconds &- NIODeadline.now().uptimeNanoseconds
-                timeout = deadline <= .now() ? 0 : Int32(min((nanoseconds + 999_999) / 1_000_000, UInt64(Int32.max)))
+                let now = NIODeadline.now()
+                let nanoseconds = deadline.uptimeNanoseconds &- now.uptimeNanoseconds
+                timeout = deadline <= now ? 0 : Int32(min((nanoseconds + 999_999) / 1_000_000, UInt64(Int32.max)))
             }
             _ = try? self.epoll.wait(timeoutMilliseconds: timeout) { readiness in
                 if readiness.token == Self.wakerToken {
                     self.waker.reset()
                 } else {
-                    self.handlers[readiness.token]?.ready(readiness.events)
+                    self.handler(for: readiness.token)?.ready(readiness.events)
                 }
             }
             self.runTasks()
-            let now = NIODeadline.now()
-            while let timer = self.timers.popDue(now: now) { timer() }
+            if self.timers.nextDeadline() != nil {
+                let now = NIODeadline.now()
+                while let timer = self.timers.popDue(now: now) { timer() }
+            }
+            // Handlers registered by these run in this turn too.
+            var index = 0
+            while index < self.turnEnd.count {
+                self.turnEnd[index].turnEnded()
+                index += 1
+            }
+            self.turnEnd.removeAll(keepingCapacity: true)
         }
         self.stopped.lock()
         self.stopped.unlock(withValue: true)
     }
 
     private func runTasks() {
+        if self.hasIncoming.load(ordering: .acquiring) {
+            self.runIncoming()
+        }
+        // Tasks queued by these tasks run in the next turn, after I/O.
+        guard !self.local.isEmpty else { return }
+        let tasks = self.local
+        self.local.removeAll(keepingCapacity: true)
+        for task in tasks { task() }
+    }
+
+    private func runIncoming() {
+        self.hasIncoming.store(false, ordering: .releasing)
         let remote = self.incoming.withLockedValue { state -> [@Sendable () -> Void] in
             let tasks = state.tasks
             state.tasks.removeAll(keepingCapacity: true)
@@ -140,10 +205,6 @@ final class IOLoop: EventLoop, @unchecked Sendable {
             return tasks
         }
         for task in remote { task() }
-        // Tasks queued by these tasks run in the next turn, after I/O.
-        let tasks = self.local
-        self.local.removeAll(keepingCapacity: true)
-        for task in tasks { task() }
     }
 
     // MARK: EventLoop
@@ -163,6 +224,7 @@ final class IOLoop: EventLoop, @unchecked Sendable {
             defer { state.woken = true }
             return !state.woken
         }
+        self.hasIncoming.store(true, ordering: .releasing)
         if wake { self.waker.wake() }
     }
 

@@ -16,7 +16,7 @@ import Synchronization
 /// does not take is written, in order, when the socket is writable again.
 /// Plain TCP and Unix sockets only: TLS connections are SwiftNIO's
 /// (`RedisConnection.connect`).
-final class IORedisConnection: IOReadinessHandler, RedisCommandTransport, @unchecked Sendable {
+final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisCommandTransport, @unchecked Sendable {
     private enum State {
         case connecting(EventLoopPromise<IORedisConnection>, Scheduled<Void>?)
         case open
@@ -231,6 +231,14 @@ final class IORedisConnection: IOReadinessHandler, RedisCommandTransport, @unche
         guard case .open = self.state else { return }
         self.sending.append(bytes)
         if !self.waitingToWrite { self.sendQueued() }
+    }
+
+    func flushAtEndOfTurn() {
+        self.loop.atEndOfTurn(self)
+    }
+
+    func turnEnded() {
+        self.queue.flushPending()
     }
 
     func closeTransport() {

@@ -153,6 +153,12 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
 
     func flush() {
         guard self.open else { return }
+        // The common case, one reply and nothing waiting: written at once.
+        if self.queued.count == 1, self.sending.isEmpty, !self.waitingToWrite {
+            self.sending.append(self.queued.removeLast())
+            self.send()
+            return
+        }
         for buffer in self.queued { self.sending.append(buffer) }
         self.queued.removeAll(keepingCapacity: true)
         if !self.waitingToWrite { self.send() }

@@ -265,6 +265,10 @@ final class RedisCommandHandler: ChannelDuplexHandler, RedisCommandTransport {
         self.context?.writeAndFlush(Self.wrapOutboundOut(bytes), promise: nil)
     }
 
+    func flushAtEndOfTurn() {
+        self.context?.eventLoop.assumeIsolated().execute { self.queue.flushPending() }
+    }
+
     func closeTransport() {
         self.context?.close(promise: nil)
     }

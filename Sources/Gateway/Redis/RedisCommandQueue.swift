@@ -12,6 +12,10 @@ protocol RedisCommandTransport: AnyObject {
     func makeBuffer(capacity: Int) -> ByteBuffer
     /// Writes `bytes` to Redis now (what the socket does not take is sent later, in order).
     func send(_ bytes: ByteBuffer)
+    /// Calls `RedisCommandQueue.flushPending()` once, at the end of this turn
+    /// of the event loop: after what the turn is doing (serving the workers'
+    /// reads, say), so that every command it queues shares one write.
+    func flushAtEndOfTurn()
     /// Closes the connection; the transport then calls `RedisCommandQueue.shutDown()`.
     func closeTransport()
 }
@@ -213,14 +217,16 @@ final class RedisCommandQueue {
     func scheduleFlush() {
         guard !self.flushScheduled, let transport = self.transport else { return }
         self.flushScheduled = true
-        // Run after what this turn of the loop is doing (serving the workers'
-        // reads, say), so that every command it queues shares the write.
-        transport.eventLoop.assumeIsolated().execute {
-            self.flushScheduled = false
-            // Closed meanwhile: nothing left to send.
-            guard self.isOpen, let pending = self.pending.take() else { return }
-            self.transport?.send(pending)
-        }
+        transport.flushAtEndOfTurn()
+    }
+
+    /// Writes what is queued now: the transport's call, at the end of the
+    /// turn that `scheduleFlush` asked for.
+    func flushPending() {
+        self.flushScheduled = false
+        // Closed meanwhile: nothing left to send.
+        guard self.isOpen, let pending = self.pending.take() else { return }
+        self.transport?.send(pending)
     }
 
     // MARK: Replies
