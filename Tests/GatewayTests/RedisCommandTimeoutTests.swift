@@ -11,13 +11,13 @@ import Testing
     static func channel(maximumInFlight: Int = .max) throws -> EmbeddedChannel {
         var logger = Logger(label: "cache-gateway.tests.redis-timeouts")
         logger.logLevel = .critical
-        let channel = EmbeddedChannel(handler: try RedisCommandHandler(
+        let channel = EmbeddedChannel(handler: RedisCommandHandler(queue: try RedisCommandQueue(
             unresponsiveTimeout: .seconds(5),
             maximumReplySize: 1 << 20,
             maximumCommandSize: 1 << 20,
             maximumInFlight: maximumInFlight,
             logger: logger
-        ))
+        )))
         try channel.connect(to: .init(unixDomainSocketPath: "/tmp/redis-timeout-test")).wait()
         return channel
     }

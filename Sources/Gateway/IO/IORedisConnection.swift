@@ -32,7 +32,7 @@ final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisComman
     private var token: UInt64 = 0
     private var state: State
     private var input = ByteBuffer()
-    private var sending = CircularBuffer<ByteBuffer>()
+    private var sending = IOPendingWrites()
     private var waitingToWrite = false
     private let active = Atomic<Bool>(false)
     private let closed: EventLoopPromise<Void>
@@ -254,29 +254,14 @@ final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisComman
     // MARK: Sending
 
     private func sendQueued() {
-        while let first = self.sending.first {
-            let written: Int?
-            do {
-                written = try first.withUnsafeReadableBytes { bytes throws(GatewayError) in
-                    try nonBlockingSystemCall("write") { Glibc.send(self.fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
-                }
-            } catch {
-                self.fail(error)
-                return
-            }
-            guard let written else {
-                self.waitForWritable(true)
-                return
-            }
-            if written == first.readableBytes {
-                self.sending.removeFirst()
-            } else {
-                self.sending[self.sending.startIndex].moveReaderIndex(forwardBy: written)
-                self.waitForWritable(true)
-                return
-            }
+        let drained: Bool
+        do {
+            drained = try self.sending.write(to: self.fd).drained
+        } catch {
+            self.fail(error)
+            return
         }
-        self.waitForWritable(false)
+        self.waitForWritable(!drained)
     }
 
     private func waitForWritable(_ wait: Bool) {

@@ -28,7 +28,7 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
     private let reading: ReadingState
     private var input = ByteBuffer()
     private var queued: [ByteBuffer] = []
-    private var sending = CircularBuffer<ByteBuffer>()
+    private var sending = IOPendingWrites()
     private var queuedBytes = 0
     private var writable = true
     private var paused = false
@@ -153,12 +153,6 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
 
     func flush() {
         guard self.open else { return }
-        // The common case, one reply and nothing waiting: written at once.
-        if self.queued.count == 1, self.sending.isEmpty, !self.waitingToWrite {
-            self.sending.append(self.queued.removeLast())
-            self.send()
-            return
-        }
         for buffer in self.queued { self.sending.append(buffer) }
         self.queued.removeAll(keepingCapacity: true)
         if !self.waitingToWrite { self.send() }
@@ -202,32 +196,24 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
     // MARK: Sending
 
     private func send() {
-        while let first = self.sending.first {
-            let written: Int?
-            do {
-                written = try first.withUnsafeReadableBytes { bytes throws(GatewayError) in
-                    try nonBlockingSystemCall("write") { Glibc.send(self.fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
-                }
-            } catch {
-                // The peer is gone (EPIPE, ECONNRESET).
-                self.close()
-                return
-            }
-            guard let written else {
-                self.waitForWritable(true)
-                return
-            }
-            self.queuedBytes -= written
-            if written == first.readableBytes {
-                self.sending.removeFirst()
-            } else {
-                self.sending[self.sending.startIndex].moveReaderIndex(forwardBy: written)
-                self.waitForWritable(true)
-                return
-            }
+        let outcome: (written: Int, drained: Bool)
+        do {
+            outcome = try self.sending.write(to: self.fd)
+        } catch {
+            // The peer is gone (EPIPE, ECONNRESET).
+            self.close()
+            return
+        }
+        self.queuedBytes -= outcome.written
+        guard outcome.drained else {
+            self.waitForWritable(true)
+            return
         }
         self.waitForWritable(false)
-        if self.closeWhenSent { self.close() }
+        if self.closeWhenSent {
+            self.close()
+            return
+        }
         if !self.writable, self.queuedBytes < Self.lowWater {
             self.writable = true
             self.session?.writabilityChanged()

@@ -222,25 +222,9 @@ final class RedisCommandHandler: ChannelDuplexHandler, RedisCommandTransport {
     let queue: RedisCommandQueue
     private var context: ChannelHandlerContext?
 
-    /// A handler refusing replies larger than `maximumReplySize` bytes and
-    /// commands larger than `maximumCommandSize`; throws `.libraryFailure`
-    /// if hiredis cannot allocate its reader.
-    init(
-        unresponsiveTimeout: TimeAmount?,
-        maximumReplySize: Int,
-        maximumCommandSize: Int,
-        maximumInFlight: Int = .max,
-        logger: Logger,
-        metrics: GatewayMetrics? = nil
-    ) throws {
-        self.queue = try RedisCommandQueue(
-            unresponsiveTimeout: unresponsiveTimeout,
-            maximumReplySize: maximumReplySize,
-            maximumCommandSize: maximumCommandSize,
-            maximumInFlight: maximumInFlight,
-            logger: logger,
-            metrics: metrics
-        )
+    /// A handler that serves `queue`.
+    init(queue: RedisCommandQueue) {
+        self.queue = queue
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

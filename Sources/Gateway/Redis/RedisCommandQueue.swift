@@ -132,6 +132,20 @@ final class RedisCommandQueue {
         self.metrics = metrics
     }
 
+    /// A queue with a connection's limits and timeouts (see
+    /// `RedisConnection.Configuration`); throws `.libraryFailure` if hiredis
+    /// cannot allocate its reader.
+    convenience init(configuration: RedisConnection.Configuration, logger: Logger, metrics: GatewayMetrics?) throws {
+        try self.init(
+            unresponsiveTimeout: configuration.unresponsiveTimeout,
+            maximumReplySize: configuration.maximumReplySize,
+            maximumCommandSize: configuration.maximumCommandSize,
+            maximumInFlight: configuration.maximumInFlight ?? .max,
+            logger: logger,
+            metrics: metrics
+        )
+    }
+
     /// Starts using `transport`, on its event loop.
     func attach(_ transport: any RedisCommandTransport) {
         self.transport = transport

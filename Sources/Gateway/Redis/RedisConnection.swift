@@ -184,26 +184,13 @@ public final class RedisConnection: Sendable {
         }
         #endif
         let connected = Self.connectChannel(to: url, configuration: configuration, on: eventLoop, hasCodecHandlers: false) {
-            try RedisCommandHandler(
-                unresponsiveTimeout: configuration.unresponsiveTimeout,
-                maximumReplySize: configuration.maximumReplySize,
-                maximumCommandSize: configuration.maximumCommandSize,
-                maximumInFlight: configuration.maximumInFlight ?? .max,
-                logger: logger,
-                metrics: metrics
-            )
+            RedisCommandHandler(queue: try RedisCommandQueue(configuration: configuration, logger: logger, metrics: metrics))
         }
         return connected.flatMapErrorThrowing { error in
             if let error = error as? GatewayError { throw error }
             throw GatewayError(.unavailable, "cannot connect to Redis at \(url.endpoint): \(error)")
         }.flatMap { channel in
-            let connection = RedisConnection(channel: channel, url: url, configuration: configuration, logger: logger)
-            return connection.handshake().flatMapError { error in
-                connection.close().flatMapThrowing { throw error }
-            }.map {
-                logger.debug("connected to Redis", metadata: ["redis.database": "\(url.database)"])
-                return connection
-            }
+            RedisConnection(channel: channel, url: url, configuration: configuration, logger: logger).handshaken()
         }
     }
 
@@ -216,23 +203,10 @@ public final class RedisConnection: Sendable {
         metrics: GatewayMetrics?
     ) -> EventLoopFuture<RedisConnection> {
         let makeQueue: @Sendable () throws -> RedisCommandQueue = {
-            try RedisCommandQueue(
-                unresponsiveTimeout: configuration.unresponsiveTimeout,
-                maximumReplySize: configuration.maximumReplySize,
-                maximumCommandSize: configuration.maximumCommandSize,
-                maximumInFlight: configuration.maximumInFlight ?? .max,
-                logger: logger,
-                metrics: metrics
-            )
+            try RedisCommandQueue(configuration: configuration, logger: logger, metrics: metrics)
         }
         return IORedisConnection.connect(to: url.endpoint, timeout: configuration.connectTimeout, on: loop, makeQueue: makeQueue).flatMap { socket in
-            let connection = RedisConnection(transport: .io(socket), url: url, configuration: configuration, logger: logger)
-            return connection.handshake().flatMapError { error in
-                connection.close().flatMapThrowing { throw error }
-            }.map {
-                logger.debug("connected to Redis", metadata: ["redis.database": "\(url.database)"])
-                return connection
-            }
+            RedisConnection(transport: .io(socket), url: url, configuration: configuration, logger: logger).handshaken()
         }
     }
     #endif
@@ -330,6 +304,17 @@ public final class RedisConnection: Sendable {
         }
         commands.append(.ping)
         return commands
+    }
+
+    /// This connection once its handshake is answered; closed, with the
+    /// handshake's error, when it is not.
+    private func handshaken() -> EventLoopFuture<RedisConnection> {
+        self.handshake().flatMapError { error in
+            self.close().flatMapThrowing { throw error }
+        }.map {
+            self.logger.debug("connected to Redis", metadata: ["redis.database": "\(self.url.database)"])
+            return self
+        }
     }
 
     private func handshake() -> EventLoopFuture<Void> {
