@@ -57,8 +57,27 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The bound of the near-cache in front of Redis, in bytes (env CACHE_GATEWAY_NEAR_CACHE_SIZE; 0 turns it off).")
     var nearCacheSize: Int?
 
-    @Option(help: "Which event loops serve workers and carry their lookups to Redis: gateway (its own epoll loops, one per CPU; the default on Linux) or swiftnio (env CACHE_GATEWAY_EVENT_LOOPS).")
+    @Option(help: "Which event loops serve workers and carry their lookups to Redis: gateway (its own epoll loops, one per CPU it may use; the default on Linux), gateway:N (N of them) or swiftnio (env CACHE_GATEWAY_EVENT_LOOPS).")
     var eventLoops: String?
+
+    /// `--event-loops`'s text as a choice; nil for none.
+    static func eventLoops(_ text: String?) throws -> GatewayApplication.EventLoops? {
+        guard let text, !text.isEmpty else { return nil }
+        if text == "swiftnio" { return .swiftNIO }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts[0] == "gateway", parts.count <= 2 else {
+            throw ValidationError("--event-loops takes gateway, gateway:N or swiftnio, not \(text)")
+        }
+        #if os(Linux)
+        guard parts.count == 2 else { return .gateway() }
+        guard let count = Int(parts[1]), (1...1024).contains(count) else {
+            throw ValidationError("--event-loops gateway:N takes 1 to 1024 loops, not \(parts[1])")
+        }
+        return .gateway(count: count)
+        #else
+        throw ValidationError("--event-loops gateway needs Linux (epoll); use swiftnio")
+        #endif
+    }
 
     @Option(help: "Separates applications that share one backend (env CACHE_GATEWAY_NAMESPACE; default 'default').")
     var namespace: String?
@@ -184,17 +203,7 @@ struct Serve: AsyncParsableCommand {
                 allowedGIDs: try AccessControl.groupIDs(gids),
                 namespacePerUID: perUID
             )
-            switch self.eventLoops ?? environment["CACHE_GATEWAY_EVENT_LOOPS"] ?? "" {
-            case "": break
-            case "gateway":
-                #if os(Linux)
-                configuration.eventLoops = .gateway()
-                #else
-                throw ValidationError("--event-loops gateway needs Linux (epoll); use swiftnio")
-                #endif
-            case "swiftnio": configuration.eventLoops = .swiftNIO
-            case let other: throw ValidationError("--event-loops takes gateway or swiftnio, not \(other)")
-            }
+            configuration.eventLoops = try Self.eventLoops(self.eventLoops ?? environment["CACHE_GATEWAY_EVENT_LOOPS"]) ?? configuration.eventLoops
             // The key is read here, once; it is never logged.
             configuration.integrityKey = try (self.hmacKeyFile ?? environment["CACHE_GATEWAY_HMAC_KEY_FILE"]).map { try IntegrityStore.Key(contentsOfFile: $0) }
             if let redisURL {

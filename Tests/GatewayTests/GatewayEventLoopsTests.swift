@@ -1,0 +1,62 @@
+#if os(Linux)
+import Foundation
+import GatewayConnection
+import GatewayProtocol
+import GatewayTestSupport
+import Testing
+
+extension IntegrationTests {
+    /// `--event-loops`: how many of its own loops a gateway runs, and what it
+    /// refuses, with real gateway processes.
+    @Suite struct GatewayEventLoopsTests {
+        /// The listening line's `loops=` value.
+        static func loops(in log: String) -> String? {
+            guard let line = log.split(separator: "\n").first(where: { $0.contains("listening") }),
+                  let range = line.range(of: "loops=")
+            else { return nil }
+            let rest = line[range.upperBound...]
+            // `gateway (2)` or `swiftnio`, then the next metadata key.
+            return rest.hasPrefix("gateway (") ? String(rest.prefix { $0 != ")" }) + ")" : String(rest.prefix { $0 != " " })
+        }
+
+        @Test func aGatewayPinnedToOneCPURunsOneLoopAndACountIsTaken() async throws {
+            let pinned = try GatewayProcess(arguments: [], launcher: ["/usr/bin/taskset", "-c", "0"])
+            defer { _ = pinned.stop() }
+            #expect(try await pinned.connect(name: "pinned").request(.ping) == .pong)
+            #expect(Self.loops(in: pinned.log) == "gateway (1)", "\(pinned.log)")
+
+            let three = try GatewayProcess(arguments: ["--event-loops", "gateway:3"])
+            defer { _ = three.stop() }
+            // Connections are spread over the loops; each is served.
+            for index in 0..<6 {
+                #expect(try await three.connect(name: "c\(index)").request(.ping) == .pong)
+            }
+            #expect(Self.loops(in: three.log) == "gateway (3)", "\(three.log)")
+
+            let nio = try GatewayProcess(arguments: [], environment: ["CACHE_GATEWAY_EVENT_LOOPS": "swiftnio"])
+            defer { _ = nio.stop() }
+            #expect(try await nio.connect(name: "nio").request(.ping) == .pong)
+            #expect(Self.loops(in: nio.log) == nil, "SwiftNIO's listener names no loops of its own")
+        }
+
+        @Test(arguments: [
+            (["--event-loops", "gateway:0"], [String: String](), "--event-loops gateway:N takes 1 to 1024 loops, not 0"),
+            (["--event-loops", "nio"], [:], "--event-loops takes gateway, gateway:N or swiftnio, not nio"),
+            ([], ["CACHE_GATEWAY_EVENT_LOOPS": "gateway:many"], "--event-loops gateway:N takes 1 to 1024 loops, not many"),
+        ])
+        func aBadChoiceIsRefusedClearly(arguments: [String], environment: [String: String], message: String) throws {
+            let directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("cg-loops-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let process = Process()
+            process.executableURL = try GatewayProcess.executable
+            process.arguments = ["serve", "--socket", directory.appendingPathComponent("g.sock").path] + arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            let (status, text) = try process.runToEnd()
+            #expect(status != 0)
+            #expect(text.contains(message), "\(text)")
+            #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("g.sock").path))
+        }
+    }
+}
+#endif
