@@ -1,7 +1,9 @@
 #if os(Linux)
 import GatewayProtocol
 import GatewaySystem
+import Dispatch
 import Glibc
+import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 
@@ -55,10 +57,11 @@ final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisComman
         on loop: IOLoop,
         makeQueue: @escaping @Sendable () throws -> RedisCommandQueue
     ) -> EventLoopFuture<IORedisConnection> {
-        loop.flatSubmit {
+        let deadline = NIODeadline.now() + timeout
+        return Self.resolve(endpoint, within: timeout, on: loop).flatMap { address in
             let promise = loop.makePromise(of: IORedisConnection.self)
             do {
-                try Self.start(to: endpoint, timeout: timeout, on: loop, queue: try makeQueue(), promise: promise)
+                try Self.start(to: endpoint, address: address, timeout: max(.zero, deadline - .now()), on: loop, queue: try makeQueue(), promise: promise)
             } catch {
                 promise.fail(GatewayError(.unavailable, "cannot connect to Redis at \(endpoint): \(error)"))
             }
@@ -66,8 +69,36 @@ final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisComman
         }
     }
 
+    /// The address of a TCP endpoint (nil for a Unix socket), found on
+    /// another thread: `getaddrinfo` blocks, and the loop serves workers.
+    /// Fails with `.unavailable` when the name does not resolve within `timeout`.
+    private static func resolve(_ endpoint: RedisURL.Endpoint, within timeout: TimeAmount, on loop: IOLoop) -> EventLoopFuture<SocketAddress?> {
+        guard case .tcp(let host, let port) = endpoint else { return loop.makeSucceededFuture(nil) }
+        let promise = loop.makePromise(of: SocketAddress?.self)
+        // Completed once, on the loop, by whichever comes first.
+        let settled = NIOLockedValueBox(false)
+        let settle: @Sendable (Result<SocketAddress?, any Error>) -> Void = { result in
+            guard !settled.withLockedValue({ done in defer { done = true }; return done }) else { return }
+            promise.completeWith(result)
+        }
+        DispatchQueue.global().async {
+            let result: Result<SocketAddress?, any Error>
+            do {
+                result = .success(try SocketAddress.makeAddressResolvingHost(host, port: port))
+            } catch {
+                result = .failure(GatewayError(.unavailable, "cannot connect to Redis at \(endpoint): cannot resolve \(host) (\(error))"))
+            }
+            loop.execute { settle(result) }
+        }
+        loop.scheduleTask(in: timeout) {
+            settle(.failure(GatewayError(.unavailable, "cannot connect to Redis at \(endpoint): \(host) did not resolve within \(timeout.redisLogDescription)")))
+        }
+        return promise.futureResult
+    }
+
     private static func start(
         to endpoint: RedisURL.Endpoint,
+        address: SocketAddress?,
         timeout: TimeAmount,
         on loop: IOLoop,
         queue: RedisCommandQueue,
@@ -89,8 +120,8 @@ final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisComman
                 throw error
             }
             inProgress = false
-        case .tcp(let host, let port):
-            let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        case .tcp:
+            guard let address else { throw GatewayError(.unavailable, "no address for \(endpoint)") }
             let family = address.protocol.rawValue
             fd = try systemCall("socket") { socket(family, flags, 0) }
             do {
