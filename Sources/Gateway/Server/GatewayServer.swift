@@ -319,6 +319,9 @@ public actor GatewayServer: Service {
         }
         self.state = .draining
         listener.stop()
+        // First the flag (connections accepted from now on drain at once),
+        // then the snapshot (connections accepted before it are told).
+        self.drain.start()
         if Task.isCancelled {
             for connection in listener.connections {
                 connection.eventLoop.execute { connection.close() }
@@ -329,7 +332,6 @@ public actor GatewayServer: Service {
             // at the drain deadline.
             self.logger.info("draining")
             self.onDraining()
-            self.drain.start()
             for connection in listener.connections {
                 connection.eventLoop.execute { connection.startDraining() }
                 connection.eventLoop.scheduleTask(in: Self.drainDeadline) { connection.close() }
