@@ -57,16 +57,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The bound of the near-cache in front of Redis, in bytes (env CACHE_GATEWAY_NEAR_CACHE_SIZE; 0 turns it off).")
     var nearCacheSize: Int?
 
-    @Option(help: "Which event loops serve workers and carry their lookups to Redis: gateway (its own epoll loops, one per CPU it may use; the default on Linux), gateway:N (N of them) or swiftnio (env CACHE_GATEWAY_EVENT_LOOPS).")
+    @Option(help: "Which event loops serve workers and carry their lookups to Redis: gateway (its own epoll loops, one per CPU it may use; Linux only), gateway:N (N of them), swiftnio, or auto (the default: gateway on Linux unless Redis is reached over TLS, swiftnio otherwise) (env CACHE_GATEWAY_EVENT_LOOPS).")
     var eventLoops: String?
 
     /// `--event-loops`'s text as a choice; nil for none.
     static func eventLoops(_ text: String?) throws -> GatewayApplication.EventLoops? {
         guard let text, !text.isEmpty else { return nil }
         if text == "swiftnio" { return .swiftNIO }
+        if text == "auto" { return .automatic }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts[0] == "gateway", parts.count <= 2 else {
-            throw ValidationError("--event-loops takes gateway, gateway:N or swiftnio, not \(text)")
+            throw ValidationError("--event-loops takes auto, gateway, gateway:N or swiftnio, not \(text)")
         }
         #if os(Linux)
         guard parts.count == 2 else { return .gateway() }

@@ -70,8 +70,16 @@ extension IntegrationTests {
         @Test func aLookupAndAStoreGoThroughRediss() async throws {
             // Near-cache on: its invalidation listener connects over TLS too.
             let arguments = Self.tlsArguments(port: TestRedisTopologies.tlsPort)
+            // With TLS, the default is SwiftNIO's loops; the second gateway
+            // is on its own loops all the same, its TLS connections on SwiftNIO's.
             let first = try GatewayProcess(arguments: arguments)
-            let second = try GatewayProcess(arguments: arguments)
+            let second = try GatewayProcess(arguments: arguments + ["--event-loops", "gateway"])
+            for gateway in [first, second] {
+                // Logged before READY=1, read from its standard error in the background.
+                _ = await RedisTestSupport.waitUntil { gateway.log.contains("listening") }
+            }
+            #expect(!first.log.contains("loops=gateway"), "\(first.log)")
+            #expect(second.log.contains("loops=gateway"), "\(second.log)")
             try await Self.storeAndFind(writer: first, reader: second, label: "plain")
             let admin = try await second.connect(name: "admin")
             let filling = try await RedisTestSupport.waitUntil(timeout: .seconds(30)) {

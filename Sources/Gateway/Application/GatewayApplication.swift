@@ -84,7 +84,7 @@ public struct GatewayApplication: Service {
         let loops: any EventLoopGroup
         #if os(Linux)
         var ownLoops: IOLoopGroup?
-        if case .gateway(let count) = configuration.eventLoops.base {
+        if let count = configuration.eventLoops.ownLoops(for: configuration.backend) {
             let group = try IOLoopGroup.start(count: count ?? IOLoopGroup.defaultCount)
             ownLoops = group
             loops = group

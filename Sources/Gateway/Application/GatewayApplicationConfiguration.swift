@@ -80,35 +80,56 @@ extension GatewayApplication {
     /// third more per hit (Benchmarks/README.md). What needs SwiftNIO's
     /// channels runs on SwiftNIO's loops either way: TLS connections to Redis,
     /// the near-cache's invalidation subscription, the Sentinel subscription
-    /// and the metrics endpoint.
+    /// and the metrics endpoint. So with TLS to Redis, a lookup on the
+    /// gateway's loops would change threads twice on its way to Redis and
+    /// back: `automatic` (the default) picks SwiftNIO's loops then.
     public struct EventLoops: Sendable, Hashable, CustomStringConvertible {
         enum Base: Sendable, Hashable {
+            case automatic
             case gateway(count: Int?)
             case swiftNIO
         }
 
         let base: Base
 
-        /// The gateway's own loops: `count` of them, or one per CPU the
-        /// process may run on (its affinity and CPU quota) when nil.
+        /// The gateway's own loops on Linux when the Redis backend (if any)
+        /// is reached without TLS; SwiftNIO's otherwise.
+        public static let automatic = EventLoops(base: .automatic)
+        /// The gateway's own loops (Linux only): `count` of them, or one per
+        /// CPU the process may run on (its affinity and CPU quota) when nil.
         public static func gateway(count: Int? = nil) -> EventLoops { EventLoops(base: .gateway(count: count)) }
         /// SwiftNIO's loops (the application's `eventLoopGroup`).
         public static let swiftNIO = EventLoops(base: .swiftNIO)
-        /// The gateway's own loops on Linux; SwiftNIO's elsewhere.
-        public static var `default`: EventLoops {
-            #if os(Linux)
-            .gateway()
-            #else
-            .swiftNIO
-            #endif
-        }
+        /// `automatic`.
+        public static var `default`: EventLoops { .automatic }
 
-        /// `gateway` or `swiftnio`, as `--event-loops` takes them.
+        /// `auto`, `gateway`, `gateway (N)` or `swiftnio`.
         public var description: String {
             switch self.base {
+            case .automatic: "auto"
             case .gateway(nil): "gateway"
             case .gateway(let count?): "gateway (\(count))"
             case .swiftNIO: "swiftnio"
+            }
+        }
+
+        /// How many of the gateway's own loops to run for `backend`: nil
+        /// for SwiftNIO's loops, `.some(nil)` for one per CPU.
+        func ownLoops(for backend: Backend) -> Int?? {
+            switch self.base {
+            case .swiftNIO: return nil
+            case .gateway(let count):
+                #if os(Linux)
+                return .some(count)
+                #else
+                return nil
+                #endif
+            case .automatic:
+                #if os(Linux)
+                return backend.usesTLS ? nil : .some(nil)
+                #else
+                return nil
+                #endif
             }
         }
     }
@@ -125,6 +146,16 @@ extension GatewayApplication {
         }
 
         let base: Base
+
+        /// Whether Redis is reached over TLS.
+        var usesTLS: Bool {
+            switch self.base {
+            case .memory: false
+            case .redis(let url, _): url.tls != nil
+            case .redisCluster(let url, _): url.usesTLS
+            case .sentinel(let sentinel, _): sentinel.master.tls != nil
+            }
+        }
 
         /// The embedded in-memory store (`MemoryStore`), bounded by `limitBytes`
         /// (at least 1 KiB).
