@@ -21,15 +21,15 @@ enum RedisTarget: Sendable {
         }
     }
 
-    /// Sends `command` and calls `answer` with its reply on `eventLoop`: on
-    /// a single server with no future (`RedisConnectionPool.send(_:timeout:on:then:)`),
-    /// on a cluster through the router's future (it follows redirections).
+    /// Sends `command` and calls `answer` with its reply on `eventLoop`, with
+    /// no future (`RedisConnectionPool.send(_:timeout:on:then:)`; on a
+    /// cluster, the router's, which follows redirections through its futures).
     func send(_ command: RedisCommand, routedBy key: ByteBuffer, timeout: TimeAmount, on eventLoop: any EventLoop, then answer: @escaping @Sendable (Result<RESPValue, any Error>) -> Void) {
         switch self {
         case .single(let pool):
             pool.send(command, timeout: timeout, on: eventLoop, then: answer)
         case .cluster(let router):
-            router.sendFuture(command, slot: ClusterSlot(key: key), timeout: timeout, preferring: eventLoop).hop(to: eventLoop).whenComplete(answer)
+            router.send(command, slot: ClusterSlot(key: key), timeout: timeout, on: eventLoop, then: answer)
         }
     }
 

@@ -203,6 +203,43 @@ public final class RedisClusterRouter: Sendable {
         }
     }
 
+    /// Sends `command` to the master of `slot` and calls `answer` with its
+    /// reply on `eventLoop`: the lookups' path. As on a single server, it
+    /// goes out on a connection of `eventLoop` when one is up, with no future;
+    /// only an error reply (a redirect, which is followed) takes the future
+    /// path. With no connection up, `answer` is called in a later turn.
+    func send(
+        _ command: RedisCommand,
+        slot: ClusterSlot,
+        timeout: TimeAmount,
+        on eventLoop: any EventLoop,
+        then answer: @escaping @Sendable (Result<RESPValue, any Error>) -> Void
+    ) {
+        let deadline = NIODeadline.now() + timeout
+        switch self.masterPool(for: slot) {
+        case .success(let (endpoint, pool)):
+            pool.send(command, timeout: timeout, on: eventLoop) { result in
+                switch result {
+                case .success(let reply):
+                    guard case .error = reply else { return answer(result) }
+                    self.followRedirects([command], replies: [reply], from: endpoint, slot: slot, deadline: deadline, redirects: 0, preferring: eventLoop)
+                        .map { $0[0] }
+                        .hop(to: eventLoop)
+                        .whenComplete(answer)
+                case .failure(let error):
+                    // A master without a connection, or one lost mid-command:
+                    // it may have failed over, so the map is read again soon.
+                    if let error = error as? GatewayError, error.code == .unavailable || error.code == .connectionClosed {
+                        self.requestRefresh()
+                    }
+                    answer(result)
+                }
+            }
+        case .failure(let error):
+            eventLoop.execute { answer(.failure(error)) }
+        }
+    }
+
     /// Sends `commands`, all keyed in `slot`, to its master as one pipeline, following redirects.
     public func pipelineFuture(_ commands: [RedisCommand], slot: ClusterSlot, timeout: TimeAmount, preferring eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[RESPValue]> {
         let deadline = NIODeadline.now() + timeout
