@@ -224,22 +224,14 @@ final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisComman
     }
 
     private func readAvailable() {
-        self.input.clear()
-        var wouldBlock = false
-        let count: Int
+        let read: Int?
         do {
-            count = try self.input.writeWithUnsafeMutableBytes(minimumWritableBytes: 65_536) { buffer in
-                guard let count = try nonBlockingSystemCall("read", { Glibc.read(self.fd, buffer.baseAddress, buffer.count) }) else {
-                    wouldBlock = true
-                    return 0
-                }
-                return count
-            }
+            read = try self.input.readAvailable(from: self.fd)
         } catch {
             self.fail(error)
             return
         }
-        if wouldBlock { return }
+        guard let count = read else { return }
         guard count > 0 else {
             self.fail(GatewayError(.connectionClosed, "Redis closed the connection"))
             return

@@ -7,8 +7,9 @@ import NIOCore
 /// A worker connection served on an `IOLoop` with plain system calls: the
 /// transport under a `WorkerSession`, without SwiftNIO's channel.
 ///
-/// Reads go into one buffer and are split into frames by `FrameDecoder`
-/// (slices, no copies; an incomplete frame waits for the rest). Replies are
+/// Reads go into one buffer and are split into frames by `FrameAssembler`
+/// (slices, no copies; an incomplete frame waits for the rest, under the
+/// frame deadline). Replies are
 /// queued by `write` and sent at `flush`, each read's replies with one
 /// system call where the socket takes them; what it does not take is sent
 /// when the socket is writable again. Above `highWater` queued bytes the
@@ -73,18 +74,15 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
     }
 
     private func readAvailable() {
-        self.input.clear()
-        let count: Int
+        let read: Int?
         do {
-            count = try self.input.writeWithUnsafeMutableBytes(minimumWritableBytes: 65_536) { buffer in
-                try nonBlockingSystemCall("read") { Glibc.read(self.fd, buffer.baseAddress, buffer.count) } ?? -1
-            }
+            read = try self.input.readAvailable(from: self.fd)
         } catch {
             self.session?.transportFailed(error)
             self.close()
             return
         }
-        if count < 0 { return }
+        guard let count = read else { return }
         guard count > 0 else {
             self.close()
             return
