@@ -144,14 +144,8 @@ public actor GatewayServer: Service {
         let connections = self.connections
 
         let initializeConnection: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
-            // Who connected decides, once, whether the connection is served
-            // and in which namespace (see AccessControl).
             PeerCredentialsReader.read(from: channel).flatMapThrowing { peer in
-                let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
-                let id = nextConnectionID.withLockedValue { id -> UInt64 in
-                    id += 1
-                    return id
-                }
+                let (id, access) = Self.admit(peer, shared: shared, ids: nextConnectionID)
                 // Tracked from the moment of accepting (not when the accept
                 // loop gets to it), so that draining reaches every connection.
                 let key = ObjectIdentifier(channel)
@@ -173,7 +167,7 @@ public actor GatewayServer: Service {
         }
         #if os(Linux)
         if let group = self.eventLoopGroup as? IOLoopGroup {
-            try await self.run(on: group, shared: shared, path: path)
+            try await self.run(on: group, shared: shared, path: path, ownsSocketFile: ownsSocketFile)
             return
         }
         #endif
@@ -266,7 +260,7 @@ public actor GatewayServer: Service {
     /// Serves worker connections on the gateway's own loops (`IOWorkerListener`,
     /// `IOWorkerConnection`) until a graceful shutdown, then drains them as
     /// the SwiftNIO listener does; cancelled, closes them at once.
-    private func run(on group: IOLoopGroup, shared: ServerContext, path: String) async throws {
+    private func run(on group: IOLoopGroup, shared: ServerContext, path: String, ownsSocketFile: Bool) async throws {
         let fd: Int32
         switch self.configuration.listener.base {
         case .bind:
@@ -281,7 +275,6 @@ public actor GatewayServer: Service {
         case .inherited(let descriptor):
             fd = descriptor
         }
-        let ownsSocketFile = self.configuration.listener == .bind
         let nextConnectionID = self.nextConnectionID
         let listener = IOWorkerListener(
             fd: fd,
@@ -291,14 +284,7 @@ public actor GatewayServer: Service {
             statistics: self.statistics,
             log: RateLimitedLog(logger: self.logger, interval: .seconds(10))
         ) { connection, reading in
-            // Who connected decides, once, whether the connection is served
-            // and in which namespace (see AccessControl).
-            let peer = PeerCredentialsReader.read(fromDescriptor: connection.fd)
-            let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
-            let id = nextConnectionID.withLockedValue { id -> UInt64 in
-                id += 1
-                return id
-            }
+            let (id, access) = Self.admit(PeerCredentialsReader.read(fromDescriptor: connection.fd), shared: shared, ids: nextConnectionID)
             return try WorkerSession(context: shared, connectionID: id, access: access, reading: reading, codec: MessageCodec(), transport: connection)
         }
         listener.start()
@@ -368,6 +354,18 @@ public actor GatewayServer: Service {
         return fd
     }
     #endif
+
+    /// A new connection's id (the next of `ids`) and its access: who
+    /// connected decides, once, whether the connection is served and in which
+    /// namespace (see AccessControl).
+    private static func admit(_ peer: PeerCredentials?, shared: ServerContext, ids: NIOLockedValueBox<UInt64>) -> (id: UInt64, access: ConnectionAccess) {
+        let access = shared.configuration.accessControl.decide(peer: peer, namespace: shared.configuration.namespace)
+        let id = ids.withLockedValue { id -> UInt64 in
+            id += 1
+            return id
+        }
+        return (id, access)
+    }
 
     /// Logs the access rules, when there are any.
     private func logAccessControl() {
