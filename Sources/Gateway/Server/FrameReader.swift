@@ -51,8 +51,7 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
             context.fireErrorCaught(error)
             return
         }
-        let isOpen = bytes.readableBytes > 0 && context.channel.isActive
-        switch self.assembler.keep(bytes, completedAFrame: completed, isOpen: isOpen) {
+        switch self.assembler.keep(bytes, completedAFrame: completed, isOpen: context.channel.isActive) {
         case .stop:
             self.cancelDeadline()
         case .restart:
