@@ -39,19 +39,19 @@ final class IOLoop: EventLoop, @unchecked Sendable {
     /// Whether `incoming` may hold tasks: read before taking its lock.
     private let hasIncoming = Atomic<Bool>(false)
     /// The loop thread's own state (touched on the loop thread only).
-    private var local: [() -> Void] = []
-    private var timers = TimerQueue<() -> Void>()
+    @exclusivity(unchecked) private var local: [() -> Void] = []
+    @exclusivity(unchecked) private var timers = TimerQueue<() -> Void>()
     /// The registered handlers by slot; a token is a slot and its
     /// generation, so that a readiness reported for a descriptor removed
     /// in the same turn never reaches the handler that reuses its slot.
-    private var handlers: [(generation: UInt32, handler: IOReadinessHandler?)] = []
-    private var freeSlots: [Int] = []
-    private var turnEnd: [IOTurnEndHandler] = []
-    private var stopping = false
-    private var thread: pthread_t?
+    @exclusivity(unchecked) private var handlers: [(generation: UInt32, handler: IOReadinessHandler?)] = []
+    @exclusivity(unchecked) private var freeSlots: [Int] = []
+    @exclusivity(unchecked) private var turnEnd: [IOTurnEndHandler] = []
+    @exclusivity(unchecked) private var stopping = false
+    @exclusivity(unchecked) private var thread: pthread_t?
     /// The loop's thread: written by that thread before `start` returns the
     /// loop (the start lock orders it), and only read after.
-    private var threadID: pthread_t?
+    @exclusivity(unchecked) private var threadID: pthread_t?
     private let stopped = ConditionLock(value: false)
 
     private static let wakerToken: UInt64 = 0

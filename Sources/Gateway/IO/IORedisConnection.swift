@@ -31,11 +31,11 @@ final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisComman
     let queue: RedisCommandQueue
     private let fd: Int32
     private let endpoint: RedisURL.Endpoint
-    private var token: UInt64 = 0
-    private var state: State
-    private var input = ByteBuffer()
-    private var sending = IOPendingWrites()
-    private var waitingToWrite = false
+    @exclusivity(unchecked) private var token: UInt64 = 0
+    @exclusivity(unchecked) private var state: State
+    @exclusivity(unchecked) private var input = ByteBuffer()
+    @exclusivity(unchecked) private var sending = IOPendingWrites()
+    @exclusivity(unchecked) private var waitingToWrite = false
     private let active = Atomic<Bool>(false)
     private let closed: EventLoopPromise<Void>
 

@@ -21,21 +21,21 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
 
     let fd: Int32
     private let loop: IOLoop
-    private var token: UInt64 = 0
-    private var session: WorkerSession?
-    private var assembler: FrameAssembler
+    @exclusivity(unchecked) private var token: UInt64 = 0
+    @exclusivity(unchecked) private var session: WorkerSession?
+    @exclusivity(unchecked) private var assembler: FrameAssembler
     private let frameTimeout: TimeAmount
-    private var deadline: Scheduled<Void>?
+    @exclusivity(unchecked) private var deadline: Scheduled<Void>?
     private let reading: ReadingState
-    private var input = ByteBuffer()
-    private var queued: [ByteBuffer] = []
-    private var sending = IOPendingWrites()
-    private var queuedBytes = 0
-    private var writable = true
-    private var paused = false
-    private var waitingToWrite = false
-    private var closeWhenSent = false
-    private var open = true
+    @exclusivity(unchecked) private var input = ByteBuffer()
+    @exclusivity(unchecked) private var queued: [ByteBuffer] = []
+    @exclusivity(unchecked) private var sending = IOPendingWrites()
+    @exclusivity(unchecked) private var queuedBytes = 0
+    @exclusivity(unchecked) private var writable = true
+    @exclusivity(unchecked) private var paused = false
+    @exclusivity(unchecked) private var waitingToWrite = false
+    @exclusivity(unchecked) private var closeWhenSent = false
+    @exclusivity(unchecked) private var open = true
     private let onClose: (IOWorkerConnection) -> Void
 
     init(fd: Int32, loop: IOLoop, maxFrameSize: Int, frameTimeout: TimeAmount, reading: ReadingState, onClose: @escaping (IOWorkerConnection) -> Void) {

@@ -81,26 +81,26 @@ final class RedisCommandQueue {
     }
 
     /// The connection under the queue; nil before `attach` and after `shutDown`.
-    private var transport: (any RedisCommandTransport)?
-    private var inFlight = CircularBuffer<InFlight>(initialCapacity: 16)
-    private var isOpen = true
+    @exclusivity(unchecked) private var transport: (any RedisCommandTransport)?
+    @exclusivity(unchecked) private var inFlight = CircularBuffer<InFlight>(initialCapacity: 16)
+    @exclusivity(unchecked) private var isOpen = true
     /// Whether this side asked the connection to close: an error after that
     /// (a TLS server that answers the close without `close_notify`) is no news.
-    private var isClosing = false
+    @exclusivity(unchecked) private var isClosing = false
     /// Why the connection is being closed, for the error given to pending commands.
-    private var closeReason: String?
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: NIODeadline?
+    @exclusivity(unchecked) private var closeReason: String?
+    @exclusivity(unchecked) private var timer: Scheduled<Void>?
+    @exclusivity(unchecked) private var timerDeadline: NIODeadline?
     /// When the last bytes came from Redis.
-    private var lastProgress = NIODeadline.uptimeNanoseconds(0)
+    @exclusivity(unchecked) private var lastProgress = NIODeadline.uptimeNanoseconds(0)
     /// Whether a flush is due at the end of this turn of the event loop.
-    private var flushScheduled = false
+    @exclusivity(unchecked) private var flushScheduled = false
     /// The commands queued in this turn of the event loop, encoded, written
     /// together at its end.
-    private var pending: ByteBuffer?
+    @exclusivity(unchecked) private var pending: ByteBuffer?
     /// When the timer found deadlines passed and started confirming them
     /// (see `timerFired`); nil when it is not confirming.
-    private var expiryConfirmationStarted: NIODeadline?
+    @exclusivity(unchecked) private var expiryConfirmationStarted: NIODeadline?
     /// How long after a deadline passes it is confirmed: long enough that the
     /// event loop polls its sockets in between, unless it stays busy with
     /// tasks all that time.

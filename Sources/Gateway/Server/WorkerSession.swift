@@ -24,44 +24,44 @@ final class WorkerSession {
     /// Why this connection's peer is refused (see `refuse`); nil when it is served.
     private let refusal: String?
     /// Whether the refused peer has been told (it is told once, then disconnected).
-    private var refusalSent = false
+    @exclusivity(unchecked) private var refusalSent = false
     /// The timer that tells a refused peer that sends nothing.
-    private var refusalDeadline: Scheduled<Void>?
+    @exclusivity(unchecked) private var refusalDeadline: Scheduled<Void>?
     private let codec: MessageCodec
     private let connectionID: UInt64
     /// The versions this connection registered (so the registry hears of each once).
-    private var registered: Set<FunctionVersion> = []
+    @exclusivity(unchecked) private var registered: Set<FunctionVersion> = []
     /// The counters of the functions this connection looked up (see `counters(for:)`).
-    private var functionCounters: [String: FunctionCountersHandle] = [:]
+    @exclusivity(unchecked) private var functionCounters: [String: FunctionCountersHandle] = [:]
     /// The function this connection's last lookup named, kept so that the
     /// next lookup of it builds no strings (see `LookupFrames.lookupRequest(_:memo:)`).
-    private var lookupMemo = LookupFunctionMemo()
+    @exclusivity(unchecked) private var lookupMemo = LookupFunctionMemo()
     /// The counters of `lookupMemo`'s function, and the memo generation they are for.
-    private var memoCounters: (generation: UInt64, handle: FunctionCountersHandle)?
-    private var logger: Logger
-    private var greeted = false
+    @exclusivity(unchecked) private var memoCounters: (generation: UInt64, handle: FunctionCountersHandle)?
+    @exclusivity(unchecked) private var logger: Logger
+    @exclusivity(unchecked) private var greeted = false
     /// How long this connection's client waits for a held lookup, from its
     /// hello; 0 when it did not announce support (it is then never held).
-    private var holdMilliseconds: UInt64 = 0
-    private var inFlight = 0
-    private var inReadBurst = false
-    private var needsFlush = false
+    @exclusivity(unchecked) private var holdMilliseconds: UInt64 = 0
+    @exclusivity(unchecked) private var inFlight = 0
+    @exclusivity(unchecked) private var inReadBurst = false
+    @exclusivity(unchecked) private var needsFlush = false
     /// The storage of the last reply, reused by the next (`takeReplyBuffer`).
-    private var replyBuffer: ByteBuffer?
+    @exclusivity(unchecked) private var replyBuffer: ByteBuffer?
     /// Replies larger than this do not keep their storage for the next.
     static let keptReplyCapacity = 16 * 1024
-    private var drainCheck: Scheduled<Void>?
+    @exclusivity(unchecked) private var drainCheck: Scheduled<Void>?
     /// Requests read while they could not be served (the peer was not taking
     /// its replies, or the in-flight limit was reached), waiting their turn:
     /// at most what one read delivered, since reading stops meanwhile.
-    private var backlog = CircularBuffer<ByteBuffer>()
+    @exclusivity(unchecked) private var backlog = CircularBuffer<ByteBuffer>()
     /// When the gateway told this connection to drain (see `drainWindowEnd`).
-    private var drainRequested: NIODeadline?
+    @exclusivity(unchecked) private var drainRequested: NIODeadline?
     /// While draining: the read count (`ReadingState.reads`) last seen, and
     /// when the read it counts started; nil until a read since `drainRequested`.
-    private var drainRead: (count: UInt64, startedAt: NIODeadline?) = (0, nil)
+    @exclusivity(unchecked) private var drainRead: (count: UInt64, startedAt: NIODeadline?) = (0, nil)
     /// The first read since `drainRequested` that found the socket empty.
-    private var drainEmptied: NIODeadline?
+    @exclusivity(unchecked) private var drainEmptied: NIODeadline?
     /// Whether this session has stopped reading; shared with the `FrameReader`
     /// in front of it, whose frame deadline does not run meanwhile.
     private let reading: ReadingState

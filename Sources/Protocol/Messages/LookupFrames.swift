@@ -294,9 +294,11 @@ public struct LookupFunctionMemo: Sendable {
     /// `mutating` although it changes nothing: it is called on the memo that
     /// `lookupRequest(_:memo:)`'s closure captures `inout`, and a non-mutating
     /// method there was called on a copy of the whole memo (its array and
-    /// both strings retained, then released) on every lookup.
+    /// both strings retained, then released) on every lookup. It tests
+    /// `fields`, never `function`, for the same reason: reading the optional
+    /// copies its two strings. `fields` is empty until a function is remembered.
     fileprivate mutating func holds(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard self.function != nil, self.fields.count == bytes.count else { return false }
+        guard !self.fields.isEmpty, self.fields.count == bytes.count else { return false }
         return self.fields.withUnsafeBytes { memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }
     }
 
