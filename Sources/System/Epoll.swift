@@ -42,14 +42,16 @@ public struct EpollReadiness: Sendable, Hashable {
 ///
 /// The class owns the epoll descriptor and closes it when it goes away. Every
 /// call goes through `systemCall`, so EINTR is retried and failures are
-/// `GatewayError`s. Not thread-safe: one event loop owns one instance.
+/// `GatewayError`s. Not thread-safe: one event loop owns one instance, and
+/// never waits again from within a wait's `body`; so the buffers are never
+/// accessed twice at once, and are `@exclusivity(unchecked)`.
 public final class Epoll {
     private let descriptor: Int32
     /// Most events one `wait` reports.
     public let capacity: Int
     private let scratch: UnsafeMutableRawPointer
-    private var tokens: [UInt64]
-    private var events: [UInt32]
+    @exclusivity(unchecked) private var tokens: [UInt64]
+    @exclusivity(unchecked) private var events: [UInt32]
 
     /// Creates an epoll instance whose `wait` reports at most `capacity` events.
     public init(capacity: Int = 256) throws(GatewayError) {
@@ -83,11 +85,11 @@ public final class Epoll {
         try systemCall("epoll_ctl(DEL)") { cache_gateway_epoll_ctl(self.descriptor, cache_gateway_epoll_ctl_del, fd, 0, 0) }
     }
 
-    /// Waits up to `timeoutMilliseconds` (-1: without end, 0: not at all)
-    /// and calls `body` with each readiness, in the order epoll reported them.
-    /// Returns how many there were.
+    /// Waits up to `timeoutMilliseconds` (-1: without end, 0: not at all),
+    /// calls `woke` once the wait has returned, and then `body` with each
+    /// readiness, in the order epoll reported them. Returns how many there were.
     @discardableResult
-    public func wait(timeoutMilliseconds: Int32, _ body: (EpollReadiness) throws -> Void) throws -> Int {
+    public func wait(timeoutMilliseconds: Int32, woke: () -> Void = {}, _ body: (EpollReadiness) throws -> Void) throws -> Int {
         let count = try self.tokens.withUnsafeMutableBufferPointer { tokens throws(GatewayError) in
             try self.events.withUnsafeMutableBufferPointer { events throws(GatewayError) in
                 try systemCall("epoll_wait") {
@@ -102,6 +104,7 @@ public final class Epoll {
                 }
             }
         }
+        woke()
         for index in 0..<Int(count) {
             try body(EpollReadiness(token: self.tokens[index], events: EpollEvents(rawValue: self.events[index])))
         }

@@ -17,7 +17,8 @@ import Synchronization
 /// written with one system call where the socket takes them, and what it
 /// does not take is written, in order, when the socket is writable again.
 /// Plain TCP and Unix sockets only: TLS connections are SwiftNIO's
-/// (`RedisConnection.connect`).
+/// (`RedisConnection.connect`). Its stored properties skip the runtime's
+/// exclusivity checks, as `IOLoop` explains.
 final class IORedisConnection: IOReadinessHandler, IOTurnEndHandler, RedisCommandTransport, @unchecked Sendable {
     private enum State {
         case connecting(EventLoopPromise<IORedisConnection>, Scheduled<Void>?)

@@ -11,10 +11,11 @@ import NIOCore
 /// (slices, no copies; an incomplete frame waits for the rest, under the
 /// frame deadline). Replies are
 /// queued by `write` and sent at `flush`, each read's replies with one
-/// system call where the socket takes them; what it does not take is sent
-/// when the socket is writable again. Above `highWater` queued bytes the
-/// connection is not writable (the session stops reading), and it is again
-/// below `lowWater`.
+/// system call where the socket takes them (`IOPendingWrites`); what it does
+/// not take is sent when the socket is writable again. Above `highWater`
+/// queued bytes the connection is not writable (the session stops
+/// reading), and it is again below `lowWater`. Its stored properties skip
+/// the runtime's exclusivity checks, as `IOLoop` explains.
 final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked Sendable {
     static let highWater = 1024 * 1024
     static let lowWater = 256 * 1024
@@ -28,7 +29,6 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
     @exclusivity(unchecked) private var deadline: Scheduled<Void>?
     private let reading: ReadingState
     @exclusivity(unchecked) private var input = ByteBuffer()
-    @exclusivity(unchecked) private var queued: [ByteBuffer] = []
     @exclusivity(unchecked) private var sending = IOPendingWrites()
     @exclusivity(unchecked) private var queuedBytes = 0
     @exclusivity(unchecked) private var writable = true
@@ -141,7 +141,7 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
 
     func write(_ buffer: ByteBuffer) {
         guard self.open else { return }
-        self.queued.append(buffer)
+        self.sending.append(buffer)
         self.queuedBytes += buffer.readableBytes
         if self.writable, self.queuedBytes > Self.highWater {
             self.writable = false
@@ -150,10 +150,8 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
     }
 
     func flush() {
-        guard self.open else { return }
-        for buffer in self.queued { self.sending.append(buffer) }
-        self.queued.removeAll(keepingCapacity: true)
-        if !self.waitingToWrite { self.send() }
+        guard self.open, !self.waitingToWrite else { return }
+        self.send()
     }
 
     func writeAndFlush(_ buffer: ByteBuffer) {
@@ -184,7 +182,6 @@ final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked 
         Glibc.close(self.fd)
         self.cancelDeadline()
         self.assembler.reset()
-        self.queued.removeAll()
         self.sending.removeAll()
         self.session?.deactivate()
         self.session = nil

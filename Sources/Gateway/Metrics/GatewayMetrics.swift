@@ -313,6 +313,11 @@ public final class GatewayMetrics: Sendable {
         self.isEnabled ? NIODeadline.now().uptimeNanoseconds : 0
     }
 
+    /// `startTime()` for a caller that has read the clock already.
+    func startTime(at now: NIODeadline) -> UInt64 {
+        self.isEnabled ? now.uptimeNanoseconds : 0
+    }
+
     /// Records a lookup's time in the gateway, from `start` (from `startTime()`) until now.
     func recordLookup(since start: UInt64) {
         guard start != 0 else { return }

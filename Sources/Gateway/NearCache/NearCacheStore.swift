@@ -218,8 +218,8 @@ public final class NearCacheStore: CacheStore {
     }
 
     /// A held entry, answered at once.
-    public func lookupImmediately(_ key: StorageKey) -> StoreLookup? {
-        guard let entry = self.state.withLock({ $0.cache.get(key, now: .now()) }) else { return nil }
+    public func lookupImmediately(_ key: StorageKey, now: NIODeadline) -> StoreLookup? {
+        guard let entry = self.state.withLock({ $0.cache.get(key, now: now) }) else { return nil }
         self.hits.wrappingAdd(1, ordering: .relaxed)
         self.metrics.recordNearCacheHit()
         return .hit(entry.value, computeMicroseconds: entry.computeMicroseconds, expiresAtUnixMilliseconds: entry.expiresAtUnixMilliseconds)

@@ -66,6 +66,9 @@ protocol RedisCommandTransport: AnyObject {
 /// **Errors.** A decoding error or a reply nobody asked for means the stream
 /// is out of step; the connection is closed. When it closes, everything in
 /// flight fails with `.connectionClosed`, and so does any later command.
+///
+/// Everything runs on the transport's event loop; the stored properties
+/// skip the runtime's exclusivity checks, as `IOLoop` explains.
 final class RedisCommandQueue {
     private struct InFlight {
         /// nil once the entry has timed out: its reply is then dropped.

@@ -12,7 +12,8 @@ import NIOCore
 /// completion order, each carrying its request's id. Replies produced while a
 /// read burst is being processed are flushed once, at `readComplete`, so a
 /// pipelined burst costs one write system call. An in-memory hit never leaves
-/// this event loop.
+/// this event loop. Its stored properties skip the runtime's exclusivity
+/// checks, as `IOLoop` explains (on SwiftNIO's loops the same rule holds).
 final class WorkerSession {
     /// The connection under this session.
     private let transport: any WorkerTransport
@@ -339,12 +340,16 @@ final class WorkerSession {
     /// `refresh` whether its caller can refresh the entry (status 4).
     private func lookup(id: UInt64, function: FunctionVersion, key: CacheKey, hold: UInt64, refresh: Bool, counters: FunctionCountersHandle) {
         let key = StorageKey(namespace: self.namespace, function: function, key: key)
-        let started = self.shared.metrics.startTime()
+        // One time for the lookup: its metrics, its single-flight start and
+        // the store's expiry checks. On the gateway's loops, the turn's
+        // (`IOLoop.now`): no later than the read that brought the lookup.
+        let now = self.transport.eventLoop.now
+        let started = self.shared.metrics.startTime(at: now)
         // Read before the store is asked: single-flight compares it with stores' completions.
-        let lookupStarted: NIODeadline = self.shared.fills == nil ? .uptimeNanoseconds(0) : .now()
+        let lookupStarted: NIODeadline = self.shared.fills == nil ? .uptimeNanoseconds(0) : now
         // The hit path: a store that can answer at once (memory) is answered
         // here, inside this read, with no future and no callback.
-        if let result = self.shared.store.lookupImmediately(key) {
+        if let result = self.shared.store.lookupImmediately(key, now: now) {
             self.answerLookup(id: id, key: key, result: result, hold: hold, refresh: refresh, counters: counters, startedAt: started, lookupStarted: lookupStarted)
             return
         }

@@ -18,7 +18,7 @@ protocol WorkerTransport: AnyObject {
     var isWritable: Bool { get }
     /// An empty buffer of at least `capacity` bytes for a reply.
     func makeBuffer(capacity: Int) -> ByteBuffer
-    /// Queues `buffer`, to be sent at the next `flush`.
+    /// Queues `buffer`, to be sent by the next `flush` at the latest.
     func write(_ buffer: ByteBuffer)
     /// Sends everything queued.
     func flush()

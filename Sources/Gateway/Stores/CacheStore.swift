@@ -38,7 +38,8 @@ public protocol CacheStore: Sendable {
     /// that brought the request, with no promise, no callback and no
     /// allocation of its own. A store that wraps another (a near-cache in front
     /// of Redis) answers here what it holds and returns nil for the rest.
-    func lookupImmediately(_ key: StorageKey) -> StoreLookup?
+    /// `now` is the lookup's time, as the caller's event loop tells it (`EventLoop.now`).
+    func lookupImmediately(_ key: StorageKey, now: NIODeadline) -> StoreLookup?
 
     /// Stores an entry for `ttl`; succeeds with false when the entry was dropped
     /// (backend unavailable).
@@ -83,7 +84,12 @@ extension CacheStore {
     }
 
     /// Never answers at once: every lookup goes through `lookup`.
-    public func lookupImmediately(_ key: StorageKey) -> StoreLookup? { nil }
+    public func lookupImmediately(_ key: StorageKey, now: NIODeadline) -> StoreLookup? { nil }
+
+    /// `lookupImmediately(_:now:)` at the current time.
+    public func lookupImmediately(_ key: StorageKey) -> StoreLookup? {
+        self.lookupImmediately(key, now: .now())
+    }
 
     /// No backend names.
     public func backendKey(for key: StorageKey) -> String? { nil }

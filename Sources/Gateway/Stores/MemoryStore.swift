@@ -81,13 +81,12 @@ public final class MemoryStore: CacheStore {
     }
 
     /// Memory answers every lookup at once.
-    public func lookupImmediately(_ key: StorageKey) -> StoreLookup? {
-        self.lookupNow(key)
+    public func lookupImmediately(_ key: StorageKey, now: NIODeadline) -> StoreLookup? {
+        self.lookupNow(key, now: now)
     }
 
-    private func lookupNow(_ key: StorageKey) -> StoreLookup {
-        let now = NIODeadline.now()
-        return self.state.withLockedValue { state in
+    private func lookupNow(_ key: StorageKey, now: NIODeadline = .now()) -> StoreLookup {
+        self.state.withLockedValue { state in
             if let held = state.entries.get(key, now: now) {
                 return .hit(held.entry.value, computeMicroseconds: held.entry.computeMicroseconds, expiresAtUnixMilliseconds: held.expiresAtUnixMilliseconds)
             }
