@@ -1,4 +1,5 @@
 #if os(Linux)
+import Glibc
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
@@ -54,6 +55,29 @@ import Testing
         struct Failure: Error, Equatable {}
         let failing = try await loop.submit { loop.scheduleTask(in: .milliseconds(1)) { throw Failure() } }.get()
         await #expect(throws: Failure()) { try await failing.futureResult.get() }
+        try await group.shutdownGracefully()
+    }
+
+    /// On the loop, `now` is the turn's time: it stands still within a turn,
+    /// is never ahead of the clock, and moves on with the next turn. Timers
+    /// scheduled against it still fire no earlier than their deadlines.
+    @Test func theLoopsClockIsReadOncePerTurnAndTimersNeverFireEarly() async throws {
+        let group = try IOLoopGroup.start(count: 1)
+        let loop = group.next()
+        let turn = try await loop.submit { () -> (first: NIODeadline, clock: NIODeadline, second: NIODeadline) in
+            let first = loop.now
+            usleep(2000)
+            return (first, NIODeadline.now(), loop.now)
+        }.get()
+        #expect(turn.first == turn.second)
+        #expect(turn.clock - turn.first >= .milliseconds(2))
+        let next = try await loop.submit { loop.now }.get()
+        #expect(next > turn.first)
+        let deadlines = (0..<50).map { NIODeadline.now() + .milliseconds(Int64($0 % 7)) }
+        let timers = try await loop.submit {
+            deadlines.map { deadline in loop.scheduleTask(deadline: deadline) { NIODeadline.now() >= deadline } }
+        }.get()
+        for timer in timers { #expect(try await timer.futureResult.get(), "a timer fired before its deadline") }
         try await group.shutdownGracefully()
     }
 
