@@ -64,13 +64,18 @@ import Testing
 
     @Test("the lookup path's entry key is the same bytes as the layout's string, on both layouts and in every bucket")
     func entryKeyBuffersMatchTheStrings() throws {
+        // Multi-byte UTF-8 and an empty version too: lengths are counted in bytes.
+        let names = [(namespace: "ns", functionID: "F1", version: "v-2"), ("名前-ns", "f\u{301}", ""), ("", "F", "v" + String(repeating: "é", count: 40))]
         for layout in [RedisKeyLayout.single, .cluster] {
-            for first in 0..<16 {
-                let bytes = [UInt8(first << 4 | 0x0b)] + (1..<32).map { UInt8(truncatingIfNeeded: $0 &* 37) }
-                let digest = try #require(SHA256Digest(bytes: bytes))
-                let string = layout.entryKey(namespace: "ns", functionID: "F1", version: "v-2", hex: digest.hexString)
-                let buffer = layout.entryKey(namespace: "ns", functionID: "F1", version: "v-2", digest: digest)
-                #expect(String(buffer: buffer) == string)
+            for (namespace, functionID, version) in names {
+                for first in 0..<16 {
+                    let bytes = [UInt8(first << 4 | 0x0b)] + (1..<32).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+                    let digest = try #require(SHA256Digest(bytes: bytes))
+                    let string = layout.entryKey(namespace: namespace, functionID: functionID, version: version, hex: digest.hexString)
+                    let buffer = layout.entryKey(namespace: namespace, functionID: functionID, version: version, digest: digest)
+                    #expect(String(buffer: buffer) == string)
+                    #expect(buffer.readableBytes == string.utf8.count)
+                }
             }
         }
     }

@@ -101,6 +101,11 @@ final class RedisCommandQueue {
     /// The commands queued in this turn of the event loop, encoded, written
     /// together at its end.
     @exclusivity(unchecked) private var pending: ByteBuffer?
+    /// The last turn's `pending`, kept to be written into again once the
+    /// transport has sent it (see `enqueue`).
+    @exclusivity(unchecked) private var spare: ByteBuffer?
+    /// A turn's buffer larger than this is not kept for the next.
+    static let keptBufferCapacity = 64 * 1024
     /// When the timer found deadlines passed and started confirming them
     /// (see `timerFired`); nil when it is not confirming.
     @exclusivity(unchecked) private var expiryConfirmationStarted: NIODeadline?
@@ -225,7 +230,14 @@ final class RedisCommandQueue {
             self.armTimer(for: now + timeout)
         }
         if self.pending == nil {
-            self.pending = transport.makeBuffer(capacity: 256)
+            // The last turn's buffer, when the transport has let go of it
+            // (else `clear` gives it new storage).
+            if var spare = self.spare.take(), spare.capacity <= Self.keptBufferCapacity {
+                spare.clear()
+                self.pending = spare
+            } else {
+                self.pending = transport.makeBuffer(capacity: 256)
+            }
         }
         RESPCommandEncoder.append(request.command.argv, to: &self.pending!)
     }
@@ -244,6 +256,7 @@ final class RedisCommandQueue {
         // Closed meanwhile: nothing left to send.
         guard self.isOpen, let pending = self.pending.take() else { return }
         self.transport?.send(pending)
+        self.spare = pending
     }
 
     // MARK: Replies
@@ -320,6 +333,7 @@ final class RedisCommandQueue {
         self.isOpen = false
         self.transport = nil
         self.pending = nil
+        self.spare = nil
         self.timer?.cancel()
         self.timer = nil
         self.timerDeadline = nil

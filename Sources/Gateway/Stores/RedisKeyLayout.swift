@@ -79,27 +79,47 @@ enum RedisKeyLayout: Sendable, Hashable {
     /// same bytes as `entryKey(namespace:functionID:version:hex:)`, for the
     /// lookup path, with no string built on the way.
     func entryKey(namespace: String, functionID: String, version: String, digest: SHA256Digest) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: namespace.utf8.count + functionID.utf8.count + version.utf8.count + 64 + 16)
-        buffer.writeStaticString("cg:")
-        buffer.writeString(namespace)
-        buffer.writeStaticString(":e:")
-        if self == .cluster { buffer.writeStaticString("{") }
-        buffer.writeString(functionID)
-        buffer.writeStaticString(":")
-        buffer.writeString(version)
-        if self == .cluster {
-            // The bucket: the first hex digit of the key, as `bucket(ofHex:)` reads it.
-            let first = digest.withUnsafeBytes { $0[0] >> 4 }
-            buffer.writeStaticString(":")
-            buffer.writeInteger(first < 10 ? UInt8(ascii: "0") + first : UInt8(ascii: "a") + first - 10)
-            buffer.writeStaticString("}")
-        }
-        buffer.writeStaticString(":")
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 64) { out in
-            digest.writeHexDigits(to: out)
-            return 64
+        let cluster = self == .cluster
+        // "cg:" ns ":e:" ["{"] fid ":" version [":" bucket "}"] ":" 64 hex digits
+        let length = 3 + namespace.utf8.count + 3 + functionID.utf8.count + 1 + version.utf8.count + (cluster ? 4 : 0) + 1 + 64
+        var buffer = ByteBufferAllocator().buffer(capacity: length)
+        // One write of the whole key: each ByteBuffer write checks capacity
+        // and uniqueness, and this runs for every lookup.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
+            var at = Self.put("cg:", into: out, at: 0)
+            at = Self.put(namespace, into: out, at: at)
+            at = Self.put(cluster ? ":e:{" : ":e:", into: out, at: at)
+            at = Self.put(functionID, into: out, at: at)
+            at = Self.put(":", into: out, at: at)
+            at = Self.put(version, into: out, at: at)
+            if cluster {
+                // The bucket: the first hex digit of the key, as `bucket(ofHex:)` reads it.
+                let first = digest.withUnsafeBytes { $0[0] >> 4 }
+                out[at] = UInt8(ascii: ":")
+                out[at + 1] = first < 10 ? UInt8(ascii: "0") + first : UInt8(ascii: "a") + first - 10
+                out[at + 2] = UInt8(ascii: "}")
+                at += 3
+            }
+            out[at] = UInt8(ascii: ":")
+            digest.writeHexDigits(to: UnsafeMutableRawBufferPointer(rebasing: out[(at + 1)...]))
+            return at + 1 + 64
         }
         return buffer
+    }
+
+    /// Copies `string`'s UTF-8 bytes into `out` at `offset`; returns the offset after them.
+    private static func put(_ string: String, into out: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
+        let copied = string.utf8.withContiguousStorageIfAvailable { bytes in
+            UnsafeMutableRawBufferPointer(rebasing: out[offset...]).copyMemory(from: UnsafeRawBufferPointer(bytes))
+            return bytes.count
+        }
+        if let copied { return offset + copied }
+        var at = offset
+        for byte in string.utf8 {
+            out[at] = byte
+            at += 1
+        }
+        return at
     }
 
     /// The fill lease of an entry: beside the entry, with the entry's hash
