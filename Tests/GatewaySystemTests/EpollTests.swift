@@ -22,6 +22,26 @@ import Testing
         #expect(try epoll.wait(timeoutMilliseconds: 0) { _ in } == 0)
     }
 
+    /// `woke` runs once per wait, after it returns and before any readiness,
+    /// also when nothing is ready.
+    @Test func wokeRunsOnceBeforeTheReadinesses() throws {
+        var pair: [Int32] = [0, 0]
+        try systemCall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) }
+        defer { close(pair[0]); close(pair[1]) }
+        let epoll = try Epoll()
+        try epoll.register(pair[0], for: .writable, token: 1)
+        try epoll.register(pair[1], for: .writable, token: 2)
+        var calls: [String] = []
+        try epoll.wait(timeoutMilliseconds: -1, woke: { calls.append("woke") }) { calls.append("ready \($0.token)") }
+        #expect(calls.first == "woke")
+        #expect(calls.dropFirst().sorted() == ["ready 1", "ready 2"])
+        try epoll.remove(pair[0])
+        try epoll.remove(pair[1])
+        calls = []
+        #expect(try epoll.wait(timeoutMilliseconds: 0, woke: { calls.append("woke") }) { _ in calls.append("ready") } == 0)
+        #expect(calls == ["woke"])
+    }
+
     @Test func modifyAndRemoveChangeWhatIsReported() throws {
         var pair: [Int32] = [0, 0]
         try systemCall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) }

@@ -10,7 +10,7 @@ import NIOCore
 /// Reads go into one buffer and are split into frames by `FrameAssembler`
 /// (slices, no copies; an incomplete frame waits for the rest, under the
 /// frame deadline). Replies are
-/// queued by `write` and sent at `flush`, each read's replies with one
+/// queued by `write` and sent by `flush` at the latest, each read's replies with one
 /// system call where the socket takes them (`IOPendingWrites`); what it does
 /// not take is sent when the socket is writable again. Above `highWater`
 /// queued bytes the connection is not writable (the session stops

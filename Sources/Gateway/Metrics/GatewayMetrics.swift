@@ -313,7 +313,7 @@ public final class GatewayMetrics: Sendable {
         self.isEnabled ? NIODeadline.now().uptimeNanoseconds : 0
     }
 
-    /// `startTime()` for a caller that has read the clock already.
+    /// `startTime()` at the caller's time (its event loop's `now`), without reading the clock.
     func startTime(at now: NIODeadline) -> UInt64 {
         self.isEnabled ? now.uptimeNanoseconds : 0
     }
