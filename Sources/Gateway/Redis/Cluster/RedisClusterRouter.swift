@@ -189,9 +189,7 @@ public final class RedisClusterRouter: Sendable {
         case .success(let (endpoint, pool)):
             return pool.sendFuture(command, timeout: timeout, preferring: eventLoop)
                 .flatMapError { error in
-                    if let error = error as? GatewayError, error.code == .unavailable || error.code == .connectionClosed {
-                        self.requestRefresh()
-                    }
+                    self.refreshIfMasterLost(error)
                     return pool.eventLoopGroup.any().makeFailedFuture(error)
                 }
                 .flatMap { reply in
@@ -227,11 +225,7 @@ public final class RedisClusterRouter: Sendable {
                         .hop(to: eventLoop)
                         .whenComplete(answer)
                 case .failure(let error):
-                    // A master without a connection, or one lost mid-command:
-                    // it may have failed over, so the map is read again soon.
-                    if let error = error as? GatewayError, error.code == .unavailable || error.code == .connectionClosed {
-                        self.requestRefresh()
-                    }
+                    self.refreshIfMasterLost(error)
                     answer(result)
                 }
             }
@@ -259,6 +253,15 @@ public final class RedisClusterRouter: Sendable {
     /// Sends `commands` to `slot`'s master and waits for every reply.
     public func pipeline(_ commands: [RedisCommand], slot: ClusterSlot, timeout: TimeAmount) async throws -> [RESPValue] {
         try await self.pipelineFuture(commands, slot: slot, timeout: timeout).get()
+    }
+
+    /// A command failed for want of its master (no connection, or one lost
+    /// mid-command): the master may have failed over, so the map is read
+    /// again soon.
+    private func refreshIfMasterLost(_ error: any Error) {
+        if let error = error as? GatewayError, error.code == .unavailable || error.code == .connectionClosed {
+            self.requestRefresh()
+        }
     }
 
     private func masterPool(for slot: ClusterSlot) -> Result<(RedisURL.Endpoint, RedisConnectionPool), GatewayError> {
@@ -292,11 +295,7 @@ public final class RedisClusterRouter: Sendable {
         }
         return pool.pipelineFuture(wire, timeout: max(remaining, .milliseconds(1)), preferring: eventLoop)
             .flatMapError { error in
-                // A master without a connection, or one lost mid-command: it may
-                // have failed over, so the map is read again soon.
-                if let error = error as? GatewayError, error.code == .unavailable || error.code == .connectionClosed {
-                    self.requestRefresh()
-                }
+                self.refreshIfMasterLost(error)
                 return pool.eventLoopGroup.any().makeFailedFuture(error)
             }
             .flatMap { wireReplies in
