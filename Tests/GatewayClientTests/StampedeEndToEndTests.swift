@@ -382,8 +382,8 @@ extension ClientIntegrationTests {
         /// 0.1·√N, plus one for where the run ends against the last period,
         /// and on a loaded machine each period also carries a few
         /// milliseconds of scheduling. Over 30 periods that is about ±1.5
-        /// against the allowed 3; over 20 it was ±1.4 against 2, which a
-        /// loaded machine could cross.
+        /// against the allowed 3 (over 20 it would be ±1.4 against 2, which a
+        /// loaded machine can cross).
         @Test("steady load with early refresh: computations within 10% of run/TTL, never two at once, no caller waits after the first fill")
         func steadyLoadWithEarlyRefresh() throws {
             let gateway = try GatewayProcess(arguments: try Self.redisArguments(namespace: "refresh\(UInt32.random(in: 0...UInt32.max))"))

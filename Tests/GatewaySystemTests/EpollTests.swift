@@ -6,9 +6,15 @@ import Testing
 
 /// The epoll and eventfd wrappers, on real descriptors.
 @Suite struct EpollTests {
-    @Test func reportsAReadableSocketWithItsTokenAndNothingOnceRead() throws {
+    /// A connected pair of Unix stream sockets.
+    static func socketPair() throws -> [Int32] {
         var pair: [Int32] = [0, 0]
         try systemCall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) }
+        return pair
+    }
+
+    @Test func reportsAReadableSocketWithItsTokenAndNothingOnceRead() throws {
+        let pair = try Self.socketPair()
         defer { close(pair[0]); close(pair[1]) }
         let epoll = try Epoll(capacity: 4)
         try epoll.register(pair[0], for: .readable, token: 42)
@@ -25,8 +31,7 @@ import Testing
     /// `woke` runs once per wait, after it returns and before any readiness,
     /// also when nothing is ready.
     @Test func wokeRunsOnceBeforeTheReadinesses() throws {
-        var pair: [Int32] = [0, 0]
-        try systemCall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) }
+        let pair = try Self.socketPair()
         defer { close(pair[0]); close(pair[1]) }
         let epoll = try Epoll()
         try epoll.register(pair[0], for: .writable, token: 1)
@@ -43,8 +48,7 @@ import Testing
     }
 
     @Test func modifyAndRemoveChangeWhatIsReported() throws {
-        var pair: [Int32] = [0, 0]
-        try systemCall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) }
+        let pair = try Self.socketPair()
         defer { close(pair[0]); close(pair[1]) }
         let epoll = try Epoll()
         try epoll.register(pair[0], for: .readable, token: 1)
@@ -59,8 +63,7 @@ import Testing
     }
 
     @Test func aPeerThatClosesIsReported() throws {
-        var pair: [Int32] = [0, 0]
-        try systemCall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) }
+        let pair = try Self.socketPair()
         defer { close(pair[0]) }
         let epoll = try Epoll()
         try epoll.register(pair[0], for: [.readable, .peerClosed], token: 9)

@@ -36,6 +36,23 @@ public final class GatewayProcess: @unchecked Sendable {
         }
     }
 
+    /// Runs `serve --socket <a fresh path>` with `arguments` and `environment`
+    /// added, to its end: for choices the gateway must refuse before it
+    /// serves. Returns its exit status, what it wrote, and whether it left a
+    /// socket file behind.
+    public static func runToEnd(arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String, leftSocketFile: Bool) {
+        let directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("cg-refused-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let socket = directory.appendingPathComponent("g.sock").path
+        let process = Process()
+        process.executableURL = try Self.executable
+        process.arguments = ["serve", "--socket", socket] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let (status, output) = try process.runToEnd()
+        return (status, output, FileManager.default.fileExists(atPath: socket))
+    }
+
     /// Starts a gateway with `arguments` added to `serve --socket …`, and waits for READY=1.
     /// `reuseSocketOf` starts the gateway on another gateway's socket path (for stale-socket tests).
     /// `launcher` runs the gateway through another program (its path and

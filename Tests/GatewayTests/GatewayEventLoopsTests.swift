@@ -52,17 +52,10 @@ extension IntegrationTests {
             ([], ["CACHE_GATEWAY_EVENT_LOOPS": "gateway:many"], "--event-loops gateway:N takes 1 to 1024 loops, not many"),
         ])
         func aBadChoiceIsRefusedClearly(arguments: [String], environment: [String: String], message: String) throws {
-            let directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("cg-loops-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: directory) }
-            let process = Process()
-            process.executableURL = try GatewayProcess.executable
-            process.arguments = ["serve", "--socket", directory.appendingPathComponent("g.sock").path] + arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-            let (status, text) = try process.runToEnd()
+            let (status, text, leftSocketFile) = try GatewayProcess.runToEnd(arguments: arguments, environment: environment)
             #expect(status != 0)
             #expect(text.contains(message), "\(text)")
-            #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("g.sock").path))
+            #expect(!leftSocketFile)
         }
     }
 }

@@ -245,17 +245,10 @@ extension IntegrationTests {
             ([], ["CACHE_GATEWAY_NEAR_CACHE_SIZE": "64MB"], "CACHE_GATEWAY_NEAR_CACHE_SIZE is not a number of bytes: 64MB"),
         ])
         func aBadNearCacheSizeIsRefusedClearly(arguments: [String], environment: [String: String], message: String) throws {
-            let directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("cg-near-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: directory) }
-            let process = Process()
-            process.executableURL = try GatewayProcess.executable
-            process.arguments = ["serve", "--socket", directory.appendingPathComponent("g.sock").path, "--redis", "unix://\(try TestRedis.socketPath)"] + arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-            let (status, text) = try process.runToEnd()
+            let (status, text, leftSocketFile) = try GatewayProcess.runToEnd(arguments: ["--redis", "unix://\(try TestRedis.socketPath)"] + arguments, environment: environment)
             #expect(status != 0)
             #expect(text.contains(message), "\(text)")
-            #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("g.sock").path))
+            #expect(!leftSocketFile)
         }
 
         @Test func zeroTurnsTheNearCacheOff() async throws {
