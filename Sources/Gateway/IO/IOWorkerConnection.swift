@@ -9,13 +9,13 @@ import NIOCore
 ///
 /// Reads go into one buffer and are split into frames by `FrameAssembler`
 /// (slices, no copies; an incomplete frame waits for the rest, under the
-/// frame deadline). Replies are
-/// queued by `write` and sent by `flush` at the latest, each read's replies with one
-/// system call where the socket takes them (`IOPendingWrites`); what it does
-/// not take is sent when the socket is writable again. Above `highWater`
-/// queued bytes the connection is not writable (the session stops
-/// reading), and it is again below `lowWater`. Its stored properties skip
-/// the runtime's exclusivity checks, as `IOLoop` explains.
+/// frame deadline). Replies are queued by `write` and sent by `flush` at the
+/// latest, each read's replies with one system call where the socket takes
+/// them (`IOPendingWrites`); what it does not take is sent when the socket
+/// is writable again. Above `highWater` queued bytes the connection is not
+/// writable (the session stops reading), and it is again below `lowWater`.
+/// Its stored properties skip the runtime's exclusivity checks, as `IOLoop`
+/// explains.
 final class IOWorkerConnection: WorkerTransport, IOReadinessHandler, @unchecked Sendable {
     static let highWater = 1024 * 1024
     static let lowWater = 256 * 1024
